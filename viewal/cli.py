@@ -1,0 +1,78 @@
+"""``viewal`` command line: one entry point, subcommands implemented in their own modules.
+
+Each subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int | None``; it is
+imported only when its command runs, so ``viewal --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# Open3D bundles an old TBB that makes Numba warn; OpenMP threading avoids it.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("viewal.datasets.synthetic", "generate the synthetic multi-view RGB-D scene dataset (Open3D raycasting)"),
+    "preview": ("viewal.datasets.preview", "draw a contact sheet of frames: RGB, depth, labels, superpixels"),
+    "superpixels": ("viewal.superpixels", "compute and cache SEEDS/SLIC superpixels for every frame of a dataset"),
+    "train": ("viewal.train", "train DeepLabv3+ on all labels of the train split (the full-data reference)"),
+    "pretrain": ("viewal.simsiam", "SimSiam self-supervised pretraining of the encoder on unlabelled frames"),
+    "experiment": ("viewal.experiment", "active-learning experiment: methods x seeds x cycles -> results.csv, curves.png"),
+    "query": ("viewal.hitl", "human in the loop: export region queries as PNG masks + JSON, import labelled masks"),
+}
+
+DESCRIPTION = """\
+viewal: 3D-aware active learning for semantic segmentation of RGB-D sequences.
+
+Typical session:
+  viewal generate data/demo                      # synthetic RGB-D scenes (exact depth, poses, labels)
+  viewal preview data/demo -o docs/preview.png   # look at them
+  viewal experiment --data data/demo --methods view_entropy,random,entropy --out runs/demo
+Run 'viewal <command> --help' for the options of a command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="viewal", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.print_usage(sys.stderr)
+            print(f"viewal: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+            return 2
+        parser.print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    module_name, help_ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name == module_name:
+            print(f"viewal {name}: not available in this build ({module_name} missing)", file=sys.stderr)
+            return 2
+        raise
+    sub = argparse.ArgumentParser(prog=f"viewal {name}", description=help_,
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    module.configure_parser(sub)
+    args = sub.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"viewal {name}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Atomic file writes: nothing half-written is ever visible on disk.
+
+Every writer in viewal goes through :func:`atomic_path`: it yields a temporary path in the same
+directory, and renames it over the destination only if the body finished without an exception.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = ["atomic_path", "write_json", "write_text", "write_image", "write_npz", "read_image"]
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it to ``dest`` on success, delete it on error.
+
+    ``suffix`` defaults to ``dest``'s own suffix so that writers that infer the format from the
+    extension (OpenCV, NumPy, matplotlib) write the right format.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix if suffix is not None else dest.suffix,
+                               dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_text(dest: str | os.PathLike, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(dest: str | os.PathLike, obj: Any) -> None:
+    write_text(dest, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_npz(dest: str | os.PathLike, **arrays: np.ndarray) -> None:
+    with atomic_path(dest, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def write_image(dest: str | os.PathLike, img: np.ndarray, rgb: bool = True, params: list[int] | None = None) -> None:
+    """Write an image with OpenCV, atomically. ``rgb=True`` means ``img`` is (H, W, 3) RGB order."""
+    import cv2
+
+    img = np.asarray(img)
+    if rgb and img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    with atomic_path(dest) as tmp:
+        if not cv2.imwrite(str(tmp), img, params or []):
+            raise OSError(f"could not write image {dest}")
+
+
+def read_image(path: str | os.PathLike, flags: int | None = None, rgb: bool = True) -> np.ndarray:
+    """Read an image with OpenCV (unchanged bit depth by default); RGB order for colour images.
+
+    Raises ``FileNotFoundError`` naming the file when it is missing or unreadable.
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing image file: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED if flags is None else flags)
+    if img is None:
+        raise OSError(f"could not decode image file: {path}")
+    if rgb and img.ndim == 3:
+        if img.shape[2] == 4:
+            img = img[:, :, :3]
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
