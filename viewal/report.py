@@ -1,0 +1,137 @@
+"""Results of active-learning experiments: CSV rows, label-efficiency curves, terminal tables.
+
+A result row is ``(method, seed, cycle, labelled_fraction, miou)``; ``labelled_fraction`` is the share
+of the training pool's pixels that carry a label (0..1).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from viewal.io import atomic_path, write_text
+
+__all__ = ["ResultRow", "read_results", "write_results", "aggregate", "fraction_to_reach", "format_table",
+           "plot_curves"]
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    method: str
+    seed: int
+    cycle: int
+    labelled_fraction: float
+    miou: float
+
+
+def write_results(path: str | Path, rows: Iterable[ResultRow]) -> None:
+    """Write rows as CSV (header ``method,seed,cycle,labelled_fraction,miou``), atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([f.name for f in fields(ResultRow)])
+    for r in sorted(rows, key=lambda r: (r.method, r.seed, r.cycle)):
+        w.writerow([r.method, r.seed, r.cycle, f"{r.labelled_fraction:.6f}", f"{r.miou:.6f}"])
+    write_text(path, buf.getvalue())
+
+
+def read_results(path: str | Path) -> list[ResultRow]:
+    with open(path, newline="") as fh:
+        return [ResultRow(r["method"], int(r["seed"]), int(r["cycle"]), float(r["labelled_fraction"]),
+                          float(r["miou"])) for r in csv.DictReader(fh)]
+
+
+def aggregate(rows: Sequence[ResultRow]) -> dict[str, dict[str, np.ndarray]]:
+    """Per method and cycle: mean/std of labelled fraction and mIoU over seeds.
+
+    Returns ``{method: {"cycle", "fraction", "fraction_std", "miou", "miou_std", "n"}}`` (arrays over cycles).
+    """
+    by = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[r.method][r.cycle].append(r)
+    out = {}
+    for m, cycles in by.items():
+        cs = sorted(cycles)
+        frac = [np.mean([r.labelled_fraction for r in cycles[c]]) for c in cs]
+        fstd = [np.std([r.labelled_fraction for r in cycles[c]]) for c in cs]
+        miou = [np.mean([r.miou for r in cycles[c]]) for c in cs]
+        mstd = [np.std([r.miou for r in cycles[c]]) for c in cs]
+        out[m] = {"cycle": np.array(cs), "fraction": np.array(frac), "fraction_std": np.array(fstd),
+                  "miou": np.array(miou), "miou_std": np.array(mstd), "n": np.array([len(cycles[c]) for c in cs])}
+    return out
+
+
+def fraction_to_reach(fractions: np.ndarray, mious: np.ndarray, target: float) -> float:
+    """Smallest labelled fraction at which the curve reaches ``target`` mIoU (linear interpolation
+    between cycles); ``nan`` when it never does within the run."""
+    fractions = np.asarray(fractions, float)
+    mious = np.asarray(mious, float)
+    for i in range(len(mious)):
+        if mious[i] >= target:
+            if i == 0:
+                return float(fractions[0])
+            f0, f1, m0, m1 = fractions[i - 1], fractions[i], mious[i - 1], mious[i]
+            return float(f0 + (target - m0) / (m1 - m0) * (f1 - f0)) if m1 > m0 else float(f1)
+    return float("nan")
+
+
+def format_table(rows: Sequence[ResultRow], full_miou: float | None = None, target_share: float = 0.95) -> str:
+    """Terminal table: mIoU (mean ± std over seeds) per method and cycle, plus labels to reach the target."""
+    agg = aggregate(rows)
+    methods = sorted(agg)
+    n_cycles = max(len(a["cycle"]) for a in agg.values()) if agg else 0
+    lines = []
+    head = f"{'method':<18}" + "".join(f"{'cycle ' + str(c):>20}" for c in range(n_cycles))
+    if full_miou is not None:
+        head += f"{'% to ' + format(100 * target_share, '.0f') + '% full':>16}"
+    lines.append(head)
+    lines.append("-" * len(head))
+    for m in methods:
+        a = agg[m]
+        cells = "".join(f"{100 * a['miou'][i]:>8.1f}±{100 * a['miou_std'][i]:<4.1f}@{100 * a['fraction'][i]:>5.1f}%"
+                        for i in range(len(a["cycle"])))
+        line = f"{m:<18}" + cells
+        if full_miou is not None:
+            f = fraction_to_reach(a["fraction"], a["miou"], target_share * full_miou)
+            line += f"{'not reached' if np.isnan(f) else format(100 * f, '.1f') + ' %':>16}"
+        lines.append(line)
+    lines.append("cells: mIoU % (mean ± std over seeds) @ % of training pixels labelled")
+    if full_miou is not None:
+        lines.append(f"full-data mIoU: {100 * full_miou:.1f} %")
+    return "\n".join(lines)
+
+
+def plot_curves(rows: Sequence[ResultRow], out: str | Path, full_miou: float | None = None,
+                title: str = "Label efficiency", target_share: float = 0.95) -> Path:
+    """mIoU against % of pixels labelled, mean and spread (±1 std) over seeds; full-data mIoU as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agg = aggregate(rows)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for m in sorted(agg):
+        a = agg[m]
+        x, y, s = 100 * a["fraction"], 100 * a["miou"], 100 * a["miou_std"]
+        line, = ax.plot(x, y, marker="o", lw=2 if m == "view_entropy" else 1.4, label=f"{m} (n={a['n'].max()})")
+        ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.18)
+    if full_miou is not None:
+        ax.axhline(100 * full_miou, color="k", ls="--", lw=1, label=f"full data ({100 * full_miou:.1f})")
+        ax.axhline(100 * target_share * full_miou, color="gray", ls=":", lw=1,
+                   label=f"{100 * target_share:.0f}% of full data")
+    ax.set_xlabel("% of training pixels labelled")
+    ax.set_ylabel("test mIoU (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return out
