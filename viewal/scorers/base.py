@@ -18,7 +18,8 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-__all__ = ["NEEDS", "SceneInputs", "Scores", "Scorer", "register", "get", "names", "pool_regions"]
+__all__ = ["NEEDS", "SceneInputs", "Scores", "Scorer", "register", "get", "names", "pool_regions",
+           "build_scene_inputs"]
 
 #: Known needs. ``probs``: mean MC softmax (N, C, H, W); ``mc_probs``: per-pass softmax (T, N, C, H, W);
 #: ``features``: pooled encoder features (N, D); ``views``: depths (N, H, W), Ks (N, 3, 3),
@@ -76,8 +77,8 @@ class Scorer:
 
     ``selection`` tells the loop how regions are picked from the pooled scores: ``"greedy"``
     (highest first, optional cross-view dedup), ``"viewal"`` (ViewAL's selection with cross-view dedup
-    and view choice by ``Scores.view``). Scorers with a set-level rule (e.g. core-set) override
-    :meth:`select` instead.
+    and view choice by ``Scores.view``), ``"kcenter"`` (set-level k-centre greedy on the features of
+    :meth:`region_features`, e.g. core-set). Selection itself lives in ``viewal.selection.select``.
     """
 
     name: ClassVar[str] = ""
@@ -100,6 +101,11 @@ class Scorer:
         pix = np.where(np.isfinite(pix), pix, -np.inf).astype(np.float32)
         view = None if out.view is None else np.where(np.isfinite(out.view), out.view, -np.inf).astype(np.float32)
         return Scores(pixel=pix, view=view)
+
+    def region_features(self, inputs: SceneInputs) -> np.ndarray | None:
+        """(R, D) one feature vector per region (global order over the scene's frames) for set-level rules
+        (``selection = "kcenter"``); ``None`` for scorers that rank by score."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, needs={sorted(self.needs)})"
@@ -171,3 +177,49 @@ def pool_regions(pixel: np.ndarray, regions: np.ndarray, n_regions: int | None =
     with np.errstate(invalid="ignore"):
         tot = np.bincount(r, weights=s, minlength=R)
         return np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+
+
+def build_scene_inputs(frames, superpixels: np.ndarray, needs=(), *, probs: np.ndarray | None = None,
+                       mc_probs: np.ndarray | None = None, features: np.ndarray | None = None,
+                       extras: dict[str, np.ndarray] | None = None,
+                       rng: np.random.Generator | None = None) -> SceneInputs:
+    """Assemble the :class:`SceneInputs` of one scene from its frames and the model's outputs.
+
+    Only what ``needs`` names is filled in; geometry (``"views"``) is read from the frames' depth, ``K``
+    and ``world_T_cam``. Ground-truth labels are never read (``Frame.labels`` is not touched), so no
+    scorer can see them.
+
+    Args:
+        frames: (N,) ``viewal.datasets.Frame`` of one scene, in sequence order.
+        superpixels: (N, H, W) int region ids per frame (or all zeros for whole-image regions).
+        needs: the scorer's ``needs``.
+        probs: (N, C, H, W); mc_probs: (T, N, C, H, W); features: (N, D) or (N, D, h, w); extras: plug-in needs.
+        rng: generator for random scorers (default ``default_rng(0)``).
+    """
+    frames = list(frames)
+    if not frames:
+        raise ValueError("build_scene_inputs: frames is empty")
+    scene_ids = {f.scene_id for f in frames}
+    if len(scene_ids) != 1:
+        raise ValueError(f"build_scene_inputs: frames span several scenes {sorted(scene_ids)}; pass one scene")
+    sp = np.asarray(superpixels)
+    if sp.ndim != 3 or len(sp) != len(frames):
+        raise ValueError(f"superpixels must be (N={len(frames)}, H, W), got {sp.shape}")
+    needs = set(needs)
+    provided = {"probs": probs, "mc_probs": mc_probs, "features": features}
+    for name, arr in provided.items():
+        if name in needs and arr is None:
+            raise ValueError(f"build_scene_inputs: the scorer needs {name!r} but it was not given")
+    kw: dict = {name: (np.asarray(arr) if name in needs else None) for name, arr in provided.items()}
+    if "probs" in needs and kw["probs"].shape[0] != len(frames):
+        raise ValueError(f"probs has {kw['probs'].shape[0]} frames, expected {len(frames)}")
+    if "views" in needs:
+        kw["depths"] = np.stack([np.asarray(f.depth, dtype=np.float32) for f in frames])
+        kw["Ks"] = np.stack([np.asarray(f.K, dtype=np.float64) for f in frames])
+        kw["world_T_cams"] = np.stack([np.asarray(f.world_T_cam, dtype=np.float64) for f in frames])
+    ex = {k: v for k, v in (extras or {}).items() if k in needs}
+    missing = needs - set(NEEDS) - set(ex)
+    if missing:
+        raise ValueError(f"build_scene_inputs: needs {sorted(missing)} have no array in extras")
+    return SceneInputs(scene_id=frames[0].scene_id, frame_ids=[f.frame_id for f in frames], superpixels=sp,
+                       extras=ex, rng=rng if rng is not None else np.random.default_rng(0), **kw)

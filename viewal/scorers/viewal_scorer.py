@@ -1,0 +1,42 @@
+"""ViewAL's scorer (METHODS.md §1): view entropy ranks regions, view divergence picks the view.
+
+Per pixel, ``viewal.kernels.view_entropy_divergence`` cross-projects the scene's mean MC-dropout
+distributions between its views (depth test, occlusion) and returns VE and VD maps; this scorer only
+wires its inputs and declares ``selection = "viewal"`` so the loop applies ViewAL's selection with
+cross-view dedup (``viewal.selection.select_viewal``) on the pooled maps: region score = mean VE over
+the superpixel, view score = mean VD.
+
+Options (all passed to the kernel when given): ``mode`` (depth-test mode; the kernel's default when
+absent), ``backend`` (``"numpy"``, ``"cpu"``, ``"cuda"``...), and any further kernel keyword (e.g. depth
+tolerances).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import SceneInputs, Scorer, Scores, register
+
+__all__ = ["ViewEntropyScorer"]
+
+
+@register
+class ViewEntropyScorer(Scorer):
+    """ViewAL: pixel score = view entropy VE, view score = view divergence VD."""
+
+    name = "view_entropy"
+    needs = frozenset({"probs", "views"})
+    selection = "viewal"
+
+    def score_pixels(self, inputs: SceneInputs) -> Scores:
+        from viewal import kernels
+
+        missing = [n for n in ("probs", "depths", "Ks", "world_T_cams") if getattr(inputs, n) is None]
+        if missing:
+            raise ValueError(f"view_entropy: SceneInputs is missing {missing} (needs 'probs' and 'views')")
+        fn = getattr(kernels, "view_entropy_divergence", None)
+        if fn is None:
+            raise RuntimeError("view_entropy: viewal.kernels.view_entropy_divergence is not available in this build")
+        kw = {k: v for k, v in self.options.items() if v is not None}
+        ve, vd = fn(np.asarray(inputs.probs, dtype=np.float32), np.asarray(inputs.depths, dtype=np.float32),
+                    np.asarray(inputs.Ks, dtype=np.float64), np.asarray(inputs.world_T_cams, dtype=np.float64), **kw)
+        return Scores(pixel=np.asarray(ve, dtype=np.float32), view=np.asarray(vd, dtype=np.float32))
