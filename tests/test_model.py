@@ -1,0 +1,158 @@
+"""DeepLabv3+ wrapper, MC-dropout sampling contract, encoder-weights loading."""
+import numpy as np
+import pytest
+import torch
+
+from viewal.model import (SegModel, build_model, images_from_rgb, load_encoder_weights, mc_predict,
+                          predict_frames)
+from viewal.datasets.base import Frame
+
+torch.set_num_threads(1)
+
+
+def tiny(num_classes=3, dropout=0.25, seed=0):
+    torch.manual_seed(seed)
+    return build_model(num_classes, "mobilenet_v2", dropout=dropout, decoder_channels=16)
+
+
+def test_shapes_and_attributes():
+    m = tiny(4)
+    assert isinstance(m, SegModel)
+    assert m.num_classes == 4 and m.encoder_name == "mobilenet_v2"
+    assert m.encoder_channels[0] == 3 and len(m.encoder_channels) == 6
+    m.eval()
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        feats = m.encode(x)
+        logits = m.decode(feats)
+    assert logits.shape == (2, 4, 32, 48)
+    assert [f.shape[1] for f in feats] == list(m.encoder_channels)
+    assert feats[-1].shape[-2:] == (2, 3)  # stride 16
+
+
+def test_padding_for_sizes_not_multiple_of_16():
+    m = tiny().eval()
+    x = torch.randn(1, 3, 40, 24)  # 40 and 24 are not multiples of 16
+    with torch.no_grad():
+        out = m(x)
+    assert out.shape == (1, 3, 40, 24)
+    assert torch.isfinite(out).all()
+
+
+def test_unknown_encoder_and_bad_input():
+    with pytest.raises(ValueError, match="encoder"):
+        build_model(3, "no_such_encoder")
+    with pytest.raises(ValueError, match="dropout"):
+        build_model(3, dropout=1.0, decoder_channels=16)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        tiny().encode(torch.zeros(1, 1, 32, 32))
+
+
+def test_mc_without_dropout_equals_plain_forward():
+    m = tiny(dropout=0.0).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = torch.softmax(m(x), 1)
+    got = mc_predict(m, x, passes=5)
+    assert got.dtype == torch.float32 and got.shape == (2, 3, 32, 32)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_mc_with_seed_equals_full_passes_with_same_masks(chunk):
+    m = tiny(dropout=0.25)
+    m.train()  # mc_predict must switch to eval itself (BN running stats) and restore the state
+    x = torch.randn(2, 3, 32, 32)
+    T = 7
+    pred = mc_predict(m, x, passes=T, seed=123, return_passes=True, chunk=chunk)
+    assert m.training  # state restored
+    # reference: T full forward passes (encoder included) drawing masks from the same generator
+    m.eval()
+    m.mc_dropout = True
+    m.generator = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        passes = torch.stack([torch.softmax(m(x), 1) for _ in range(T)])
+    m.mc_dropout, m.generator = False, None
+    torch.testing.assert_close(pred.passes, passes, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(pred.probs, passes.mean(0), rtol=1e-4, atol=1e-5)
+    # masks really differ between passes, and probabilities sum to one
+    assert (passes[0] - passes[1]).abs().max() > 1e-4
+    torch.testing.assert_close(pred.probs.sum(1), torch.ones(2, 32, 32), rtol=1e-5, atol=1e-5)
+
+
+def test_mc_seed_reproducible_and_different_seeds_differ():
+    m = tiny()
+    x = torch.randn(1, 3, 32, 32)
+    a = mc_predict(m, x, passes=4, seed=1)
+    b = mc_predict(m, x, passes=4, seed=1)
+    c = mc_predict(m, x, passes=4, seed=2)
+    torch.testing.assert_close(a, b)
+    assert (a - c).abs().max() > 1e-5
+
+
+def test_mc_extra_outputs():
+    m = tiny(5)
+    x = torch.randn(3, 3, 32, 32)
+    p = mc_predict(m, x, passes=3, return_passes=True, return_features=True, seed=0)
+    assert p.passes.shape == (3, 3, 5, 32, 32)
+    assert p.features.shape == (3, m.encoder_channels[-1])
+    assert [f.shape[1] for f in p.pyramid] == list(m.encoder_channels[1:])
+    with pytest.raises(ValueError, match="passes"):
+        mc_predict(m, x, passes=0)
+
+
+def test_dropout_masks_are_channelwise():
+    m = tiny()
+    g = torch.Generator().manual_seed(0)
+    hi, lo = m.draw_masks(4, g)
+    assert hi.shape == (4, m.encoder_channels[-1], 1, 1) and lo.shape == (4, m.encoder_channels[2], 1, 1)
+    vals = torch.unique(hi)
+    torch.testing.assert_close(vals, torch.tensor([0.0, 1 / 0.75]))
+    assert 0.15 < (hi == 0).float().mean() < 0.35
+
+
+def _frame(i, h=32, w=32, rng=None):
+    rng = rng or np.random.default_rng(i)
+    return Frame("s", f"{i:03d}", rgb=rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+                 depth=np.ones((h, w), np.float32), K=np.eye(3), world_T_cam=np.eye(4))
+
+
+def test_predict_frames_numpy_and_resize():
+    m = tiny(3)
+    frames = [_frame(i) for i in range(5)]
+    probs = predict_frames(m, frames, passes=2, batch_size=2, device="cpu", progress=False, seed=0)
+    assert probs.shape == (5, 3, 32, 32) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    # same as mc_predict on the normalised images, batch by batch with one generator
+    g = torch.Generator().manual_seed(0)
+    ref = [mc_predict(m, images_from_rgb(np.stack([f.rgb for f in frames[s:s + 2]])), 2, generator=g)
+           for s in range(0, 5, 2)]
+    np.testing.assert_allclose(probs, torch.cat(ref).numpy(), rtol=1e-4, atol=1e-5)
+    # working size smaller than the frames: output back at frame size
+    probs2, feats = predict_frames(m, frames, passes=2, batch_size=4, size=(16, 16), return_features=True,
+                                   progress=False)
+    assert probs2.shape == (5, 3, 32, 32) and feats.shape == (5, m.encoder_channels[-1])
+    np.testing.assert_allclose(probs2.sum(1), 1.0, atol=1e-5)
+
+
+def test_images_from_rgb():
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 255
+    x = images_from_rgb(rgb)
+    assert x.shape == (1, 3, 4, 6) and x.dtype == torch.float32
+    np.testing.assert_allclose(x[0, 0].numpy(), (1 - 0.485) / 0.229, rtol=1e-6)
+    np.testing.assert_allclose(x[0, 1].numpy(), -0.456 / 0.224, rtol=1e-6)
+
+
+def test_load_encoder_weights(tmp_path):
+    src = tiny(seed=1)
+    path = tmp_path / "enc.pt"
+    torch.save({"encoder": "mobilenet_v2", "encoder_state": src.net.encoder.state_dict()}, path)
+    dst = build_model(3, "mobilenet_v2", decoder_channels=16, encoder_weights=path)
+    for k, v in src.net.encoder.state_dict().items():
+        torch.testing.assert_close(dst.net.encoder.state_dict()[k], v)
+    torch.save({"encoder": "resnet18", "encoder_state": {}}, tmp_path / "r.pt")
+    with pytest.raises(ValueError, match="resnet18"):
+        load_encoder_weights(tiny(), tmp_path / "r.pt")
+    with pytest.raises(FileNotFoundError):
+        load_encoder_weights(tiny(), tmp_path / "missing.pt")
