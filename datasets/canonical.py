@@ -38,7 +38,9 @@ from viewal.io import read_image, write_image, write_json, write_text
 from .base import IGNORE_INDEX, DatasetError, Frame, RGBDDataset
 
 __all__ = ["read_canonical", "write_frame", "write_scene_intrinsics", "write_meta", "load_pose", "load_matrix",
-           "load_depth_png", "resize_nearest", "natural_key", "META_FILE"]
+           "load_depth_png", "load_color", "load_label_png", "resize_nearest", "natural_key", "META_FILE",
+           "make_frame", "read_scene_frames", "pose_or_skip", "warn_skipped", "select_frames", "image_shape",
+           "viewal_label_shift", "read_split_lists", "default_splits", "resolve_splits", "expand_splits"]
 
 META_FILE = "viewal.json"
 COLOR_EXTS = (".jpg", ".jpeg", ".png")
@@ -78,13 +80,26 @@ def resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return a[rows[:, None], cols[None, :]]
 
 
-def load_depth_png(path: Path, scale: float, size: tuple[int, int] | None = None) -> np.ndarray:
-    """uint16 depth image (``scale`` units per metre) → float32 metres (H, W), nearest-resized to ``size``."""
+def _check_native_shape(a: np.ndarray, native_shape: tuple[int, int] | None, path: Path, what: str) -> None:
+    if native_shape is not None and a.shape[:2] != tuple(native_shape):
+        raise DatasetError(f"{path}: {what} image is {a.shape[1]}x{a.shape[0]}, expected "
+                           f"{native_shape[1]}x{native_shape[0]}")
+
+
+def load_depth_png(path: Path, scale: float, size: tuple[int, int] | None = None, *,
+                   native_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Depth image → float32 metres (H, W), nearest-resized to ``size`` (invalid stays 0).
+
+    A uint16/uint8 image holds ``scale`` units per metre (1000 = millimetres); a float32 image
+    (e.g. a 32-bit TIFF) already holds metres. NaN/inf in the file is an error naming the file;
+    ``native_shape`` (H, W), if given, is the size the file must have.
+    """
     raw = read_image(path, rgb=False)
     if raw.ndim != 2:
         raise DatasetError(f"{path}: depth image must be single-channel, got shape {raw.shape}")
     if raw.dtype not in (np.uint16, np.uint8, np.float32):
-        raise DatasetError(f"{path}: depth image must be 16-bit, got {raw.dtype}")
+        raise DatasetError(f"{path}: depth image must be 16-bit (or float32 metres), got {raw.dtype}")
+    _check_native_shape(raw, native_shape, path, "depth")
     d = raw.astype(np.float32)
     if raw.dtype != np.float32:
         d = d / float(scale)
@@ -94,20 +109,39 @@ def load_depth_png(path: Path, scale: float, size: tuple[int, int] | None = None
     return d
 
 
-def load_color(path: Path, size: tuple[int, int]) -> np.ndarray:
+def load_color(path: Path, size: tuple[int, int], *, native_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Colour image → uint8 RGB (H, W, 3) at ``size`` (area filter when shrinking)."""
     img = read_image(path)
     img = geometry.check_image(img, name="color", source=path)
+    _check_native_shape(img, native_shape, path, "colour")
     if img.shape[:2] != tuple(size):
         img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     return img
 
 
+def viewal_label_shift(raw: np.ndarray) -> np.ndarray:
+    """ViewAL's label convention for NYU-style ids: ``k → k − 1``, ``0 → 255``, ``≥ 40`` (after the shift) ``→ 255``.
+
+    ``raw`` (H, W) integer ids where 0 = unannotated and 1.. are classes (NYU40: 1..40, NYU13: 1..13)
+    → int64 (H, W) with classes 0.. and 255 = ignore. NYU40 id 40 (otherprop) becomes class 39, so
+    NYU40 keeps all 40 classes; only ids ≥ 41 (none in NYU40) would be dropped by the ``≥ 40`` rule.
+    """
+    lab = np.asarray(raw).astype(np.int64) - 1
+    lab[(lab < 0) | (lab >= 40)] = IGNORE_INDEX
+    return lab
+
+
 def load_label_png(path: Path, size: tuple[int, int], num_classes: int,
-                   mapping: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """Label image → int64 (H, W), nearest-resized; values ≥ num_classes other than 255 are an error."""
+                   mapping: Callable[[np.ndarray], np.ndarray] | None = None, *,
+                   native_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Label image → int64 (H, W), nearest-resized; values ≥ num_classes other than 255 are an error.
+
+    ``mapping`` (applied at the file's own resolution) turns stored ids into class ids.
+    """
     raw = read_image(path, rgb=False)
     if raw.ndim != 2:
         raise DatasetError(f"{path}: label image must be single-channel, got shape {raw.shape}")
+    _check_native_shape(raw, native_shape, path, "label")
     lab = raw.astype(np.int64)
     if mapping is not None:
         lab = mapping(lab)
@@ -117,6 +151,82 @@ def load_label_png(path: Path, size: tuple[int, int], num_classes: int,
         raise DatasetError(f"{path}: label values {np.unique(lab[bad])[:10].tolist()} outside 0..{num_classes - 1} "
                            f"(255 = ignore)")
     return lab
+
+
+def image_shape(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file (error names the file)."""
+    img = read_image(path, rgb=False)
+    return tuple(img.shape[:2])
+
+
+def make_frame(
+    scene_id: str,
+    frame_id: str,
+    *,
+    color: Path | Callable[[], np.ndarray],
+    depth: Path | Callable[[], np.ndarray],
+    K_native: np.ndarray,
+    native_shape: tuple[int, int],
+    size: tuple[int, int],
+    world_T_cam: np.ndarray,
+    depth_scale: float = 1000.0,
+    labels: Callable[[], np.ndarray] | None = None,
+    source: str | Path | None = None,
+    color_shape: tuple[int, int] | None = None,
+) -> Frame:
+    """The one way every file-based format builds a lazily loaded :class:`Frame`.
+
+    Args:
+        color: colour image (any size, or exactly ``color_shape`` if given; resized to ``size``:
+            formats whose colour camera differs from the depth camera, like ScanNet's, simply resize
+            colour to the depth geometry), or a zero-argument loader of (H, W, 3) uint8 at ``size``.
+        depth: depth image path (``depth_scale`` units per metre, checked to be ``native_shape``),
+            or a zero-argument loader returning float32 metres at ``size``.
+        K_native: (3, 3) intrinsics of the depth image at ``native_shape`` (H, W); scaled to
+            ``size`` with :func:`viewal.geometry.scale_intrinsics`.
+        world_T_cam: (4, 4) camera-to-world pose (already checked).
+        labels: zero-argument loader of (H, W) int64 class ids at ``size``, or None.
+    """
+    K = geometry.scale_intrinsics(geometry.check_intrinsics(K_native, source=source), native_shape, size)
+    if callable(depth):
+        depth_loader = depth
+    else:
+        def depth_loader(p=depth):
+            return load_depth_png(p, depth_scale, size, native_shape=native_shape)
+    rgb_loader = color if callable(color) else (lambda p=color: load_color(p, size, native_shape=color_shape))
+    return Frame(scene_id, frame_id, rgb=rgb_loader, depth=depth_loader, K=K,
+                 world_T_cam=world_T_cam, labels=labels, source=source)
+
+
+def pose_or_skip(path: Path, skipped: list[str], loader: Callable[[Path], np.ndarray] | None = None) -> np.ndarray | None:
+    """Pose of a frame, or None (path appended to ``skipped``) when it is non-finite (tracking lost).
+
+    A missing file, a malformed matrix or a finite non-rigid pose is an error naming the file.
+    """
+    m = load_matrix(path, ((4, 4),)) if loader is None else loader(path)
+    if not np.all(np.isfinite(m)):
+        skipped.append(str(path))
+        return None
+    return geometry.check_pose(m, name="pose", source=path)
+
+
+def warn_skipped(root: Path, skipped: list[str]) -> None:
+    """One warning naming how many frames were dropped for non-finite poses, and an example file."""
+    if skipped:
+        warnings.warn(f"{root}: skipped {len(skipped)} frame(s) with non-finite (e.g. -inf) poses, "
+                      f"e.g. {skipped[0]}", stacklevel=3)
+
+
+def select_frames(frame_ids: list[str], frame_skip: int = 1) -> list[str]:
+    """Keep every ``frame_skip``-th frame: ids that are integers are kept when ``int(id) % frame_skip == 0``
+    (ScanNet's numbering, as ViewAL's every-35th selection); other ids by position in sequence order."""
+    if frame_skip < 1:
+        raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
+    if frame_skip == 1:
+        return list(frame_ids)
+    if all(f.isdigit() for f in frame_ids):
+        return [f for f in frame_ids if int(f) % frame_skip == 0]
+    return list(frame_ids[::frame_skip])
 
 
 def _find_color(scene_dir: Path) -> dict[str, Path]:
@@ -135,8 +245,14 @@ def read_scene_frames(
     depth_scale: float,
     label_loader: Callable[[str], np.ndarray] | None,
     skipped: list[str],
+    *,
+    frame_skip: int = 1,
 ) -> list[Frame]:
-    """Build the lazily loaded frames of one scene directory (canonical / ScanNet export layout)."""
+    """Build the lazily loaded frames of one scene directory (canonical / ScanNet export layout).
+
+    Frames with a non-finite pose are appended to ``skipped`` and left out. The depth intrinsics are
+    scaled from the size of the scene's depth images (read once from the first one) to ``size``.
+    """
     colors = _find_color(scene_dir)
     if not colors:
         raise DatasetError(f"{scene_dir / 'color'}: no colour images")
@@ -144,47 +260,24 @@ def read_scene_frames(
     K_path = scene_dir / "intrinsic" / "intrinsic_depth.txt"
     K_depth = geometry.check_intrinsics(load_matrix(K_path), name="intrinsic_depth", source=K_path)
 
-    frames = []
-    for fid in sorted(colors, key=natural_key):
-        pose_path = pose_dir / f"{fid}.txt"
+    frames: list[Frame] = []
+    native_shape = None
+    for fid in select_frames(sorted(colors, key=natural_key), frame_skip):
         depth_path = depth_dir / f"{fid}.png"
         if not depth_path.is_file():
             raise FileNotFoundError(f"missing depth file for frame {fid}: {depth_path}")
-        m = load_matrix(pose_path, ((4, 4),))
-        if not np.all(np.isfinite(m)):
-            skipped.append(str(pose_path))
+        pose = pose_or_skip(pose_dir / f"{fid}.txt", skipped)
+        if pose is None:
             continue
-        pose = geometry.check_pose(m, name="pose", source=pose_path)
-
-        def depth_and_K(depth_path=depth_path):
-            return load_depth_png(depth_path, depth_scale, size)
-
-        def K_loader(depth_path=depth_path):
-            hw = _image_size(depth_path)
-            return geometry.scale_intrinsics(K_depth, hw, size)
-
-        frames.append(Frame(
-            scene_id, fid,
-            rgb=lambda p=colors[fid]: load_color(p, size),
-            depth=depth_and_K,
-            K=K_loader,
-            world_T_cam=pose,
+        if native_shape is None:
+            native_shape = image_shape(depth_path)
+        frames.append(make_frame(
+            scene_id, fid, color=colors[fid], depth=depth_path, K_native=K_depth, native_shape=native_shape,
+            size=size, world_T_cam=pose, depth_scale=depth_scale,
             labels=(lambda fid=fid: label_loader(fid)) if label_loader is not None else None,
             source=scene_dir,
         ))
     return frames
-
-
-_size_cache: dict[str, tuple[int, int]] = {}
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file (cached per directory: all frames of a scene share a sensor)."""
-    key = str(Path(path).parent)
-    if key not in _size_cache:
-        img = read_image(path, rgb=False)
-        _size_cache[key] = img.shape[:2]
-    return _size_cache[key]
 
 
 def read_meta(root: Path) -> dict:
@@ -217,6 +310,67 @@ def expand_splits(splits: dict[str, list[str]], scenes: dict[str, list[Frame]], 
     return out
 
 
+def read_split_lists(files: dict[str, Path]) -> dict[str, list[str]]:
+    """Split name → entries read from text files (one scene id or frame key per line; blanks and ``#`` skipped)."""
+    out = {}
+    for name, path in files.items():
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"missing split file for split {name!r}: {path}")
+        out[name] = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return out
+
+
+def default_splits(scenes: dict[str, list[Frame]], group: Callable[[str], str] = lambda s: s) -> dict[str, list[str]]:
+    """Deterministic train/val/test frame keys when a dataset ships no split lists.
+
+    Scenes are grouped by ``group(scene_id)`` (e.g. ScanNet rescans of one room stay together) and
+    the groups sorted naturally. With G ≥ 3 groups: the last ``max(1, round(0.15 G))`` groups are
+    ``test``, the same number before them ``val``, the rest ``train``. With 2 groups: the first is
+    ``train``, the second both ``val`` and ``test``. With 1 group: its frames in sequence order are
+    split 70 / 15 / 15 % (train / val / test, at least one frame each when there are ≥ 3).
+    """
+    groups: dict[str, list[str]] = {}
+    for sid in scenes:
+        groups.setdefault(group(sid), []).append(sid)
+    names = sorted(groups, key=natural_key)
+    keys = lambda gs: [f.key for g in gs for sid in groups[g] for f in scenes[sid]]  # noqa: E731
+    G = len(names)
+    if G >= 3:
+        n = max(1, int(round(0.15 * G)))
+        return {"train": keys(names[:G - 2 * n]), "val": keys(names[G - 2 * n:G - n]), "test": keys(names[G - n:])}
+    if G == 2:
+        return {"train": keys(names[:1]), "val": keys(names[1:]), "test": keys(names[1:])}
+    allk = keys(names)
+    N = len(allk)
+    if N < 3:
+        return {"train": allk, "val": allk, "test": allk}
+    n_held = max(1, int(round(0.15 * N)))
+    return {"train": allk[:N - 2 * n_held], "val": allk[N - 2 * n_held:N - n_held], "test": allk[N - n_held:]}
+
+
+def resolve_splits(splits: dict[str, list[str]] | None, scenes: dict[str, list[Frame]], where: Path,
+                   candidates: dict[str, list[Path]] | None = None,
+                   group: Callable[[str], str] = lambda s: s) -> tuple[dict[str, list[str]], str]:
+    """Frame-key splits from (in order) an explicit ``splits`` dict, split files found among
+    ``candidates`` (split name → possible paths; the first that exists is used), else
+    :func:`default_splits`. Entries naming scenes that are not on disk are dropped (official lists
+    name every scene of a benchmark; a user often has a subset). Returns ``(splits, origin)``.
+    """
+    origin = "argument"
+    if splits is None and candidates:
+        found = {name: next((p for p in paths if Path(p).is_file()), None) for name, paths in candidates.items()}
+        if any(found.values()):
+            splits = read_split_lists({k: v for k, v in found.items() if v is not None})
+            origin = ", ".join(str(v) for v in found.values() if v is not None)
+    if splits is None:
+        return default_splits(scenes, group), "default (see canonical.default_splits)"
+    frame_keys = {f.key for fs in scenes.values() for f in fs}
+    kept = {name: [e for e in entries if (e in frame_keys if "/" in e else e in scenes)]
+            for name, entries in splits.items()}
+    return expand_splits(kept, scenes, where), origin
+
+
 def read_canonical(root: str | Path, height: int | None = None, width: int | None = None) -> RGBDDataset:
     """Open a dataset in the canonical layout (see module docstring)."""
     root = Path(root)
@@ -236,8 +390,7 @@ def read_canonical(root: str | Path, height: int | None = None, width: int | Non
         scenes[sid] = read_scene_frames(scene_dir, sid, size, scale, label_loader, skipped)
     if not scenes:
         raise DatasetError(f"{root}: no scene directories (expected <root>/<scene>/color/...)")
-    if skipped:
-        warnings.warn(f"{root}: skipped {len(skipped)} frames with non-finite poses, e.g. {skipped[0]}", stacklevel=2)
+    warn_skipped(root, skipped)
     splits = expand_splits(meta["splits"], scenes, root / META_FILE)
     return RGBDDataset(root=root, format="viewal", class_names=class_names, scenes=scenes, splits=splits,
                        height=size[0], width=size[1], meta=meta)
