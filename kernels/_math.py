@@ -1,0 +1,83 @@
+"""The projection formulas of the kernels, written once as plain scalar Python.
+
+These functions are compiled twice: with ``numba.njit`` for the CPU kernels (``viewal.kernels.cpu``)
+and with ``numba.cuda.jit(device=True)`` for the CUDA kernels (``viewal.kernels.cuda``). They use only
+scalar arithmetic and array indexing, so both compilers accept them unchanged. The NumPy reference
+(``viewal.kernels.reference``) does *not* use them: it is the independent twin they are tested against,
+written with :mod:`viewal.geometry`.
+
+Conventions (see :mod:`viewal.geometry`): OpenCV ``K``, integer pixel centres, pixel ``(u, v)`` covers
+``[u - 0.5, u + 0.5) x [v - 0.5, v + 0.5)`` so a continuous coordinate ``x`` falls in pixel
+``floor(x + 0.5)``; depth along the optical axis, ``<= 0`` = invalid (inputs are sanitised first).
+
+Depth-test modes (integers so that the kernels stay free of Python objects):
+``MODE_Z`` — keep if ``|p_z - D_j(u', v')| <= abs_tol + rel_tol * p_z``;
+``MODE_VIEWAL`` — keep if ``||X - X'||^2 < max_dist2`` where ``X'`` back-projects ``D_j(u', v')``
+(ViewAL: 1.0 m). The distance is measured in camera j's frame, equal to the world distance for a rigid pose.
+"""
+from __future__ import annotations
+
+import math
+
+MODE_Z = 0
+MODE_VIEWAL = 1
+MODES = {"z": MODE_Z, "viewal": MODE_VIEWAL}
+
+# ViewAL's world-distance threshold (metres) for mode="viewal".
+VIEWAL_WORLD_DISTANCE = 1.0
+
+
+def backproject_pixel(u, v, d, Kinv):
+    """Camera-frame point of pixel ``(u, v)`` at depth ``d``: ``d * Kinv @ (u, v, 1)``. Returns (x, y, z)."""
+    x = d * (Kinv[0, 0] * u + Kinv[0, 1] * v + Kinv[0, 2])
+    y = d * (Kinv[1, 0] * u + Kinv[1, 1] * v + Kinv[1, 2])
+    z = d * (Kinv[2, 0] * u + Kinv[2, 1] * v + Kinv[2, 2])
+    return x, y, z
+
+
+def correspond(x, y, z, M, K, Kinv, depth, mode, abs_tol, rel_tol, max_dist2):
+    """Cross-project a camera-i point into frame j and run the depth test.
+
+    Args:
+        x, y, z: the point in camera i's frame.
+        M: (3, 4) ``cam_j_T_cam_i`` (rotation | translation).
+        K, Kinv: (3, 3) intrinsics of frame j and their inverse.
+        depth: (H, W) depth of frame j, invalid pixels ``<= 0``.
+        mode: ``MODE_Z`` or ``MODE_VIEWAL``; abs_tol, rel_tol: mode-z tolerances; max_dist2: mode-viewal
+            squared distance threshold.
+
+    Returns:
+        The flat index ``v' * W + u'`` of the corresponding pixel of frame j, or -1 if the point is behind
+        the camera, outside the image, lands on invalid depth or fails the depth test.
+    """
+    h = depth.shape[0]
+    w = depth.shape[1]
+    px = M[0, 0] * x + M[0, 1] * y + M[0, 2] * z + M[0, 3]
+    py = M[1, 0] * x + M[1, 1] * y + M[1, 2] * z + M[1, 3]
+    pz = M[2, 0] * x + M[2, 1] * y + M[2, 2] * z + M[2, 3]
+    if not pz > 0.0:
+        return -1
+    uf = (K[0, 0] * px + K[0, 1] * py + K[0, 2] * pz) / pz
+    vf = (K[1, 0] * px + K[1, 1] * py + K[1, 2] * pz) / pz
+    uf = math.floor(uf + 0.5)
+    vf = math.floor(vf + 0.5)
+    if not (uf >= 0.0 and uf < w and vf >= 0.0 and vf < h):
+        return -1
+    ui = int(uf)
+    vi = int(vf)
+    dj = depth[vi, ui]
+    if not dj > 0.0:
+        return -1
+    if mode == 0:
+        if abs(pz - dj) > abs_tol + rel_tol * pz:
+            return -1
+    else:
+        # back-project D_j(u', v') (same formula as backproject_pixel, inlined: these functions are compiled
+        # separately for CPU and CUDA and must not call module globals)
+        qx = dj * (Kinv[0, 0] * uf + Kinv[0, 1] * vf + Kinv[0, 2])
+        qy = dj * (Kinv[1, 0] * uf + Kinv[1, 1] * vf + Kinv[1, 2])
+        qz = dj * (Kinv[2, 0] * uf + Kinv[2, 1] * vf + Kinv[2, 2])
+        dist2 = (px - qx) * (px - qx) + (py - qy) * (py - qy) + (pz - qz) * (pz - qz)
+        if not dist2 < max_dist2:
+            return -1
+    return vi * w + ui

@@ -1,0 +1,87 @@
+"""Tiny synthetic scenes for the kernel tests and bench: a box room of planes ray-cast analytically with NumPy.
+
+Independent of ``viewal.datasets.synthetic`` (used when that generator is absent).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """4x4 world_T_cam of an OpenCV camera (x right, y down, z forward) at ``eye`` looking at ``target``."""
+    eye = np.asarray(eye, float)
+    z = np.asarray(target, float) - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, np.asarray(up, float))
+    if np.linalg.norm(x) < 1e-9:
+        x = np.cross(z, np.array([0.0, 1.0, 0.0]))
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    T = np.eye(4)
+    T[:3, :3] = np.stack([x, y, z], axis=1)
+    T[:3, 3] = eye
+    return T
+
+
+def intrinsics(h: int, w: int, fov_deg: float = 70.0) -> np.ndarray:
+    f = 0.5 * w / np.tan(np.radians(fov_deg) / 2)
+    return np.array([[f, 0.0, (w - 1) / 2], [0.0, f, (h - 1) / 2], [0.0, 0.0, 1.0]])
+
+
+def raycast_box(K: np.ndarray, T: np.ndarray, h: int, w: int, size=(4.0, 3.0, 2.5),
+                boxes=(((1.0, 0.8, 0.0), (1.8, 1.6, 0.9)),)) -> np.ndarray:
+    """Depth (H, W) float32 of a room [0, sx]x[0, sy]x[0, sz] (camera inside) with axis-aligned box objects."""
+    v, u = np.meshgrid(np.arange(h, dtype=float), np.arange(w, dtype=float), indexing="ij")
+    rays_c = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T       # z component = 1
+    R, o = T[:3, :3], T[:3, 3]
+    rays = rays_c @ R.T
+    t_best = np.full((h, w), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for a in range(3):  # room walls from inside: nearest positive hit of the far planes
+            for plane in (0.0, size[a]):
+                t = (plane - o[a]) / rays[..., a]
+                t = np.where(t > 1e-6, t, np.inf)
+                t_best = np.minimum(t_best, t)
+        for lo, hi in boxes:  # slab test
+            lo, hi = np.asarray(lo), np.asarray(hi)
+            t0 = (lo - o) / rays
+            t1 = (hi - o) / rays
+            tmin = np.nanmax(np.minimum(t0, t1), axis=-1)
+            tmax = np.nanmin(np.maximum(t0, t1), axis=-1)
+            hit = (tmax >= tmin) & (tmin > 1e-6)
+            t_best = np.where(hit & (tmin < t_best), tmin, t_best)
+    return np.where(np.isfinite(t_best), t_best, 0.0).astype(np.float32)  # z-depth since rays_c.z = 1
+
+
+def smooth_probs(rng: np.random.Generator, n: int, c: int, h: int, w: int, sharp: float = 3.0) -> np.ndarray:
+    """(N, C, H, W) float32 softmax of a smooth random field (low-frequency cosines)."""
+    v, u = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    logits = np.zeros((n, c, h, w))
+    for _ in range(3):
+        fu, fv = rng.uniform(0.5, 3.0, size=(2, n, c, 1, 1))
+        ph = rng.uniform(0, 2 * np.pi, size=(n, c, 1, 1))
+        logits += rng.normal(size=(n, c, 1, 1)) * np.cos(2 * np.pi * (fu * u + fv * v) + ph)
+    logits *= sharp
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def room_scene(n: int = 4, h: int = 24, w: int = 32, c: int = 5, seed: int = 0, hole_frac: float = 0.05):
+    """A random scene in the box room: cameras near the centre looking at random points on the walls.
+
+    Returns (probs (N,C,H,W) f32, depths (N,H,W) f32 with a few holes, Ks (N,3,3), poses (N,4,4)).
+    """
+    rng = np.random.default_rng(seed)
+    K = intrinsics(h, w)
+    poses, depths = [], []
+    for _ in range(n):
+        eye = rng.uniform([1.2, 1.0, 1.0], [2.8, 2.0, 1.8])
+        target = eye + rng.normal(size=3) * np.array([1.0, 1.0, 0.3]) + np.array([0.0, 0.0, -0.2])
+        T = look_at(eye, target)
+        d = raycast_box(K, T, h, w)
+        d[rng.random((h, w)) < hole_frac] = 0.0
+        poses.append(T)
+        depths.append(d)
+    Ks = np.repeat(K[None], n, axis=0)
+    return smooth_probs(rng, n, c, h, w), np.stack(depths), Ks, np.stack(poses)
