@@ -190,9 +190,9 @@ def backproject(depth: np.ndarray, K: np.ndarray, world_T_cam: np.ndarray | None
     h, w = depth.shape
     u, v = pixel_grid(h, w)
     d = np.where(invalid_depth_mask(depth), np.nan, depth)
-    x = (u - K[0, 2]) / K[0, 0] * d
-    y = (v - K[1, 2]) / K[1, 1] * d
-    X = np.stack([x, y, d], axis=-1)
+    yn = (v - K[1, 2]) / K[1, 1]
+    xn = (u - K[0, 2] - K[0, 1] * yn) / K[0, 0]  # skew K[0, 1] (0 for real cameras) inverted like in project()
+    X = np.stack([xn * d, yn * d, d], axis=-1)
     if world_T_cam is not None:
         X = transform(world_T_cam, X)
     return X
