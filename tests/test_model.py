@@ -129,10 +129,15 @@ def test_predict_frames_numpy_and_resize():
            for s in range(0, 5, 2)]
     np.testing.assert_allclose(probs, torch.cat(ref).numpy(), rtol=1e-4, atol=1e-5)
     # working size smaller than the frames: output back at frame size
-    probs2, feats = predict_frames(m, frames, passes=2, batch_size=4, size=(16, 16), return_features=True,
-                                   progress=False)
-    assert probs2.shape == (5, 3, 32, 32) and feats.shape == (5, m.encoder_channels[-1])
-    np.testing.assert_allclose(probs2.sum(1), 1.0, atol=1e-5)
+    out = predict_frames(m, frames, passes=2, batch_size=4, size=(16, 16), return_features=True,
+                         return_passes=True, progress=False, seed=3)
+    assert out["probs"].shape == (5, 3, 32, 32) and out["features"].shape == (5, m.encoder_channels[-1])
+    assert out["passes"].shape == (2, 5, 3, 32, 32)
+    np.testing.assert_allclose(out["probs"].sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out["passes"].mean(0), out["probs"], atol=1e-5)
+    # extras explicitly off: still a dict (the needs providers rely on it)
+    d = predict_frames(m, frames, passes=1, return_passes=False, return_features=False, progress=False)
+    assert d["passes"] is None and d["features"] is None and d["probs"].shape == (5, 3, 32, 32)
 
 
 def test_images_from_rgb():

@@ -322,9 +322,10 @@ def _frame_batch(frames: Sequence, size: tuple[int, int] | None) -> np.ndarray:
 
 def iter_predict_frames(model: SegModel, frames: Sequence, passes: int = DEFAULT_PASSES, batch_size: int = 4,
                         device: str | torch.device = "cpu", *, size: tuple[int, int] | None = None,
-                        return_features: bool = False, seed: int | None = None, progress: bool = True,
-                        desc: str = "predict") -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Yield ``(probs (b, C, H, W) float32, features (b, D) float32 or None)`` batch by batch.
+                        return_passes: bool = False, return_features: bool = False, seed: int | None = None,
+                        progress: bool = True, desc: str = "predict") -> Iterator[dict[str, np.ndarray | None]]:
+    """Yield, batch by batch, ``{"probs": (b, C, H, W), "passes": (T, b, C, H, W) or None,
+    "features": (b, D) or None}`` float32 numpy arrays.
 
     ``size``: working (H, W) for the network (RGB area-resized); probabilities are bilinearly
     resized back to each frame's own resolution. ``seed`` seeds one generator for the whole run.
@@ -339,35 +340,50 @@ def iter_predict_frames(model: SegModel, frames: Sequence, passes: int = DEFAULT
             batch = frames[s:s + batch_size]
             rgb = _frame_batch(batch, size)
             images = images_from_rgb(rgb).to(device)
-            pred = mc_predict(model, images, passes, return_features=return_features, generator=gen)
-            probs = pred.probs if return_features else pred
-            frame_hw = batch[0].rgb.shape[:2]
-            if probs.shape[-2:] != frame_hw:
-                probs = F.interpolate(probs, size=frame_hw, mode="bilinear", align_corners=False)
-                probs = probs / probs.sum(1, keepdim=True)
-            feats = pred.features.cpu().numpy() if return_features else None
+            pred = mc_predict(model, images, passes, return_passes=return_passes, return_features=return_features,
+                              generator=gen)
+            if not isinstance(pred, Prediction):
+                pred = Prediction(probs=pred)
+            frame_hw = tuple(batch[0].rgb.shape[:2])
+
+            def back(p: torch.Tensor) -> np.ndarray:  # (n, C, h, w) -> frame resolution, numpy float32
+                if tuple(p.shape[-2:]) != frame_hw:
+                    p = F.interpolate(p, size=frame_hw, mode="bilinear", align_corners=False)
+                    p = p / p.sum(1, keepdim=True)
+                return p.cpu().numpy().astype(np.float32, copy=False)
+
+            out = {"probs": back(pred.probs), "passes": None, "features": None}
+            if pred.passes is not None:
+                out["passes"] = np.stack([back(p) for p in pred.passes])
+            if pred.features is not None:
+                out["features"] = pred.features.cpu().numpy().astype(np.float32, copy=False)
             bar.update(len(batch))
-            yield probs.cpu().numpy().astype(np.float32, copy=False), feats
+            yield out
     finally:
         bar.close()
 
 
 def predict_frames(model: SegModel, frames: Sequence, passes: int = DEFAULT_PASSES, batch_size: int = 4,
                    device: str | torch.device = "cpu", *, size: tuple[int, int] | None = None,
-                   return_features: bool = False, seed: int | None = None, progress: bool = True,
-                   desc: str = "predict") -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """MC-dropout mean softmax of frames: (N, C, H, W) float32 numpy (H, W = the frames' resolution).
+                   return_passes: bool | None = None, return_features: bool | None = None,
+                   seed: int | None = None, progress: bool = True,
+                   desc: str = "predict") -> np.ndarray | dict[str, np.ndarray | None]:
+    """MC-dropout mean softmax of frames (H, W = the frames' own resolution).
 
-    With ``return_features`` returns ``(probs, features (N, D) float32)``. See :func:`iter_predict_frames`.
+    Returns (N, C, H, W) float32 numpy, or, when ``return_passes`` or ``return_features`` is given
+    (True or False), a dict ``{"probs": (N, C, H, W), "passes": (T, N, C, H, W) or None,
+    "features": (N, D) or None}``. See :func:`iter_predict_frames` for the other arguments.
     """
     frames = list(frames)
     if not frames:
         raise ValueError("predict_frames: no frames")
-    probs, feats = [], []
-    for p, f in iter_predict_frames(model, frames, passes, batch_size, device, size=size,
-                                    return_features=return_features, seed=seed, progress=progress, desc=desc):
-        probs.append(p)
-        if f is not None:
-            feats.append(f)
-    out = np.concatenate(probs)
-    return (out, np.concatenate(feats)) if return_features else out
+    as_dict = return_passes is not None or return_features is not None
+    parts = list(iter_predict_frames(model, frames, passes, batch_size, device, size=size,
+                                     return_passes=bool(return_passes), return_features=bool(return_features),
+                                     seed=seed, progress=progress, desc=desc))
+    probs = np.concatenate([p["probs"] for p in parts])
+    if not as_dict:
+        return probs
+    return {"probs": probs,
+            "passes": np.concatenate([p["passes"] for p in parts], axis=1) if return_passes else None,
+            "features": np.concatenate([p["features"] for p in parts]) if return_features else None}
