@@ -1,0 +1,274 @@
+"""Pseudo-labels for unlabelled pixels: confidence-only, class-wise thresholds, and UPS.
+
+Seeds 000 and 004 (METHODS.md §3 and §6). Every rule is a pure function on probability maps that
+returns a label map (255 = no pseudo-label) and, for UPS, a negative-label mask:
+
+* :func:`confidence_pseudo_labels` — one threshold for every class (the comparison; also what CEAL's
+  tightening threshold uses, see :func:`ceal_threshold`).
+* :func:`classwise_pseudo_labels` — a threshold per class (seed 000): for class c, the ``quantile``
+  of the confidence max_k p_k over the pixels whose argmax is c, clipped to ``[min_threshold,
+  max_threshold]`` (:func:`classwise_thresholds`). Frequent, easy classes therefore get high thresholds
+  and rare, hard classes lower ones — the point of class-wise confidence.
+* :func:`ups_pseudo_labels` — UPS (Rizve et al., ICLR 2021): pixel x gets the positive label c if
+  p_c ≥ τ_p and its MC-dropout std u_c ≤ κ_p (c = argmax; when several classes qualify the most
+  probable wins); x gets a *negative* label for every class c with p_c ≤ τ_n and u_c ≤ κ_n ("c is
+  absent"). Negatives train with −log(1 − p_c) (:func:`negative_label_loss`).
+
+:func:`pseudo_label_precision` measures them against ground truth (for reports only — ground truth never
+enters the rules). :func:`negative_loss_hook` turns the negative loss into a ``viewal.train.fit``
+``extra_loss`` (batches carry the mask under ``"negative"``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+__all__ = [
+    "IGNORE", "confidence_pseudo_labels", "classwise_thresholds", "classwise_pseudo_labels",
+    "ups_pseudo_labels", "pseudo_labels", "negative_label_loss", "negative_loss_hook",
+    "pseudo_label_precision", "negative_label_precision", "ceal_threshold", "MODES",
+]
+
+IGNORE = 255
+MODES = ("none", "confidence", "classwise", "ups")
+
+
+def _check_probs(probs: np.ndarray, name: str = "probs") -> np.ndarray:
+    probs = np.asarray(probs)
+    if probs.ndim not in (3, 4):
+        raise ValueError(f"{name} must be (C, H, W) or (N, C, H, W), got shape {probs.shape}")
+    return probs
+
+
+def _channel_axis(probs: np.ndarray) -> int:
+    return probs.ndim - 3
+
+
+def confidence_pseudo_labels(probs: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """Confidence-only pseudo-labels: argmax where max_c p_c ≥ ``threshold``, else 255.
+
+    Args:
+        probs: (C, H, W) or (N, C, H, W) class probabilities.
+        threshold: one threshold for all classes.
+    Returns:
+        (H, W) or (N, H, W) uint8 labels (255 = no pseudo-label).
+    """
+    probs = _check_probs(probs)
+    ax = _channel_axis(probs)
+    conf = probs.max(axis=ax)
+    lab = probs.argmax(axis=ax).astype(np.uint8)
+    return np.where(conf >= threshold, lab, IGNORE).astype(np.uint8)
+
+
+def classwise_thresholds(probs: np.ndarray, quantile: float = 0.5, min_threshold: float = 0.5,
+                         max_threshold: float = 0.95) -> np.ndarray:
+    """Per-class confidence thresholds (seed 000's class-wise confidence).
+
+    t_c = clip(quantile_q{ max_k p_k(x) : argmax_k p_k(x) = c }, min_threshold, max_threshold); a class that
+    is the argmax nowhere gets ``max_threshold``.
+
+    Args:
+        probs: (C, H, W) or (N, C, H, W) class probabilities (typically the whole unlabelled pool).
+        quantile: q in [0, 1]; 0.5 keeps about half of each class's predicted pixels (before clipping).
+    Returns:
+        (C,) float64 thresholds.
+    """
+    probs = _check_probs(probs)
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {quantile}")
+    ax = _channel_axis(probs)
+    C = probs.shape[ax]
+    conf = probs.max(axis=ax).ravel()
+    lab = probs.argmax(axis=ax).ravel()
+    out = np.full(C, float(max_threshold))
+    for c in range(C):
+        sel = conf[lab == c]
+        if sel.size:
+            out[c] = float(np.quantile(sel, quantile))
+    return np.clip(out, min_threshold, max_threshold)
+
+
+def classwise_pseudo_labels(probs: np.ndarray, thresholds: np.ndarray | None = None, quantile: float = 0.5,
+                            min_threshold: float = 0.5, max_threshold: float = 0.95) -> np.ndarray:
+    """Class-wise pseudo-labels: argmax c where max_k p_k ≥ t_c, else 255.
+
+    Args:
+        probs: (C, H, W) or (N, C, H, W).
+        thresholds: (C,) per-class thresholds; default :func:`classwise_thresholds` of ``probs``.
+    Returns:
+        (H, W) or (N, H, W) uint8 labels.
+    """
+    probs = _check_probs(probs)
+    ax = _channel_axis(probs)
+    C = probs.shape[ax]
+    if thresholds is None:
+        thresholds = classwise_thresholds(probs, quantile, min_threshold, max_threshold)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if thresholds.shape != (C,):
+        raise ValueError(f"thresholds must have shape ({C},), got {thresholds.shape}")
+    conf = probs.max(axis=ax)
+    lab = probs.argmax(axis=ax)
+    return np.where(conf >= thresholds[lab], lab, IGNORE).astype(np.uint8)
+
+
+def ups_pseudo_labels(probs: np.ndarray, std: np.ndarray, tau_p: float = 0.7, kappa_p: float = 0.05,
+                      tau_n: float = 0.05, kappa_n: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+    """UPS positive and negative pseudo-labels.
+
+    positive(x) = c* = argmax_c p_c(x) if p_c*(x) ≥ τ_p and u_c*(x) ≤ κ_p, else 255;
+    negative(c, x) = p_c(x) ≤ τ_n and u_c(x) ≤ κ_n. Defaults are UPS's (CIFAR) values.
+
+    Args:
+        probs: (C, H, W) or (N, C, H, W) mean MC-dropout probabilities.
+        std: same shape, per-class std of the probabilities over the MC passes.
+    Returns:
+        labels: (H, W) / (N, H, W) uint8 (255 = no positive label);
+        negative: same shape as ``probs``, bool.
+    """
+    probs = _check_probs(probs)
+    std = np.asarray(std)
+    if std.shape != probs.shape:
+        raise ValueError(f"std must have the shape of probs {probs.shape}, got {std.shape}")
+    ax = _channel_axis(probs)
+    lab = probs.argmax(axis=ax)
+    p_top = np.take_along_axis(probs, np.expand_dims(lab, ax), axis=ax).squeeze(ax)
+    u_top = np.take_along_axis(std, np.expand_dims(lab, ax), axis=ax).squeeze(ax)
+    pos = (p_top >= tau_p) & (u_top <= kappa_p)
+    labels = np.where(pos, lab, IGNORE).astype(np.uint8)
+    negative = (probs <= tau_n) & (std <= kappa_n)
+    return labels, negative
+
+
+def pseudo_labels(mode: str, probs: np.ndarray, std: np.ndarray | None = None, **options
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Dispatch by ``mode`` in :data:`MODES` (``"none"`` gives no labels).
+
+    Args:
+        probs: (N, C, H, W) mean probabilities; std: (N, C, H, W) MC std (``ups`` only).
+        options: ``threshold`` (confidence); ``quantile``, ``min_threshold``, ``max_threshold``
+            (classwise); ``tau_p``, ``kappa_p``, ``tau_n``, ``kappa_n`` (ups).
+    Returns:
+        (labels (N, H, W) uint8, negative (N, C, H, W) bool or None).
+    """
+    probs = _check_probs(probs)
+    if mode == "none":
+        shape = probs.shape[:-3] + probs.shape[-2:]
+        return np.full(shape, IGNORE, np.uint8), None
+    if mode == "confidence":
+        return confidence_pseudo_labels(probs, **options), None
+    if mode == "classwise":
+        return classwise_pseudo_labels(probs, **options), None
+    if mode == "ups":
+        if std is None:
+            raise ValueError("pseudo-label mode 'ups' needs std (MC-dropout std of the probabilities)")
+        return ups_pseudo_labels(probs, std, **options)
+    raise ValueError(f"unknown pseudo-label mode {mode!r}; available: {', '.join(MODES)}")
+
+
+def negative_label_loss(logits, negative, eps: float = 1e-6):
+    """UPS negative-label loss: mean over negative entries of −log(1 − p_c).
+
+    Computed stably from log-softmax: log(1 − p_c) = log1mexp(log p_c); p_c = 1 is clamped at 1 − eps.
+
+    Args:
+        logits: (B, C, H, W) torch tensor.
+        negative: (B, C, H, W) bool tensor (True = "class c is absent at this pixel").
+    Returns:
+        scalar tensor (0 when there is no negative entry, still connected to ``logits``).
+    """
+    import torch
+
+    if logits.shape != negative.shape:
+        raise ValueError(f"negative mask shape {tuple(negative.shape)} != logits shape {tuple(logits.shape)}")
+    neg = negative.to(torch.bool)
+    n = int(neg.sum())
+    if n == 0:
+        return logits.sum() * 0.0
+    logp = torch.log_softmax(logits, dim=1)[neg]  # (n,) log p_c at the negative entries
+    # log(1 - exp(x)) for x = log p_c <= 0, stable on both sides of -log 2 ("log1mexp")
+    # (each branch gets inputs clamped to its own side so that no inf/NaN leaks into the gradient)
+    ln2 = 0.6931471805599453
+    lo = torch.log1p(-torch.exp(logp.clamp(max=-ln2)))
+    hi = torch.log((-torch.expm1(logp.clamp(min=-ln2))).clamp(min=eps))
+    log1mp = torch.where(logp < -ln2, lo, hi)
+    return -log1mp.sum() / n
+
+
+def negative_loss_hook(weight: float = 1.0, key: str = "negative") -> Callable:
+    """A ``viewal.train.fit`` ``extra_loss`` adding ``weight`` · :func:`negative_label_loss`.
+
+    Batches without ``key`` contribute zero. ``batch[key]``: (B, C, H, W) bool.
+    """
+
+    def extra_loss(model, batch, logits, features):
+        neg = batch.get(key) if isinstance(batch, dict) else None
+        if neg is None:
+            return logits.sum() * 0.0
+        return weight * negative_label_loss(logits, neg.to(logits.device))
+
+    return extra_loss
+
+
+def pseudo_label_precision(pseudo: np.ndarray, gt: np.ndarray, num_classes: int | None = None) -> dict:
+    """Precision of positive pseudo-labels against ground truth (reporting only).
+
+    Args:
+        pseudo: (..., H, W) labels, 255 = none.  gt: same shape, 255 = unknown.
+    Returns:
+        dict with ``precision`` (correct / pseudo-labelled pixels with known gt; NaN if none),
+        ``coverage`` (pseudo-labelled / pixels with known gt), ``n_labelled``, ``n_correct``, and
+        ``per_class`` (list of precision per predicted class, NaN where unused) when ``num_classes``.
+    """
+    pseudo = np.asarray(pseudo)
+    gt = np.asarray(gt)
+    if pseudo.shape != gt.shape:
+        raise ValueError(f"pseudo {pseudo.shape} and gt {gt.shape} differ in shape")
+    known = gt != IGNORE
+    lab = (pseudo != IGNORE) & known
+    n_lab = int(lab.sum())
+    n_ok = int((lab & (pseudo == gt)).sum())
+    out = {
+        "precision": n_ok / n_lab if n_lab else float("nan"),
+        "coverage": n_lab / int(known.sum()) if known.any() else float("nan"),
+        "n_labelled": n_lab,
+        "n_correct": n_ok,
+    }
+    if num_classes is not None:
+        per = []
+        for c in range(num_classes):
+            m = lab & (pseudo == c)
+            per.append(float((m & (gt == c)).sum() / m.sum()) if m.any() else float("nan"))
+        out["per_class"] = per
+    return out
+
+
+def negative_label_precision(negative: np.ndarray, gt: np.ndarray) -> dict:
+    """Precision of negative labels: fraction of (c, x) marked absent where gt(x) ≠ c.
+
+    Args:
+        negative: (N, C, H, W) or (C, H, W) bool.  gt: (N, H, W) or (H, W), 255 = unknown.
+    Returns:
+        dict with ``precision`` (NaN if no negative on a known pixel) and ``n_negative``.
+    """
+    negative = np.asarray(negative, dtype=bool)
+    gt = np.asarray(gt)
+    ax = negative.ndim - 3
+    C = negative.shape[ax]
+    known = np.expand_dims(gt != IGNORE, ax)
+    cls = np.arange(C).reshape((C, 1, 1))
+    wrong = np.expand_dims(gt, ax) == cls
+    m = negative & known
+    n = int(m.sum())
+    return {"precision": float((m & ~wrong).sum() / n) if n else float("nan"), "n_negative": n}
+
+
+def ceal_threshold(cycle: int, start: float = 0.9, step: float = 0.02, cap: float = 0.99) -> float:
+    """CEAL-style tightening confidence threshold: ``min(cap, start + step · cycle)``.
+
+    Use with :func:`confidence_pseudo_labels` (CEAL lowers an entropy threshold each cycle; on confidence
+    that is a rising threshold).
+    """
+    if cycle < 0:
+        raise ValueError(f"cycle must be ≥ 0, got {cycle}")
+    return float(min(cap, start + step * cycle))
