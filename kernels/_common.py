@@ -29,6 +29,7 @@ class Scene:
     mode: int
     abs_tol: float
     rel_tol: float
+    world_distance: float = VIEWAL_WORLD_DISTANCE
 
     @property
     def n(self) -> int:
@@ -36,7 +37,7 @@ class Scene:
 
     @property
     def max_dist2(self) -> float:
-        return VIEWAL_WORLD_DISTANCE ** 2
+        return self.world_distance ** 2
 
 
 def check_backend(backend: str) -> str:
@@ -45,8 +46,11 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def check_scene(depths: Any, Ks: Any, world_T_cams: Any, mode: str, depth_tol: Any) -> Scene:
+def check_scene(depths: Any, Ks: Any, world_T_cams: Any, mode: str, depth_tol: Any,
+                world_distance: float = VIEWAL_WORLD_DISTANCE) -> Scene:
     """Validate the geometric inputs of a scene; raise errors naming the argument at fault."""
+    if not (np.isfinite(world_distance) and world_distance > 0):
+        raise ValueError(f"world_distance: must be a positive number of metres, got {world_distance!r}")
     if mode not in MODES:
         raise ValueError(f"mode: unknown depth-test mode {mode!r}; valid: {', '.join(MODES)}")
     try:
@@ -77,7 +81,7 @@ def check_scene(depths: Any, Ks: Any, world_T_cams: Any, mode: str, depth_tol: A
         raise GeometryError(f"world_T_cams: expected shape ({n}, 4, 4) to match depths, got {T.shape}")
     T = np.stack([check_pose(T[i], name=f"world_T_cams[{i}]") for i in range(n)])
     Kinvs = np.linalg.inv(Ks_a)
-    return Scene(np.ascontiguousarray(d), Ks_a, Kinvs, T, MODES[mode], abs_tol, rel_tol)
+    return Scene(np.ascontiguousarray(d), Ks_a, Kinvs, T, MODES[mode], abs_tol, rel_tol, float(world_distance))
 
 
 def check_probs(probs: Any, shape: tuple[int, int, int]) -> np.ndarray:
@@ -160,7 +164,7 @@ def candidate_pairs(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     if scene.mode == MODES["z"]:
         zfar = (dmax + scene.abs_tol) / (1.0 - scene.rel_tol)
     else:
-        zfar = dmax + VIEWAL_WORLD_DISTANCE
+        zfar = dmax + scene.world_distance
     src, dst = np.nonzero(~np.eye(n, dtype=bool) & has[:, None] & has[None, :])
     if src.size == 0:
         return src.astype(np.int64), dst.astype(np.int64)

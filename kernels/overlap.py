@@ -9,6 +9,7 @@ import numpy as np
 
 from viewal.io import atomic_path
 
+from ._math import VIEWAL_WORLD_DISTANCE
 from ._common import Scene, candidate_pairs, check_backend, check_scene, check_superpixels, relative_poses
 
 __all__ = ["OverlapTable", "superpixel_overlap"]
@@ -111,20 +112,21 @@ def _assemble(parts: list[tuple[np.ndarray, ...]], n_sp: np.ndarray) -> OverlapT
 
 
 def superpixel_overlap(superpixels: Any, depths: Any, Ks: Any, world_T_cams: Any, *, mode: str = "viewal",
-                       depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu") -> OverlapTable:
+                       depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu",
+                       world_distance: float = VIEWAL_WORLD_DISTANCE) -> OverlapTable:
     """Superpixel overlap table of one scene, from the same cross-projection as the view scores.
 
     Args:
         superpixels: (N, H, W) integer ids 0..R_i-1 per frame.
         depths (N, H, W) metres (0/non-finite invalid); Ks (N, 3, 3); world_T_cams (N, 4, 4) camera-to-world.
         mode, depth_tol: the depth test, as in :func:`view_entropy_divergence` (default ``"viewal"``, the
-            test ViewAL's overlap table used).
+            test ViewAL's overlap table used); world_distance: mode ``"viewal"``'s threshold (1.0 m).
         backend: ``"numpy"`` (reference), ``"cpu"`` (Numba) or ``"cuda"`` (Numba CUDA).
     Returns:
         :class:`OverlapTable` (rows with nonzero coverage only, self rows included).
     """
     check_backend(backend)
-    scene = check_scene(depths, Ks, world_T_cams, mode, depth_tol)
+    scene = check_scene(depths, Ks, world_T_cams, mode, depth_tol, world_distance)
     sps, n_sp = check_superpixels(superpixels, scene.depths.shape)
     if backend == "numpy":
         from .reference import overlap_reference

@@ -17,7 +17,8 @@ EPS_KL = 1e-8
 
 
 def correspondences(X: np.ndarray, valid: np.ndarray, depth_j: np.ndarray, K_j: np.ndarray, T_j: np.ndarray,
-                    mode: int, abs_tol: float, rel_tol: float) -> tuple[np.ndarray, np.ndarray]:
+                    mode: int, abs_tol: float, rel_tol: float,
+                    world_distance: float = VIEWAL_WORLD_DISTANCE) -> tuple[np.ndarray, np.ndarray]:
     """Where world points land in frame j and whether they pass the depth test.
 
     Args:
@@ -42,7 +43,7 @@ def correspondences(X: np.ndarray, valid: np.ndarray, depth_j: np.ndarray, K_j: 
         pix = np.stack([idx % w, idx // w, np.ones_like(idx)], axis=1).astype(np.float64)
         Xp = transform(T_j, (pix @ np.linalg.inv(K_j).T) * dj[:, None])   # back-projected D_j(u', v')
         with np.errstate(invalid="ignore"):
-            ok &= np.linalg.norm(Xs - Xp, axis=1) < VIEWAL_WORLD_DISTANCE
+            ok &= np.linalg.norm(Xs - Xp, axis=1) < world_distance
     return np.where(ok, idx, 0), ok
 
 
@@ -66,7 +67,7 @@ def ve_vd_reference(probs: np.ndarray, scene) -> tuple[np.ndarray, np.ndarray]:
             if j == i:
                 continue
             idx, ok = correspondences(X, valid, scene.depths[j], scene.Ks[j], scene.poses[j],
-                                      scene.mode, scene.abs_tol, scene.rel_tol)
+                                      scene.mode, scene.abs_tol, scene.rel_tol, scene.world_distance)
             qsum[:, ok] += P[j][:, idx[ok]]
             kl[ok] += np.sum(P[i][:, ok] * (logP[i][:, ok] - logP[j][:, idx[ok]]), axis=0)
             count[ok] += 1
@@ -96,7 +97,7 @@ def overlap_reference(superpixels: np.ndarray, counts: np.ndarray, scene) -> dic
             if t == s:
                 continue
             idx, ok = correspondences(X, valid, scene.depths[t], scene.Ks[t], scene.poses[t],
-                                      scene.mode, scene.abs_tol, scene.rel_tol)
+                                      scene.mode, scene.abs_tol, scene.rel_tol, scene.world_distance)
             if not ok.any():
                 continue
             r = superpixels[t].reshape(-1)[idx[ok]]

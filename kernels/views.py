@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from ._math import VIEWAL_WORLD_DISTANCE
 from ._common import Scene, candidate_pairs, check_backend, check_probs, check_scene, relative_poses
 
 EPS_KL = 1e-8
@@ -27,6 +28,7 @@ def neighbour_lists(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any, *, mode: str = "z",
                             depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu",
+                            world_distance: float = VIEWAL_WORLD_DISTANCE,
                             ) -> tuple[np.ndarray, np.ndarray]:
     """View entropy and view divergence of every pixel of one scene.
 
@@ -42,6 +44,7 @@ def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any,
         mode: ``"z"`` — keep if |p_z - D_j(u', v')| <= abs_tol + rel_tol * p_z (``depth_tol``);
             ``"viewal"`` — ViewAL's test: keep if the back-projected D_j(u', v') lies closer than 1.0 m.
         depth_tol: (abs_tol metres, rel_tol), used by mode ``"z"``.
+        world_distance: mode ``"viewal"``'s threshold in metres (ViewAL's constant: 1.0).
         backend: ``"numpy"`` (reference, every frame pair), ``"cpu"`` (Numba, parallel) or ``"cuda"``
             (Numba CUDA; chosen explicitly, never guessed). All agree within 1e-5.
     Returns:
@@ -50,7 +53,7 @@ def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any,
         ValueError / GeometryError naming the argument on bad shapes, non-distributions, bad poses.
     """
     check_backend(backend)
-    scene = check_scene(depths, Ks, world_T_cams, mode, depth_tol)
+    scene = check_scene(depths, Ks, world_T_cams, mode, depth_tol, world_distance)
     P = check_probs(probs, scene.depths.shape)
     if backend == "numpy":
         from .reference import ve_vd_reference
