@@ -35,7 +35,7 @@ import numpy as np
 from viewal import geometry
 from viewal.io import read_image, write_image, write_json, write_text
 
-from .base import IGNORE_INDEX, DatasetError, Frame, RGBDDataset
+from .base import IGNORE_INDEX, SPLITS, DatasetError, Frame, RGBDDataset
 
 __all__ = ["read_canonical", "write_frame", "write_scene_intrinsics", "write_meta", "load_pose", "load_matrix",
            "load_depth_png", "load_color", "load_label_png", "resize_nearest", "natural_key", "META_FILE",
@@ -355,7 +355,8 @@ def resolve_splits(splits: dict[str, list[str]] | None, scenes: dict[str, list[F
     """Frame-key splits from (in order) an explicit ``splits`` dict, split files found among
     ``candidates`` (split name → possible paths; the first that exists is used), else
     :func:`default_splits`. Entries naming scenes that are not on disk are dropped (official lists
-    name every scene of a benchmark; a user often has a subset). Returns ``(splits, origin)``.
+    name every scene of a benchmark; a user often has a subset); ``train``, ``val``, ``test`` are always
+    present (empty if not given). Returns ``(splits, origin)``.
     """
     origin = "argument"
     if splits is None and candidates:
@@ -368,6 +369,8 @@ def resolve_splits(splits: dict[str, list[str]] | None, scenes: dict[str, list[F
     frame_keys = {f.key for fs in scenes.values() for f in fs}
     kept = {name: [e for e in entries if (e in frame_keys if "/" in e else e in scenes)]
             for name, entries in splits.items()}
+    for name in SPLITS:
+        kept.setdefault(name, [])
     return expand_splits(kept, scenes, where), origin
 
 
