@@ -1,0 +1,193 @@
+"""Training on partial labels, ignore handling, evaluation, checkpoints."""
+import numpy as np
+import pytest
+import torch
+
+from viewal.datasets.base import Frame
+from viewal.data import SegmentationDataset, parse_size
+from viewal.model import build_model
+from viewal.train import (CheckpointError, TrainConfig, confusion_matrix, evaluate, fit, iou_from_confusion,
+                          load_checkpoint, save_checkpoint, segmentation_loss)
+
+torch.set_num_threads(1)
+
+
+def tiny(num_classes=3, seed=0):
+    torch.manual_seed(seed)
+    return build_model(num_classes, "mobilenet_v2", decoder_channels=16)
+
+
+def make_frame(i, h=32, w=32, num_classes=3):
+    """Blocks of flat class colours plus noise: learnable from colour alone."""
+    rng = np.random.default_rng(i)
+    palette = np.array([[220, 40, 40], [40, 200, 60], [50, 60, 230], [230, 230, 40]], np.uint8)[:num_classes]
+    lab = np.zeros((h, w), np.int64)
+    cut_r, cut_c = rng.integers(8, h - 8), rng.integers(8, w - 8)
+    lab[:cut_r, cut_c:] = 1
+    lab[cut_r:, :] = 2 % num_classes
+    rgb = palette[lab].astype(np.int16) + rng.integers(-20, 20, (h, w, 3))
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    return Frame("s", f"{i:03d}", rgb=rgb, depth=np.ones((h, w), np.float32), K=np.eye(3),
+                 world_T_cam=np.eye(4), labels=lab)
+
+
+def test_overfits_tiny_labelled_set():
+    frames = [make_frame(i) for i in range(6)]
+    model = tiny(3)
+    before = evaluate(model, frames, 3, batch_size=6)["miou"]
+    cfg = TrainConfig(epochs=12, batch_size=3, lr=0.01, seed=0, step_at=0.9)
+    res = fit(model, frames, frames, cfg, progress=False)
+    assert len(res.history) == 12
+    assert np.mean(res.losses[-3:]) < 0.6 * np.mean(res.losses[:2])
+    after = evaluate(model, frames, 3, batch_size=6)
+    assert after["miou"] > 0.7, after["miou"]
+    assert after["miou"] > before + 0.2
+    assert abs(after["miou"] - res.best_miou) < 1e-6  # best-validation weights restored
+    assert after["confusion"].sum() == 6 * 32 * 32
+
+
+def test_partial_labels_and_extra_loss_hook():
+    frames = [make_frame(i) for i in range(4)]
+    items = []
+    for f in frames:
+        lab = f.labels.copy()
+        lab[:, 16:] = 255  # only the left half labelled
+        items.append((f, lab, {"weight_map": np.ones((32, 32), np.float32)}))
+    calls = []
+
+    def extra(model, batch, logits, features):
+        calls.append((tuple(batch["image"].shape), tuple(batch["weight_map"].shape), len(features)))
+        return logits.mean() * 0.0
+
+    res = fit(tiny(3), items, [], TrainConfig(epochs=2, batch_size=2), extra_loss=extra, progress=False)
+    assert np.isnan(res.best_miou) and res.best_epoch == 2
+    assert calls and calls[0] == ((2, 3, 32, 32), (2, 32, 32), 6)
+
+
+def test_ignore_pixels_have_zero_gradient():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 8, 8, requires_grad=True)
+    labels = torch.randint(0, 3, (1, 8, 8))
+    labels[0, :4] = 255
+    segmentation_loss(logits, labels).backward()
+    g = logits.grad.clone()
+    assert torch.all(g[0, :, :4] == 0)  # unlabelled rows: no gradient at all
+    assert torch.all(g[0, :, 4:].abs().sum(0) > 0)
+    # changing the label of an ignored pixel's neighbourhood does nothing, changing a labelled one does
+    labels2 = labels.clone()
+    labels2[0, 0, 0] = 255  # already ignored: unchanged
+    logits.grad = None
+    segmentation_loss(logits, labels2).backward()
+    assert torch.equal(logits.grad, g)
+    labels3 = labels.clone()
+    labels3[0, 5, 5] = (labels[0, 5, 5] + 1) % 3
+    logits.grad = None
+    segmentation_loss(logits, labels3).backward()
+    assert not torch.allclose(logits.grad[0, :, 5, 5], g[0, :, 5, 5])
+
+
+def test_ignore_through_the_network():
+    """Weight gradients with ignored pixels equal those of a CE restricted to the labelled pixels, and
+    do not depend on anything written at ignored pixels; changing a labelled pixel changes them."""
+    model = tiny(3)
+    model.eval()  # deterministic (no dropout, BN running stats)
+    f = make_frame(0)
+    x = SegmentationDataset([f])[0]["image"][None]
+    gt = torch.as_tensor(f.labels)[None]
+    lab = gt.clone()
+    lab[0, :10] = 255
+    params = [p for p in model.parameters()]
+
+    def grads(loss_fn):
+        model.zero_grad()
+        loss_fn(model(x)).backward()
+        return torch.cat([p.grad.flatten() for p in params if p.grad is not None])
+
+    g_ignore = grads(lambda lo: segmentation_loss(lo, lab))
+    keep = lab[0] != 255
+    g_manual = grads(lambda lo: torch.nn.functional.cross_entropy(lo[0][:, keep].T, lab[0][keep]))
+    torch.testing.assert_close(g_ignore, g_manual, rtol=1e-4, atol=1e-6)
+    # a labelled pixel turned into ignore: changes; a label changed at a labelled pixel: changes
+    lab2 = lab.clone()
+    lab2[0, 20, 20] = 255
+    assert not torch.allclose(grads(lambda lo: segmentation_loss(lo, lab2)), g_ignore)
+    lab3 = lab.clone()
+    lab3[0, 20, 20] = (lab[0, 20, 20] + 1) % 3
+    assert not torch.allclose(grads(lambda lo: segmentation_loss(lo, lab3)), g_ignore)
+    # whatever the ground truth was under the ignored pixels (the full label map vs the partial one),
+    # only labelled pixels matter: the full-label gradient differs, the partial one equals the manual
+    assert not torch.allclose(grads(lambda lo: segmentation_loss(lo, gt)), g_ignore)
+    assert segmentation_loss(model(x), torch.full_like(lab, 255)).item() == 0.0
+
+
+def test_confusion_and_iou_convention():
+    gt = np.array([[0, 0, 1, 255], [1, 1, 2, 2]])
+    pred = np.array([[0, 1, 1, 0], [1, 1, 2, 0]])
+    conf = confusion_matrix(pred, gt, 4)
+    assert conf.sum() == 7  # the 255 pixel is skipped
+    assert conf[0, 0] == 1 and conf[0, 1] == 1 and conf[2, 0] == 1
+    miou, iou = iou_from_confusion(conf)
+    np.testing.assert_allclose(iou[:3], [1 / 3, 3 / 4, 1 / 2])
+    assert np.isnan(iou[3])  # class 3: absent from GT and prediction -> excluded
+    assert miou == pytest.approx(np.mean([1 / 3, 3 / 4, 1 / 2]))
+    # predicted but absent from GT: IoU 0, counted
+    _, iou2 = iou_from_confusion(confusion_matrix(np.array([3]), np.array([0]), 4))
+    assert iou2[3] == 0 and iou2[0] == 0 and np.isnan(iou2[1])
+
+
+def test_evaluate_size_option():
+    frames = [make_frame(i, 64, 64) for i in range(2)]
+    m = evaluate(tiny(3), frames, 3, batch_size=2, size=(32, 32))
+    assert m["confusion"].sum() == 2 * 32 * 32
+    assert parse_size("120x160") == (120, 160) and parse_size(None) is None
+    with pytest.raises(ValueError, match="HxW"):
+        parse_size("120by160")
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    model = tiny(3, seed=5)
+    path = save_checkpoint(tmp_path / "ck" / "model.pt", model, meta={"val_miou": 0.5})
+    assert path.is_file() and not list(path.parent.glob(".*"))  # no temporary left behind
+    loaded = load_checkpoint(path)
+    assert loaded.num_classes == 3 and loaded.encoder_name == "mobilenet_v2"
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    x = torch.randn(1, 3, 32, 32)
+    model.eval(), loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), loaded(x))
+    into = load_checkpoint(path, tiny(3, seed=9))
+    assert torch.equal(next(into.parameters()), next(model.parameters()))
+    with pytest.raises(CheckpointError, match="3 classes, expected 4"):
+        load_checkpoint(path, tiny(4))
+    with pytest.raises(CheckpointError, match="encoder is 'mobilenet_v2', expected 'resnet18'"):
+        load_checkpoint(path, encoder="resnet18")
+    with pytest.raises(ValueError, match=str(path.name)):
+        load_checkpoint(path, num_classes=7)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "nope.pt")
+    # a checkpoint is also an encoder-weights file for build_model
+    m2 = build_model(5, "mobilenet_v2", decoder_channels=16, encoder_weights=path)
+    torch.testing.assert_close(m2.net.encoder.state_dict()["features.0.0.weight"],
+                               model.net.encoder.state_dict()["features.0.0.weight"])
+
+
+def test_dataset_augmentation_keeps_image_and_label_aligned():
+    f = make_frame(3)
+    neg = np.zeros((3, 32, 32), bool)
+    neg[0, :, :5] = True
+    ds = SegmentationDataset([(f, f.labels, {"negative": neg})], augment=True, blur=False, seed=0)
+    flipped = plain = 0
+    for _ in range(20):
+        s = ds[0]
+        if torch.equal(s["label"], torch.as_tensor(f.labels)):
+            plain += 1
+            assert s["negative"][0, :, :5].all()
+        else:
+            flipped += 1
+            assert torch.equal(s["label"], torch.as_tensor(f.labels[:, ::-1].copy()))
+            assert s["negative"][0, :, -5:].all() and not s["negative"][0, :, :5].any()
+    assert flipped and plain

@@ -1,0 +1,449 @@
+"""Training on partial labels, evaluation (mIoU from a confusion matrix), checkpoints, ``viewal train``.
+
+Recipe (ViewAL, METHODS.md §1): cross-entropy with ignore index 255 (unlabelled pixels contribute
+nothing), horizontal flip + Gaussian blur, SGD momentum 0.9, weight decay 5e-4, lr 4e-4 for the encoder
+and ×10 for ASPP + decoder + head, batch 6, step schedule (γ 0.1 at 70 % of the epochs: 35 of 50),
+best-validation-mIoU weights restored at the end. Epochs and the working image size are options so
+that CPU runs stay short.
+
+mIoU convention: IoU_c = TP / (TP + FP + FN) from the confusion matrix over all evaluated pixels
+(pixels whose ground truth is 255 are skipped); a class with TP + FP + FN = 0 (absent from the
+ground truth and never predicted) has IoU NaN and is left out of the mean.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from viewal.data import SegmentationDataset, as_items, collate, parse_size
+from viewal.datasets.base import IGNORE_INDEX
+from viewal.io import atomic_path, write_json
+from viewal.model import SegModel, build_model
+
+__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "segmentation_loss", "confusion_matrix",
+           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "configure_parser", "run"]
+
+CHECKPOINT_FORMAT = "viewal-checkpoint"
+
+ExtraLoss = Callable[[SegModel, dict, torch.Tensor, list], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (defaults: ViewAL's recipe, except epochs/size which CPU runs shorten).
+
+    Attributes:
+        epochs: passes over the training items (ViewAL: 50).
+        batch_size: 6 as ViewAL.
+        lr: encoder learning rate; ``head_lr_mult`` × lr for ASPP + decoder + head (and extra modules).
+        momentum, weight_decay: SGD.
+        step_at: fraction of the epochs after which the lr is multiplied by ``gamma`` (0.7 -> 35 of 50).
+        size: working (H, W) for training and validation, None = the frames' resolution.
+        flip, blur: augmentations.
+        seed: seeds the model-independent randomness (batch order, augmentation, dropout).
+        num_threads: torch threads (None: leave torch's setting).
+        device: "cpu" or e.g. "cuda".
+        eval_every: validate every this many epochs (and always after the last).
+        eval_batch_size: batch size of validation.
+    """
+
+    epochs: int = 50
+    batch_size: int = 6
+    lr: float = 4e-4
+    head_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    step_at: float = 0.7
+    gamma: float = 0.1
+    size: tuple[int, int] | None = None
+    flip: bool = True
+    blur: bool = True
+    seed: int = 0
+    num_threads: int | None = None
+    device: str = "cpu"
+    eval_every: int = 1
+    eval_batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        self.size = parse_size(self.size)
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def step_epoch(self) -> int:
+        """Epoch (0-based count of finished epochs) at which the lr drops."""
+        return max(1, int(round(self.step_at * self.epochs)))
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`.
+
+    Attributes:
+        best_miou: best validation mIoU (NaN without validation frames).
+        best_epoch: 1-based epoch of the restored weights (the last one without validation).
+        history: one dict per epoch: ``epoch``, ``loss`` (mean training loss), ``lr``, ``seconds``,
+            ``val_miou`` (or None when not evaluated).
+        seconds: total wall time.
+    """
+
+    best_miou: float
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def losses(self) -> list[float]:
+        return [h["loss"] for h in self.history]
+
+
+# ---------------------------------------------------------------------------------------------- loss / metrics
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over labelled pixels; logits (B, C, H, W), labels (B, H, W) int64, 255 = ignore.
+
+    A batch without any labelled pixel gives 0 (still connected to the graph), never NaN.
+    """
+    if not bool((labels != IGNORE_INDEX).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
+def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
+    """pred, gt: int arrays of the same shape (gt 255 = ignore) -> (C, C) int64, rows = ground truth."""
+    pred = np.asarray(pred).ravel().astype(np.int64)
+    gt = np.asarray(gt).ravel().astype(np.int64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred and gt sizes differ: {pred.shape} vs {gt.shape}")
+    keep = (gt != IGNORE_INDEX) & (gt >= 0) & (gt < num_classes)
+    idx = gt[keep] * num_classes + pred[keep]
+    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def iou_from_confusion(conf: np.ndarray) -> tuple[float, np.ndarray]:
+    """(C, C) confusion -> (mIoU, per-class IoU (C,) with NaN for classes absent from GT and prediction)."""
+    conf = np.asarray(conf, dtype=np.float64)
+    tp = np.diag(conf)
+    denom = conf.sum(0) + conf.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(denom > 0, tp / denom, np.nan)
+    miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+    return miou, iou
+
+
+@torch.no_grad()
+def evaluate(model: SegModel, frames: Sequence, num_classes: int, batch_size: int = 8, device: str = "cpu", *,
+             size: tuple[int, int] | str | None = None, progress: bool = False, desc: str = "eval") -> dict[str, Any]:
+    """Plain (deterministic, eval-mode) prediction on labelled frames -> metrics.
+
+    Args:
+        frames: frames with labels, or (frame, label_map) pairs.
+        size: working (H, W); predictions and labels (nearest-resized) are compared at this size.
+
+    Returns:
+        ``{"miou": float, "per_class_iou": (C,) float64 with NaN for absent classes,
+        "confusion": (C, C) int64 (rows = ground truth), "pixel_accuracy": float}``.
+    """
+    from tqdm.auto import tqdm
+
+    ds = SegmentationDataset(frames, parse_size(size), augment=False, cache=False)
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    was_training = model.training
+    model.eval()
+    model.to(device)
+    try:
+        for s in tqdm(range(0, len(ds), batch_size), desc=desc, disable=not progress, leave=False):
+            batch = collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))])
+            pred = model(batch["image"].to(device)).argmax(1).cpu().numpy()
+            conf += confusion_matrix(pred, batch["label"].numpy(), num_classes)
+    finally:
+        model.train(was_training)
+    miou, iou = iou_from_confusion(conf)
+    total = conf.sum()
+    return {"miou": miou, "per_class_iou": iou, "confusion": conf,
+            "pixel_accuracy": float(np.trace(conf) / total) if total else float("nan")}
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+    """Shuffled index batches; never a batch of one (BatchNorm in the ASPP pooling branch needs >= 2)."""
+    perm = torch.randperm(n, generator=gen).tolist()
+    if n == 1:
+        return [perm * 2]
+    out = [perm[s:s + batch_size] for s in range(0, n, batch_size)]
+    if len(out[-1]) == 1:
+        if len(out) > 1:
+            out[-2].extend(out.pop())
+        else:
+            out[-1] = out[-1] * 2
+    return out
+
+
+def _set_threads(n: int | None) -> None:
+    if n is not None and n > 0:
+        torch.set_num_threads(int(n))
+
+
+def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: TrainConfig | None = None, *,
+        extra_loss: ExtraLoss | None = None, extra_modules: Sequence[nn.Module] = (), progress: bool = True,
+        desc: str = "train") -> FitResult:
+    """Train ``model`` in place on partial labels; restore the best-validation weights at the end.
+
+    Args:
+        model: a :class:`SegModel` (re-initialise it yourself for each active-learning cycle).
+        train_items: (frame, label_map (H, W) int, 255 = unlabelled[, extras dict]) items, or labelled frames.
+        val_items: labelled frames (or (frame, label) pairs) for model selection; may be empty.
+        config: :class:`TrainConfig`.
+        extra_loss: ``extra_loss(model, batch, logits, features) -> scalar Tensor`` added to the
+            cross-entropy (batch: dict with ``image``, ``label`` and the items' extras, on the device;
+            features: the encoder pyramid of the batch). Submodules registered on ``model`` (e.g.
+            ``model.loss_head``) are trained with the head learning rate.
+        extra_modules: further modules (not attached to the model) whose parameters the hook trains.
+        progress: tqdm bar per epoch.
+
+    Returns:
+        :class:`FitResult`.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config or TrainConfig()
+    if not isinstance(model, SegModel):
+        raise TypeError(f"model must be a viewal.model.SegModel, got {type(model).__name__}")
+    train_items = as_items(train_items)
+    if not train_items:
+        raise ValueError("fit: no training items")
+    _set_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    model.to(device)
+    for m in extra_modules:
+        m.to(device)
+
+    ds = SegmentationDataset(train_items, cfg.size, augment=True, flip=cfg.flip, blur=cfg.blur, seed=cfg.seed)
+    enc_params = list(model.net.encoder.parameters())
+    enc_ids = {id(p) for p in enc_params}
+    head_params = [p for p in model.parameters() if id(p) not in enc_ids]
+    seen = enc_ids | {id(p) for p in head_params}
+    for m in extra_modules:
+        head_params += [p for p in m.parameters() if id(p) not in seen]
+    opt = torch.optim.SGD([{"params": enc_params, "lr": cfg.lr},
+                           {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}],
+                          lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epoch, gamma=cfg.gamma)
+
+    best_miou, best_epoch, best_state = -math.inf, 0, None
+    history: list[dict] = []
+    t_start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        for m in extra_modules:
+            m.train()
+        batches = _batches(len(ds), cfg.batch_size, gen)
+        losses = []
+        bar = tqdm(batches, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="batch")
+        for idx in bar:
+            batch = collate([ds[i] for i in idx])
+            batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+            feats = model.encode(batch["image"])
+            logits = model.decode(feats)
+            loss = segmentation_loss(logits, batch["label"])
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, batch, logits, feats)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: non-finite loss at epoch {epoch}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.close()
+        lr_used = opt.param_groups[0]["lr"]
+        sched.step()
+        rec = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": lr_used, "val_miou": None}
+        last = epoch == cfg.epochs
+        if val_items and (epoch % max(1, cfg.eval_every) == 0 or last):
+            rec["val_miou"] = evaluate(model, val_items, model.num_classes, cfg.eval_batch_size, cfg.device,
+                                       size=cfg.size)["miou"]
+            score = rec["val_miou"] if np.isfinite(rec["val_miou"]) else -1.0
+            if score > best_miou:
+                best_miou, best_epoch = score, epoch
+                best_state = copy.deepcopy(model.state_dict())
+        rec["seconds"] = time.perf_counter() - t0
+        history.append(rec)
+        if progress:
+            msg = f"{desc} epoch {epoch}/{cfg.epochs}: loss {rec['loss']:.4f}"
+            if rec["val_miou"] is not None:
+                msg += f", val mIoU {rec['val_miou']:.4f}"
+            tqdm.write(msg + f" ({rec['seconds']:.1f} s)")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_miou, best_epoch = float("nan"), cfg.epochs
+    model.eval()
+    return FitResult(best_miou=float(best_miou), best_epoch=best_epoch, history=history,
+                     seconds=time.perf_counter() - t_start)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the requested model; the message names the file."""
+
+
+def save_checkpoint(path: str | Path, model: SegModel, meta: dict | None = None) -> Path:
+    """Write the model's weights and architecture atomically (loadable with ``weights_only=True``).
+
+    Contents: ``format``, ``version``, ``encoder``, ``num_classes``, ``dropout``, ``decoder_channels``,
+    ``state_dict`` (all the model's tensors, including attached heads), ``meta`` (JSON-able dict).
+    """
+    path = Path(path)
+    obj = {"format": CHECKPOINT_FORMAT, "version": 1, "encoder": model.encoder_name,
+           "num_classes": model.num_classes, "dropout": model.dropout, "decoder_channels": model.decoder_channels,
+           "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+           "meta": json.loads(json.dumps(meta or {}, default=str))}
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, model: SegModel | None = None, *, num_classes: int | None = None,
+                    encoder: str | None = None, map_location: str = "cpu") -> SegModel:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    With ``model`` the weights are loaded into it (its encoder and class count must match); without,
+    a model is built from the checkpoint. ``num_classes`` / ``encoder`` state what the caller expects.
+    Raises :class:`CheckpointError` (a ValueError) naming the file on any mismatch.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # unpickling errors have many types
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a viewal checkpoint (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r})")
+    want_c = num_classes if num_classes is not None else (model.num_classes if model is not None else None)
+    want_e = encoder if encoder is not None else (model.encoder_name if model is not None else None)
+    if want_c is not None and int(obj["num_classes"]) != int(want_c):
+        raise CheckpointError(f"{path}: checkpoint has {obj['num_classes']} classes, expected {want_c}")
+    if want_e is not None and obj["encoder"] != want_e:
+        raise CheckpointError(f"{path}: checkpoint encoder is {obj['encoder']!r}, expected {want_e!r}")
+    if model is None:
+        model = build_model(int(obj["num_classes"]), obj["encoder"], dropout=float(obj.get("dropout", 0.25)),
+                            decoder_channels=int(obj.get("decoder_channels", 256)))
+    try:
+        missing, unexpected = model.load_state_dict(obj["state_dict"], strict=False)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
+    # heads attached to the saved model (loss_head, rotation_head, ...) may be absent here: skipped;
+    # the network itself must be complete
+    bad = [k for k in list(missing) + list(unexpected) if k.startswith("net.")]
+    if bad:
+        raise CheckpointError(f"{path}: weights do not fit the model (keys {bad[:3]})")
+    return model
+
+
+def checkpoint_meta(path: str | Path) -> dict:
+    """The ``meta`` dict stored in a checkpoint."""
+    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return dict(obj.get("meta", {}))
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset directory (any format viewal.datasets.open_dataset reads)")
+    p.add_argument("--out", required=True, help="output directory: model.pt (best-val checkpoint) + metrics.json")
+    p.add_argument("--epochs", type=int, default=50, help="training epochs (ViewAL: 50)")
+    p.add_argument("--encoder", default="mobilenet_v2", help="smp encoder: mobilenet_v2 (ViewAL), resnet18, resnet34")
+    p.add_argument("--init", default=None, help="encoder weights from 'viewal pretrain' or a checkpoint")
+    p.add_argument("--size", default=None, help="working size HxW (e.g. 120x160); default: the dataset's resolution")
+    p.add_argument("--batch-size", type=int, default=6)
+    p.add_argument("--lr", type=float, default=4e-4, help="encoder lr (ASPP + decoder: x10)")
+    p.add_argument("--dropout", type=float, default=0.25, help="MC Dropout2d p")
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="use a random fraction of the train frames (label-efficiency / pretraining comparisons)")
+    p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _train_subset(frames: list, fraction: float, seed: int) -> list:
+    if not 0 < fraction <= 1:
+        raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}")
+    if fraction >= 1:
+        return frames
+    n = max(2, int(round(fraction * len(frames))))
+    idx = np.sort(np.random.default_rng(seed).choice(len(frames), size=min(n, len(frames)), replace=False))
+    return [frames[i] for i in idx]
+
+
+def run(args: argparse.Namespace) -> int:
+    from viewal.datasets import open_dataset
+
+    ds = open_dataset(args.data)
+    train = [f for f in ds.split("train") if f.has_labels]
+    if not train:
+        raise ValueError(f"{args.data}: no labelled frames in the train split")
+    train = _train_subset(train, args.train_fraction, args.seed)
+    val = [f for f in ds.split("val") if f.has_labels] if "val" in ds.splits else []
+    test = [f for f in ds.split("test") if f.has_labels] if "test" in ds.splits else []
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, size=parse_size(args.size),
+                      seed=args.seed, num_threads=args.threads, device=args.device, eval_every=args.eval_every)
+    _set_threads(cfg.num_threads)
+    torch.manual_seed(args.seed)
+    model = build_model(ds.num_classes, args.encoder, dropout=args.dropout, encoder_weights=args.init)
+    size_txt = "x".join(map(str, cfg.size)) if cfg.size else f"{ds.height}x{ds.width}"
+    print(f"viewal train: {ds!r}\n  train {len(train)} frames, val {len(val)}, test {len(test)}; "
+          f"{args.encoder}, size {size_txt}, {cfg.epochs} epochs, threads {torch.get_num_threads()}"
+          + (f", init {args.init}" if args.init else ""), flush=True)
+    res = fit(model, train, val, cfg, progress=not args.no_progress)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    val_m = evaluate(model, val, ds.num_classes, cfg.eval_batch_size, cfg.device, size=cfg.size) if val else None
+    test_m = evaluate(model, test, ds.num_classes, cfg.eval_batch_size, cfg.device, size=cfg.size) if test else None
+    eval_s = time.perf_counter() - t0
+
+    def per_class(m):
+        return None if m is None else {n: (None if not np.isfinite(v) else round(float(v), 4))
+                                       for n, v in zip(ds.class_names, m["per_class_iou"])}
+
+    metrics = {
+        "data": str(args.data), "encoder": args.encoder, "init": args.init, "size": size_txt,
+        "train_frames": len(train), "val_frames": len(val), "test_frames": len(test),
+        "train_fraction": args.train_fraction,
+        "val_miou": None if val_m is None else val_m["miou"], "test_miou": None if test_m is None else test_m["miou"],
+        "val_per_class_iou": per_class(val_m), "test_per_class_iou": per_class(test_m),
+        "best_epoch": res.best_epoch, "train_seconds": round(res.seconds, 1), "eval_seconds": round(eval_s, 1),
+        "threads": torch.get_num_threads(), "config": {k: (list(v) if isinstance(v, tuple) else v)
+                                                      for k, v in asdict(cfg).items()},
+        "history": res.history,
+        "miou_convention": "IoU=TP/(TP+FP+FN) over non-ignore GT pixels; classes absent from GT and prediction excluded",
+    }
+    save_checkpoint(out / "model.pt", model, meta={k: metrics[k] for k in ("data", "size", "val_miou", "test_miou",
+                                                                           "best_epoch", "init")})
+    write_json(out / "metrics.json", metrics)
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    print(f"viewal train: best epoch {res.best_epoch}; val mIoU {fmt(metrics['val_miou'])}, "
+          f"test mIoU {fmt(metrics['test_miou'])}; train {res.seconds:.0f} s; wrote {out / 'model.pt'} and "
+          f"{out / 'metrics.json'}")
+    return 0
