@@ -8,7 +8,8 @@ Pieces (pure functions first):
   stay aligned. θ maps *output* normalised coordinates to *input* ones (``torch.nn.functional.affine_grid``
   convention, ``align_corners=False``).
 * :func:`max_entropy_loss` — L_ME = mean over in-image pixels of −log(log C − H(x) + ε), H the softmax
-  entropy of the segmenter on the warped image. Minimising it maximises the entropy.
+  entropy of the segmenter on the warped image. L_ME grows with H (to −log ε at the uniform
+  distribution); the STN *maximises* it (its optimiser minimises −L_ME).
 * :class:`LocalisationNet` — small CNN → θ (B, 2, 3), initialised to the identity (last layer zero).
   Remedies for the collapse to the identity the seed reports are options: ``bound`` (θ = I + bound·tanh(raw),
   a bounded deviation) and ``reg_weight`` (penalty reg·‖θ − I‖², a regularised output), and the adversarial
@@ -45,10 +46,21 @@ def affine_grid(theta: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.affine_grid(theta, [B, 1, int(size[0]), int(size[1])], align_corners=False)
 
 
-def warp_images(images: torch.Tensor, theta: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
-    """Bilinear warp of (B, C, H, W) images by θ (B, 2, 3); out-of-image pixels are 0 (``zeros``)."""
+def warp_images(images: torch.Tensor, theta: torch.Tensor, padding_mode: str = "zeros",
+                mode: str = "bilinear") -> torch.Tensor:
+    """Warp (B, C, H, W) images by θ (B, 2, 3); out-of-image pixels are 0 (``zeros``).
+
+    ``mode``: ``"bilinear"`` (default, differentiable in θ) or ``"nearest"`` (the same pixel choice as
+    :func:`warp_labels`).
+    """
+    if mode == "nearest":
+        B, C, H, W = images.shape
+        ix, iy, inside = _nearest_index(affine_grid(theta.float(), (H, W)), (H, W))
+        idx = (iy * W + ix).reshape(B, 1, -1).expand(B, C, -1)
+        out = torch.gather(images.reshape(B, C, -1), 2, idx).reshape(B, C, H, W)
+        return out * inside[:, None].to(out.dtype)
     grid = affine_grid(theta.to(images.dtype), images.shape[-2:])
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+    return F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
 
 
 def _nearest_index(grid: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -92,7 +104,8 @@ def max_entropy_loss(logits: torch.Tensor, mask: torch.Tensor | None = None, eps
         logits: (B, C, H, W) of the segmenter on the warped images.
         mask: (B, H, W) bool pixels to average over (in-image pixels); default all.
     Returns:
-        scalar; decreasing in the entropy (its minimum, −log ε, is at the uniform distribution).
+        scalar, increasing in the entropy (its maximum, −log ε, is at the uniform distribution); the STN
+        maximises it.
     """
     C = logits.shape[1]
     per_px = -torch.log((math.log(C) - entropy_map(logits)).clamp(min=0.0) + eps)
@@ -207,7 +220,7 @@ class MaxEntropyAugmenter:
                 logits = model(xw)
                 loss_me = max_entropy_loss(logits, mask)
                 dev_theta = (theta - identity_theta(x.shape[0], dev, theta.dtype))
-                loss = loss_me + self.reg_weight * dev_theta.pow(2).sum((1, 2)).mean()
+                loss = -loss_me + self.reg_weight * dev_theta.pow(2).sum((1, 2)).mean()
                 rec = {"loss_me": float(loss_me), "entropy": float((entropy_map(logits) * mask).sum() / mask.sum().clamp(min=1)),
                        "theta_dev": float(dev_theta.abs().mean())}
                 if self.disc is not None:

@@ -455,8 +455,9 @@ def pal_select(model, frames: Sequence, regions: np.ndarray | Sequence[np.ndarra
     # S_C per region, streamed batch by batch (never the pool's full probability array)
     sc_maps = np.zeros(regions.shape, dtype=np.float32)
     k = 0
-    for probs, _ in iter_predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device,
-                                        seed=seed, progress=progress, desc="PAL S_C"):
+    for out in iter_predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device,
+                                   seed=seed, progress=progress, desc="PAL S_C"):
+        probs = out["probs"] if isinstance(out, dict) else out[0]
         sc_maps[k:k + len(probs)] = uniform_kl_score(probs)
         k += len(probs)
     sc, sizes, offsets = pool_frames(sc_maps, regions)
