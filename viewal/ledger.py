@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS results (cycle INTEGER PRIMARY KEY, metrics TEXT NOT 
 """
 
 
-class LedgerError(RuntimeError):
+class LedgerError(ValueError):
     """A ledger operation was refused (the message says why and names the ledger file)."""
 
 

@@ -121,18 +121,25 @@ class RegionPool:
         g = np.asarray(gid)
         return g - self.offsets[self.frame_of(g)]
 
+    def _frame_index(self) -> dict[tuple[str, str], int]:
+        idx = self.__dict__.get("_index")
+        if idx is None or len(idx) != len(self.frame_ids):
+            idx = {(s, f): i for i, (s, f) in enumerate(zip(self.scene_ids, self.frame_ids))}
+            self.__dict__["_index"] = idx
+        return idx
+
     def frame_offsets(self, scene_id: str, frame_ids: Sequence[str]) -> np.ndarray:
         """(N,) first global id of each listed frame of ``scene_id`` (-1 when the frame is not in the pool).
 
         Use it to map an overlap table computed on a scene's frame list onto this pool.
         """
-        where = {(s, f): i for i, (s, f) in enumerate(zip(self.scene_ids, self.frame_ids))}
+        where = self._frame_index()
         return np.array([self.offsets[where[(scene_id, f)]] if (scene_id, f) in where else -1 for f in frame_ids],
                         dtype=np.int64)
 
     def frame_region_counts(self, scene_id: str, frame_ids: Sequence[str]) -> np.ndarray:
         """(N,) number of regions of each listed frame (0 when not in the pool)."""
-        where = {(s, f): i for i, (s, f) in enumerate(zip(self.scene_ids, self.frame_ids))}
+        where = self._frame_index()
         out = np.zeros(len(frame_ids), dtype=np.int64)
         for k, f in enumerate(frame_ids):
             i = where.get((scene_id, f))
@@ -446,8 +453,7 @@ def _run(pool: RegionPool, adjacency, budget_pixels: int, choose_view: bool) -> 
         if not adjacency.has_sorted_indices:
             adjacency = adjacency.copy()
             adjacency.sort_indices()
-        indptr = adjacency.indptr.astype(np.int64, copy=False)
-        indices = adjacency.indices.astype(np.int64, copy=False)
+        indptr, indices = adjacency.indptr, adjacency.indices  # int32 or int64: the loop takes either
     if budget_pixels is None or budget_pixels < 0:
         raise ValueError(f"budget_pixels must be >= 0, got {budget_pixels}")
     view = _finite_or_neg_inf(pool.view)
