@@ -43,14 +43,13 @@ import numpy as np
 from viewal import geometry
 from viewal.io import read_image
 
-from .base import IGNORE_INDEX, DatasetError, Frame, RGBDDataset
+from .base import IGNORE_INDEX, SPLITS, DatasetError, Frame, RGBDDataset
 from .canonical import (default_splits, image_shape, load_label_png, make_frame, natural_key, pose_or_skip,
                         resize_nearest, viewal_label_shift, warn_skipped)
 from .scannet import NYU40_CLASSES
 
 __all__ = ["read_viewal_original", "load_viewal_superpixels", "read_info", "split_name", "looks_like"]
 
-SPLIT_NAMES = ("train", "val", "test")
 
 
 def looks_like(path: Path) -> bool:
@@ -120,7 +119,7 @@ class _Lmdb:
     def keys(self) -> list[str]:
         return [k.decode("ascii") if isinstance(k, bytes) else str(k) for k in self.get("__keys__")]
 
-    def array(self, key: str, size) -> np.ndarray:
+    def array(self, key: str) -> np.ndarray:
         a = np.asarray(self.get(key))
         if a.ndim != 3 or a.shape[2] != 4 or a.dtype != np.uint8:
             raise DatasetError(f"{self.path}: entry {key!r} is not an (H, W, 4) uint8 array "
@@ -130,12 +129,12 @@ class _Lmdb:
 
 def _lmdb_rgb(db: _Lmdb, key: str, size):
     import cv2
-    rgb = np.ascontiguousarray(db.array(key, size)[:, :, :3])
+    rgb = np.ascontiguousarray(db.array(key)[:, :, :3])
     return rgb if rgb.shape[:2] == tuple(size) else cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
 
 def _lmdb_labels(db: _Lmdb, key: str, size, num_classes: int):
-    lab = resize_nearest(db.array(key, size)[:, :, 3].astype(np.int64), size)
+    lab = resize_nearest(db.array(key)[:, :, 3].astype(np.int64), size)
     bad = (lab >= num_classes) & (lab != IGNORE_INDEX)
     if bad.any():
         raise DatasetError(f"{db.path}: entry {key!r}: label values {np.unique(lab[bad])[:10].tolist()} "
@@ -246,7 +245,7 @@ def read_viewal_original(
         return out
 
     sdir = root / "selections"
-    split_files = {s: sdir / f"{s}_frames.txt" for s in SPLIT_NAMES}
+    split_files = {s: sdir / f"{s}_frames.txt" for s in SPLITS}
     if any(p.is_file() for p in split_files.values()):
         splits = {s: keys_of(p) if p.is_file() else [] for s, p in split_files.items()}
         origin = str(sdir)

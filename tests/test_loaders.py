@@ -9,7 +9,6 @@ from __future__ import annotations
 import pickle
 import sys
 import types
-import warnings
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ import pytest
 
 from viewal import geometry as g
 from viewal.datasets import DatasetError, open_dataset
-from viewal.datasets.canonical import default_splits, load_depth_png, resize_nearest, viewal_label_shift
+from viewal.datasets.canonical import load_depth_png, resize_nearest, viewal_label_shift
 from viewal.datasets.matterport import GL_TO_CV
 from viewal.datasets.scannet import NYU40_CLASSES
 from viewal.datasets.scenenet import NYU13_CLASSES, SCENENET_K, lookat_pose
@@ -433,6 +432,9 @@ def test_viewal_original_bad_inputs(tmp_path):
     ds = open_dataset(tmp_path, format="viewal-original")
     with pytest.raises(DatasetError, match=rf"{names[1]}\.png: label image is 640x480, expected 320x240"):
         ds.frame("scene0007_00/000035").labels
+    _write(sel / "color" / f"{names[0]}.jpg", np.zeros((480, 640, 3), np.uint8))  # colour of the wrong size
+    with pytest.raises(DatasetError, match=rf"{names[0]}\.jpg: colour image is 640x480, expected 320x240"):
+        ds.frame("scene0007_00/000000").rgb
     (sel / "pose" / f"{names[2]}.txt").unlink()
     with pytest.raises(FileNotFoundError, match=rf"{names[2]}\.txt"):
         open_dataset(tmp_path, format="viewal-original")
