@@ -3,6 +3,7 @@ superpixel overlap. NumPy reference, Numba CPU and Numba CUDA backends (see ``vi
 and a linear-time fused (voxel) approximation (``view_entropy_divergence_fused``)."""
 from ._common import BACKENDS, candidate_pairs
 from ._math import MODES, VIEWAL_WORLD_DISTANCE
+from .fused import view_entropy_divergence_fused
 from .overlap import OverlapTable, superpixel_overlap
 from .views import view_entropy_divergence
 
@@ -14,4 +15,5 @@ __all__ = [
     "candidate_pairs",
     "superpixel_overlap",
     "view_entropy_divergence",
+    "view_entropy_divergence_fused",
 ]
