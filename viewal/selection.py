@@ -386,17 +386,8 @@ def overlap_adjacency(pool: RegionPool, tables: Sequence[tuple[str, Sequence[str
 
 # --------------------------------------------------------------------------------------------- selection
 
-try:  # the loop is sequential by nature (flags depend on earlier picks): a small compiled loop
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency
-    def njit(*args, **kwargs):
-        def wrap(f):
-            return f
-        return wrap if not (args and callable(args[0])) else args[0]
-
-
-@njit(cache=True)
-def _select_loop(order, indptr, indices, view, sizes, flagged, budget, choose_view):  # pragma: no cover - numba
+# Sequential by nature (flags depend on earlier picks): a small compiled loop over the score order.
+def _select_loop_py(order, indptr, indices, view, sizes, flagged, budget, choose_view):  # pragma: no cover - numba
     n = order.shape[0]
     picked = np.empty(n, np.int64)
     anchors = np.empty(n, np.int64)
@@ -429,6 +420,23 @@ def _select_loop(order, indptr, indices, view, sizes, flagged, budget, choose_vi
         if total >= budget:
             break
     return picked[:k], anchors[:k], total
+
+
+_COMPILED: dict = {}
+
+
+def _select_loop(*args):
+    """The selection loop, compiled with Numba on first use (cache=True): importing this module stays light."""
+    fn = _COMPILED.get("loop")
+    if fn is None:
+        try:
+            from numba import njit
+        except ImportError:  # pragma: no cover - numba is a dependency
+            fn = _select_loop_py
+        else:
+            fn = njit(cache=True)(_select_loop_py)
+        _COMPILED["loop"] = fn
+    return fn(*args)
 
 
 def _order(score: np.ndarray) -> np.ndarray:

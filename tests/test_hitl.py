@@ -1,0 +1,152 @@
+"""Human in the loop: export of region queries, import of labelled masks (round trip, validation), CLI."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from viewal.cli import main as cli_main
+from viewal.datasets.canonical import read_canonical, write_frame, write_meta, write_scene_intrinsics
+from viewal.hitl import LabelImportError, export_queries, import_labels
+from viewal.ledger import Ledger
+from viewal.selection import RegionQuery
+
+H, W = 12, 16
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    write_scene_intrinsics(root, "scene0", np.array([[20.0, 0, 7.5], [0, 20.0, 5.5], [0, 0, 1]]))
+    for i in range(2):
+        write_frame(root, "scene0", f"{i:03d}", rgb=rng.integers(0, 255, (H, W, 3), dtype=np.uint8),
+                    depth=np.full((H, W), 2.0, np.float32), world_T_cam=np.eye(4),
+                    labels=rng.integers(0, 3, (H, W)), color_ext=".png")
+    write_meta(root, class_names=["wall", "floor", "chair"], splits={"train": ["scene0"], "val": [], "test": []},
+               height=H, width=W)
+    return read_canonical(root)
+
+
+def box(y, x, h, w):
+    m = np.zeros((H, W), bool)
+    m[y:y + h, x:x + w] = True
+    return m
+
+
+def queries():
+    return [RegionQuery("scene0", "000", box(1, 2, 4, 5), 0.9, region_id=3, view_score=0.4, query_id=7),
+            RegionQuery("scene0", "001", box(6, 8, 5, 6), 0.7, region_id=11)]
+
+
+def write_label(path, lab):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.asarray(lab, np.uint8))
+
+
+def test_export_writes_masks_previews_and_json(tmp_path, dataset):
+    out = tmp_path / "q"
+    path = export_queries(queries(), out, dataset=dataset)
+    doc = json.loads(path.read_text())
+    assert doc["num_classes"] == 3 and doc["class_names"] == ["wall", "floor", "chair"]
+    e = doc["queries"][0]
+    assert (e["scene_id"], e["frame_id"], e["region_id"], e["query_id"]) == ("scene0", "000", 3, 7)
+    assert e["score"] == pytest.approx(0.9) and e["view_score"] == pytest.approx(0.4)
+    assert (e["height"], e["width"], e["n_pixels"]) == (H, W, 20)
+    m = cv2.imread(str(out / e["mask"]), cv2.IMREAD_UNCHANGED)
+    assert m.shape == (H, W) and np.array_equal(m > 0, queries()[0].mask)
+    prev = cv2.imread(str(out / e["preview"]))
+    assert prev is not None and prev.shape[0] <= H and prev.shape[1] <= W
+    assert (out / "labels").is_dir()
+    assert not list(out.glob(".*"))                         # no temporary files left behind
+
+
+def test_round_trip(tmp_path, dataset):
+    out = tmp_path / "q"
+    export_queries(queries(), out, dataset=dataset)
+    doc = json.loads((out / "queries.json").read_text())
+    expected = []
+    for e, q in zip(doc["queries"], queries()):
+        lab = np.full((H, W), 255)
+        lab[q.mask] = (np.arange(q.mask.sum()) % 3)
+        lab[0, 0] = 1                                       # labelled outside the region: dropped by default
+        write_label(out / e["label"], lab)
+        expected.append(np.where(q.mask, lab, 255))
+    items = import_labels(out, dataset)
+    assert len(items) == 2
+    for it, q, exp in zip(items, queries(), expected):
+        assert (it.scene_id, it.frame_id, it.region_id, it.query_id) == (q.scene_id, q.frame_id, q.region_id,
+                                                                         q.query_id)
+        assert it.source == "human"
+        assert np.array_equal(it.mask, q.mask) and np.array_equal(it.labels, exp)
+    loose = import_labels(out, dataset, restrict_to_query=False)
+    assert loose[0].mask[0, 0] and loose[0].labels[0, 0] == 1
+
+
+def test_import_validation_errors_name_the_file(tmp_path, dataset):
+    out = tmp_path / "q"
+    export_queries(queries(), out, dataset=dataset)
+    doc = json.loads((out / "queries.json").read_text())
+    f0, f1 = out / doc["queries"][0]["label"], out / doc["queries"][1]["label"]
+    good = np.full((H, W), 255)
+    good[queries()[1].mask] = 2
+    write_label(f1, good)
+    with pytest.raises(LabelImportError, match=f"missing labelled mask: .*{f0.name}"):
+        import_labels(out, dataset)
+    assert [it.region_id for it in import_labels(out, dataset, missing="skip")] == [11]
+
+    write_label(f0, np.zeros((H + 1, W), np.uint8))
+    with pytest.raises(LabelImportError, match=f"{f0.name}: size 16x13 .* differs from the frame scene0/000 \\(16x12\\)"):
+        import_labels(out, dataset)
+    bad = np.full((H, W), 255)
+    bad[2, 3] = 7
+    write_label(f0, bad)
+    with pytest.raises(LabelImportError, match=f"{f0.name}: class ids \\[7\\] outside 0..2"):
+        import_labels(out, dataset)
+    colour = np.zeros((H, W, 3), np.uint8)
+    colour[..., 0] = 1
+    assert cv2.imwrite(str(f0), colour)
+    with pytest.raises(LabelImportError, match=f"{f0.name}: labelled mask must be single-channel"):
+        import_labels(out, dataset)
+    f0.write_bytes(b"not a png")
+    with pytest.raises(LabelImportError, match=f"{f0.name}: not a readable image"):
+        import_labels(out, dataset)
+    # without a dataset: sizes and class count come from queries.json
+    write_label(f0, bad)
+    with pytest.raises(LabelImportError, match="outside 0..2"):
+        import_labels(out)
+    with pytest.raises(LabelImportError, match="missing queries file"):
+        import_labels(tmp_path / "nowhere", dataset)
+
+
+def test_cli_export_import_against_ledger(tmp_path, dataset, capsys):
+    db = tmp_path / "run.sqlite"
+    led = Ledger(db)
+    led.set_config({"num_classes": 3})
+    recorded = led.record_queries(0, queries())
+    led.close()
+    data = str(dataset.root)
+    out = tmp_path / "q"
+    assert cli_main(["query", "export", "--ledger", str(db), "--out", str(out), "--data", data]) == 0
+    doc = json.loads((out / "queries.json").read_text())
+    assert [e["query_id"] for e in doc["queries"]] == [q.query_id for q in recorded]
+    # a person labels the first region only
+    e = doc["queries"][0]
+    lab = np.full((H, W), 255)
+    lab[recorded[0].mask] = 1
+    write_label(out / e["label"], lab)
+    assert cli_main(["query", "import", "--ledger", str(db), "--dir", str(out), "--data", data]) == 1  # 2nd missing
+    assert "missing labelled mask" in capsys.readouterr().err
+    assert cli_main(["query", "import", "--ledger", str(db), "--dir", str(out), "--data", data,
+                     "--skip-missing"]) == 0
+    led = Ledger(db)
+    assert [q.query_id for q in led.pending_queries()] == [recorded[1].query_id]
+    assert led.labels()[0]["source"] == "human" and led.labelled_pixels() == recorded[0].n_pixels
+    assert (led.label_map("scene0/000")[recorded[0].mask] == 1).all()
+    led.close()
+    # importing again does not label twice
+    assert cli_main(["query", "import", "--ledger", str(db), "--dir", str(out), "--skip-missing"]) == 0
+    assert "already labelled" in capsys.readouterr().out
+    assert cli_main(["query", "status", "--ledger", str(db)]) == 0
+    assert "1 pending" in capsys.readouterr().out
+    assert cli_main(["query", "status", "--ledger", str(tmp_path / "nope.sqlite")]) == 1
