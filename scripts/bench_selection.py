@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-overlaps", type=int, default=30)
     ap.add_argument("--budget-frac", type=float, default=0.01, help="budget as a fraction of the pool's pixels")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--naive-superpixels", type=int, default=20_000, help="pool size for the plain-Python loop (0 = skip)")
+    ap.add_argument("--naive-superpixels", type=int, default=20_000,
+                    help="pool size for the plain-Python loop (0 = skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 50k superpixels, 2 repeats, naive on 5k")
     a = ap.parse_args(argv)
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     pool, tables = synthetic_tables(n_frames, a.scene_frames, a.min_overlaps, a.max_overlaps, a.seed)
     print(f"pool: {pool.n_regions:,} superpixels in {n_frames:,} frames ({len(tables)} scenes), "
-          f"{sum(len(t[2]['coverage']) for t in tables):,} coverage rows (generated in {time.perf_counter() - t0:.1f} s)")
+          f"{sum(len(t[2]['coverage']) for t in tables):,} coverage rows "
+          f"(generated in {time.perf_counter() - t0:.1f} s)")
     t_adj, A = timeit(lambda: overlap_adjacency(pool, tables), 1)
     deg = np.diff(A.indptr)
     print(f"adjacency (once per run): {t_adj:.2f} s; overlaps per superpixel above 0.25: mean {deg.mean():.1f}, "

@@ -96,7 +96,8 @@ def test_import_validation_errors_name_the_file(tmp_path, dataset):
     assert [it.region_id for it in import_labels(out, dataset, missing="skip")] == [11]
 
     write_label(f0, np.zeros((H + 1, W), np.uint8))
-    with pytest.raises(LabelImportError, match=f"{f0.name}: size 16x13 .* differs from the frame scene0/000 \\(16x12\\)"):
+    msg = f"{f0.name}: size 16x13 .* differs from the frame scene0/000 \\(16x12\\)"
+    with pytest.raises(LabelImportError, match=msg):
         import_labels(out, dataset)
     bad = np.full((H, W), 255)
     bad[2, 3] = 7

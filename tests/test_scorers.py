@@ -182,7 +182,8 @@ def _write_dataset(root: Path, labels_fn) -> None:
         write_frame(root, "scene0", f"{i:03d}", rgb=rng.integers(0, 255, (H, W, 3), dtype=np.uint8),
                     depth=np.full((H, W), 1.5 + 0.1 * i, np.float32), world_T_cam=T, labels=labels_fn(i, H, W),
                     color_ext=".png")
-    write_meta(root, class_names=["a", "b", "c"], splits={"train": ["scene0"], "val": [], "test": []}, height=H, width=W)
+    write_meta(root, class_names=["a", "b", "c"], splits={"train": ["scene0"], "val": [], "test": []},
+               height=H, width=W)
 
 
 def test_scores_identical_when_labels_are_garbage(tmp_path):

@@ -48,7 +48,8 @@ def test_three_views_of_one_object_most_divergent_view_wins_and_others_flagged()
     rows = [(t, 0, s, 0, 0.6) for t in range(3) for s in range(3) if s != t]
     rows += [(f, r, f, r, 1.0) for f in range(3) for r in range(2)]   # self rows
     rows += [(0, 1, 1, 1, 0.2)]                                          # background: below threshold
-    table = {k: np.array([r[i] for r in rows]) for i, k in enumerate(["t_frame", "t_sp", "s_frame", "s_sp", "coverage"])}
+    fields = ["t_frame", "t_sp", "s_frame", "s_sp", "coverage"]
+    table = {k: np.array([r[i] for r in rows]) for i, k in enumerate(fields)}
     A = overlap_adjacency(pool, [("s", ["0", "1", "2"], table)])
     assert A.nnz == 6 and (A != A.T).nnz == 0
 

@@ -294,7 +294,8 @@ class Ledger:
         from viewal.selection import RegionQuery
 
         rows = self._con.execute(
-            "SELECT q.id, q.cycle, q.scene_id, q.frame_id, q.region_id, q.score, q.view_score, q.height, q.width, q.mask"
+            "SELECT q.id, q.cycle, q.scene_id, q.frame_id, q.region_id, q.score, q.view_score, q.height, q.width,"
+            " q.mask"
             f" FROM queries q {where} ORDER BY q.cycle, q.rank", args).fetchall()
         return [RegionQuery(scene_id=s, frame_id=f, mask=decode_mask(m, (h, w)), score=sc, region_id=r,
                             view_score=vs, cycle=c, query_id=i) for i, c, s, f, r, sc, vs, h, w, m in rows]
@@ -383,7 +384,8 @@ class Ledger:
         return con.execute("SELECT height, width, mask, labels FROM labels WHERE scene_id = ? AND frame_id = ? "
                            "ORDER BY id", (s, f)).fetchall()
 
-    def _labelled_mask_con(self, con: sqlite3.Connection, frame_key: str, shape: tuple[int, int] | None) -> np.ndarray | None:
+    def _labelled_mask_con(self, con: sqlite3.Connection, frame_key: str,
+                           shape: tuple[int, int] | None) -> np.ndarray | None:
         cached = self._mask_cache.get(frame_key)
         if cached is not None:
             return cached.copy()

@@ -25,6 +25,21 @@ built from a coverage table's rows (``t_frame, t_sp, s_frame, s_sp, coverage``) 
 Budget accounting: a region's cost is its pixel count; selection stops as soon as the selected
 pixels reach ``budget_pixels``, so it is never over budget by more than one region. Ties are broken
 deterministically (lower global id first; the anchor region ``r`` wins VD ties among its candidates).
+
+How a loop uses it (per cycle; the adjacency can be built once per run when the pool's frames stay the
+same, since labelled regions are excluded through ``RegionPool.available``, not by rebuilding)::
+
+    pools, tables = [], []
+    for scene, frames in pool_frames_by_scene:                 # unlabelled-pool frames of each scene
+        sp = region maps (N, H, W)                             # superpixels, or whole_image_regions(...)
+        s = scorer(build_scene_inputs(frames, sp, scorer.needs, probs=..., mc_probs=..., features=..., rng=...))
+        pools.append(build_pool(scene, fids, sp, s.pixel, s.view, labelled=ledger masks (N, H, W)))
+        tables.append((scene, fids, viewal.kernels.superpixel_overlap(sp, depths, Ks, poses)))
+    pool = concat_pools(pools)
+    A = overlap_adjacency(pool, tables)                        # "viewal", or greedy with dedup
+    sel = select(scorer.selection, pool, budget_pixels, adjacency=A, dedup=False,
+                 features=..., centres=...)                    # kcenter: scorer.region_features per scene
+    queries = queries_from_selection(pool, sel, regions_of=lambda f: region map of pool frame f, cycle=c)
 """
 from __future__ import annotations
 
@@ -199,7 +214,8 @@ def pool_frames(pixel: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.
         raise ValueError(f"pixel scores {pixel.shape} and regions {regions.shape} must both be (N, H, W)")
     if regions.size and regions.min() < 0:
         raise ValueError("regions: region ids must be >= 0")
-    counts = regions.reshape(len(regions), -1).max(axis=1).astype(np.int64) + 1 if regions.size else np.zeros(0, np.int64)
+    counts = (regions.reshape(len(regions), -1).max(axis=1).astype(np.int64) + 1 if regions.size
+              else np.zeros(0, np.int64))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     gid = (regions.astype(np.int64) + offsets[:-1, None, None]).ravel()
     R = int(offsets[-1])

@@ -2,4 +2,5 @@
 from .base import (NEEDS, SceneInputs, Scorer, Scores, build_scene_inputs, get, names, pool_regions, register,
                    register_need)
 
-__all__ = ["NEEDS", "SceneInputs", "Scorer", "Scores", "build_scene_inputs", "get", "names", "pool_regions", "register", "register_need"]
+__all__ = ["NEEDS", "SceneInputs", "Scorer", "Scores", "build_scene_inputs", "get", "names", "pool_regions", "register",
+           "register_need"]

@@ -78,7 +78,7 @@ def bald_map(mc_probs: np.ndarray) -> np.ndarray:
 
 
 def ceal_threshold(cycle: int, delta0: float = 0.05, decay: float = 0.005) -> float:
-    """CEAL's entropy threshold for cycle ``cycle`` (0-based): δ_t = max(δ₀ − decay·t, 0) (tightens each cycle)."""
+    """CEAL's entropy threshold for cycle ``cycle`` (0-based): δ_t = max(δ₀ − decay·t, 0), tightening."""
     if cycle < 0:
         raise ValueError(f"cycle must be >= 0, got {cycle}")
     return max(float(delta0) - float(decay) * int(cycle), 0.0)
