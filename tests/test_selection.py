@@ -190,6 +190,10 @@ def test_labelled_regions_and_build_pool_availability():
     lab = np.array([[[True, False, False, False]]])
     assert labelled_regions(reg, lab).tolist() == [True, False]            # any labelled pixel (default)
     assert labelled_regions(reg, lab, min_fraction=0.6).tolist() == [False, False]
+    assert labelled_regions(reg, lab, min_fraction=0.5).tolist() == [True, False]
+    lab3 = np.array([[[False, False, False, True]]])
+    assert labelled_regions(reg, lab3).tolist() == [False, True]
+    assert labelled_regions(reg, lab3, min_fraction=0.75).tolist() == [False, False]
     pool = build_pool("s", ["f"], reg, np.ones(reg.shape), labelled=lab)
     assert pool.available.tolist() == [False, True]
 

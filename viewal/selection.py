@@ -226,13 +226,14 @@ def pool_frames(pixel: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.
     return score, sizes, offsets
 
 
-def labelled_regions(regions: np.ndarray, labelled: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
+def labelled_regions(regions: np.ndarray, labelled: np.ndarray, min_fraction: float | None = None) -> np.ndarray:
     """Regions counted as already labelled.
 
     Args:
         regions: (N, H, W) int local region ids.
         labelled: (N, H, W) bool, pixels that already have a label (any source).
-        min_fraction: a region is labelled when at least this fraction of its pixels is.
+        min_fraction: a region is labelled when at least this fraction of its pixels is; ``None`` (default):
+            when any of its pixels is (the ledger refuses labels overlapping labelled pixels by default).
     Returns:
         (R,) bool over the global ids of :func:`pool_frames`.
     """
@@ -241,12 +242,13 @@ def labelled_regions(regions: np.ndarray, labelled: np.ndarray, min_fraction: fl
     if labelled.shape != regions.shape:
         raise ValueError(f"labelled mask {labelled.shape} must match regions {regions.shape}")
     frac, _, _ = pool_frames(labelled.astype(np.float64), regions)
-    return np.nan_to_num(frac, nan=0.0) >= min_fraction - 1e-12
+    frac = np.nan_to_num(frac, nan=0.0)
+    return frac > 0 if min_fraction is None else frac >= min_fraction - 1e-12
 
 
 def build_pool(scene_id: str, frame_ids: Sequence[str], regions: np.ndarray, pixel: np.ndarray,
                view: np.ndarray | None = None, labelled: np.ndarray | None = None,
-               labelled_fraction: float = 0.5) -> RegionPool:
+               labelled_fraction: float | None = None) -> RegionPool:
     """Pool the pixel scores of one scene's pool frames into regions.
 
     Args:
