@@ -101,11 +101,11 @@ def draw_contact_sheet(ds: RGBDDataset, frames: Sequence[Frame], out: str | Path
     n, m = len(frames), len(cols)
     h, w = frames[0].rgb.shape[:2]
     cell = 3.2
-    fig = Figure(figsize=(cell * m, cell * h / w * n + 1.6), dpi=dpi)
+    fig = Figure(figsize=(cell * m, cell * h / w * n * 1.08 + 1.1), dpi=dpi)
     FigureCanvasAgg(fig)
     top = 1 - 0.35 / fig.get_figheight()
-    bottom = 1.2 / fig.get_figheight()
-    gs = fig.add_gridspec(n, m, left=0.01, right=0.99, top=top - 0.3 / fig.get_figheight(), bottom=bottom,
+    bottom = 0.5 / fig.get_figheight()
+    gs = fig.add_gridspec(n, m, left=0.025, right=0.99, top=top - 0.3 / fig.get_figheight(), bottom=bottom,
                           wspace=0.02, hspace=0.12)
     present: set[int] = set()
     for r, f in enumerate(frames):

@@ -602,6 +602,7 @@ class SceneSpec:
     size: tuple[float, float, float]
     ambient: float
     kind: str
+    exposure: float = 1.3
     central: tuple[float, float] = (0.0, 0.0)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -921,8 +922,9 @@ def build_scene(rng: np.random.Generator) -> SceneSpec:
         pos = np.array([rng.uniform(0.2, 0.8) * Lx, rng.uniform(0.2, 0.8) * Ly, Lz - rng.uniform(0.2, 0.5)])
         lights.append((pos, float(rng.uniform(0.7, 1.2))))
     tot = sum(i for _, i in lights)
-    lights = [(p, i * rng.uniform(1.5, 2.1) / tot) for p, i in lights]
-    return SceneSpec(parts, lights, L, ambient=float(rng.uniform(0.22, 0.35)), kind=kind, central=(cx, cy),
+    lights = [(p, i * rng.uniform(1.3, 1.9) / tot) for p, i in lights]
+    return SceneSpec(parts, lights, L, ambient=float(rng.uniform(0.22, 0.35)), kind=kind,
+                     exposure=float(rng.uniform(1.1, 1.5)), central=(cx, cy),
                      info={"central_height": central_h})
 
 
@@ -1115,6 +1117,7 @@ def render_frame(renderer: RoomRenderer, K: np.ndarray, world_T_cam: np.ndarray,
     col = albedo * np.where(em, 1.0, light)[:, None]
     rgb_lin = np.zeros((height * width, 3))
     rgb_lin[idx] = col
+    rgb_lin = 1.0 - np.exp(-spec.exposure * rgb_lin)  # soft highlight roll-off instead of clipping
     rgb = (np.clip(rgb_lin, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8).reshape(height, width, 3)
 
     if depth_noise or holes:
