@@ -94,13 +94,14 @@ def overlap_kernel(superpixels, depths, Kinvs, Ks, pair_s, pair_t, pair_M, mode,
 
 @njit(parallel=True, cache=True)
 def to_pixel_major(probs, eps, out_p, out_logp):
-    """(N, C, H, W) -> (N, H, W, C) copies of P and log2(P + eps)."""
+    """(N, C, H, W) -> (N, H, W, C) copies of P and log2(P + eps) (float32; rows read contiguously)."""
     n, c, h, w = probs.shape
+    e = np.float32(eps)
     for row in prange(n * h):
         i = row // h
         v = row - i * h
-        for u in range(w):
-            for k in range(c):
+        for k in range(c):
+            for u in range(w):
                 x = probs[i, k, v, u]
                 out_p[i, v, u, k] = x
-                out_logp[i, v, u, k] = np.log2(x + eps)
+                out_logp[i, v, u, k] = np.log2(x + e)
