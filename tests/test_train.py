@@ -191,3 +191,44 @@ def test_dataset_augmentation_keeps_image_and_label_aligned():
             assert torch.equal(s["label"], torch.as_tensor(f.labels[:, ::-1].copy()))
             assert s["negative"][0, :, -5:].all() and not s["negative"][0, :, :5].any()
     assert flipped and plain
+
+
+def write_tiny_dataset(root, n_scenes=3, n_frames=3, h=32, w=32):
+    from viewal.datasets.canonical import write_frame, write_meta, write_scene_intrinsics
+
+    K = np.array([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]])
+    for s in range(n_scenes):
+        sid = f"scene{s}"
+        write_scene_intrinsics(root, sid, K)
+        for i in range(n_frames):
+            f = make_frame(10 * s + i, h, w)
+            write_frame(root, sid, f"{i:06d}", rgb=f.rgb, depth=np.full((h, w), 2.0, np.float32),
+                        world_T_cam=np.eye(4), labels=f.labels, color_ext=".png")
+    write_meta(root, class_names=["a", "b", "c"], splits={"train": ["scene0"], "val": ["scene1"], "test": ["scene2"]},
+               height=h, width=w)
+
+
+def test_cli_train_and_pretrain(tmp_path, capsys):
+    import json
+
+    from viewal.cli import main
+
+    data = tmp_path / "data"
+    write_tiny_dataset(data)
+    assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "ss.pt"), "--epochs", "1",
+                 "--batch-size", "3", "--size", "32x32", "--proj-dim", "32", "--no-progress"]) == 0
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--size", "32x32",
+                 "--batch-size", "3", "--init", str(tmp_path / "ss.pt"), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_frames"] == 3 and metrics["val_frames"] == 3 and metrics["test_frames"] == 3
+    assert 0 <= metrics["val_miou"] <= 1 and 0 <= metrics["test_miou"] <= 1
+    assert set(metrics["val_per_class_iou"]) == {"a", "b", "c"}
+    assert len(metrics["history"]) == 2
+    model = load_checkpoint(out / "model.pt", num_classes=3, encoder="mobilenet_v2")
+    assert model.num_classes == 3
+    assert "test mIoU" in capsys.readouterr().out
+    # a wrong --init encoder is a clear error (exit code 1, message names the file)
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--encoder", "resnet18",
+                 "--init", str(tmp_path / "ss.pt"), "--no-progress"]) == 1
+    assert "ss.pt" in capsys.readouterr().err
