@@ -1187,6 +1187,33 @@ def split_scenes(scene_ids: list[str], frames: dict[str, list[str]]) -> dict[str
     return {"train": fk[:a], "val": fk[a:b] or fk[-1:], "test": fk[b:] or fk[-1:]}
 
 
+def _prepare_output(out: Path) -> None:
+    """Create ``out``; if it holds an earlier output of this generator, delete that output first (its
+    scene directories, ``viewal.json`` and the derived ``.viewal_cache``, whose superpixels would be stale).
+    Refuses a non-empty directory that is not generator output."""
+    import json
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"generate: output path {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        meta_path = out / "viewal.json"
+        meta = {}
+        if meta_path.is_file():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except json.JSONDecodeError:
+                meta = {}
+        if (meta.get("generator") or {}).get("name") != "viewal.datasets.synthetic":
+            raise ValueError(f"generate: output directory {out} is not empty and was not written by "
+                                  "'viewal generate'; choose a new directory")
+        for p in out.iterdir():
+            if p.is_dir() and (p.name.startswith("scene") or p.name == ".viewal_cache"):
+                shutil.rmtree(p)
+        meta_path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
 def generate_dataset(out: str | Path, scenes: int = DEFAULT_SCENES, frames: int = DEFAULT_FRAMES,
                      height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH, seed: int = 0,
                      depth_noise: bool = False, holes: bool = False, shadows: bool = True,
@@ -1207,7 +1234,7 @@ def generate_dataset(out: str | Path, scenes: int = DEFAULT_SCENES, frames: int 
     if color_ext not in (".jpg", ".png"):
         raise ValueError(f"generate_dataset: color_ext must be '.jpg' or '.png', got {color_ext!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_output(out)
     K = default_intrinsics(height, width)
     scene_ids = [f"scene{k:04d}" for k in range(scenes)]
     frame_ids = {s: [f"{i:06d}" for i in range(frames)] for s in scene_ids}

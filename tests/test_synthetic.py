@@ -216,3 +216,22 @@ def test_cli_generate_and_preview(tmp_path):
 
     img = read_image(png)
     assert img.shape[0] > 100 and img.shape[1] > 300 and img.std() > 10
+
+
+def test_regenerating_replaces_old_output_and_stale_cache(tmp_path):
+    from viewal.superpixels import SuperpixelCache
+
+    out = tmp_path / "re"
+    syn.generate_dataset(out, scenes=3, frames=1, height=H, width=W, seed=0, progress=False)
+    ds = open_dataset(out)
+    SuperpixelCache(out, "seeds").get(ds.frames("scene0000")[0])
+    assert (out / ".viewal_cache").is_dir()
+    syn.generate_dataset(out, scenes=1, frames=1, height=H, width=W, seed=1, progress=False)
+    assert not (out / ".viewal_cache").exists(), "superpixels of the old images must not survive"
+    assert open_dataset(out).scene_ids == ["scene0000"]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        syn.generate_dataset(foreign, scenes=1, frames=1, height=H, width=W, progress=False)
+    assert (foreign / "notes.txt").read_text() == "mine"
