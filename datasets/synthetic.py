@@ -1123,8 +1123,10 @@ def render_frame(renderer: RoomRenderer, K: np.ndarray, world_T_cam: np.ndarray,
     if depth_noise or holes:
         if rng is None:
             raise ValueError("render_frame: depth_noise/holes need an rng")
+        glass = np.zeros(height * width, bool)
+        glass[idx] = renderer.emissive[g]  # window panes: no return from glass
         depth = apply_sensor_effects(depth, rng, K, cos_incidence=_cos_map(facing, idx, height, width),
-                                     noise=depth_noise, holes=holes)
+                                     noise=depth_noise, holes=holes, no_return=glass.reshape(height, width))
     return {"rgb": rgb, "depth": depth.astype(np.float32), "labels": labels.astype(np.uint8),
             "t_hit": np.where(valid, t_hit, np.inf).astype(np.float32), "ray_dirs_cam": d_cam}
 
@@ -1136,9 +1138,10 @@ def _cos_map(facing: np.ndarray, idx: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def apply_sensor_effects(depth: np.ndarray, rng: np.random.Generator, K: np.ndarray, cos_incidence: np.ndarray,
-                         noise: bool = True, holes: bool = False) -> np.ndarray:
+                         noise: bool = True, holes: bool = False, no_return: np.ndarray | None = None) -> np.ndarray:
     """Kinect-like depth: noise σ(z) = 0.0012 + 0.0019 (z - 0.4)² m, disparity quantisation
-    (1/8 px of a 580 px, 7.5 cm baseline sensor, whatever the output size), and optionally holes (random blobs, grazing angles > 80°).
+    (1/8 px of a 580 px, 7.5 cm baseline sensor, whatever the output size), and optionally holes (random blobs,
+    grazing angles > 80°, and ``no_return`` pixels such as window glass).
 
     Args:
         depth: (H, W) exact depth in metres (0 = invalid).
@@ -1153,13 +1156,15 @@ def apply_sensor_effects(depth: np.ndarray, rng: np.random.Generator, K: np.ndar
         d = np.where(valid, fb / np.maximum(np.round(fb / np.maximum(d, 1e-3)), 1), 0.0)
     if holes:
         h, w = d.shape
-        cell = w / 26.0  # blob size relative to the image width
+        cell = w / 14.0  # blob size relative to the image width
         yy, xx = np.meshgrid(np.arange(h) / cell, np.arange(w) / cell, indexing="ij")
         seed = np.full(d.shape, int(rng.integers(1 << 30)), np.int64)
         blob = fbm(xx, yy, seed, 2)
-        thr = rng.uniform(0.72, 0.8)
+        thr = rng.uniform(0.74, 0.8)
         d[blob > thr] = 0.0
         d[cos_incidence < math.cos(math.radians(80))] = 0.0
+        if no_return is not None:
+            d[no_return] = 0.0
         # a few isolated dropouts
         d[rng.random(d.shape) < 0.003] = 0.0
     d[~valid] = 0.0
