@@ -22,7 +22,17 @@ Output: the canonical layout (:mod:`viewal.datasets.canonical`), splits by scene
 at least one scene each when there are ≥ 3 scenes). Deterministic: the same arguments give
 byte-identical files.
 
-Command line: ``viewal generate OUT [--scenes N] [--frames F] [--height H] [--width W] [--seed S]``.
+Command line: ``viewal generate OUT [--scenes N] [--frames F] [--height H] [--width W] [--seed S]
+[--depth-noise] [--holes] [--no-shadows] [--png]``. Defaults: 12 rooms × 20 views at 320×240 (train
+8 rooms = 160 frames, val 2 rooms, test 2 rooms), exact depth. Measured (``time viewal generate data/demo``):
+24.6 s wall on an idle 2-core machine; 66 s wall / 23.5 s CPU while ~5 other jobs shared the cores.
+About 85 ms per frame: one cast, one occlusion cast per light, texturing, PNG/JPEG encoding.
+
+Classes (``CLASS_NAMES``): wall, floor, ceiling, door, window, table, chair, sofa, bed, cabinet, shelf,
+lamp, tv, picture, plant, box, rug; 255 = nothing hit (never happens inside a closed room). On the
+default dataset walls cover 46 % of the pixels, floor 9 %, table 6 %, plant 6 %, cabinet 5 %, lamp 0.6 %
+(the rarest); a pixel cross-projected into a neighbouring view where the depth test says it is visible
+keeps its class 99.7 % of the time (the rest are object edges under nearest-pixel rounding).
 """
 from __future__ import annotations
 
