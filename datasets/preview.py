@@ -157,6 +157,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--superpixels", choices=["seeds", "slic", "none"], default="seeds",
                    help="superpixel method drawn in the last column (cached beside the dataset)")
     p.add_argument("--dpi", type=int, default=100, help="resolution")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="superpixel cache location (default: DATA/.viewal_cache/superpixels)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     if args.superpixels != "none":
         from viewal.superpixels import SuperpixelCache
 
-        sp = SuperpixelCache(ds.root, args.superpixels, size=(ds.height, ds.width)).get
+        sp = SuperpixelCache(ds.root, args.superpixels, size=(ds.height, ds.width), cache_dir=args.cache_dir).get
     out = draw_contact_sheet(ds, frames, args.out, superpixels=sp, dpi=args.dpi)
     print(f"preview of {len(frames)} frames written to {out}")
     return 0

@@ -20,7 +20,7 @@ Output of every method: (H, W) int32 ids ``0..R-1``, contiguous (relabelled in r
 appearance). A SEEDS superpixel need not be connected.
 
 Cache: ``<root>/.viewal_cache/superpixels/<method>-<hash>/<scene>/<frame>.png`` (16-bit PNG, atomic
-writes), where ``<hash>`` covers the method, every setting and the image size, so a changed setting
+writes; ``cache_dir=`` / ``--cache-dir`` puts it elsewhere), where ``<hash>`` covers the method, every setting and the image size, so a changed setting
 never reads a stale cache. ``settings.json`` in that directory records what the hash stands for.
 """
 from __future__ import annotations
@@ -172,11 +172,15 @@ class SuperpixelCache:
         root: dataset root (the cache lives beside the data).
         method: ``"seeds"`` or ``"slic"``.
         size: (H, W) of the frames; taken from the first frame's RGB when omitted.
+        cache_dir: where to keep the cache instead of ``<root>/.viewal_cache/superpixels`` (for a
+            dataset directory that must stay untouched).
         **settings: method settings (see :data:`DEFAULTS`); part of the cache key.
     """
 
-    def __init__(self, root: str | Path, method: str = "seeds", size: tuple[int, int] | None = None, **settings):
+    def __init__(self, root: str | Path, method: str = "seeds", size: tuple[int, int] | None = None,
+                 cache_dir: str | Path | None = None, **settings):
         self.root = Path(root)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.root / CACHE_DIR
         self.method = method
         self.settings = resolve_settings(method, **settings)
         self.size = tuple(size) if size is not None else None
@@ -187,7 +191,7 @@ class SuperpixelCache:
         size = size or self.size
         if size is None:
             raise ValueError("SuperpixelCache.directory: image size unknown (pass size= or call get(frame) first)")
-        return self.root / CACHE_DIR / f"{self.method}-{settings_hash(self.method, self.settings, size)}"
+        return self.cache_dir / f"{self.method}-{settings_hash(self.method, self.settings, size)}"
 
     def path(self, frame, size: tuple[int, int] | None = None) -> Path:
         return self.directory(size) / frame.scene_id / f"{frame.frame_id}.png"
@@ -217,11 +221,13 @@ class SuperpixelCache:
         return ids
 
 
-def compute_all(dataset, method: str = "seeds", progress: bool = True, **settings) -> SuperpixelCache:
+def compute_all(dataset, method: str = "seeds", progress: bool = True, cache_dir: str | Path | None = None,
+                **settings) -> SuperpixelCache:
     """Compute (or find cached) superpixels of every frame of ``dataset``; returns the cache."""
     from tqdm import tqdm
 
-    cache = SuperpixelCache(dataset.root, method, size=(dataset.height, dataset.width), **settings)
+    cache = SuperpixelCache(dataset.root, method, size=(dataset.height, dataset.width), cache_dir=cache_dir,
+                            **settings)
     for frame in tqdm(list(dataset.all_frames()), desc=f"superpixels ({method})", unit="frame", disable=not progress):
         cache.get(frame)
     return cache
@@ -243,6 +249,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num", type=int, default=None,
                    help="target number of superpixels per frame (default 40; SEEDS rounds it to a grid count)")
     p.add_argument("--stats", action="store_true", help="print mean/min/max superpixels per frame")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="cache location (default: DATA/.viewal_cache/superpixels)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -250,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
 
     ds = open_dataset(args.data, format=args.format)
     t0 = time.perf_counter()
-    cache = compute_all(ds, args.method, num=args.num)
+    cache = compute_all(ds, args.method, cache_dir=args.cache_dir, num=args.num)
     print(f"{args.method} superpixels of {len(ds)} frames in {cache.directory()} "
           f"({cache.misses} computed, {cache.hits} cached, {time.perf_counter() - t0:.1f} s)")
     if args.stats:
