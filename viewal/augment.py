@@ -221,8 +221,9 @@ class MaxEntropyAugmenter:
                 loss_me = max_entropy_loss(logits, mask)
                 dev_theta = (theta - identity_theta(x.shape[0], dev, theta.dtype))
                 loss = -loss_me + self.reg_weight * dev_theta.pow(2).sum((1, 2)).mean()
-                rec = {"loss_me": float(loss_me), "entropy": float((entropy_map(logits) * mask).sum() / mask.sum().clamp(min=1)),
-                       "theta_dev": float(dev_theta.abs().mean())}
+                rec = {"loss_me": float(loss_me.detach()),
+                       "entropy": float((entropy_map(logits.detach()) * mask).sum() / mask.sum().clamp(min=1)),
+                       "theta_dev": float(dev_theta.detach().abs().mean())}
                 if self.disc is not None:
                     # STN tries to make warped images look real
                     loss = loss + self.adv_weight * F.binary_cross_entropy_with_logits(
@@ -266,6 +267,24 @@ class MaxEntropyAugmenter:
         th = self.theta(images).to(images.device)
         xw = warp_images(images, th)
         return xw, (warp_labels(labels, th) if labels is not None else None)
+
+    def extra_loss(self, weight: float = 1.0):
+        """A ``viewal.train.fit`` ``extra_loss``: ``weight`` · cross-entropy of the segmenter on the batch warped
+        by the STN (every image; labels warped nearest, out-of-image ignored). Fine-tuning with it trains on the
+        original and the augmented images together, without changing ``fit``."""
+        from viewal.heads import per_image_seg_loss
+
+        def hook(model, batch, logits, features):
+            x = batch["image"]
+            th = self.theta(x).to(x.device)
+            xw = warp_images(x, th)
+            lw = warp_labels(batch["label"].to(x.device), th)
+            loss, valid = per_image_seg_loss(model(xw), lw)
+            if not bool(valid.any()):
+                return loss.sum() * 0.0
+            return weight * loss[valid].mean()
+
+        return hook
 
     def __call__(self, batch: dict) -> dict:
         """Training augmentation: warp ``batch['image']`` and ``batch['label']`` of a random subset.

@@ -13,7 +13,8 @@ Loss prediction (METHODS.md §3):
     pairs (i < j) of the batch (images) or of the batch's labelled regions (region variant); the target
     loss l (mean cross-entropy over the labelled pixels of the image / region) is detached.
 
-Rotation (METHODS.md §4, PAL): GAP of the deepest stage → FC → ReLU → FC → 4 logits (0/90/180/270°).
+Rotation (METHODS.md §4, PAL): 2×2 average pooling of the deepest stage → FC → ReLU → FC → 4 logits
+(0/90/180/270°; ``grid=1`` gives plain GAP).
 PAL's self-supervision score of an image is the rotation loss summed over its four rotations,
 S_S(x) = Σ_k CE(g(rot_k x), k)  (= Σ_k KL(onehot_k ‖ g(rot_k x))).
 """
@@ -179,20 +180,25 @@ class LossPredictionHead(nn.Module):
 
 
 class RotationHead(nn.Module):
-    """PAL's self-supervision head: GAP(deepest stage) → FC → ReLU → FC → 4 rotation logits.
+    """PAL's self-supervision head: average pooling of the deepest stage → FC → ReLU → FC → 4 rotation logits.
 
     Args:
         in_channels: channels of the stage it reads.  stage: index into the feature list (default −1).
+        grid: the pooling keeps a ``grid × grid`` layout (1 = global average pooling). A 2×2 layout keeps
+            where things are, which is what a rotation changes; it works for any input size (rotated
+            non-square frames included).
     """
 
-    def __init__(self, in_channels: int, hidden: int = 256, stage: int = -1):
+    def __init__(self, in_channels: int, hidden: int = 256, stage: int = -1, grid: int = 2):
         super().__init__()
         self.stage = stage
-        self.mlp = nn.Sequential(nn.Linear(int(in_channels), hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4))
+        self.grid = int(grid)
+        self.mlp = nn.Sequential(nn.Linear(int(in_channels) * self.grid ** 2, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, 4))
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """features: the encoder's list; returns (B, 4) logits."""
-        return self.mlp(features[self.stage].mean((2, 3)))
+        return self.mlp(F.adaptive_avg_pool2d(features[self.stage], self.grid).flatten(1))
 
 
 def _encoder_channels(model) -> list[int]:
@@ -210,9 +216,9 @@ def attach_loss_head(model, stages: Sequence[int] | None = None, hidden: int = 1
     return model.loss_head
 
 
-def attach_rotation_head(model, hidden: int = 256) -> RotationHead:
+def attach_rotation_head(model, hidden: int = 256, grid: int = 2) -> RotationHead:
     """Create a :class:`RotationHead` on the deepest stage and register it as ``model.rotation_head``."""
-    head = RotationHead(_encoder_channels(model)[-1], hidden)
+    head = RotationHead(_encoder_channels(model)[-1], hidden, grid=grid)
     dev = next(model.parameters()).device
     model.rotation_head = head.to(dev)
     return model.rotation_head
@@ -307,13 +313,16 @@ def rotation_extra_loss(weight: float = 1.0, generator: torch.Generator | None =
 
 
 def finetune_rotation(model, images: torch.Tensor, steps: int = 20, lr: float = 1e-3, batch_size: int = 4,
-                      copy_model: bool = True, seed: int = 0):
+                      copy_model: bool = True, seed: int = 0, train_mode: bool = True):
     """Fine-tune the encoder and rotation head on the rotation task only (PAL's diversity step).
 
     Args:
         model: a SegModel with ``rotation_head``.  images: (M, 3, H, W) the frames chosen so far (no labels).
         steps: optimiser steps (Adam); each step uses ``batch_size`` images × all four rotations.
         copy_model: fine-tune a deep copy (default) and leave ``model`` untouched.
+        train_mode: BatchNorm in training mode (batch statistics, running statistics updated) as in
+            ordinary fine-tuning; False keeps the running statistics frozen (dropout is never used: the
+            rotation head reads the encoder only).
     Returns:
         the fine-tuned model (in eval mode).
     """
@@ -324,7 +333,7 @@ def finetune_rotation(model, images: torch.Tensor, steps: int = 20, lr: float = 
     params = list(net.rotation_head.parameters()) + (list(enc.parameters()) if enc is not None else [])
     opt = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(seed)
-    net.eval()  # BN statistics and dropout frozen: only the weights adapt
+    net.train(train_mode)
     M = images.shape[0]
     for _ in range(int(steps)):
         idx = torch.randperm(M, generator=g)[:batch_size]

@@ -27,7 +27,8 @@ import numpy as np
 __all__ = [
     "IGNORE", "confidence_pseudo_labels", "classwise_thresholds", "classwise_pseudo_labels",
     "ups_pseudo_labels", "pseudo_labels", "negative_label_loss", "negative_loss_hook",
-    "pseudo_label_precision", "negative_label_precision", "ceal_threshold", "MODES",
+    "pseudo_label_precision", "negative_label_precision", "ceal_threshold", "MODES", "thresholds_from_confidence",
+    "pseudo_label_items",
 ]
 
 IGNORE = 255
@@ -75,14 +76,20 @@ def classwise_thresholds(probs: np.ndarray, quantile: float = 0.5, min_threshold
         (C,) float64 thresholds.
     """
     probs = _check_probs(probs)
+    ax = _channel_axis(probs)
+    return thresholds_from_confidence(probs.max(axis=ax), probs.argmax(axis=ax), probs.shape[ax], quantile,
+                                      min_threshold, max_threshold)
+
+
+def thresholds_from_confidence(conf: np.ndarray, pred: np.ndarray, num_classes: int, quantile: float = 0.5,
+                               min_threshold: float = 0.5, max_threshold: float = 0.95) -> np.ndarray:
+    """:func:`classwise_thresholds` from confidence maps ``conf`` and argmax maps ``pred`` of any equal shape."""
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
-    ax = _channel_axis(probs)
-    C = probs.shape[ax]
-    conf = probs.max(axis=ax).ravel()
-    lab = probs.argmax(axis=ax).ravel()
-    out = np.full(C, float(max_threshold))
-    for c in range(C):
+    conf = np.asarray(conf).ravel()
+    lab = np.asarray(pred).ravel()
+    out = np.full(int(num_classes), float(max_threshold))
+    for c in range(int(num_classes)):
         sel = conf[lab == c]
         if sel.size:
             out[c] = float(np.quantile(sel, quantile))
@@ -272,3 +279,94 @@ def ceal_threshold(cycle: int, start: float = 0.9, step: float = 0.02, cap: floa
     if cycle < 0:
         raise ValueError(f"cycle must be ≥ 0, got {cycle}")
     return float(min(cap, start + step * cycle))
+
+
+def pseudo_label_items(model, frames, mode: str, *, labels=None, mc_passes: int = 20, batch_size: int = 4,
+                       device: str = "cpu", size=None, with_precision: bool = False, keep_empty: bool = False,
+                       seed: int = 0, progress: bool = False, **options) -> tuple[list[tuple], dict]:
+    """Pseudo-labelled training items for ``viewal.train.fit`` from the model's MC-dropout predictions.
+
+    Args:
+        model: ``viewal.model.SegModel``.
+        frames: (N,) unlabelled-pool frames.
+        mode: one of :data:`MODES` (``"none"`` returns no items).
+        labels: optional (N,) label maps (H, W) already known for these frames (oracle answers, 255 elsewhere);
+            they take precedence over pseudo-labels.
+        mc_passes: MC-dropout passes (UPS's std comes from them).
+        size: working (H, W) for the network (``viewal.model.iter_predict_frames``).
+        with_precision: measure precision against ``frame.labels`` (reports only; needs labelled frames).
+        keep_empty: keep frames that got no pseudo-label and no negative.
+        options: rule settings (see :func:`pseudo_labels`).
+    Returns:
+        (items, stats): items ``(frame, label_map (H, W) int64, extras)`` with ``extras["negative"]``
+        (C, H, W) bool for ``ups``; stats: ``mode``, ``frames``, ``pixels``, ``n_labelled``, ``coverage``
+        (pseudo-labelled / all pixels of the frames), ``thresholds`` (classwise), and with
+        ``with_precision``: ``precision``, ``n_correct``, ``negative_precision`` (ups).
+    """
+    from viewal.model import iter_predict_frames
+
+    if mode not in MODES:
+        raise ValueError(f"unknown pseudo-label mode {mode!r}; available: {', '.join(MODES)}")
+    frames = list(frames)
+    stats: dict = {"mode": mode, "frames": len(frames)}
+    if mode == "none" or not frames:
+        return [], stats
+    if labels is not None and len(labels) != len(frames):
+        raise ValueError(f"labels has {len(labels)} maps for {len(frames)} frames")
+    want_std = mode == "ups"
+    conf_l, pred_l, lab_l, neg_l = [], [], [], []
+    for out in iter_predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device,
+                                   size=size, return_passes=want_std, seed=seed, progress=progress,
+                                   desc=f"pseudo-labels ({mode})"):
+        probs = out["probs"]
+        if mode == "ups":
+            lab, neg = ups_pseudo_labels(probs, out["passes"].std(axis=0), **options)
+            lab_l.append(lab)
+            neg_l.extend(list(neg))
+        elif mode == "confidence":
+            lab_l.append(confidence_pseudo_labels(probs, **options))
+        else:  # classwise: thresholds over the whole set, so keep confidence and argmax first
+            conf_l.append(probs.max(axis=1))
+            pred_l.append(probs.argmax(axis=1).astype(np.uint8))
+            stats.setdefault("num_classes", probs.shape[1])
+    if mode == "classwise":
+        conf, pred = np.concatenate(conf_l), np.concatenate(pred_l)
+        t = thresholds_from_confidence(conf, pred, stats.pop("num_classes"), **options)
+        stats["thresholds"] = t.tolist()
+        lab_all = np.where(conf >= t[pred], pred, IGNORE).astype(np.uint8)
+    else:
+        lab_all = np.concatenate(lab_l)
+    items, n_lab, n_pix = [], 0, 0
+    precision_pl, precision_gt, neg_pl, neg_gt = [], [], [], []
+    for i, fr in enumerate(frames):
+        pl = lab_all[i].astype(np.int64)
+        given = None if labels is None else np.asarray(labels[i]).astype(np.int64)
+        if given is not None:
+            if given.shape != pl.shape:
+                raise ValueError(f"labels[{i}] has shape {given.shape}, frame {fr.key} predictions {pl.shape}")
+            pl_only = np.where(given == IGNORE, pl, IGNORE)
+            merged = np.where(given != IGNORE, given, pl)
+        else:
+            pl_only, merged = pl, pl
+        neg = neg_l[i] if neg_l else None
+        if neg is not None and given is not None:
+            neg = neg & (given == IGNORE)[None]
+        n_lab += int((pl_only != IGNORE).sum())
+        n_pix += pl.size
+        if with_precision and getattr(fr, "has_labels", False):
+            precision_pl.append(pl_only)
+            precision_gt.append(np.asarray(fr.labels))
+            if neg is not None:
+                neg_pl.append(neg)
+                neg_gt.append(np.asarray(fr.labels))
+        if not keep_empty and not (pl_only != IGNORE).any() and (neg is None or not neg.any()):
+            continue
+        items.append((fr, merged, {"negative": neg} if neg is not None else {}))
+    stats.update(pixels=n_pix, n_labelled=n_lab, coverage=n_lab / max(n_pix, 1), items=len(items))
+    if with_precision and precision_pl:
+        pr = pseudo_label_precision(np.stack(precision_pl), np.stack(precision_gt))
+        stats.update(precision=pr["precision"], n_correct=pr["n_correct"])
+        if neg_pl:
+            npr = negative_label_precision(np.stack(neg_pl), np.stack(neg_gt))
+            stats.update(negative_precision=npr["precision"], n_negative=npr["n_negative"])
+    return items, stats
