@@ -247,3 +247,48 @@ def test_pseudo_label_items_from_model():
     items, _ = pseudo.pseudo_label_items(model, frames[:1], "confidence", threshold=0.0, mc_passes=1,
                                          labels=[given])
     assert items[0][1][0, 0] == 1
+
+
+def test_prepare_model_hooks_and_pal_select_pool():
+    from viewal.scorers import get
+    from viewal.selection import build_pool
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(4)
+    model = build_model(2, decoder_channels=16)
+    pal = get("pal", sub_queries=3, finetune_steps=2)
+    hook = pal.prepare_model(model)
+    assert callable(hook) and isinstance(model.rotation_head, heads.RotationHead)
+    m2 = build_model(2, decoder_channels=16)
+    assert callable(get("consistency_loss").prepare_model(m2)) and isinstance(m2.loss_head, heads.LossPredictionHead)
+    assert get("flip_consistency").prepare_model(m2) is None
+
+    frames = [_frame(rng.integers(0, 255, (32, 32, 3)).astype(np.uint8), i=i) for i in range(6)]
+    sp = np.zeros((6, 32, 32), np.int32)
+    sp[:, 16:] = 1
+    pixel = rng.random((6, 32, 32)).astype(np.float32)
+    pool = build_pool("s0", [f.frame_id for f in frames], sp, pixel)
+    sel = pal.select_pool(model, pool, frames, lambda i: sp[i], 5 * 512, progress=False)
+    assert sel.pixels >= 5 * 512 and len(set(sel.ids.tolist())) == len(sel.ids) == 5
+    # first sub-query (2 regions) follows the base score exactly
+    order = np.argsort(-pool.score, kind="stable")
+    assert set(sel.ids[:2].tolist()) == set(order[:2].tolist())
+
+
+def test_providers_honour_working_size():
+    from viewal.needs import NeedContext, compute_needs
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(5)
+    model = build_model(2, decoder_channels=16)
+    heads.attach_loss_head(model, hidden=8)
+    heads.attach_rotation_head(model, hidden=8)
+    frames = [_frame(rng.integers(0, 255, (48, 64, 3)).astype(np.uint8), i=i) for i in range(2)]
+    sp = np.zeros((2, 48, 64), np.int32)
+    sp[:, :, 32:] = 1
+    ctx = NeedContext(model=model, frames=frames, batch_size=2, options={"superpixels": sp, "size": (32, 32)})
+    out = compute_needs(["flip_consistency", "loss_pred", "rotation_score"], ctx)
+    assert out["flip_consistency"].shape == (2, 3, 48, 64)
+    assert out["loss_pred"].shape == (2, 48, 64) and out["rotation_score"].shape == (2,)
+    for f in out["loss_pred"]:
+        assert np.ptp(f[:, :32]) < 1e-5 and np.ptp(f[:, 32:]) < 1e-5

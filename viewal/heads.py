@@ -226,7 +226,7 @@ def attach_rotation_head(model, hidden: int = 256, grid: int = 2) -> RotationHea
 
 # --------------------------------------------------------------------------- training hooks
 
-def loss_prediction_extra_loss(weight: float = 1.0, margin: float = 1.0, region: bool = False,
+def loss_prediction_extra_loss(weight: float = 1.0, margin: float = 1.0, region: bool | str = False,
                                detach_features: bool = False, region_key: str = "superpixels",
                                max_regions: int | None = None) -> Callable:
     """``extra_loss`` for ``viewal.train.fit``: ``weight`` · ranking loss of ``model.loss_head``.
@@ -234,6 +234,7 @@ def loss_prediction_extra_loss(weight: float = 1.0, margin: float = 1.0, region:
     Image variant: targets are the per-image mean CE over labelled pixels. Region variant
     (``region=True``): batches must carry ``batch[region_key]`` (B, H, W) int superpixel ids; targets are
     per-region mean CE over labelled pixels; only regions with labelled pixels are ranked.
+    ``region="auto"``: the region variant for batches that carry ``region_key``, the image variant otherwise.
     ``detach_features`` stops the ranking loss's gradient at the encoder (Yoo & Kweon do so late in training).
     """
 
@@ -243,7 +244,8 @@ def loss_prediction_extra_loss(weight: float = 1.0, margin: float = 1.0, region:
             raise ValueError("model has no loss_head; call viewal.heads.attach_loss_head(model) before fit")
         feats = [f.detach() for f in features] if detach_features else features
         labels = batch["label"].to(logits.device)
-        if not region:
+        use_regions = (region_key in batch) if region == "auto" else bool(region)
+        if not use_regions:
             target, valid = per_image_seg_loss(logits, labels)
             return weight * ranking_loss(head(feats), target, margin, valid)
         if region_key not in batch:

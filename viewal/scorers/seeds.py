@@ -42,7 +42,8 @@ from viewal.scorers.base import SceneInputs, Scorer, Scores, register
 __all__ = [
     "EPS", "kl_map", "class_inconsistency", "flip_back", "region_iou", "localisation_inconsistency_map",
     "flip_consistency_map", "uniform_kl_score", "region_means", "normalise_maps", "pool_stats",
-    "FlipConsistency", "LossPrediction", "ConsistencyLoss", "PAL", "pal_select",
+    "FlipConsistency", "LossPrediction", "ConsistencyLoss", "PAL", "pal_select", "pal_diversity_select",
+    "frame_rotation_scores",
 ]
 
 EPS = 1e-8
@@ -197,10 +198,27 @@ def _torch():
     return torch
 
 
-def _images(frames: Sequence, device) -> "torch.Tensor":  # noqa: F821
+def _images(frames: Sequence, device, size: tuple[int, int] | None = None) -> "torch.Tensor":  # noqa: F821
+    """(B, 3, h, w) normalised network input of frames, RGB area-resized to the working ``size`` (None = as is)."""
+    from viewal.data import resize_rgb
     from viewal.model import images_from_rgb
 
-    return images_from_rgb(np.stack([np.asarray(f.rgb) for f in frames])).to(device)
+    return images_from_rgb(np.stack([resize_rgb(np.asarray(f.rgb), size) for f in frames])).to(device)
+
+
+def _size(ctx: NeedContext) -> tuple[int, int] | None:
+    size = ctx.options.get("size")
+    return None if size is None else (int(size[0]), int(size[1]))
+
+
+def _resize_maps(x: np.ndarray, hw: tuple[int, int], nearest: bool) -> np.ndarray:
+    """(B, h, w) maps → (B, H, W): nearest (ids) or bilinear (scores)."""
+    import cv2
+
+    if tuple(x.shape[-2:]) == tuple(hw):
+        return x
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(np.ascontiguousarray(m), (hw[1], hw[0]), interpolation=interp) for m in x])
 
 
 def _batches(ctx: NeedContext):
@@ -243,12 +261,15 @@ def _flip_consistency_provider(ctx: NeedContext) -> dict[str, np.ndarray]:
     model = ctx.model.to(ctx.device)
     out = []
     for _, batch in _batches(ctx):
-        x = _images(batch, ctx.device)
+        hw = tuple(np.asarray(batch[0].rgb).shape[:2])
+        x = _images(batch, ctx.device, _size(ctx))
         p = _deterministic_probs(model, x)
         pf = torch.flip(_deterministic_probs(model, torch.flip(x, dims=[3])), dims=[3])
         p_np, pf_np = p.cpu().numpy(), pf.cpu().numpy()
-        ci = class_inconsistency(p_np, pf_np)
-        out.append(np.stack([ci, p_np.argmax(1).astype(np.float32), pf_np.argmax(1).astype(np.float32)], axis=1))
+        ci = _resize_maps(class_inconsistency(p_np, pf_np), hw, nearest=False)
+        a = _resize_maps(p_np.argmax(1).astype(np.float32), hw, nearest=True)
+        b = _resize_maps(pf_np.argmax(1).astype(np.float32), hw, nearest=True)
+        out.append(np.stack([ci, a, b], axis=1))
     return {"flip_consistency": np.concatenate(out).astype(np.float32)}
 
 
@@ -272,17 +293,20 @@ def _loss_pred_provider(ctx: NeedContext) -> dict[str, np.ndarray]:
     try:
         with torch.no_grad():
             for s, batch in _batches(ctx):
-                x = _images(batch, ctx.device)
+                H, W = np.asarray(batch[0].rgb).shape[:2]
+                x = _images(batch, ctx.device, _size(ctx))
                 feats = model.encode(x)
-                H, W = x.shape[-2:]
                 if sp is None:
                     pred = head(feats).float().cpu().numpy()
                     out.append(np.broadcast_to(pred[:, None, None], (len(batch), H, W)).astype(np.float32))
                 else:
-                    regs = torch.as_tensor(sp[s:s + len(batch)].astype(np.int64), device=ctx.device)
-                    R = int(regs.max()) + 1
+                    full = sp[s:s + len(batch)].astype(np.int64)
+                    R = int(full.max()) + 1
+                    # pool at the network's resolution (ids nearest-resized), paint back at the frame's
+                    regs = torch.as_tensor(_resize_maps(full, tuple(x.shape[-2:]), nearest=True), device=ctx.device)
                     pred, _ = head.forward_regions(feats, regs, R)
-                    out.append(torch.gather(pred.float(), 1, regs.flatten(1)).view(len(batch), H, W).cpu().numpy())
+                    pred = pred.float().cpu().numpy()
+                    out.append(np.take_along_axis(pred, full.reshape(len(batch), -1), axis=1).reshape(len(batch), H, W))
     finally:
         model.train(was)
     return {"loss_pred": np.concatenate(out).astype(np.float32)}
@@ -291,10 +315,11 @@ def _loss_pred_provider(ctx: NeedContext) -> dict[str, np.ndarray]:
 @register_provider("rotation_score", "(N,) float32 PAL self-supervision score S_S (rotation loss over 4 rotations)")
 def _rotation_score_provider(ctx: NeedContext) -> dict[str, np.ndarray]:
     return {"rotation_score": frame_rotation_scores(ctx.model, ctx.frames, batch_size=ctx.batch_size,
-                                                    device=ctx.device)}
+                                                    device=ctx.device, size=_size(ctx))}
 
 
-def frame_rotation_scores(model, frames: Sequence, batch_size: int = 4, device="cpu") -> np.ndarray:
+def frame_rotation_scores(model, frames: Sequence, batch_size: int = 4, device="cpu",
+                          size: tuple[int, int] | None = None) -> np.ndarray:
     """S_S of each frame: (N,) float32 (see :func:`viewal.heads.rotation_scores`)."""
     torch = _torch()
     from viewal.heads import rotation_scores
@@ -309,7 +334,7 @@ def frame_rotation_scores(model, frames: Sequence, batch_size: int = 4, device="
     try:
         with torch.no_grad():
             for s in range(0, len(frames), max(1, batch_size)):
-                out.append(rotation_scores(model, _images(frames[s:s + batch_size], device)).float().cpu().numpy())
+                out.append(rotation_scores(model, _images(frames[s:s + batch_size], device, size)).float().cpu().numpy())
     finally:
         model.train(was)
     return np.concatenate(out).astype(np.float32)
@@ -338,6 +363,14 @@ def _flip_con_maps(inputs: SceneInputs) -> np.ndarray:
                      for i in range(len(sp))])
 
 
+def _loss_head_hook(options: dict, model):
+    from viewal.heads import attach_loss_head, loss_prediction_extra_loss
+
+    attach_loss_head(model, hidden=int(options.get("loss_hidden", 128)))
+    return loss_prediction_extra_loss(weight=float(options.get("rank_weight", 1.0)),
+                                      margin=float(options.get("margin", 1.0)), region="auto")
+
+
 @register
 class FlipConsistency(Scorer):
     """Seed 000's consistency score: pixel map CI(x) + LI(r(x)); region mean = L_con(r)."""
@@ -352,11 +385,17 @@ class FlipConsistency(Scorer):
 
 @register
 class LossPrediction(Scorer):
-    """Yoo & Kweon's predicted loss (region variant when superpixels reach the provider)."""
+    """Yoo & Kweon's predicted loss (region variant when superpixels reach the provider).
+
+    Options: ``rank_weight`` (λ of L_rank in training, default 1), ``margin`` (ξ, default 1), ``loss_hidden``.
+    """
 
     name = "loss_prediction"
     needs = frozenset({"loss_pred"})
     selection = "greedy"
+
+    def prepare_model(self, model):
+        return _loss_head_hook(self.options, model)
 
     def score_pixels(self, inputs: SceneInputs) -> Scores:
         return Scores(pixel=np.asarray(inputs.extras["loss_pred"], dtype=np.float32))
@@ -365,11 +404,14 @@ class LossPrediction(Scorer):
 @register
 class ConsistencyLoss(_Normalising):
     """Seed 000's acquisition: n(L_con) + λ · n(l̂). Options: ``lam`` (λ, default 1), ``normalise``, ``stats``
-    (keys ``"con"``, ``"loss"``)."""
+    (keys ``"con"``, ``"loss"``), and the training options of :class:`LossPrediction`."""
 
     name = "consistency_loss"
     needs = frozenset({"flip_consistency", "loss_pred"})
     selection = "greedy"
+
+    def prepare_model(self, model):
+        return _loss_head_hook(self.options, model)
 
     def components(self, inputs: SceneInputs) -> dict[str, np.ndarray]:
         return {"con": _flip_con_maps(inputs), "loss": np.asarray(inputs.extras["loss_pred"], dtype=np.float32)}
@@ -383,14 +425,24 @@ class ConsistencyLoss(_Normalising):
 
 @register
 class PAL(_Normalising):
-    """PAL's score without the diversity term: n(S_S) + n(S_C) (weights ``w_ss``, ``w_sc``, default 1).
+    """PAL: n(S_S) + n(S_C) per pixel (weights ``w_ss``, ``w_sc``, default 1), and the diversity term S_D in
+    :meth:`select_pool`.
 
-    The full method (sub-queries, rotation fine-tuning, S_D) is :func:`pal_select`.
+    Options: ``w_ss``, ``w_sc``, ``w_sd`` (weights), ``rotation_weight`` (weight of the rotation loss in
+    training, default 1), ``sub_queries`` (K, default 4), ``finetune_steps`` (20), ``finetune_lr`` (1e-3),
+    ``finetune_batch`` (4), ``normalise``, ``stats``. The loop calls :meth:`select_pool` when a scorer
+    has one (see ``docs/methods.md``); without it, selection is plain greedy on n(S_S) + n(S_C).
     """
 
     name = "pal"
     needs = frozenset({"probs", "rotation_score"})
     selection = "greedy"
+
+    def prepare_model(self, model):
+        from viewal.heads import attach_rotation_head, rotation_extra_loss
+
+        attach_rotation_head(model)
+        return rotation_extra_loss(weight=float(self.options.get("rotation_weight", 1.0)))
 
     def components(self, inputs: SceneInputs) -> dict[str, np.ndarray]:
         ss = np.asarray(inputs.extras["rotation_score"], dtype=np.float32).reshape(-1)
@@ -407,21 +459,117 @@ class PAL(_Normalising):
         w_sc = float(self.options.get("w_sc", 1.0))
         return Scores(pixel=w_ss * self._norm("ss", comp["ss"], sp) + w_sc * self._norm("sc", comp["sc"], sp))
 
+    def select_pool(self, model, pool, frames: Sequence, regions_of, budget_pixels: int, *, adjacency=None,
+                    device: str = "cpu", size: tuple[int, int] | None = None, batch_size: int = 4,
+                    progress: bool = True):
+        """PAL's sub-query selection on a pool already scored by this scorer (see :func:`pal_diversity_select`).
+
+        Args:
+            pool: ``viewal.selection.RegionPool`` whose ``score`` is this scorer's pooled n(S_S) + n(S_C).
+            frames: (F,) the pool's frames in pool order.  regions_of: frame index → (H, W) region map
+                (unused; kept so that every ``select_pool`` has the same signature).
+        Returns:
+            ``viewal.selection.Selection``.
+        """
+        o = self.options
+        return pal_diversity_select(model, pool, frames, budget_pixels, sub_queries=int(o.get("sub_queries", 4)),
+                                    finetune_steps=int(o.get("finetune_steps", 20)),
+                                    finetune_lr=float(o.get("finetune_lr", 1e-3)),
+                                    finetune_batch=int(o.get("finetune_batch", 4)), w_d=float(o.get("w_sd", 1.0)),
+                                    adjacency=adjacency, device=device, size=size, batch_size=batch_size,
+                                    seed=int(o.get("seed", 0)), progress=progress)
+
 
 # ============================================================================ PAL selection with diversity
+
+def pal_diversity_select(model, pool, frames: Sequence, budget_pixels: int, *, sub_queries: int = 4,
+                         finetune_steps: int = 20, finetune_lr: float = 1e-3, finetune_batch: int = 4,
+                         w_d: float = 1.0, adjacency=None, device: str = "cpu", size: tuple[int, int] | None = None,
+                         batch_size: int = 4, seed: int = 0, progress: bool = True):
+    """PAL's K sub-queries with rotation-only fine-tuning between them (the diversity term S_D).
+
+    Sub-query k (k = 0..K−1) gets ⌈(budget − selected so far)/(K − k)⌉ pixels and takes the available regions
+    with the highest score, greedily (cross-view dedup when ``adjacency`` is given): ``pool.score`` for k = 0,
+    ``pool.score + w_d · n(S_D)`` afterwards. After each sub-query but the last, a copy of ``model`` (encoder
+    + rotation head) is fine-tuned on the rotation task only on the frames chosen so far
+    (:func:`viewal.heads.finetune_rotation`, from ``model`` each time), and S_D = S_S of the fine-tuned copy
+    is recomputed for every pool frame (constant over a frame's regions); n = min-max over the available
+    regions of the pool.
+
+    Args:
+        model: SegModel with ``rotation_head``.
+        pool: ``viewal.selection.RegionPool`` with the base score (PAL: n(S_S) + n(S_C)).
+        frames: (F,) the pool's frames, in pool order.
+        budget_pixels: pixel budget of the cycle.
+        adjacency: overlap adjacency over the pool's global ids, or None.
+        size: working (H, W) of the network.
+    Returns:
+        ``viewal.selection.Selection`` with the picks of all sub-queries in order (``score`` = the score
+        at pick time).
+    """
+    from tqdm.auto import tqdm
+
+    from viewal.heads import finetune_rotation
+    from viewal.selection import RegionPool, Selection, select_greedy
+
+    frames = list(frames)
+    if len(frames) != pool.n_frames:
+        raise ValueError(f"frames has {len(frames)} entries, the pool {pool.n_frames} frames")
+    if sub_queries < 1:
+        raise ValueError(f"sub_queries must be >= 1, got {sub_queries}")
+    base = np.asarray(pool.score, dtype=np.float64)
+    sizes = np.asarray(pool.sizes)
+    frame_of_region = pool.frame_of(np.arange(pool.n_regions))
+    avail = np.asarray(pool.available, dtype=bool).copy()
+    available0 = avail.copy()
+
+    def n(v: np.ndarray) -> np.ndarray:
+        lo, hi = pool_stats(v[available0], "minmax")
+        return (v - lo) / (hi - lo)
+
+    picked: list[np.ndarray] = []
+    picked_scores: list[np.ndarray] = []
+    total = 0
+    score = base
+    bar = tqdm(range(sub_queries), desc="PAL sub-queries", disable=not progress, leave=False)
+    for q in bar:
+        share = int(np.ceil((budget_pixels - total) / (sub_queries - q)))
+        if share <= 0 or not avail.any():
+            break
+        sub = RegionPool(pool.scene_ids, pool.frame_ids, pool.offsets, score, score, sizes, avail)
+        sel = select_greedy(sub, share, adjacency)
+        if len(sel.ids) == 0:
+            break
+        picked.append(sel.ids)
+        picked_scores.append(score[sel.ids])
+        total += int(sel.pixels)
+        avail[sel.ids] = False
+        if adjacency is not None:  # regions overlapping a pick show the same 3D region: not asked again
+            avail[np.unique(adjacency[sel.ids].indices)] = False
+        if q == sub_queries - 1 or total >= budget_pixels:
+            break
+        chosen = np.unique(frame_of_region[np.concatenate(picked)])
+        imgs = _images([frames[i] for i in chosen], device, size)
+        tuned = finetune_rotation(model, imgs, steps=finetune_steps, lr=finetune_lr, batch_size=finetune_batch,
+                                  seed=seed + q)
+        sd = frame_rotation_scores(tuned, frames, batch_size, device, size)[frame_of_region].astype(np.float64)
+        del tuned
+        score = base + w_d * n(sd)
+    bar.close()
+    ids = np.concatenate(picked).astype(np.int64) if picked else np.zeros(0, np.int64)
+    scores = np.concatenate(picked_scores) if picked_scores else np.zeros(0)
+    return Selection(ids=ids, anchors=ids.copy(), score=scores.astype(np.float64),
+                     view=np.asarray(pool.view, dtype=np.float64)[ids], pixels=int(sizes[ids].sum()))
+
 
 def pal_select(model, frames: Sequence, regions: np.ndarray | Sequence[np.ndarray], budget_pixels: int, *,
                labelled: np.ndarray | Sequence[np.ndarray] | None = None, sub_queries: int = 4,
                finetune_steps: int = 20, finetune_lr: float = 1e-3, finetune_batch: int = 4,
                weights: tuple[float, float, float] = (1.0, 1.0, 1.0), mc_passes: int = 20, batch_size: int = 4,
-               device: str = "cpu", adjacency=None, seed: int = 0, progress: bool = True):
-    """PAL's selection over the whole unlabelled pool: K sub-queries, rotation-only fine-tuning, S_D.
-
-    Sub-query k (k = 0..K−1) gets (budget − selected so far)/(K − k) pixels and takes the regions with the
-    highest S = w_s·n(S_S) + w_c·n(S_C) (+ w_d·n(S_D) for k ≥ 1), greedily (cross-view dedup when
-    ``adjacency`` is given). After each sub-query but the last, a copy of ``model`` (encoder + rotation
-    head) is fine-tuned on the rotation task only on the frames chosen so far, and S_D = S_S of the
-    fine-tuned copy is recomputed for every pool frame. n = min-max over the pool's available regions.
+               device: str = "cpu", size: tuple[int, int] | None = None, adjacency=None, seed: int = 0,
+               progress: bool = True):
+    """PAL end to end over a pool of frames: S_S, S_C normalised over the whole pool, then
+    :func:`pal_diversity_select`.
 
     Args:
         model: SegModel with ``rotation_head`` (trained with ``viewal.heads.rotation_extra_loss``).
@@ -429,26 +577,23 @@ def pal_select(model, frames: Sequence, regions: np.ndarray | Sequence[np.ndarra
         regions: (F, H, W) int local region ids (superpixels, or zeros for whole-image selection).
         budget_pixels: pixel budget of the cycle.
         labelled: (F, H, W) bool already-labelled pixels (their regions are never picked), or None.
-        sub_queries: K.
-        finetune_steps, finetune_lr, finetune_batch: rotation fine-tuning (Adam) per sub-query.
         weights: (w_s, w_c, w_d).
         mc_passes: MC-dropout passes for P̄ in S_C.
         adjacency: overlap adjacency over the pool's global region ids (``viewal.selection``) or None.
     Returns:
-        (selection, pool): ``viewal.selection.Selection`` (picks of all sub-queries in order, ``score`` = the
-        combined score at pick time) and the ``RegionPool`` (``score`` = S_S + S_C terms) for
-        ``viewal.selection.queries_from_selection``.
+        (selection, pool): ``viewal.selection.Selection`` and the ``RegionPool`` (``score`` = w_s·n(S_S) +
+        w_c·n(S_C)) for ``viewal.selection.queries_from_selection``.
     """
-    from viewal.heads import finetune_rotation
-    from viewal.model import iter_predict_frames, images_from_rgb
-    from viewal.selection import RegionPool, Selection, pool_frames, labelled_regions, select_greedy
+    from viewal.model import iter_predict_frames
+    from viewal.selection import RegionPool, labelled_regions, pool_frames
 
     frames = list(frames)
     regions = np.stack([np.asarray(r) for r in regions]).astype(np.int64)
     if len(regions) != len(frames):
         raise ValueError(f"regions has {len(regions)} frames, frames {len(frames)}")
-    if sub_queries < 1:
-        raise ValueError(f"sub_queries must be >= 1, got {sub_queries}")
+    if getattr(model, "rotation_head", None) is None:
+        raise ValueError("PAL needs model.rotation_head: train with viewal.heads.attach_rotation_head(model) "
+                         "and rotation_extra_loss(...)")
     w_s, w_c, w_d = (float(w) for w in weights)
     F_ = len(frames)
 
@@ -456,17 +601,14 @@ def pal_select(model, frames: Sequence, regions: np.ndarray | Sequence[np.ndarra
     sc_maps = np.zeros(regions.shape, dtype=np.float32)
     k = 0
     for out in iter_predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device,
-                                   seed=seed, progress=progress, desc="PAL S_C"):
+                                   size=size, seed=seed, progress=progress, desc="PAL S_C"):
         probs = out["probs"] if isinstance(out, dict) else out[0]
         sc_maps[k:k + len(probs)] = uniform_kl_score(probs)
         k += len(probs)
     sc, sizes, offsets = pool_frames(sc_maps, regions)
     del sc_maps
-    counts = np.diff(offsets)
-    frame_of_region = np.repeat(np.arange(F_), counts)
-
-    ss_frame = frame_rotation_scores(model, frames, batch_size, device)
-    ss = ss_frame[frame_of_region].astype(np.float64)
+    frame_of_region = np.repeat(np.arange(F_), np.diff(offsets))
+    ss = frame_rotation_scores(model, frames, batch_size, device, size)[frame_of_region].astype(np.float64)
 
     available = sizes > 0
     if labelled is not None:
@@ -478,41 +620,10 @@ def pal_select(model, frames: Sequence, regions: np.ndarray | Sequence[np.ndarra
         return (v - lo) / (hi - lo)
 
     base = w_s * n(ss) + w_c * n(sc)
-    scene_ids = [f.scene_id for f in frames]
-    frame_ids = [f.frame_id for f in frames]
-    pool = RegionPool(scene_ids=scene_ids, frame_ids=frame_ids, offsets=offsets, score=base.copy(),
-                      view=base.copy(), sizes=sizes, available=available.copy())
-
-    picked: list[np.ndarray] = []
-    picked_scores: list[np.ndarray] = []
-    total = 0
-    score = base
-    avail = available.copy()
-    for q in range(sub_queries):
-        share = int(np.ceil((budget_pixels - total) / (sub_queries - q)))
-        if share <= 0 or not avail.any():
-            break
-        sub = RegionPool(scene_ids, frame_ids, offsets, score, score, sizes, avail)
-        sel = select_greedy(sub, share, adjacency)
-        if len(sel.ids) == 0:
-            break
-        picked.append(sel.ids)
-        picked_scores.append(score[sel.ids])
-        total += int(sel.pixels)
-        avail[sel.ids] = False
-        if adjacency is not None:  # regions overlapping a pick are the same 3D region: not asked again
-            avail[np.unique(adjacency[sel.ids].indices)] = False
-        if q == sub_queries - 1 or total >= budget_pixels:
-            break
-        chosen_frames = np.unique(frame_of_region[np.concatenate(picked)])
-        imgs = images_from_rgb(np.stack([np.asarray(frames[i].rgb) for i in chosen_frames])).to(device)
-        tuned = finetune_rotation(model, imgs, steps=finetune_steps, lr=finetune_lr, batch_size=finetune_batch,
-                                  seed=seed + q)
-        sd = frame_rotation_scores(tuned, frames, batch_size, device)[frame_of_region].astype(np.float64)
-        del tuned
-        score = base + w_d * n(sd)
-    ids = np.concatenate(picked) if picked else np.zeros(0, np.int64)
-    scores = np.concatenate(picked_scores) if picked_scores else np.zeros(0)
-    selection = Selection(ids=ids.astype(np.int64), anchors=ids.astype(np.int64).copy(), score=scores.astype(np.float64),
-                          view=pool.view[ids].astype(np.float64), pixels=int(sizes[ids].sum()))
-    return selection, pool
+    pool = RegionPool(scene_ids=[f.scene_id for f in frames], frame_ids=[f.frame_id for f in frames],
+                      offsets=offsets, score=base, view=base.copy(), sizes=sizes, available=available)
+    sel = pal_diversity_select(model, pool, frames, budget_pixels, sub_queries=sub_queries,
+                               finetune_steps=finetune_steps, finetune_lr=finetune_lr, finetune_batch=finetune_batch,
+                               w_d=w_d, adjacency=adjacency, device=device, size=size, batch_size=batch_size,
+                               seed=seed, progress=progress)
+    return sel, pool
