@@ -16,6 +16,7 @@ import argparse
 import copy
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -200,7 +201,7 @@ def _set_threads(n: int | None) -> None:
 
 def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: TrainConfig | None = None, *,
         extra_loss: ExtraLoss | None = None, extra_modules: Sequence[nn.Module] = (), progress: bool = True,
-        desc: str = "train") -> FitResult:
+        desc: str = "train", log_epochs: bool | None = None) -> FitResult:
     """Train ``model`` in place on partial labels; restore the best-validation weights at the end.
 
     Args:
@@ -214,6 +215,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
             ``model.loss_head``) are trained with the head learning rate.
         extra_modules: further modules (not attached to the model) whose parameters the hook trains.
         progress: tqdm bar per epoch.
+        log_epochs: print one line per epoch (loss, val mIoU, time); default: same as ``progress``.
 
     Returns:
         :class:`FitResult`.
@@ -286,11 +288,12 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
                 best_state = copy.deepcopy(model.state_dict())
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
-        if progress:
+        if progress if log_epochs is None else log_epochs:
             msg = f"{desc} epoch {epoch}/{cfg.epochs}: loss {rec['loss']:.4f}"
             if rec["val_miou"] is not None:
                 msg += f", val mIoU {rec['val_miou']:.4f}"
             tqdm.write(msg + f" ({rec['seconds']:.1f} s)")
+            sys.stdout.flush()
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
@@ -416,7 +419,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"viewal train: {ds!r}\n  train {len(train)} frames, val {len(val)}, test {len(test)}; "
           f"{args.encoder}, size {size_txt}, {cfg.epochs} epochs, threads {torch.get_num_threads()}"
           + (f", init {args.init}" if args.init else ""), flush=True)
-    res = fit(model, train, val, cfg, progress=not args.no_progress)
+    res = fit(model, train, val, cfg, progress=not args.no_progress, log_epochs=True)
     out = Path(args.out)
     t0 = time.perf_counter()
     val_m = evaluate(model, val, ds.num_classes, cfg.eval_batch_size, cfg.device, size=cfg.size) if val else None
