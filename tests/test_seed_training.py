@@ -292,3 +292,26 @@ def test_providers_honour_working_size():
     assert out["loss_pred"].shape == (2, 48, 64) and out["rotation_score"].shape == (2,)
     for f in out["loss_pred"]:
         assert np.ptp(f[:, :32]) < 1e-5 and np.ptp(f[:, 32:]) < 1e-5
+
+
+def test_training_options_max_entropy_and_pseudo_labels():
+    from viewal.train import TrainConfig
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(6)
+    frames = [_frame(*_clean(rng), i=i) for i in range(4)]
+    half = np.full((32, 32), 255, np.int64)
+    half[:, :8] = 0
+    items = [(frames[0], half), (frames[1], np.asarray(frames[1].labels))]
+    cfg = TrainConfig(epochs=1, batch_size=2, flip=False, blur=False)
+    model = build_model(2, decoder_channels=16)
+    res, aug, st = augment.train_with_max_entropy(model, items, frames[2:], cfg, stn_steps=3, finetune_epochs=1,
+                                                  progress=False)
+    assert st["kept"] in ("base", "finetuned") and 0.0 <= st["theta_dev"] <= 0.3
+    assert np.isfinite(st["entropy_identity"]) and np.isfinite(st["entropy_warped"])
+    for mode in ("confidence", "classwise", "ups"):
+        model = build_model(2, decoder_channels=16)
+        res, st = pseudo.train_with_pseudo_labels(model, items, frames, frames[2:], cfg, mode, mc_passes=2,
+                                                  finetune_epochs=1, progress=False,
+                                                  **({"threshold": 0.5} if mode == "confidence" else {}))
+        assert st["mode"] == mode and "val_miou_pseudo" in st and np.isfinite(res.losses).all()

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 __all__ = [
     "IGNORE", "identity_theta", "affine_grid", "warp_images", "warp_labels", "entropy_map",
     "max_entropy_loss", "LocalisationNet", "Discriminator", "MaxEntropyAugmenter", "max_entropy_augmenter",
+    "inside_mask", "train_with_max_entropy",
 ]
 
 IGNORE = 255
@@ -349,3 +350,74 @@ def max_entropy_augmenter(model, images: Sequence[torch.Tensor] | torch.Tensor, 
         batches = list(images)
     aug.fit(model, batches, steps=steps, progress=progress)
     return aug
+
+
+def _item_images(items: Sequence, size: tuple[int, int] | None) -> torch.Tensor:
+    """(M, 3, h, w) normalised images of training items' frames at the working size."""
+    import numpy as np
+
+    from viewal.data import as_items, resize_rgb
+    from viewal.model import images_from_rgb
+
+    frames = [it[0] for it in as_items(items)]
+    return images_from_rgb(np.stack([resize_rgb(np.asarray(f.rgb), size) for f in frames]))
+
+
+def train_with_max_entropy(model, train_items: Sequence, val_items: Sequence, config=None, *, extra_loss=None,
+                           stn_steps: int = 100, stn_batch: int = 4, finetune_epochs: int | None = None,
+                           bound: float | None = 0.3, reg_weight: float = 0.0, discriminator: bool = False,
+                           adv_weight: float = 2.0, aug_weight: float = 1.0, lr: float = 1e-3,
+                           keep_best: bool = True, progress: bool = True, desc: str = "train"):
+    """The ``--augment max_entropy`` training option: fit → train the STN (segmenter frozen) → fine-tune the
+    segmenter on original + warped images.
+
+    Args:
+        model, train_items, val_items, config, extra_loss: as ``viewal.train.fit``.
+        stn_steps, stn_batch: STN optimisation (Adam, ``lr``) on the labelled frames' images.
+        finetune_epochs: epochs of the fine-tuning fit (default max(1, config.epochs // 5)); its loss is
+            CE(original) + ``aug_weight`` · CE(warped) (+ ``extra_loss``).
+        bound, reg_weight, discriminator, adv_weight: see :class:`MaxEntropyAugmenter`.
+        keep_best: when validation frames exist and the fine-tuned model's best validation mIoU is lower than
+            the first fit's, restore the first fit's weights (``stats["kept"]`` says which).
+    Returns:
+        (fit result of the last fit, augmenter, stats) with stats ``theta_dev`` (mean |θ − I| on the training
+        images), ``entropy_identity`` / ``entropy_warped`` (mean prediction entropy of the frozen segmenter
+        before/after the warp), ``val_miou_base``, ``val_miou_finetuned``, ``kept``.
+    """
+    import copy as _copy
+    import dataclasses
+
+    from viewal.heads import combine_extra_losses
+    from viewal.train import TrainConfig, fit
+
+    cfg = config or TrainConfig()
+    res1 = fit(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=f"{desc} base")
+    base_state = _copy.deepcopy(model.state_dict())
+    images = _item_images(train_items, cfg.size)
+    dev = torch.device(cfg.device)
+    aug = max_entropy_augmenter(model, images, steps=stn_steps, batch_size=stn_batch, bound=bound,
+                                reg_weight=reg_weight, discriminator=discriminator, adv_weight=adv_weight, lr=lr,
+                                seed=cfg.seed, progress=progress)
+    model.eval()
+    with torch.no_grad():
+        x = images[: min(len(images), 16)].to(dev)
+        th = aug.theta(x).to(dev)
+        h_id = float(entropy_map(model(x)).mean())
+        m = inside_mask(th, x.shape[-2:])
+        h_w = float((entropy_map(model(warp_images(x, th))) * m).sum() / m.sum().clamp(min=1))
+    stats = {"theta_dev": aug.theta_deviation(images.to(dev)), "entropy_identity": h_id, "entropy_warped": h_w,
+             "val_miou_base": res1.best_miou, "stn_steps": stn_steps, "bound": bound, "reg_weight": reg_weight,
+             "discriminator": discriminator}
+    ft_epochs = finetune_epochs if finetune_epochs is not None else max(1, cfg.epochs // 5)
+    cfg2 = dataclasses.replace(cfg, epochs=int(ft_epochs))
+    res2 = fit(model, train_items, val_items, cfg2,
+               extra_loss=combine_extra_losses(extra_loss, aug.extra_loss(aug_weight)), progress=progress,
+               desc=f"{desc} max-entropy")
+    stats["val_miou_finetuned"] = res2.best_miou
+    stats["kept"] = "finetuned"
+    if keep_best and val_items and res1.best_miou == res1.best_miou and not res2.best_miou >= res1.best_miou:
+        model.load_state_dict(base_state)
+        stats["kept"] = "base"
+        model.eval()
+        return res1, aug, stats
+    return res2, aug, stats

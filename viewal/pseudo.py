@@ -28,7 +28,7 @@ __all__ = [
     "IGNORE", "confidence_pseudo_labels", "classwise_thresholds", "classwise_pseudo_labels",
     "ups_pseudo_labels", "pseudo_labels", "negative_label_loss", "negative_loss_hook",
     "pseudo_label_precision", "negative_label_precision", "ceal_threshold", "MODES", "thresholds_from_confidence",
-    "pseudo_label_items",
+    "pseudo_label_items", "train_with_pseudo_labels",
 ]
 
 IGNORE = 255
@@ -370,3 +370,62 @@ def pseudo_label_items(model, frames, mode: str, *, labels=None, mc_passes: int 
             npr = negative_label_precision(np.stack(neg_pl), np.stack(neg_gt))
             stats.update(negative_precision=npr["precision"], n_negative=npr["n_negative"])
     return items, stats
+
+
+def train_with_pseudo_labels(model, train_items, pool_frames, val_items, config=None, mode: str = "ups", *,
+                             extra_loss=None, negative_weight: float = 1.0, finetune_epochs: int | None = None,
+                             mc_passes: int = 20, batch_size: int = 4, max_frames: int | None = None,
+                             with_precision: bool = True, progress: bool = True, desc: str = "train", **options):
+    """The ``--pseudo-labels MODE`` training option: fit on the labelled items → pseudo-label the pool →
+    fine-tune on labelled + pseudo-labelled pixels (UPS: plus ``negative_weight`` · negative loss).
+
+    Args:
+        model, train_items, val_items, config, extra_loss: as ``viewal.train.fit``.
+        pool_frames: the unlabelled pool's frames (frames that also appear in ``train_items`` keep their
+            labels, which take precedence over pseudo-labels).
+        mode: one of :data:`MODES`; ``"none"`` is a plain fit.
+        finetune_epochs: epochs of the second fit (default max(1, config.epochs // 2)).
+        max_frames: keep at most this many pseudo-labelled frames (those with the most pseudo-labelled pixels).
+        with_precision: measure pseudo-label precision against the frames' ground truth (reports only).
+        options: rule settings (see :func:`pseudo_labels`).
+    Returns:
+        (fit result, stats) — stats from :func:`pseudo_label_items` (``precision``, ``coverage``, ...).
+    """
+    import dataclasses
+
+    from viewal.data import as_items
+    from viewal.heads import combine_extra_losses
+    from viewal.train import TrainConfig, fit
+
+    cfg = config or TrainConfig()
+    res = fit(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=f"{desc} base")
+    if mode == "none":
+        return res, {"mode": "none"}
+    items = as_items(train_items)
+    given = {it[0].key: (it[1] if it[1] is not None else np.asarray(it[0].labels)) for it in items}
+    pool_frames = list(pool_frames)
+    labels = [np.asarray(given[f.key]) if f.key in given else np.full(np.asarray(f.rgb).shape[:2], IGNORE, np.int64)
+              for f in pool_frames]
+    pl_items, stats = pseudo_label_items(model, pool_frames, mode, labels=labels, mc_passes=mc_passes,
+                                         batch_size=batch_size, device=cfg.device, size=cfg.size,
+                                         with_precision=with_precision, progress=progress, seed=cfg.seed, **options)
+    if max_frames is not None and len(pl_items) > max_frames:
+        counts = [int(((it[1] != IGNORE) & (given.get(it[0].key, np.full(it[1].shape, IGNORE)) == IGNORE)).sum())
+                  for it in pl_items]
+        keep = sorted(np.argsort(counts)[::-1][:max_frames])
+        pl_items = [pl_items[i] for i in keep]
+    stats["items_used"] = len(pl_items)
+    in_pl = {it[0].key for it in pl_items}
+    merged = pl_items + [it for it in items if it[0].key not in in_pl]
+    if mode == "ups":  # every item needs the same extras keys to batch: empty masks for the rest
+        C = model.num_classes
+        merged = [it if "negative" in it[2] else
+                  (it[0], it[1], {**it[2], "negative": np.zeros((C,) + np.asarray(it[0].rgb).shape[:2], bool)})
+                  for it in merged]
+    ft = finetune_epochs if finetune_epochs is not None else max(1, cfg.epochs // 2)
+    hook = combine_extra_losses(extra_loss, negative_loss_hook(negative_weight) if mode == "ups" else None)
+    res2 = fit(model, merged, val_items, dataclasses.replace(cfg, epochs=int(ft)), extra_loss=hook,
+               progress=progress, desc=f"{desc} pseudo-{mode}")
+    stats["val_miou_base"] = res.best_miou
+    stats["val_miou_pseudo"] = res2.best_miou
+    return res2, stats
