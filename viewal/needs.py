@@ -69,8 +69,10 @@ def _mc(ctx: NeedContext) -> dict[str, np.ndarray]:
         from viewal.model import predict_frames
 
         wanted = ctx.cache.get("needs", set())
+        # one sweep serves probs, mc_probs and features
         ctx.cache["mc"] = predict_frames(ctx.model, ctx.frames, passes=ctx.mc_passes, batch_size=ctx.batch_size,
-                                         device=ctx.device, return_passes="mc_probs" in wanted,
+                                         device=ctx.device, size=ctx.options.get("size"),
+                                         return_passes="mc_probs" in wanted,
                                          return_features="features" in wanted)
     return ctx.cache["mc"]
 

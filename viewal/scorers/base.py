@@ -91,6 +91,12 @@ class Scorer:
     def score_pixels(self, inputs: SceneInputs) -> Scores:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def prepare_model(self, model):
+        """Called on every freshly built model before training: attach what this scorer needs the network
+        to learn (e.g. a loss-prediction or rotation head) and return an ``extra_loss`` hook for
+        ``viewal.train.fit`` (or ``None``: plain segmentation training)."""
+        return None
+
     def __call__(self, inputs: SceneInputs) -> Scores:
         out = self.score_pixels(inputs)
         pix = np.asarray(out.pixel, dtype=np.float32)

@@ -1,0 +1,177 @@
+"""``viewal experiment``: ViewAL against baselines, mIoU against % of pixels labelled.
+
+For every method × seed: a seed set (fully labelled frames, the same for every method of a seed), then
+K cycles of train → score → select → label, each cycle's test mIoU recorded. State lives in one
+SQLite ledger per (method, seed) under ``OUT/ledgers/`` and one checkpoint per cycle under
+``OUT/models/``, so an interrupted experiment resumes where it stopped (``--out`` the same directory).
+
+Outputs: ``OUT/results.csv`` (method, seed, cycle, labelled_fraction, miou), ``OUT/curves.png``
+(mean and ±1 std over seeds, full-data mIoU as a line), ``OUT/table.txt`` (also printed) and
+``OUT/full_data.json`` (the reference trained on every label of the train split, same recipe).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from viewal.io import write_json
+from viewal.report import ResultRow, format_table, plot_curves, write_results
+
+__all__ = ["configure_parser", "run", "run_experiment", "full_data_miou"]
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset directory (any format open_dataset reads)")
+    p.add_argument("--format", default="auto", help="dataset format")
+    p.add_argument("--methods", default="view_entropy,random,entropy",
+                   help="comma-separated scorer names (viewal.scorers.names())")
+    p.add_argument("--cycles", type=int, default=3, help="active-learning cycles after the seed set")
+    p.add_argument("--budget", type=float, default=2.0, help="pixels labelled per cycle, %% of the pool's pixels")
+    p.add_argument("--seeds", default="1", help="number of seeds N (0..N-1) or a comma-separated list")
+    p.add_argument("--out", required=True, help="output directory (resumes when it holds an earlier run)")
+    p.add_argument("--size", default=None, help="working size HxW (frames resized on load), e.g. 96x128")
+    p.add_argument("--iterations", type=int, default=150, help="SGD steps per training (epochs follow)")
+    p.add_argument("--batch-size", type=int, default=6)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--encoder", default="mobilenet_v2")
+    p.add_argument("--init", default=None, help="encoder weights (e.g. from 'viewal pretrain')")
+    p.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for scoring")
+    p.add_argument("--seed-fraction", type=float, default=0.05, help="share of train frames in the seed set")
+    p.add_argument("--region", choices=("superpixel", "image"), default="superpixel")
+    p.add_argument("--superpixels", choices=("seeds", "slic"), default="seeds")
+    p.add_argument("--superpixel-num", type=int, default=40)
+    p.add_argument("--dedup", action="store_true", help="cross-view dedup for greedy scorers too")
+    p.add_argument("--overlap-mode", choices=("z", "viewal"), default="z")
+    p.add_argument("--wrong-label-rate", type=float, default=0.0, help="simulated oracle's per-region error rate")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--no-full-data", action="store_true", help="skip the full-data reference training")
+
+
+def parse_seeds(text: str) -> list[int]:
+    text = str(text).strip()
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    return list(range(int(text)))
+
+
+def _parse_size(text):
+    if text is None:
+        return None
+    from viewal.data import parse_size
+
+    return parse_size(text)
+
+
+def _epochs_for(iterations: int, n_items: int, batch_size: int) -> int:
+    per_epoch = max(1, -(-n_items // batch_size))
+    return max(1, -(-iterations // per_epoch))
+
+
+def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
+    """Train on every label of the train split with the experiment's recipe; cached in ``out``."""
+    from viewal.model import build_model
+    from viewal.train import TrainConfig, evaluate, fit
+
+    import torch
+
+    path = out / "full_data.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    t0 = time.time()
+    train = dataset.split("train")
+    cfg = TrainConfig(epochs=_epochs_for(base.min_iterations, len(train), base.batch_size), batch_size=base.batch_size,
+                      lr=base.lr, seed=0, num_threads=base.num_threads, device=base.device,
+                      eval_every=max(1, _epochs_for(base.min_iterations, len(train), base.batch_size) // 5))
+    torch.manual_seed(0)
+    model = build_model(dataset.num_classes, encoder=base.encoder, encoder_weights=base.init)
+    fit(model, train, dataset.split("val"), cfg, progress=progress, desc="full data")
+    m = evaluate(model, dataset.split("test"), dataset.num_classes, batch_size=base.infer_batch_size)
+    res = {"miou": float(m["miou"]), "per_class_iou": [float(x) for x in m["per_class_iou"]],
+           "seconds": time.time() - t0, "epochs": cfg.epochs}
+    write_json(path, res)
+    return res
+
+
+def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, budget_pct: float, out: Path,
+                   base, *, full_data: bool = True, progress: bool = True) -> tuple[list[ResultRow], float | None]:
+    """Run (or resume) every method × seed; returns the result rows and the full-data mIoU."""
+    from tqdm.auto import tqdm
+
+    from viewal.learner import ActiveLearner
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[ResultRow] = []
+    budget_pixels = None
+    for seed in seeds:
+        for method in methods:
+            cfg = replace(base, scorer=method, seed=seed)
+            learner = ActiveLearner(dataset, ledger=out / "ledgers" / f"{method}-s{seed}.sqlite", config=cfg)
+            if budget_pixels is None:
+                budget_pixels = int(round(budget_pct / 100.0 * learner.pool_pixels))
+            shared0 = out / "models" / f"seedset-s{seed}.pt"  # cycle 0 is the same for every method of a seed
+            bar = tqdm(total=cycles + 1, initial=min(learner.ledger.cycle(), cycles + 1), unit="cycle",
+                       desc=f"{method} seed {seed}", disable=not progress)
+            while (c := learner.ledger.cycle()) <= cycles:
+                ckpt = out / "models" / f"{method}-s{seed}-c{c}.pt"
+                if c > 0:
+                    prev = out / "models" / (f"{method}-s{seed}-c{c - 1}.pt" if c > 1 else f"seedset-s{seed}.pt")
+                    if learner.model is None and prev.is_file():
+                        learner.load_model(prev)
+                    learner.query(budget_pixels, progress=False)
+                    learner.label()
+                if c == 0 and shared0.is_file():
+                    learner.load_model(shared0)
+                elif ckpt.is_file():
+                    learner.load_model(ckpt)
+                else:
+                    learner.fit(progress=False)
+                    learner.save_model(shared0 if c == 0 else ckpt)
+                metrics = learner.evaluate()
+                metrics["labelled_fraction"] = learner.labelled_fraction()
+                learner.next_cycle(metrics)
+                bar.update(1)
+                bar.set_postfix(miou=f"{metrics['miou']:.3f}", labelled=f"{100 * metrics['labelled_fraction']:.1f}%")
+            bar.close()
+            for r in learner.ledger.results():
+                if r["cycle"] <= cycles:
+                    rows.append(ResultRow(method, seed, int(r["cycle"]), float(r["labelled_fraction"]), float(r["miou"])))
+            learner.ledger.close()
+    full = full_data_miou(dataset, base, out, progress=progress)["miou"] if full_data else None
+    return rows, full
+
+
+def run(args: argparse.Namespace) -> int:
+    import viewal.scorers as scorers
+    from viewal.datasets import open_dataset
+    from viewal.learner import ALConfig
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    valid = scorers.names()
+    unknown = [m for m in methods if m not in valid]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(valid)}")
+    size = _parse_size(args.size)
+    kw = {"height": size[0], "width": size[1]} if size else {}
+    dataset = open_dataset(args.data, format=args.format, **kw)
+    base = ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
+                    superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
+                    overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
+                    init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, min_iterations=args.iterations,
+                    num_threads=args.threads)
+    out = Path(args.out)
+    t0 = time.time()
+    rows, full = run_experiment(dataset, methods, parse_seeds(args.seeds), args.cycles, args.budget, out, base,
+                                full_data=not args.no_full_data)
+    write_results(out / "results.csv", rows)
+    plot_curves(rows, out / "curves.png", full_miou=full,
+                title=f"{Path(args.data).name}: {len(parse_seeds(args.seeds))} seed(s), {args.budget}% per cycle")
+    table = format_table(rows, full_miou=full)
+    (out / "table.txt").write_text(table + "\n")
+    print(table)
+    print(f"\nresults: {out / 'results.csv'}\nplot:    {out / 'curves.png'}\n({time.time() - t0:.0f} s)")
+    return 0

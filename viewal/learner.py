@@ -1,0 +1,400 @@
+"""The region-query API: an active learner over an RGB-D dataset, its state in a SQLite ledger.
+
+>>> import viewal                                                         # doctest: +SKIP
+>>> learner = viewal.ActiveLearner("data/demo", scorer="view_entropy", ledger="run.sqlite")
+>>> queries = learner.query(budget_pixels=20_000)   # list of RegionQuery (trains first if needed)
+>>> q = queries[0]; q.scene_id, q.frame_id, q.mask.shape, q.score
+>>> learner.label(queries)                          # simulated oracle from ground truth
+>>> learner.add_labels(q.frame_key, q.mask, labels) # or labels from a person ((H, W) int, 255 = none)
+>>> learner.fit(); learner.evaluate()               # {"miou": ..., "per_class_iou": [...]}
+
+One cycle = fit on the labelled pixels → score the unlabelled pool scene by scene with the scorer →
+pool the pixel scores over regions (superpixels or whole images) → select under a pixel budget
+(ViewAL's selection with cross-view dedup, or greedy) → label. Everything that must survive a crash
+(config, seed set, queries, labels, results) is in the ledger; models are retrained from it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
+from viewal.ledger import LabelItem, Ledger
+from viewal.oracle import Oracle
+from viewal.selection import (RegionQuery, build_pool, concat_pools, overlap_adjacency, queries_from_selection,
+                              select, whole_image_regions)
+
+__all__ = ["ALConfig", "ActiveLearner", "RegionQuery"]
+
+
+@dataclass
+class ALConfig:
+    """Settings of an active-learning run (stored in the ledger; a resumed run must use the same).
+
+    Attributes:
+        scorer: scorer name (``viewal.scorers.names()``); scorer_options: its options.
+        seed: seeds the seed set, the model initialisation, training and random scorers.
+        region: ``"superpixel"`` or ``"image"`` (whole-image selection).
+        superpixels: ``"seeds"`` or ``"slic"``; superpixel_num: target count per frame.
+        dedup: cross-view dedup for greedy scorers (ViewAL's own selection always dedups).
+        seed_fraction: share of the training frames fully labelled before the first cycle (ViewAL: 1.5 %).
+        mc_passes: MC-dropout passes for scoring.
+        overlap_mode, depth_tol: the depth test of the overlap table (``"z"`` or ``"viewal"``).
+        kernel_backend: ``"cpu"``, ``"numpy"`` or ``"cuda"``.
+        wrong_label_rate: simulated oracle's per-region error rate.
+        encoder, init: network encoder and optional encoder weights (SimSiam) path.
+        epochs, batch_size, lr, size, num_threads, device: training (``viewal.train.TrainConfig``).
+        min_iterations: at least this many SGD steps per fit (epochs are raised on small labelled sets,
+            so that a cycle with few labelled frames still trains).
+        validations: about this many validations per fit (the best one's weights are kept).
+    """
+
+    scorer: str = "view_entropy"
+    scorer_options: dict = field(default_factory=dict)
+    seed: int = 0
+    region: str = "superpixel"
+    superpixels: str = "seeds"
+    superpixel_num: int = 40
+    dedup: bool = False
+    seed_fraction: float = 0.015
+    mc_passes: int = 20
+    overlap_mode: str = "z"
+    depth_tol: tuple[float, float] = (0.05, 0.02)
+    kernel_backend: str = "cpu"
+    wrong_label_rate: float = 0.0
+    encoder: str = "mobilenet_v2"
+    init: str | None = None
+    epochs: int = 50
+    batch_size: int = 6
+    lr: float = 4e-4
+    size: tuple[int, int] | None = None
+    min_iterations: int = 0
+    num_threads: int | None = None
+    device: str = "cpu"
+    infer_batch_size: int = 8
+    validations: int = 5
+
+    def __post_init__(self) -> None:
+        if self.region not in ("superpixel", "image"):
+            raise ValueError(f"region must be 'superpixel' or 'image', got {self.region!r}")
+        if not 0 < self.seed_fraction <= 1:
+            raise ValueError(f"seed_fraction must lie in (0, 1], got {self.seed_fraction}")
+        self.depth_tol = tuple(float(x) for x in self.depth_tol)
+        if self.size is not None:
+            self.size = tuple(int(x) for x in self.size)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["depth_tol"] = list(self.depth_tol)
+        d["size"] = None if self.size is None else list(self.size)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ALConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class ActiveLearner:
+    """Active learning of semantic segmentation on an RGB-D dataset, one region query at a time.
+
+    Args:
+        dataset: an :class:`~viewal.datasets.RGBDDataset` or a path (opened with ``open_dataset``).
+        scorer: scorer name (overrides ``config.scorer``).
+        ledger: SQLite file holding the run's state (created, or resumed when it exists).
+        config: :class:`ALConfig`; keyword ``overrides`` replace its fields.
+
+    The pool is the ``train`` split; ``val`` selects the checkpoint; ``test`` is reported by
+    :meth:`evaluate`. Ground-truth labels of the pool are read only by the oracle (:meth:`label`) and
+    the seed set.
+    """
+
+    def __init__(self, dataset: RGBDDataset | str | Path, scorer: str | None = None,
+                 ledger: str | Path = "run.sqlite", *, config: ALConfig | None = None, **overrides) -> None:
+        import viewal.scorers as scorers
+
+        self.dataset = dataset if isinstance(dataset, RGBDDataset) else open_dataset(dataset)
+        cfg = config or ALConfig()
+        if scorer is not None:
+            overrides["scorer"] = scorer
+        if overrides:
+            cfg = ALConfig.from_json({**cfg.to_json(), **overrides})
+        self.config = cfg
+        self.scorer = scorers.get(cfg.scorer, **cfg.scorer_options)
+        self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
+        self.ledger.set_config({"al": cfg.to_json(), "dataset": str(self.dataset.root),
+                                "num_classes": self.dataset.num_classes})
+        self.pool = self.dataset.split("train")
+        if not self.pool:
+            raise ValueError(f"{self.dataset.root}: the train split is empty (the active-learning pool)")
+        self.val = self.dataset.split("val") if "val" in self.dataset.splits else []
+        self.test = self.dataset.split("test") if "test" in self.dataset.splits else []
+        self.oracle = Oracle(self.dataset, cfg.wrong_label_rate, seed=cfg.seed)
+        self.model = None
+        self._model_labels = -1  # labelled-pixel count the current model was trained on
+        self._sp_cache = None
+        self._adjacency = None
+        self._regions: dict[str, np.ndarray] = {}
+        if not self.ledger.labelled_frames():
+            self._label_seed_set()
+
+    # ------------------------------------------------------------------------------------------ pool
+    @property
+    def pool_pixels(self) -> int:
+        """Number of pixels of the pool (the denominator of the labelled fraction)."""
+        return len(self.pool) * self.dataset.height * self.dataset.width
+
+    def labelled_fraction(self) -> float:
+        return self.ledger.labelled_pixels() / self.pool_pixels
+
+    def regions(self, frame) -> np.ndarray:
+        """(H, W) int32 region map of a pool frame: its superpixels, or zeros for whole-image selection."""
+        if self.config.region == "image":
+            return np.zeros((self.dataset.height, self.dataset.width), np.int32)
+        key = frame.key
+        if key not in self._regions:
+            if self._sp_cache is None:
+                from viewal.superpixels import SuperpixelCache
+
+                self._sp_cache = SuperpixelCache(self.dataset.root, self.config.superpixels,
+                                                 size=(self.dataset.height, self.dataset.width),
+                                                 num=self.config.superpixel_num)
+            self._regions[key] = self._sp_cache.get(frame)
+        return self._regions[key]
+
+    def _scenes(self) -> list[tuple[str, list]]:
+        by: dict[str, list] = {}
+        for f in self.pool:
+            by.setdefault(f.scene_id, []).append(f)
+        return list(by.items())
+
+    def _label_seed_set(self) -> None:
+        """Fully label ``seed_fraction`` of the pool frames (one ledger transaction)."""
+        rng = np.random.default_rng(self.config.seed)
+        n = max(1, int(round(self.config.seed_fraction * len(self.pool))))
+        picks = sorted(rng.choice(len(self.pool), size=n, replace=False))
+        items = []
+        for i in picks:
+            f = self.pool[i]
+            gt = np.asarray(f.labels)
+            items.append(LabelItem(f.scene_id, f.frame_id, np.ones(gt.shape, bool), gt, source="seed"))
+        self.ledger.record_labels(0, items)
+
+    # ------------------------------------------------------------------------------------------ overlap
+    def _overlap_cache_path(self, scene_id: str, frames: Sequence) -> Path:
+        c = self.config
+        key = json.dumps({"frames": [f.frame_id for f in frames], "region": c.region, "sp": c.superpixels,
+                          "num": c.superpixel_num, "mode": c.overlap_mode, "tol": list(c.depth_tol),
+                          "size": [self.dataset.height, self.dataset.width], "v": 1}, sort_keys=True)
+        h = hashlib.sha1(key.encode()).hexdigest()[:16]
+        return Path(self.dataset.root) / ".viewal_cache" / "overlap" / h / f"{scene_id}.npz"
+
+    def overlap_table(self, scene_id: str, frames: Sequence):
+        """Superpixel overlap table of a scene's pool frames (computed once, cached beside the dataset)."""
+        from viewal.datasets.base import stack_scene
+        from viewal.kernels import OverlapTable, superpixel_overlap
+
+        path = self._overlap_cache_path(scene_id, frames)
+        if path.is_file():
+            return OverlapTable.load(path)
+        sp = np.stack([self.regions(f) for f in frames])
+        geo = stack_scene(frames)
+        table = superpixel_overlap(sp, geo["depths"], geo["Ks"], geo["world_T_cams"], mode=self.config.overlap_mode,
+                                   depth_tol=self.config.depth_tol, backend=self.config.kernel_backend)
+        table.save(path)
+        return table
+
+    def _needs_adjacency(self) -> bool:
+        return self.scorer.selection == "viewal" or (self.scorer.selection == "greedy" and self.config.dedup)
+
+    # ------------------------------------------------------------------------------------------ model
+    def train_config(self):
+        from viewal.train import TrainConfig
+
+        c = self.config
+        return TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, size=c.size, seed=c.seed,
+                           num_threads=c.num_threads, device=c.device)
+
+    def training_items(self) -> list[tuple]:
+        """(frame, label map) of every frame with labels in the ledger (255 = unlabelled)."""
+        items = []
+        for key in self.ledger.labelled_frames():
+            f = self.dataset.frame(key)
+            items.append((f, self.ledger.label_map(key, (self.dataset.height, self.dataset.width))))
+        return items
+
+    def _new_model(self):
+        """A freshly initialised model (seeded), prepared for the scorer; returns (model, extra_loss)."""
+        import torch
+
+        from viewal.model import build_model
+
+        c = self.config
+        torch.manual_seed(c.seed)
+        model = build_model(self.dataset.num_classes, encoder=c.encoder, encoder_weights=c.init)
+        return model, self.scorer.prepare_model(model)
+
+    def save_model(self, path: str | Path) -> Path:
+        """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on."""
+        from viewal.train import save_checkpoint
+
+        if self.model is None:
+            raise RuntimeError("save_model: no model yet; call fit() first")
+        return save_checkpoint(path, self.model, {"labelled_pixels": self._model_labels, "scorer": self.config.scorer})
+
+    def load_model(self, path: str | Path) -> None:
+        """Load a checkpoint written by :meth:`save_model` (it counts as trained on its labelled pixels)."""
+        from viewal.train import checkpoint_meta, load_checkpoint
+
+        model, _ = self._new_model()
+        self.model = load_checkpoint(path, model).eval()
+        self._model_labels = int(checkpoint_meta(path).get("labelled_pixels", -1))
+
+    def fit(self, progress: bool = True):
+        """Re-initialise the model and train it on every label in the ledger (best-val checkpoint kept)."""
+        from viewal.train import fit
+
+        c = self.config
+        model, extra = self._new_model()
+        items = self.training_items()
+        cfg = self.train_config()
+        if c.min_iterations:
+            per_epoch = max(1, -(-len(items) // cfg.batch_size))
+            cfg.epochs = max(cfg.epochs, -(-c.min_iterations // per_epoch))
+        cfg.eval_every = max(1, cfg.epochs // c.validations)
+        result = fit(model, items, self.val, cfg, extra_loss=extra, progress=progress,
+                     desc=f"{c.scorer} c{self.ledger.cycle()}")
+        self.model = model
+        self._model_labels = self.ledger.labelled_pixels()
+        return result
+
+    def evaluate(self, split: str = "test") -> dict:
+        """mIoU and per-class IoU of the current model on ``split`` (``{"miou", "per_class_iou", ...}``)."""
+        from viewal.train import evaluate
+
+        if self.model is None:
+            raise RuntimeError("evaluate: no model yet; call fit() first")
+        frames = self.dataset.split(split)
+        out = evaluate(self.model, frames, self.dataset.num_classes, batch_size=self.config.infer_batch_size,
+                       device=self.config.device, size=self.config.size)
+        return {"miou": float(out["miou"]), "per_class_iou": [float(x) for x in np.asarray(out["per_class_iou"])]}
+
+    # ------------------------------------------------------------------------------------------ querying
+    def score_pool(self, progress: bool = True):
+        """Score every region of the pool with the scorer: returns the concatenated ``RegionPool``."""
+        from tqdm.auto import tqdm
+
+        from viewal.needs import NeedContext, compute_needs
+        from viewal.scorers import NEEDS, build_scene_inputs
+
+        c = self.config
+        pools = []
+        self._region_features = []
+        rng = np.random.default_rng([c.seed, self.ledger.cycle()])
+        hw = (self.dataset.height, self.dataset.width)
+        for scene_id, frames in tqdm(self._scenes(), desc=f"score ({c.scorer})", unit="scene", disable=not progress):
+            sp = np.stack([self.regions(f) for f in frames])
+            ctx = NeedContext(model=self.model, frames=frames, mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
+                              device=c.device, options={"superpixels": sp, "size": c.size})
+            arrays = compute_needs(sorted(set(self.scorer.needs) - {"views"}), ctx) if self.scorer.needs else {}
+            core = {k: arrays.get(k) for k in ("probs", "mc_probs", "features")}
+            extras = {k: v for k, v in arrays.items() if k not in NEEDS}
+            inputs = build_scene_inputs(frames, sp, self.scorer.needs, extras=extras, rng=rng, **core)
+            scores = self.scorer(inputs)
+            if self.scorer.selection == "kcenter":
+                self._region_features.append(self.scorer.region_features(inputs))
+            labelled = np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames])
+            pools.append(build_pool(scene_id, [f.frame_id for f in frames], sp, scores.pixel, scores.view,
+                                    labelled=labelled))
+        return concat_pools(pools)
+
+    def _adjacency_for(self, pool):
+        if self._adjacency is None or self._adjacency.shape[0] != pool.n_regions:
+            from tqdm.auto import tqdm
+
+            tables = [(sid, [f.frame_id for f in frames], self.overlap_table(sid, frames))
+                      for sid, frames in tqdm(self._scenes(), desc="overlap tables", unit="scene", leave=False)]
+            self._adjacency = overlap_adjacency(pool, tables)
+        return self._adjacency
+
+    def query(self, budget_pixels: int, progress: bool = True) -> list[RegionQuery]:
+        """The next regions to label, about ``budget_pixels`` pixels in all (never over by more than one region).
+
+        Trains the model first when labels changed since the last :meth:`fit`. The queries are recorded in
+        the ledger (a resumed run gets the same queries back while they are unlabelled).
+        """
+        cycle = self.ledger.cycle()
+        pending = self.ledger.pending_queries(cycle)
+        if pending:
+            return pending
+        if self.ledger.queries(cycle):
+            raise RuntimeError(f"cycle {cycle} already has labelled queries; call next_cycle() before querying again")
+        if self.model is None or self._model_labels != self.ledger.labelled_pixels():
+            self.fit(progress=progress)
+        pool = self.score_pool(progress=progress)
+        adjacency = self._adjacency_for(pool) if self._needs_adjacency() else None
+        sel = select(self.scorer.selection, pool, int(budget_pixels), adjacency=adjacency, dedup=self.config.dedup,
+                     **self._kcenter_inputs(pool))
+        frames = [self.dataset.frame(s, f) for s, f in zip(pool.scene_ids, pool.frame_ids)]
+        queries = queries_from_selection(pool, sel, lambda i: self.regions(frames[i]), cycle=cycle)
+        return self.ledger.record_queries(cycle, queries)
+
+    def _kcenter_inputs(self, pool) -> dict:
+        """Region features of the pool (and the labelled regions' as initial centres) for k-centre rules."""
+        if self.scorer.selection != "kcenter":
+            return {}
+        X = np.concatenate(self._region_features)
+        labelled = ~pool.available & (pool.sizes > 0)
+        return {"features": X, "centres": X[labelled] if labelled.any() else None}
+
+    # ------------------------------------------------------------------------------------------ labelling
+    def label(self, queries: Sequence[RegionQuery] | None = None) -> int:
+        """Answer queries with the simulated oracle (ground truth, optional wrong-label rate).
+
+        Each answer is one ledger transaction; already-answered queries are skipped. Returns the number
+        of queries labelled now.
+        """
+        cycle = self.ledger.cycle()
+        queries = self.ledger.pending_queries(cycle) if queries is None else queries
+        answered = {r["query_id"] for r in self.ledger.labels(cycle)}
+        n = 0
+        for q in queries:
+            if q.query_id is not None and q.query_id in answered:
+                continue
+            self.ledger.record_labels(cycle, [LabelItem.from_query(q, self.oracle.label_query(q))])
+            n += 1
+        return n
+
+    def add_labels(self, frame_id: str, mask: np.ndarray, labels: np.ndarray, *, scene_id: str | None = None,
+                   query: RegionQuery | None = None) -> None:
+        """Labels from a person: ``labels`` (H, W) int class ids (255 = ignore) inside ``mask`` (H, W) bool.
+
+        ``frame_id`` is a frame key ``"scene/frame"`` (or pass ``scene_id``). When ``query`` is given the
+        labels answer it.
+        """
+        frame = self.dataset.frame(frame_id if scene_id is None else f"{scene_id}/{frame_id}")
+        mask = np.asarray(mask, dtype=bool)
+        labels = np.asarray(labels)
+        hw = (self.dataset.height, self.dataset.width)
+        if mask.shape != hw or labels.shape != hw:
+            raise ValueError(f"add_labels: mask {mask.shape} and labels {labels.shape} must both be {hw}")
+        inside = labels[mask]
+        bad = (inside != IGNORE_INDEX) & ((inside < 0) | (inside >= self.dataset.num_classes))
+        if bad.any():
+            raise ValueError(f"add_labels: class ids {np.unique(inside[bad])[:5].tolist()} outside "
+                             f"0..{self.dataset.num_classes - 1} (255 = ignore)")
+        item = LabelItem(frame.scene_id, frame.frame_id, mask, labels, source="human",
+                         region_id=-1 if query is None else int(query.region_id),
+                         query_id=None if query is None else query.query_id)
+        self.ledger.record_labels(self.ledger.cycle(), [item], overlap="allow")
+
+    def next_cycle(self, metrics: dict | None = None) -> int:
+        """Close the current cycle (recording ``metrics``) and return the new cycle number."""
+        c = self.ledger.cycle()
+        self.ledger.finish_cycle(c, metrics)
+        return c + 1
