@@ -1,0 +1,482 @@
+"""Pictures of an active-learning run: the selected regions and a 3D view-entropy point cloud.
+
+* :func:`query_contact_sheet` — a grid of frame crops, one per selected region, the region outlined
+  (its contour from ``cv2.findContours``), the outside dimmed, the title giving scene/frame, score and view
+  score, and the ground-truth majority class of the region when the dataset has labels (marked "GT").
+* :func:`view_entropy_point_cloud` — every valid pixel of a scene (every ``stride``-th row and column)
+  back-projected to the world and coloured by its view entropy; written as PLY with Open3D.
+  :func:`scene_view_entropy` computes the per-pixel view entropy of a scene with a model;
+  :func:`render_point_cloud_png` draws the cloud with matplotlib (two views, no GL needed).
+
+Command line (``viewal visualize``)::
+
+    viewal visualize --run OUT [--method view_entropy] [--seed 0] [--cycle N] [--ply SCENE]
+
+reads ``OUT/ledgers/<method>-s<seed>.sqlite`` and the dataset recorded in it, and writes
+``OUT/queries_<method>_c<N>.png``; with ``--ply SCENE`` it loads ``OUT/models/<method>-s<seed>-c<N>.pt``
+(the model trained at the end of cycle N, i.e. on cycle N's labels) and writes
+``OUT/view_entropy_<SCENE>.ply`` and ``OUT/view_entropy_<SCENE>.png``.
+
+All drawing uses matplotlib's Agg canvas; every file is written atomically (:func:`viewal.io.atomic_path`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from viewal.datasets import IGNORE_INDEX
+from viewal.datasets.preview import class_palette
+from viewal.io import atomic_path
+
+__all__ = [
+    "region_bbox", "crop_box", "mask_contours", "outline_mask", "majority_class", "query_contact_sheet",
+    "scene_view_entropy", "view_entropy_points", "colorize_values", "view_entropy_point_cloud",
+    "render_point_cloud_png", "write_query_sheets", "configure_parser", "run",
+]
+
+OUTLINE_COLOR = (1.0, 0.15, 0.1)  # region outline on the crops (red)
+
+
+# --------------------------------------------------------------------------------------------- regions
+
+def region_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(H, W) bool → ``(y0, y1, x0, x1)`` half-open bounding box of the True pixels.
+
+    Raises ValueError when the mask is empty.
+    """
+    mask = np.asarray(mask, bool)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("region_bbox: empty mask")
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def crop_box(bbox: tuple[int, int, int, int], shape: tuple[int, int], *, pad: int = 6,
+             min_frac: float = 0.5) -> tuple[int, int, int, int]:
+    """A crop around ``bbox`` with the image's aspect ratio, inside the image.
+
+    The box is padded by ``pad`` pixels, grown to at least ``min_frac`` of the image height (width in
+    proportion) and to the image's aspect ratio, centred on the region and shifted back inside the
+    image (never larger than the image).
+
+    Args:
+        bbox: ``(y0, y1, x0, x1)`` half-open. shape: image ``(H, W)``.
+    Returns:
+        ``(y0, y1, x0, x1)`` half-open crop box.
+    """
+    H, W = int(shape[0]), int(shape[1])
+    y0, y1, x0, x1 = bbox
+    need_h = max(y1 - y0 + 2 * pad, min_frac * H, (x1 - x0 + 2 * pad) * H / W)
+    ch = int(min(H, round(need_h)))
+    cw = int(min(W, round(ch * W / H)))
+    cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
+    top = int(round(min(max(cy - ch / 2.0, 0), H - ch)))
+    left = int(round(min(max(cx - cw / 2.0, 0), W - cw)))
+    return top, top + ch, left, left + cw
+
+
+def mask_contours(mask: np.ndarray) -> list[np.ndarray]:
+    """Outer and hole contours of a region: list of (K, 2) int arrays of ``(x, y)`` pixel coordinates.
+
+    Every contour point is a pixel of the mask with a 4-neighbour outside it (or on the image border)
+    (``cv2.findContours`` with ``RETR_LIST`` and ``CHAIN_APPROX_NONE``).
+    """
+    import cv2
+
+    m = np.ascontiguousarray(np.asarray(mask, bool).astype(np.uint8))
+    contours, _ = cv2.findContours(m, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    return [c.reshape(-1, 2).astype(np.int64) for c in contours]
+
+
+def outline_mask(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of :func:`mask_contours` (what the contact sheet draws)."""
+    mask = np.asarray(mask, bool)
+    out = np.zeros(mask.shape, bool)
+    for c in mask_contours(mask):
+        out[c[:, 1], c[:, 0]] = True
+    return out
+
+
+def majority_class(labels: np.ndarray | None, mask: np.ndarray) -> tuple[int, float] | None:
+    """Most frequent ground-truth class inside ``mask`` and its share of the labelled pixels there.
+
+    Args:
+        labels: (H, W) int class ids (255 = ignore) or None. mask: (H, W) bool.
+    Returns:
+        ``(class_id, share)`` or None when there are no labels or no labelled pixel in the region.
+    """
+    if labels is None:
+        return None
+    inside = np.asarray(labels)[np.asarray(mask, bool)].astype(np.int64)
+    inside = inside[(inside != IGNORE_INDEX) & (inside >= 0)]
+    if inside.size == 0:
+        return None
+    counts = np.bincount(inside)
+    c = int(counts.argmax())
+    return c, float(counts[c] / inside.size)
+
+
+# --------------------------------------------------------------------------------------------- contact sheet
+
+def query_contact_sheet(dataset, queries: Sequence[Any], out_png: str | os.PathLike, *, max_queries: int = 24,
+                        cols: int = 6, title: str | None = None, show_gt: bool = True, pad: int = 6,
+                        min_frac: float = 0.5, dpi: int = 100) -> Path:
+    """Draw the selected regions as a grid of frame crops and write a PNG.
+
+    Args:
+        dataset: the :class:`~viewal.datasets.RGBDDataset` the queries refer to, opened at the size the
+            query masks have.
+        queries: ``RegionQuery``-like objects (``scene_id``, ``frame_id``, ``mask`` (H, W) bool, ``score``,
+            ``view_score`` or None); drawn in the given order (a ledger's rank order), the first
+            ``max_queries``.
+        out_png: output path. cols: crops per row.
+        show_gt: write the region's ground-truth majority class ("GT: chair 92 %") when the frame has labels.
+        pad, min_frac: crop padding and minimum crop height as a share of the frame (:func:`crop_box`).
+    Returns:
+        ``out_png`` as a Path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if max_queries < 1 or cols < 1:
+        raise ValueError(f"query_contact_sheet: max_queries and cols must be >= 1, got {max_queries}, {cols}")
+    out_png = Path(out_png)
+    shown = list(queries)[:max_queries]
+    n = len(shown)
+    ncols = max(1, min(cols, n))
+    nrows = max(1, -(-n // ncols))
+    H, W = int(dataset.height), int(dataset.width)
+    cell_w = 2.4
+    cell_h = cell_w * H / W + 0.55
+    fig = Figure(figsize=(cell_w * ncols, cell_h * nrows + 0.6), dpi=dpi)
+    FigureCanvasAgg(fig)
+    palette = class_palette(dataset.num_classes)
+    total_px = sum(int(np.count_nonzero(q.mask)) for q in queries)
+    if title is None:
+        title = f"{len(queries)} selected regions, {total_px} px" + (f" (first {n} shown)" if n < len(queries) else "")
+    fig.suptitle(title, fontsize=10, y=1 - 0.08 / fig.get_figheight(), va="top")
+    if n == 0:
+        fig.text(0.5, 0.5, "no queries", ha="center", va="center", fontsize=12)
+    gs = fig.add_gridspec(nrows, ncols, left=0.01, right=0.99, bottom=0.01, top=1 - 0.55 / fig.get_figheight(),
+                          wspace=0.04, hspace=0.42)
+    for i, q in enumerate(shown):
+        frame = dataset.frame(q.scene_id, q.frame_id)
+        rgb = frame.rgb
+        mask = np.asarray(q.mask, bool)
+        if mask.shape != rgb.shape[:2]:
+            raise ValueError(f"query {q.scene_id}/{q.frame_id}: mask is {mask.shape[0]}x{mask.shape[1]} but the "
+                             f"frame is {rgb.shape[0]}x{rgb.shape[1]}; open the dataset at the run's size")
+        y0, y1, x0, x1 = crop_box(region_bbox(mask), mask.shape, pad=pad, min_frac=min_frac)
+        crop = rgb[y0:y1, x0:x1].astype(np.float32)
+        inside = mask[y0:y1, x0:x1]
+        crop[~inside] *= 0.55  # dim the context so the region stands out
+        ax = fig.add_subplot(gs[i // ncols, i % ncols])
+        ax.imshow(crop.astype(np.uint8), interpolation="nearest", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
+        for c in mask_contours(mask):
+            pts = np.vstack([c, c[:1]])
+            ax.plot(pts[:, 0], pts[:, 1], color=OUTLINE_COLOR, lw=1.2, solid_joinstyle="round")
+        ax.set_xlim(x0 - 0.5, x1 - 0.5)
+        ax.set_ylim(y1 - 0.5, y0 - 0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        score = f"score {q.score:.3g}"
+        if getattr(q, "view_score", None) is not None and float(q.view_score) != float(q.score):
+            score += f"  view {float(q.view_score):.3g}"
+        ax.set_title(f"#{i + 1} {q.scene_id}/{q.frame_id}\n{score}  ({int(mask.sum())} px)", fontsize=6.5, pad=2)
+        gt = majority_class(frame.labels, mask) if show_gt else None
+        if gt is not None:
+            c, share = gt
+            name = dataset.class_names[c] if c < len(dataset.class_names) else str(c)
+            ax.text(0.02, 0.03, f"GT: {name} {100 * share:.0f}%", transform=ax.transAxes, fontsize=6, color="white",
+                    ha="left", va="bottom", bbox=dict(facecolor=palette[c] / 255 * 0.6, alpha=0.85, pad=1.2, lw=0))
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    return out_png
+
+
+# --------------------------------------------------------------------------------------------- view entropy cloud
+
+def scene_view_entropy(model, frames: Sequence, mc_passes: int, *, size: tuple[int, int] | None = None,
+                       batch_size: int = 4, device: str = "cpu", mode: str = "z",
+                       depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu", seed: int | None = 0,
+                       progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel view entropy and view divergence of one scene's frames under ``model``.
+
+    MC-dropout mean softmax (:func:`viewal.model.predict_frames`, ``mc_passes`` passes), then
+    :func:`viewal.kernels.view_entropy_divergence`.
+
+    Returns:
+        ve, vd: (N, H, W) float32.
+    """
+    from viewal.kernels import view_entropy_divergence
+    from viewal.model import predict_frames
+
+    frames = list(frames)
+    probs = predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device, size=size,
+                           seed=seed, progress=progress, desc="view entropy")
+    depths = np.stack([f.depth for f in frames]).astype(np.float32)
+    Ks = np.stack([f.K for f in frames])
+    poses = np.stack([f.world_T_cam for f in frames])
+    return view_entropy_divergence(probs, depths, Ks, poses, mode=mode, depth_tol=tuple(depth_tol), backend=backend)
+
+
+def view_entropy_points(frames: Sequence, ve: np.ndarray, stride: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """World points of every ``stride``-th row/column valid pixel of each frame, with their view entropy.
+
+    Args:
+        frames: N frames (``depth`` (H, W) metres, ``K``, ``world_T_cam``). ve: (N, H, W).
+        stride: pixel step in both directions (1 = every pixel).
+    Returns:
+        points (M, 3) float64 world coordinates, values (M,) float64 view entropy; M = number of valid
+        pixels on the strided grid (invalid depth dropped).
+    """
+    from viewal.geometry import backproject
+
+    frames = list(frames)
+    ve = np.asarray(ve)
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if ve.ndim != 3 or ve.shape[0] != len(frames):
+        raise ValueError(f"ve: expected ({len(frames)}, H, W), got {ve.shape}")
+    pts, vals = [], []
+    for f, v in zip(frames, ve):
+        if v.shape != f.depth.shape:
+            raise ValueError(f"ve of {f.key}: shape {v.shape} differs from its depth {f.depth.shape}")
+        X = backproject(f.depth, f.K, f.world_T_cam)[::stride, ::stride].reshape(-1, 3)
+        s = np.asarray(v, np.float64)[::stride, ::stride].reshape(-1)
+        ok = np.isfinite(X).all(axis=1) & np.isfinite(s)
+        pts.append(X[ok])
+        vals.append(s[ok])
+    return np.concatenate(pts), np.concatenate(vals)
+
+
+def colorize_values(values: np.ndarray, colormap: str = "viridis", vmin: float | None = None,
+                    vmax: float | None = None) -> np.ndarray:
+    """(M,) values → (M, 3) float64 RGB in [0, 1] through ``colormap`` over [vmin, vmax] (default: data range)."""
+    from matplotlib import colormaps
+
+    v = np.asarray(values, np.float64)
+    lo = float(np.min(v)) if vmin is None else float(vmin)
+    hi = float(np.max(v)) if vmax is None else float(vmax)
+    t = np.clip((v - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(v)
+    return np.asarray(colormaps[colormap](t))[..., :3].astype(np.float64)
+
+
+def view_entropy_point_cloud(frames: Sequence, ve: np.ndarray, out_ply: str | os.PathLike, *, stride: int = 2,
+                             colormap: str = "viridis", voxel_size: float | None = None,
+                             vmin: float | None = None, vmax: float | None = None) -> dict:
+    """Write a scene's view entropy as a coloured point cloud (PLY, Open3D).
+
+    Args:
+        frames, ve, stride: as :func:`view_entropy_points`.
+        colormap: matplotlib colormap; the lowest VE maps to its bottom colour, the highest to its top
+            (``vmin``/``vmax`` override the data range).
+        voxel_size: metres; when given, ``voxel_down_sample`` (colours averaged per voxel).
+    Returns:
+        ``{"path", "points" (before downsampling), "written", "vmin", "vmax", "xyz" (M, 3), "values" (M,),
+        "colors" (M, 3)}``, the arrays being the points before downsampling (for rendering; the PLY stores
+        colours as 8-bit).
+    """
+    import open3d as o3d
+
+    out_ply = Path(out_ply)
+    if out_ply.suffix.lower() != ".ply":
+        raise ValueError(f"out_ply: expected a .ply path, got {out_ply}")
+    X, v = view_entropy_points(frames, ve, stride)
+    if X.shape[0] == 0:
+        raise ValueError("view_entropy_point_cloud: no valid depth pixel in these frames")
+    lo = float(v.min()) if vmin is None else float(vmin)
+    hi = float(v.max()) if vmax is None else float(vmax)
+    pc = o3d.geometry.PointCloud()
+    pc.points = o3d.utility.Vector3dVector(X)
+    colors = colorize_values(v, colormap, lo, hi)
+    pc.colors = o3d.utility.Vector3dVector(colors)
+    if voxel_size:
+        pc = pc.voxel_down_sample(float(voxel_size))
+    with atomic_path(out_ply, suffix=".ply") as tmp:  # Open3D picks the writer from the extension
+        if not o3d.io.write_point_cloud(str(tmp), pc, write_ascii=False):
+            raise OSError(f"could not write point cloud {out_ply}")
+    return {"path": out_ply, "points": int(X.shape[0]), "written": len(pc.points), "vmin": lo, "vmax": hi,
+            "xyz": X, "values": v, "colors": colors}
+
+
+def render_point_cloud_png(points: np.ndarray, values: np.ndarray, out_png: str | os.PathLike, *,
+                           colormap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+                           max_points: int = 40_000, up_axis: int = 2, cut_top: float = 0.12,
+                           title: str | None = None, label: str = "view entropy (bits)", seed: int = 0,
+                           dpi: int = 110) -> Path:
+    """Draw a point cloud coloured by ``values`` from two viewpoints (oblique and top-down) with matplotlib.
+
+    Args:
+        points: (M, 3) world coordinates. values: (M,).
+        max_points: random subsample drawn (seeded). up_axis: world axis pointing up (2 for z-up ScanNet and
+            the synthetic scenes). cut_top: share of the height range removed from the top (the ceiling) so
+            that the room's inside is visible from above.
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    X = np.asarray(points, np.float64)
+    v = np.asarray(values, np.float64)
+    lo = float(v.min()) if vmin is None else float(vmin)
+    hi = float(v.max()) if vmax is None else float(vmax)
+    up = X[:, up_axis]
+    keep = up <= up.max() - cut_top * (up.max() - up.min())
+    X, v = X[keep], v[keep]
+    if X.shape[0] > max_points:
+        idx = np.random.default_rng(seed).choice(X.shape[0], max_points, replace=False)
+        X, v = X[idx], v[idx]
+    order = np.argsort(v)  # draw high view entropy last (on top)
+    X, v = X[order], v[order]
+    horiz = [a for a in range(3) if a != up_axis]
+    xs, ys, zs = X[:, horiz[0]], X[:, horiz[1]], X[:, up_axis]
+    cmap = colormaps[colormap]
+    fig = Figure(figsize=(11, 5.2), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax3 = fig.add_subplot(1, 2, 1, projection="3d")
+    ax3.scatter(xs, ys, zs, c=v, cmap=cmap, vmin=lo, vmax=hi, s=0.6, linewidths=0, depthshade=False)
+    ax3.view_init(elev=38, azim=-60)
+    span = np.ptp(X, axis=0)
+    ax3.set_box_aspect((span[horiz[0]] or 1, span[horiz[1]] or 1, span[up_axis] or 1))
+    ax3.set_axis_off()
+    ax3.set_title("oblique view (ceiling cut)", fontsize=9)
+    ax2 = fig.add_subplot(1, 2, 2)
+    ax2.scatter(xs, ys, c=v, cmap=cmap, vmin=lo, vmax=hi, s=0.8, linewidths=0)
+    ax2.set_aspect("equal")
+    ax2.set_xticks([])
+    ax2.set_yticks([])
+    ax2.set_title("top-down view", fontsize=9)
+    fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap), ax=[ax3, ax2], shrink=0.8, label=label, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    return out_png
+
+
+# --------------------------------------------------------------------------------------------- runs
+
+def _ledger_path(run_dir: Path, method: str, seed: int) -> Path:
+    return Path(run_dir) / "ledgers" / f"{method}-s{seed}.sqlite"
+
+
+def _last_query_cycle(ledger) -> int | None:
+    cycles = sorted({q.cycle for q in ledger.queries()})
+    return cycles[-1] if cycles else None
+
+
+def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[str], seed: int,
+                       cycle: int | None = None, **kw) -> list[Path]:
+    """Contact sheets ``run_dir/queries_<method>_c<cycle>.png`` of one seed's queries (default: last cycle).
+
+    Methods without a ledger or without queries are skipped. Returns the written paths.
+    """
+    from viewal.ledger import Ledger
+
+    out = []
+    for method in methods:
+        path = _ledger_path(Path(run_dir), method, seed)
+        if not path.is_file():
+            continue
+        with Ledger(path) as led:
+            c = _last_query_cycle(led) if cycle is None else int(cycle)
+            qs = led.queries(c) if c is not None else []
+        if not qs:
+            continue
+        png = Path(run_dir) / f"queries_{method}_c{c}.png"
+        out.append(query_contact_sheet(dataset, qs, png, title=f"{method}, seed {seed}, cycle {c}: {len(qs)} regions, "
+                                       f"{sum(q.n_pixels for q in qs)} px", **kw))
+    return out
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, type=Path, help="experiment output directory (viewal experiment --out)")
+    p.add_argument("--method", default="view_entropy", help="method (ledger OUT/ledgers/<method>-s<seed>.sqlite)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run")
+    p.add_argument("--cycle", type=int, default=None, help="cycle (default: the last cycle with queries)")
+    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one in the ledger)")
+    p.add_argument("--format", default="auto", help="dataset format")
+    p.add_argument("--size", default=None, help="dataset working size HxW (default: the queries' mask size)")
+    p.add_argument("--max-queries", type=int, default=24, help="regions drawn on the contact sheet")
+    p.add_argument("--cols", type=int, default=6, help="crops per row")
+    p.add_argument("--ply", default=None, metavar="SCENE",
+                   help="also write OUT/view_entropy_<SCENE>.ply (+ .png) from the cycle's checkpoint")
+    p.add_argument("--stride", type=int, default=2, help="pixel step of the point cloud")
+    p.add_argument("--voxel", type=float, default=0.0, help="voxel size (m) to downsample the PLY (0 = none)")
+    p.add_argument("--colormap", default="viridis")
+    p.add_argument("--mc-passes", type=int, default=None, help="MC-dropout passes (default: the run's)")
+
+
+def _run_size(ledger, al: dict, args) -> tuple[int, int] | None:
+    """The dataset size of the run: --size, else the recorded masks' size, else ALConfig.size, else native."""
+    if args.size:
+        from viewal.data import parse_size
+
+        return tuple(parse_size(args.size))
+    qs = ledger.queries()
+    if qs:
+        return tuple(qs[0].mask.shape)
+    return tuple(al["size"]) if al.get("size") else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from viewal.datasets import open_dataset
+    from viewal.ledger import Ledger
+
+    run_dir = Path(args.run)
+    lpath = _ledger_path(run_dir, args.method, args.seed)
+    if not lpath.is_file():
+        have = sorted(p.name for p in (run_dir / "ledgers").glob("*.sqlite")) if (run_dir / "ledgers").is_dir() else []
+        raise FileNotFoundError(f"no ledger {lpath} (ledgers in {run_dir / 'ledgers'}: {have or 'none'})")
+    with Ledger(lpath) as led:
+        cfg = led.config()
+        al = cfg.get("al", {})
+        cycle = _last_query_cycle(led) if args.cycle is None else int(args.cycle)
+        size = _run_size(led, al, args)
+        queries = led.queries(cycle) if cycle is not None else []
+    data = args.data or cfg.get("dataset")
+    if not data:
+        raise ValueError(f"{lpath}: no dataset path in the ledger config; pass --data")
+    kw = {"height": size[0], "width": size[1]} if size else {}
+    dataset = open_dataset(data, format=args.format, **kw)
+    if cycle is None:
+        cycle = 0
+    if queries:
+        png = run_dir / f"queries_{args.method}_c{cycle}.png"
+        query_contact_sheet(dataset, queries, png, max_queries=args.max_queries, cols=args.cols,
+                            title=f"{args.method}, seed {args.seed}, cycle {cycle}: {len(queries)} regions, "
+                                  f"{sum(q.n_pixels for q in queries)} px")
+        print(f"contact sheet: {png}")
+    else:
+        print(f"{lpath}: no queries recorded for cycle {cycle}; no contact sheet")
+    if args.ply:
+        from viewal.train import load_checkpoint
+
+        name = f"{args.method}-s{args.seed}-c{cycle}.pt" if cycle > 0 else f"seedset-s{args.seed}.pt"
+        ckpt = run_dir / "models" / name
+        model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
+        frames = dataset.frames(args.ply)
+        mc = args.mc_passes or int(al.get("mc_passes", 8))
+        ve, _ = scene_view_entropy(model, frames, mc, size=tuple(al["size"]) if al.get("size") else None,
+                                   batch_size=int(al.get("infer_batch_size", 4)), mode=al.get("overlap_mode", "z"),
+                                   depth_tol=tuple(al.get("depth_tol", (0.05, 0.02))),
+                                   backend=al.get("kernel_backend", "cpu"), seed=args.seed)
+        ply = run_dir / f"view_entropy_{args.ply}.ply"
+        info = view_entropy_point_cloud(frames, ve, ply, stride=args.stride, colormap=args.colormap,
+                                        voxel_size=args.voxel or None)
+        img = render_point_cloud_png(info["xyz"], info["values"], ply.with_suffix(".png"), colormap=args.colormap,
+                                     vmin=info["vmin"], vmax=info["vmax"],
+                                     title=f"view entropy of {args.ply} ({len(frames)} frames, {mc} MC passes) - "
+                                           f"{args.method} model after cycle {cycle}")
+        print(f"point cloud: {ply} ({info['written']} points; VE {info['vmin']:.3f}-{info['vmax']:.3f} bits)\n"
+              f"rendering:   {img}")
+    return 0
