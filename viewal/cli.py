@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("viewal.simsiam", "SimSiam self-supervised pretraining of the encoder on unlabelled frames"),
     "experiment": ("viewal.experiment", "active-learning experiment: methods x seeds x cycles -> results.csv, curves.png"),
     "query": ("viewal.hitl", "human in the loop: export region queries as PNG masks + JSON, import labelled masks"),
+    "visualize": ("viewal.visualize", "pictures of a run: contact sheet of the selected regions, view-entropy point cloud (PLY)"),
 }
 
 DESCRIPTION = """\

@@ -142,6 +142,9 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
                     rows.append(ResultRow(method, seed, int(r["cycle"]), float(r["labelled_fraction"]), float(r["miou"])))
             learner.ledger.close()
     full = full_data_miou(dataset, base, out, progress=progress)["miou"] if full_data else None
+    from viewal.visualize import write_query_sheets  # contact sheet of the last cycle's queries (first seed)
+
+    write_query_sheets(dataset, out, methods, seeds[0])
     return rows, full
 
 
