@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="120x160")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=5e-3, help="encoder lr (x10 for the decoder and heads)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the epochs of the base fit")
     args = ap.parse_args(argv)
 
     from scipy.stats import spearmanr
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
     size = parse_size(args.size)
     q = args.quick
     n_lab, n_pool, n_val = (16, 24, 12) if q else (32, 64, 40)
-    epochs = 10 if q else 30
+    epochs = args.epochs or (20 if q else 40)
     stn_steps = 40 if q else 150
     ft_epochs = 3 if q else 8
     rng = np.random.default_rng(args.seed)
@@ -86,7 +88,7 @@ def main(argv=None) -> int:
     C = ds.num_classes
     out: dict = {"command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])), "data": str(args.data),
                  "size": list(size), "labelled_frames": n_lab, "pool_frames": n_pool, "val_frames": len(val),
-                 "epochs": epochs, "python": platform.python_version(), "torch": torch.__version__}
+                 "epochs": epochs, "lr": args.lr, "python": platform.python_version(), "torch": torch.__version__}
     t0 = time.time()
 
     # ---- one model with both auxiliary heads
@@ -97,8 +99,8 @@ def main(argv=None) -> int:
     hook = heads.combine_extra_losses(heads.loss_prediction_extra_loss(region="auto"), heads.rotation_extra_loss())
     cache = SuperpixelCache(ds.root, "seeds", size=(ds.height, ds.width), num=40)
     items = [(f, np.asarray(f.labels), {"superpixels": cache.get(f)}) for f in labelled]
-    cfg = TrainConfig(epochs=epochs, batch_size=6, size=size, seed=args.seed, num_threads=args.threads,
-                      eval_every=max(1, epochs // 3))
+    cfg = TrainConfig(epochs=epochs, batch_size=6, lr=args.lr, size=size, seed=args.seed, num_threads=args.threads,
+                      eval_every=max(1, epochs // 4))
     res = fit(model, items, val, cfg, extra_loss=hook, progress=False)
     out["base_val_miou"] = res.best_miou
     print(f"base model: val mIoU {res.best_miou:.4f} ({time.time() - t0:.0f} s)", flush=True)

@@ -218,6 +218,8 @@ def _resize_maps(x: np.ndarray, hw: tuple[int, int], nearest: bool) -> np.ndarra
     if tuple(x.shape[-2:]) == tuple(hw):
         return x
     interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    if nearest and np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.int32)  # region ids: a dtype every OpenCV build resizes
     return np.stack([cv2.resize(np.ascontiguousarray(m), (hw[1], hw[0]), interpolation=interp) for m in x])
 
 
