@@ -275,15 +275,19 @@ def rotation_logits(model, images: torch.Tensor, ks: torch.Tensor) -> torch.Tens
     Args:
         images: (B, 3, H, W).  ks: (B,) int in 0..3.
     Returns:
-        (B, 4) logits (one encoder pass per distinct k).
+        (B, 4) logits (at most two encoder passes: k ∈ {0, 2} keep the shape, k ∈ {1, 3} swap H and W).
     """
     head = getattr(model, "rotation_head", None)
     if head is None:
         raise ValueError("model has no rotation_head; call viewal.heads.attach_rotation_head(model)")
     out = images.new_zeros(images.shape[0], 4)
-    for k in torch.unique(ks).tolist():
-        sel = ks == k
-        out[sel] = head(model.encode(rotate_images(images[sel], k)))
+    ks = ks.to(images.device)
+    for parity in (0, 1):
+        sel = torch.nonzero(ks % 2 == parity).squeeze(1)
+        if sel.numel() == 0:
+            continue
+        x = torch.stack([rotate_images(images[i:i + 1], int(ks[i]))[0] for i in sel.tolist()])
+        out[sel] = head(model.encode(x))
     return out
 
 
