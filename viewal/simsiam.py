@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -166,7 +167,7 @@ def augment_batch(rgbs: Sequence[np.ndarray], size: tuple[int, int], min_scale: 
 
 
 def pretrain(frames: Sequence, config: SimSiamConfig | None = None, *, progress: bool = True,
-             model: SimSiam | None = None) -> tuple[SimSiam, list[dict]]:
+             model: SimSiam | None = None, log_epochs: bool | None = None) -> tuple[SimSiam, list[dict]]:
     """Train SimSiam on the RGB of ``frames`` (labels unused).
 
     Returns:
@@ -228,9 +229,10 @@ def pretrain(frames: Sequence, config: SimSiamConfig | None = None, *, progress:
         rec = {"epoch": epoch, "loss": float(np.mean(losses)), "std": float(np.mean(stds)),
                "seconds": time.perf_counter() - t0}
         history.append(rec)
-        if progress:
+        if progress if log_epochs is None else log_epochs:
             tqdm.write(f"simsiam epoch {epoch}/{cfg.epochs}: loss {rec['loss']:.4f}, z std {rec['std']:.4f} "
-                       f"(1/sqrt(d) = {1 / math.sqrt(cfg.proj_dim):.4f}; 0 = collapse) ({rec['seconds']:.1f} s)")
+                       f"(1/sqrt(d) = {1 / math.sqrt(cfg.proj_dim):.4f}; 0 = collapse) ({rec['seconds']:.1f} s)", file=sys.stdout)
+            sys.stdout.flush()
     model.eval()
     return model, history
 
@@ -281,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
           f"size {cfg.size}, {cfg.epochs} epochs, batch {cfg.batch_size}, threads {torch.get_num_threads()}",
           flush=True)
     t0 = time.perf_counter()
-    model, hist = pretrain(frames, cfg, progress=not args.no_progress)
+    model, hist = pretrain(frames, cfg, progress=not args.no_progress, log_epochs=True)
     secs = time.perf_counter() - t0
     meta = {"data": str(args.data), "frames": len(frames), "splits": args.splits, "seconds": round(secs, 1),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
