@@ -193,3 +193,41 @@ def test_colorize_values_and_render(tmp_path):
     X = rng.random((3000, 3)) * [4, 3, 2.5]
     out = render_point_cloud_png(X, X[:, 0], tmp_path / "cloud.png", max_points=1000, title="t")
     assert out.is_file() and out.stat().st_size > 5_000
+
+
+def test_visualize_command_and_experiment_sheets(tiny_ds, tmp_path):
+    """`viewal visualize` on a hand-made run directory: ledger with queries + a checkpoint."""
+    import torch
+
+    from viewal.cli import main
+    from viewal.learner import ALConfig
+    from viewal.ledger import Ledger
+    from viewal.model import build_model
+    from viewal.train import save_checkpoint
+    from viewal.visualize import write_query_sheets
+
+    run_dir = tmp_path / "run"
+    al = ALConfig(mc_passes=2, kernel_backend="numpy", seed_fraction=0.1).to_json()
+    with Ledger(run_dir / "ledgers" / "view_entropy-s0.sqlite") as led:
+        led.set_config({"al": al, "dataset": str(tiny_ds.root), "num_classes": tiny_ds.num_classes})
+        led.record_queries(1, _queries(tiny_ds, 3))
+        led.record_queries(2, _queries(tiny_ds, 5))
+    torch.manual_seed(0)
+    model = build_model(tiny_ds.num_classes, encoder="mobilenet_v2")
+    save_checkpoint(run_dir / "models" / "view_entropy-s0-c2.pt", model)
+    scene = tiny_ds.scene_ids[0]
+    assert main(["visualize", "--run", str(run_dir), "--ply", scene, "--stride", "4"]) == 0
+    assert (run_dir / "queries_view_entropy_c2.png").stat().st_size > 5_000        # last cycle by default
+    assert (run_dir / f"view_entropy_{scene}.png").stat().st_size > 5_000
+    import open3d as o3d
+
+    pc = o3d.io.read_point_cloud(str(run_dir / f"view_entropy_{scene}.ply"))
+    n = len(tiny_ds.frames(scene))
+    assert len(pc.points) == n * (tiny_ds.height // 4) * (tiny_ds.width // 4)
+    assert np.ptp(np.asarray(pc.colors), axis=0).max() > 0.1                      # VE varies over the scene
+    # a missing ledger is a clear error naming the file
+    assert main(["visualize", "--run", str(run_dir), "--method", "random"]) == 1
+    # the experiment's end-of-run hook: one sheet per method with a ledger
+    paths = write_query_sheets(tiny_ds, run_dir, ["view_entropy", "random"], 0, cycle=1)
+    assert [p.name for p in paths] == ["queries_view_entropy_c1.png"]
+    assert not list(run_dir.glob(".*"))                                             # no temp files left

@@ -151,19 +151,29 @@ def query_contact_sheet(dataset, queries: Sequence[Any], out_png: str | os.PathL
     ncols = max(1, min(cols, n))
     nrows = max(1, -(-n // ncols))
     H, W = int(dataset.height), int(dataset.width)
-    cell_w = 2.4
-    cell_h = cell_w * H / W + 0.55
-    fig = Figure(figsize=(cell_w * ncols, cell_h * nrows + 0.6), dpi=dpi)
+    # layout in inches: each cell is an image (aspect H/W) under a two-line title
+    img_w, gap, title_h, head_h, margin = 2.4, 0.08, 0.42, 0.36, 0.08
+    img_h = img_w * H / W
+    fig_w = 2 * margin + ncols * img_w + (ncols - 1) * gap
+    fig_h = head_h + nrows * (title_h + img_h) + (nrows - 1) * gap + margin
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
     palette = class_palette(dataset.num_classes)
     total_px = sum(int(np.count_nonzero(q.mask)) for q in queries)
     if title is None:
-        title = f"{len(queries)} selected regions, {total_px} px" + (f" (first {n} shown)" if n < len(queries) else "")
-    fig.suptitle(title, fontsize=10, y=1 - 0.08 / fig.get_figheight(), va="top")
+        title = f"{len(queries)} selected regions, {total_px} px"
+    if n < len(queries):
+        title += f" (first {n} shown)"
+    fig.suptitle(title, fontsize=10, y=1 - 0.1 / fig_h, va="top")
     if n == 0:
         fig.text(0.5, 0.5, "no queries", ha="center", va="center", fontsize=12)
-    gs = fig.add_gridspec(nrows, ncols, left=0.01, right=0.99, bottom=0.01, top=1 - 0.55 / fig.get_figheight(),
-                          wspace=0.04, hspace=0.42)
+
+    def cell_rect(i: int) -> list[float]:
+        r, c = divmod(i, ncols)
+        left = margin + c * (img_w + gap)
+        top = head_h + r * (title_h + img_h + gap) + title_h
+        return [left / fig_w, 1 - (top + img_h) / fig_h, img_w / fig_w, img_h / fig_h]
+
     for i, q in enumerate(shown):
         frame = dataset.frame(q.scene_id, q.frame_id)
         rgb = frame.rgb
@@ -175,18 +185,19 @@ def query_contact_sheet(dataset, queries: Sequence[Any], out_png: str | os.PathL
         crop = rgb[y0:y1, x0:x1].astype(np.float32)
         inside = mask[y0:y1, x0:x1]
         crop[~inside] *= 0.55  # dim the context so the region stands out
-        ax = fig.add_subplot(gs[i // ncols, i % ncols])
+        ax = fig.add_axes(cell_rect(i))
         ax.imshow(crop.astype(np.uint8), interpolation="nearest", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
         for c in mask_contours(mask):
             pts = np.vstack([c, c[:1]])
             ax.plot(pts[:, 0], pts[:, 1], color=OUTLINE_COLOR, lw=1.2, solid_joinstyle="round")
         ax.set_xlim(x0 - 0.5, x1 - 0.5)
         ax.set_ylim(y1 - 0.5, y0 - 0.5)
+        ax.set_aspect("auto")  # the crop has the frame's aspect ratio up to rounding
         ax.set_xticks([])
         ax.set_yticks([])
         score = f"score {q.score:.3g}"
         if getattr(q, "view_score", None) is not None and float(q.view_score) != float(q.score):
-            score += f"  view {float(q.view_score):.3g}"
+            score += f", view score {float(q.view_score):.3g}"
         ax.set_title(f"#{i + 1} {q.scene_id}/{q.frame_id}\n{score}  ({int(mask.sum())} px)", fontsize=6.5, pad=2)
         gt = majority_class(frame.labels, mask) if show_gt else None
         if gt is not None:
