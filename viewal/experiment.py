@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                     superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
                     overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
                     init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, min_iterations=args.iterations,
-                    num_threads=args.threads)
+                    num_threads=args.threads, size=size)
     out = Path(args.out)
     t0 = time.time()
     rows, full = run_experiment(dataset, methods, parse_seeds(args.seeds), args.cycles, args.budget, out, base,

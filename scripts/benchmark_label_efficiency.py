@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Label-efficiency benchmark: how many labelled pixels each method needs to reach 95 % of full-data mIoU.
+
+Runs (or resumes) ``viewal experiment`` with several seeds, then reports, per method, the % of the
+pool's pixels labelled when the mean test-mIoU curve first reaches 95 % of the full-data mIoU (linear
+interpolation between cycles; "not reached" when it does not within the run), per seed and overall,
+and writes a Markdown report with the table, the curves and the exact command.
+
+Example (the run committed under docs/)::
+
+    python scripts/benchmark_label_efficiency.py --data data/demo --out runs/bench --seeds 3 \\
+        --methods view_entropy,random,entropy --cycles 5 --budget 2 --size 96x128 --iterations 120
+
+Minutes to an hour on 2 CPU cores, depending on sizes; ``--quick`` is a smoke run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> int:
+    from viewal import experiment
+    from viewal.datasets import open_dataset
+    from viewal.io import write_text
+    from viewal.learner import ALConfig
+    from viewal.report import aggregate, format_table, fraction_to_reach, plot_curves, write_results
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    experiment.configure_parser(p)
+    p.set_defaults(seeds="3", cycles=5, budget=2.0, size="96x128", iterations=120)
+    p.add_argument("--target", type=float, default=0.95, help="share of the full-data mIoU to reach")
+    p.add_argument("--docs", default=None, help="also copy the report, table and plot into this directory")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1 cycle, few iterations")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.cycles, args.iterations, args.mc_passes = "2", 1, 4, 2
+    t0 = time.time()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    seeds = experiment.parse_seeds(args.seeds)
+    size = experiment._parse_size(args.size)
+    dataset = open_dataset(args.data, format=args.format, **({"height": size[0], "width": size[1]} if size else {}))
+    base = ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
+                    superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
+                    overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
+                    init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, min_iterations=args.iterations,
+                    num_threads=args.threads, size=size)
+    out = Path(args.out)
+    rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, args.budget, out, base,
+                                           full_data=True)
+    write_results(out / "results.csv", rows)
+    plot_curves(rows, out / "curves.png", full_miou=full, target_share=args.target,
+                title=f"{dataset.root.name}: {len(seeds)} seeds, {args.budget}% of pixels per cycle")
+    target = args.target * full
+    agg = aggregate(rows)
+    lines = [f"| method | % pixels to reach {100 * args.target:.0f}% of full-data mIoU (mean curve) | per seed | "
+             f"final mIoU (mean ± std) |", "|---|---|---|---|"]
+    for m in sorted(agg):
+        a = agg[m]
+        f = fraction_to_reach(a["fraction"], a["miou"], target)
+        per_seed = []
+        for s in seeds:
+            rs = sorted((r for r in rows if r.method == m and r.seed == s), key=lambda r: r.cycle)
+            fs = fraction_to_reach([r.labelled_fraction for r in rs], [r.miou for r in rs], target)
+            per_seed.append("–" if np.isnan(fs) else f"{100 * fs:.1f}")
+        lines.append(f"| {m} | {'not reached' if np.isnan(f) else format(100 * f, '.1f')} | {', '.join(per_seed)} | "
+                     f"{100 * a['miou'][-1]:.1f} ± {100 * a['miou_std'][-1]:.1f} |")
+    cmd = "python scripts/benchmark_label_efficiency.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    report = "\n".join([
+        "# Label efficiency: ViewAL against baselines", "",
+        f"Command: `{cmd}`", "",
+        f"Dataset: `{dataset.root}` ({dataset.format}), {len(dataset.split('train'))} pool frames at "
+        f"{dataset.width}×{dataset.height}, {dataset.num_classes} classes; seeds {seeds}; {args.cycles} cycles of "
+        f"{args.budget}% of the pool's pixels after a seed set of {100 * args.seed_fraction:.1f}% of the frames; "
+        f"{args.iterations} SGD steps per training, encoder {args.encoder}, {args.mc_passes} MC passes.", "",
+        f"Full-data mIoU (same recipe, all train labels): **{100 * full:.1f}**; target "
+        f"{100 * args.target:.0f}% of it = {100 * target:.1f}.", "",
+        *lines, "",
+        "Per cycle (mIoU % mean ± std @ % of pixels labelled):", "", "```", format_table(rows, full, args.target), "```",
+        "", "![curves](label_efficiency.png)", "",
+        f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"wall time {time.time() - t0:.0f} s.", ""])
+    write_text(out / "label_efficiency.md", report)
+    print(report)
+    if args.docs:
+        d = Path(args.docs)
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "curves.png", d / "label_efficiency.png")
+        shutil.copyfile(out / "results.csv", d / "label_efficiency.csv")
+        write_text(d / "label_efficiency.md", report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
