@@ -318,16 +318,17 @@ def view_entropy_point_cloud(frames: Sequence, ve: np.ndarray, out_ply: str | os
 
 def render_point_cloud_png(points: np.ndarray, values: np.ndarray, out_png: str | os.PathLike, *,
                            colormap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
-                           max_points: int = 40_000, up_axis: int = 2, cut_top: float = 0.12,
-                           title: str | None = None, label: str = "view entropy (bits)", seed: int = 0,
-                           dpi: int = 110) -> Path:
+                           max_points: int = 60_000, up_axis: int = 2, cut_top: float = 0.12, cut_near: float = 0.15,
+                           elev: float = 48.0, azim: float = -60.0, title: str | None = None,
+                           label: str = "view entropy (bits)", seed: int = 0, dpi: int = 110) -> Path:
     """Draw a point cloud coloured by ``values`` from two viewpoints (oblique and top-down) with matplotlib.
 
     Args:
         points: (M, 3) world coordinates. values: (M,).
         max_points: random subsample drawn (seeded). up_axis: world axis pointing up (2 for z-up ScanNet and
             the synthetic scenes). cut_top: share of the height range removed from the top (the ceiling) so
-            that the room's inside is visible from above.
+            that the room's inside is visible from above. cut_near: share of the horizontal extent nearest
+            the oblique viewpoint removed there (the near walls). elev, azim: oblique viewpoint (degrees).
     """
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -337,35 +338,42 @@ def render_point_cloud_png(points: np.ndarray, values: np.ndarray, out_png: str 
 
     X = np.asarray(points, np.float64)
     v = np.asarray(values, np.float64)
+    if X.ndim != 2 or X.shape[1] != 3 or v.shape != X.shape[:1]:
+        raise ValueError(f"points (M, 3) and values (M,) expected, got {X.shape} and {v.shape}")
     lo = float(v.min()) if vmin is None else float(vmin)
     hi = float(v.max()) if vmax is None else float(vmax)
     up = X[:, up_axis]
-    keep = up <= up.max() - cut_top * (up.max() - up.min())
+    keep = up <= up.max() - cut_top * np.ptp(up)
     X, v = X[keep], v[keep]
     if X.shape[0] > max_points:
-        idx = np.random.default_rng(seed).choice(X.shape[0], max_points, replace=False)
+        idx = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_points, replace=False))
         X, v = X[idx], v[idx]
-    order = np.argsort(v)  # draw high view entropy last (on top)
-    X, v = X[order], v[order]
     horiz = [a for a in range(3) if a != up_axis]
     xs, ys, zs = X[:, horiz[0]], X[:, horiz[1]], X[:, up_axis]
     cmap = colormaps[colormap]
-    fig = Figure(figsize=(11, 5.2), dpi=dpi)
+    fig = Figure(figsize=(12, 5.6), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax3 = fig.add_subplot(1, 2, 1, projection="3d")
-    ax3.scatter(xs, ys, zs, c=v, cmap=cmap, vmin=lo, vmax=hi, s=0.6, linewidths=0, depthshade=False)
-    ax3.view_init(elev=38, azim=-60)
-    span = np.ptp(X, axis=0)
-    ax3.set_box_aspect((span[horiz[0]] or 1, span[horiz[1]] or 1, span[up_axis] or 1))
+    # oblique view: drop the slab nearest the viewpoint (matplotlib's eye direction for azim/elev)
+    eye = np.array([np.cos(np.radians(azim)), np.sin(np.radians(azim))])
+    along = xs * eye[0] + ys * eye[1]
+    near = along <= along.max() - cut_near * np.ptp(along)
+    ax3 = fig.add_axes([0.0, 0.0, 0.56, 0.88], projection="3d")
+    ax3.scatter(xs[near], ys[near], zs[near], c=v[near], cmap=cmap, vmin=lo, vmax=hi, s=1.2, linewidths=0,
+                depthshade=False)
+    ax3.view_init(elev=elev, azim=azim)
+    span = [np.ptp(a) or 1.0 for a in (xs, ys, zs)]
+    ax3.set_box_aspect(span, zoom=1.25)
     ax3.set_axis_off()
-    ax3.set_title("oblique view (ceiling cut)", fontsize=9)
-    ax2 = fig.add_subplot(1, 2, 2)
-    ax2.scatter(xs, ys, c=v, cmap=cmap, vmin=lo, vmax=hi, s=0.8, linewidths=0)
+    fig.text(0.28, 0.875, "oblique view (ceiling and near walls cut)", fontsize=9, ha="center")
+    ax2 = fig.add_axes([0.58, 0.06, 0.3, 0.8])
+    order = np.argsort(zs)  # top-down: higher points drawn last (on top)
+    ax2.scatter(xs[order], ys[order], c=v[order], cmap=cmap, vmin=lo, vmax=hi, s=1.5, linewidths=0)
     ax2.set_aspect("equal")
     ax2.set_xticks([])
     ax2.set_yticks([])
-    ax2.set_title("top-down view", fontsize=9)
-    fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap), ax=[ax3, ax2], shrink=0.8, label=label, pad=0.02)
+    ax2.set_title("top-down view (ceiling cut)", fontsize=9)
+    cax = fig.add_axes([0.91, 0.14, 0.015, 0.64])
+    fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap), cax=cax, label=label)
     if title:
         fig.suptitle(title, fontsize=10)
     out_png = Path(out_png)
