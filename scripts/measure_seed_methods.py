@@ -12,6 +12,7 @@ Usage::
 
     NUMBA_THREADING_LAYER=omp .venv/bin/python scripts/measure_seed_methods.py --data data/demo --quick \\
         --out docs/seed_methods_measure.json
+    .venv/bin/python scripts/measure_seed_methods.py --render docs/seed_methods_measure.json   # markdown tables
 
 Timings are not reported (the machine is shared).
 """
@@ -46,7 +47,60 @@ def region_truth(probs: np.ndarray, gt: np.ndarray, sp: np.ndarray) -> tuple[np.
     return ce_r, err_r
 
 
+def render(res: dict) -> str:
+    """Markdown tables of a measurement JSON."""
+    f = lambda v: "n/a" if v is None or (isinstance(v, float) and v != v) else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    L = [f"Command: `{res.get('command')}` — data `{res.get('data')}`, working size {res.get('size')}, "
+         f"{res.get('labelled_frames')} fully labelled frames, {res.get('pool_frames')} pool frames, "
+         f"{res.get('val_frames')} validation frames, {res.get('epochs')} epochs (lr {res.get('lr')}); "
+         f"base model validation mIoU {f(res.get('base_val_miou'))}.", ""]
+    if "scorer_spearman" in res:
+        L += ["Scorer vs truth (Spearman over the pool's superpixels; truth = region cross-entropy / error rate "
+              "of the model's MC-mean prediction, ground truth used for the measurement only):", "",
+              "| scorer | ρ vs region CE | ρ vs region error | regions |", "|---|---|---|---|"]
+        for n, v in res["scorer_spearman"].items():
+            L.append(f"| {n} | {f(v['vs_region_ce'])} | {f(v['vs_region_error'])} | {v['regions']} |")
+        L.append("")
+    if "rotation_accuracy_val" in res:
+        L += [f"Rotation head accuracy on the validation frames (4 rotations, chance 0.25): "
+              f"{f(res['rotation_accuracy_val'])}.", ""]
+    if "pseudo_labels" in res:
+        L += ["Pseudo-labels on the pool:", "", "| rule | precision | coverage | negative precision | negatives |",
+              "|---|---|---|---|---|"]
+        for n, v in res["pseudo_labels"].items():
+            L.append(f"| {n} | {f(v.get('precision'))} | {f(v.get('coverage'))} | {f(v.get('negative_precision'))} "
+                     f"| {f(v.get('n_negative'))} |")
+        L.append("")
+    if "max_entropy" in res:
+        L += ["Max-entropy STN (segmenter frozen):", "",
+              "| configuration | mean abs(θ − I) | entropy, identity | entropy, warped | in-image fraction |",
+              "|---|---|---|---|---|"]
+        for n, v in res["max_entropy"].items():
+            L.append(f"| {n} | {f(v['theta_dev'])} | {f(v['entropy_identity'])} | {f(v['entropy_warped'])} "
+                     f"| {f(v['inside_fraction'])} |")
+        L.append("")
+    if "max_entropy_finetune" in res:
+        L += ["Fine-tuning from the base model (same epochs):", "", "| fine-tuning | best validation mIoU |",
+              "|---|---|"]
+        for n, v in res["max_entropy_finetune"].items():
+            L.append(f"| {n} | {f(v['val_miou'])} |")
+        L.append("")
+    if "pal" in res:
+        L += [f"PAL picks under a budget of {res['pal']['budget_pixels']} pixels:", "",
+              "| sub-queries | regions | frames | scenes |", "|---|---|---|---|"]
+        for k, v in res["pal"].items():
+            if k.startswith("K="):
+                L.append(f"| {k} | {v['regions']} | {v['frames']} | {v['scenes']} |")
+        L.append("")
+    return "\n".join(L)
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--render":
+        print(render(json.loads(Path(argv[1]).read_text())))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="data/demo")
     ap.add_argument("--out", default="docs/seed_methods_measure.json")
