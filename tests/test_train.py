@@ -232,3 +232,21 @@ def test_cli_train_and_pretrain(tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--encoder", "resnet18",
                  "--init", str(tmp_path / "ss.pt"), "--no-progress"]) == 1
     assert "ss.pt" in capsys.readouterr().err
+
+
+def test_recalibrate_bn_uses_current_weights_and_restores_state():
+    from viewal.train import recalibrate_bn
+
+    model = tiny(3)
+    model.eval()
+    imgs = [SegmentationDataset([make_frame(i)])[0]["image"] for i in range(5)]
+    recalibrate_bn(model, imgs, batch_size=2)  # batches 2, 3 (the single last image is merged)
+    assert not model.training and model.dropout == 0.25
+    bn = model.net.encoder.features[0][1]
+    conv = model.net.encoder.features[0][0]
+    with torch.no_grad():
+        y = conv(torch.stack(imgs))
+    # equal-weight average of the per-batch means (batches [0, 1] and [2, 3, 4])
+    expected = (y[:2].mean((0, 2, 3)) + y[2:].mean((0, 2, 3))) / 2
+    torch.testing.assert_close(bn.running_mean, expected, rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.1

@@ -32,7 +32,7 @@ from viewal.datasets.base import IGNORE_INDEX
 from viewal.io import atomic_path, write_json
 from viewal.model import SegModel, build_model
 
-__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "segmentation_loss", "confusion_matrix",
+__all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
            "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "configure_parser", "run"]
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
@@ -57,6 +57,11 @@ class TrainConfig:
         device: "cpu" or e.g. "cuda".
         eval_every: validate every this many epochs (and always after the last).
         eval_batch_size: batch size of validation.
+        bn_recalibrate: before each validation (and at the end), re-estimate the BatchNorm running
+            statistics with the current weights on up to this many training images (train-mode
+            forward, dropout off, equal-weight average; "precise BN"). 0 disables. Needed from random
+            initialisation: with dropout active in training and weights moving fast, the running
+            averages lag and eval-mode predictions collapse to the majority class.
     """
 
     epochs: int = 50
@@ -75,6 +80,7 @@ class TrainConfig:
     device: str = "cpu"
     eval_every: int = 1
     eval_batch_size: int = 8
+    bn_recalibrate: int = 64
 
     def __post_init__(self) -> None:
         self.size = parse_size(self.size)
@@ -194,6 +200,38 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[list[int]]:
     return out
 
 
+@torch.no_grad()
+def recalibrate_bn(model: SegModel, images: Sequence[torch.Tensor], batch_size: int = 8) -> None:
+    """Re-estimate every BatchNorm's running mean/var from ``images`` ((3, h, w) tensors) with the
+    current weights: train-mode forward with all dropout off, cumulative (equal-weight) average.
+    Batches of one are merged (BatchNorm needs two samples)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(images) < 2:
+        return
+    drops = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    was_training, p, mc = model.training, model.dropout, model.mc_dropout
+    momenta = [m.momentum for m in bns]
+    try:
+        model.train()
+        for m in drops:
+            m.eval()
+        model.dropout, model.mc_dropout = 0.0, False
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        starts = list(range(0, len(images), batch_size))
+        if len(images) - starts[-1] == 1 and len(starts) > 1:
+            starts.pop()
+        for i, s in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else len(images)
+            model(torch.stack(list(images[s:end])))
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.dropout, model.mc_dropout = p, mc
+        model.train(was_training)
+
+
 def _set_threads(n: int | None) -> None:
     if n is not None and n > 0:
         torch.set_num_threads(int(n))
@@ -279,7 +317,13 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         sched.step()
         rec = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": lr_used, "val_miou": None}
         last = epoch == cfg.epochs
-        if val_items and (epoch % max(1, cfg.eval_every) == 0 or last):
+        validate = bool(val_items) and (epoch % max(1, cfg.eval_every) == 0 or last)
+        if cfg.bn_recalibrate > 0 and (validate or last):
+            n = min(cfg.bn_recalibrate, len(ds))
+            pick = torch.randperm(len(ds), generator=gen)[:n].tolist()
+            plain = SegmentationDataset([train_items[i] for i in pick], cfg.size, augment=False, cache=False)
+            recalibrate_bn(model, [plain[i]["image"].to(device) for i in range(len(plain))], cfg.eval_batch_size)
+        if validate:
             rec["val_miou"] = evaluate(model, val_items, model.num_classes, cfg.eval_batch_size, cfg.device,
                                        size=cfg.size)["miou"]
             score = rec["val_miou"] if np.isfinite(rec["val_miou"]) else -1.0
