@@ -102,9 +102,10 @@ def bench_mc(encoders: list[str], size: tuple[int, int], batch: int, passes: int
     return rows
 
 
-def bench_simsiam(data: str, fraction: float, epochs: int, ss_epochs: int, size: tuple[int, int],
+def bench_simsiam(data: str, fraction: float, epochs: int, lr: float, ss_epochs: int, size: tuple[int, int],
                   ss_size: tuple[int, int], seeds: list[int], threads: int, encoder: str, ss_batch: int,
-                  ss_lr: float, eval_every: int) -> dict:
+                  ss_lr: float, eval_every: int, ss_weights: str | None = None,
+                  inits: tuple[str, ...] = ("random", "simsiam")) -> dict:
     from viewal.datasets import open_dataset
     from viewal.model import build_model
     from viewal.simsiam import SimSiamConfig, pretrain
@@ -114,23 +115,34 @@ def bench_simsiam(data: str, fraction: float, epochs: int, ss_epochs: int, size:
     train_all = ds.split("train")
     val = ds.split("val")
     t0 = time.perf_counter()
-    ss_cfg = SimSiamConfig(encoder=encoder, epochs=ss_epochs, batch_size=ss_batch, lr=ss_lr, size=ss_size, seed=0,
-                           num_threads=threads)
-    ss_model, hist = pretrain(train_all, ss_cfg, progress=False)
-    ss_secs = time.perf_counter() - t0
-    enc_state = {k: v.clone() for k, v in ss_model.encoder.state_dict().items()}
-    print(f"SimSiam: {len(train_all)} train frames (no labels), {ss_epochs} epochs at {ss_size}: loss "
-          f"{hist[0]['loss']:.3f} -> {hist[-1]['loss']:.3f}, z std {hist[-1]['std']:.4f} "
-          f"(1/sqrt(d) = {1 / np.sqrt(ss_cfg.proj_dim):.4f}), {ss_secs:.0f} s", flush=True)
+    hist, ss_secs, enc_state = [], float("nan"), None
+    if "simsiam" not in inits:
+        pass
+    elif ss_weights:  # weights from 'viewal pretrain'
+        obj = torch.load(ss_weights, map_location="cpu", weights_only=True)
+        enc_state, hist = obj["encoder_state"], obj.get("meta", {}).get("history", [])
+        ss_secs = float(obj.get("meta", {}).get("seconds", float("nan")))
+        print(f"SimSiam weights from {ss_weights} ({obj.get('meta', {}).get('frames')} frames, "
+              f"{len(hist)} epochs, {ss_secs:.0f} s)", flush=True)
+    else:
+        ss_cfg = SimSiamConfig(encoder=encoder, epochs=ss_epochs, batch_size=ss_batch, lr=ss_lr, size=ss_size,
+                               seed=0, num_threads=threads)
+        ss_model, hist = pretrain(train_all, ss_cfg, progress=False)
+        ss_secs = time.perf_counter() - t0
+        enc_state = {k: v.clone() for k, v in ss_model.encoder.state_dict().items()}
+    if hist:
+        print(f"SimSiam: {len(train_all)} train frames (no labels), {len(hist)} epochs: loss "
+              f"{hist[0]['loss']:.3f} -> {hist[-1]['loss']:.3f}, z std {hist[-1]['std']:.4f}, {ss_secs:.0f} s",
+              flush=True)
     out = {"ss_seconds": ss_secs, "ss_history": hist, "runs": []}
     for seed in seeds:
         labelled = _train_subset(train_all, fraction, seed)
-        for init in ("random", "simsiam"):
+        for init in inits:
             torch.manual_seed(seed)
             model = build_model(ds.num_classes, encoder)
             if init == "simsiam":
                 model.net.encoder.load_state_dict(enc_state)
-            cfg = TrainConfig(epochs=epochs, size=size, seed=seed, num_threads=threads, eval_every=eval_every)
+            cfg = TrainConfig(epochs=epochs, size=size, seed=seed, num_threads=threads, eval_every=eval_every, lr=lr)
             t1 = time.perf_counter()
             res = fit(model, labelled, val, cfg, progress=False)
             m = evaluate(model, val, ds.num_classes, 8, size=size)
@@ -139,7 +151,7 @@ def bench_simsiam(data: str, fraction: float, epochs: int, ss_epochs: int, size:
             out["runs"].append(run)
             print(f"  seed {seed} {init:8s}: {len(labelled)} labelled frames, {epochs} epochs -> val mIoU "
                   f"{m['miou']:.4f} (best epoch {res.best_epoch}, {run['seconds']:.0f} s)", flush=True)
-    for init in ("random", "simsiam"):
+    for init in inits:
         v = [r["val_miou"] for r in out["runs"] if r["init"] == init]
         print(f"mean val mIoU {init:8s}: {np.mean(v):.4f} over seeds {seeds}")
     return out
@@ -171,8 +183,11 @@ def main(argv=None) -> int:
     g.add_argument("--ss-batch", type=int, default=32)
     g.add_argument("--ss-lr", type=float, default=0.05)
     g.add_argument("--seeds", default="0,1")
+    g.add_argument("--lr", type=float, default=4e-3, help="supervised lr (encoder; head x10)")
+    g.add_argument("--ss-weights", default=None, help="use encoder weights from 'viewal pretrain' instead of pretraining")
     g.add_argument("--train-size", default="120x160", help="working size of the supervised runs")
     g.add_argument("--encoder", default="mobilenet_v2")
+    g.add_argument("--inits", default="random,simsiam", help="which initialisations to train")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -186,13 +201,14 @@ def main(argv=None) -> int:
                                      args.repeats, args.classes, args.chunk)
     if args.part in ("simsiam", "all"):
         if args.quick:
-            results["simsiam"] = bench_simsiam(args.data, args.fraction, 1, 1, (64, 80), (48, 64), [0],
-                                               args.threads, args.encoder, 8, args.ss_lr, 1)
+            results["simsiam"] = bench_simsiam(args.data, args.fraction, 1, args.lr, 1, (64, 80), (48, 64), [0],
+                                               args.threads, args.encoder, 8, args.ss_lr, 1, args.ss_weights)
         else:
-            results["simsiam"] = bench_simsiam(args.data, args.fraction, args.epochs, args.ss_epochs,
+            results["simsiam"] = bench_simsiam(args.data, args.fraction, args.epochs, args.lr, args.ss_epochs,
                                                parse_size(args.train_size), parse_size(args.ss_size),
                                                [int(s) for s in args.seeds.split(",")], args.threads, args.encoder,
-                                               args.ss_batch, args.ss_lr, args.eval_every)
+                                               args.ss_batch, args.ss_lr, args.eval_every, args.ss_weights,
+                                               tuple(args.inits.split(",")))
     print(f"# load avg after: {os.getloadavg()} (timings contended when it exceeds the {os.cpu_count()} CPUs)")
     if args.json:
         from viewal.io import write_json
