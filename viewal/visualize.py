@@ -320,7 +320,7 @@ def render_point_cloud_png(points: np.ndarray, values: np.ndarray, out_png: str 
                            colormap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
                            max_points: int = 60_000, up_axis: int = 2, cut_top: float = 0.12, cut_near: float = 0.15,
                            elev: float = 48.0, azim: float = -60.0, title: str | None = None,
-                           label: str = "view entropy (bits)", seed: int = 0, dpi: int = 110) -> Path:
+                           label: str = "view entropy (bits)", seed: int = 0, dpi: int = 90) -> Path:
     """Draw a point cloud coloured by ``values`` from two viewpoints (oblique and top-down) with matplotlib.
 
     Args:
