@@ -230,4 +230,12 @@ def test_visualize_command_and_experiment_sheets(tiny_ds, tmp_path):
     # the experiment's end-of-run hook: one sheet per method with a ledger
     paths = write_query_sheets(tiny_ds, run_dir, ["view_entropy", "random"], 0, cycle=1)
     assert [p.name for p in paths] == ["queries_view_entropy_c1.png"]
+    # a sheet that cannot be drawn (dataset at another size) warns instead of failing the experiment
+    from viewal.datasets import open_dataset
+
+    small = open_dataset(tiny_ds.root, height=32, width=40)
+    with pytest.warns(UserWarning, match="not written"):
+        assert write_query_sheets(small, run_dir, ["view_entropy"], 0) == []
+    with pytest.raises(ValueError):
+        write_query_sheets(small, run_dir, ["view_entropy"], 0, strict=True)
     assert not list(run_dir.glob(".*"))                                             # no temp files left

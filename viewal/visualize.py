@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -394,10 +395,12 @@ def _last_query_cycle(ledger) -> int | None:
 
 
 def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[str], seed: int,
-                       cycle: int | None = None, **kw) -> list[Path]:
+                       cycle: int | None = None, strict: bool = False, **kw) -> list[Path]:
     """Contact sheets ``run_dir/queries_<method>_c<cycle>.png`` of one seed's queries (default: last cycle).
 
-    Methods without a ledger or without queries are skipped. Returns the written paths.
+    Methods without a ledger or without queries are skipped. A sheet that cannot be drawn (e.g. masks of
+    another size than ``dataset``'s) is a warning unless ``strict`` — the experiment's results must not be
+    lost to a picture. Returns the written paths.
     """
     from viewal.ledger import Ledger
 
@@ -412,8 +415,13 @@ def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[st
         if not qs:
             continue
         png = Path(run_dir) / f"queries_{method}_c{c}.png"
-        out.append(query_contact_sheet(dataset, qs, png, title=f"{method}, seed {seed}, cycle {c}: {len(qs)} regions, "
-                                       f"{sum(q.n_pixels for q in qs)} px", **kw))
+        try:
+            out.append(query_contact_sheet(dataset, qs, png, title=f"{method}, seed {seed}, cycle {c}: {len(qs)} "
+                                           f"regions, {sum(q.n_pixels for q in qs)} px", **kw))
+        except (ValueError, KeyError, OSError) as e:
+            if strict:
+                raise
+            warnings.warn(f"contact sheet of {path} not written: {e}", stacklevel=2)
     return out
 
 
