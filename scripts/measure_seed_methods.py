@@ -72,7 +72,8 @@ def render(res: dict) -> str:
                      f"| {f(v.get('n_negative'))} |")
         L.append("")
     if "max_entropy" in res:
-        L += ["Max-entropy STN (segmenter frozen):", "",
+        L += [f"Max-entropy STN (segmenter frozen; {res.get('stn_steps', 40)} Adam steps, lr {res.get('stn_lr', 1e-3)}, "
+              f"batches of 4 labelled frames):", "",
               "| configuration | mean abs(θ − I) | entropy, identity | entropy, warped | in-image fraction |",
               "|---|---|---|---|---|"]
         for n, v in res["max_entropy"].items():
@@ -110,6 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr", type=float, default=5e-3, help="encoder lr (x10 for the decoder and heads)")
     ap.add_argument("--epochs", type=int, default=None, help="override the epochs of the base fit")
+    ap.add_argument("--stn-lr", type=float, default=1e-3, help="Adam lr of the STN")
+    ap.add_argument("--stn-steps", type=int, default=None, help="override the STN steps")
     args = ap.parse_args(argv)
 
     from scipy.stats import spearmanr
@@ -130,7 +133,7 @@ def main(argv=None) -> int:
     q = args.quick
     n_lab, n_pool, n_val = (16, 24, 12) if q else (32, 64, 40)
     epochs = args.epochs or (20 if q else 40)
-    stn_steps = 40 if q else 150
+    stn_steps = args.stn_steps or (40 if q else 150)
     ft_epochs = 3 if q else 8
     rng = np.random.default_rng(args.seed)
     ds = open_dataset(args.data)
@@ -142,7 +145,7 @@ def main(argv=None) -> int:
     C = ds.num_classes
     out: dict = {"command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])), "data": str(args.data),
                  "size": list(size), "labelled_frames": n_lab, "pool_frames": n_pool, "val_frames": len(val),
-                 "epochs": epochs, "lr": args.lr, "python": platform.python_version(), "torch": torch.__version__}
+                 "epochs": epochs, "lr": args.lr, "stn_steps": stn_steps, "stn_lr": args.stn_lr, "python": platform.python_version(), "torch": torch.__version__}
     t0 = time.time()
 
     # ---- one model with both auxiliary heads
@@ -229,7 +232,8 @@ def main(argv=None) -> int:
         h_id = float(augment.entropy_map(model.eval()(imgs[:16])).mean())
     augs = {}
     for name, kw in configs.items():
-        aug = augment.max_entropy_augmenter(model, imgs, steps=stn_steps, batch_size=4, seed=args.seed, **kw)
+        aug = augment.max_entropy_augmenter(model, imgs, steps=stn_steps, batch_size=4, seed=args.seed,
+                                            lr=args.stn_lr, **kw)
         with torch.no_grad():
             th = aug.theta(imgs[:16])
             m = augment.inside_mask(th, imgs.shape[-2:])
