@@ -37,7 +37,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default=None, help="working size HxW (frames resized on load), e.g. 96x128")
     p.add_argument("--iterations", type=int, default=150, help="SGD steps per training (epochs follow)")
     p.add_argument("--batch-size", type=int, default=6)
-    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--lr", type=float, default=4e-3,
+                   help="SGD lr (x10 for ASPP+decoder). ViewAL: 4e-4 with ImageNet weights; from random init "
+                        "4e-3 learns far faster in short CPU runs (docs/model.md)")
     p.add_argument("--encoder", default="mobilenet_v2")
     p.add_argument("--init", default=None, help="encoder weights (e.g. from 'viewal pretrain')")
     p.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for scoring")
