@@ -29,6 +29,27 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 import numpy as np
 
 
+def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
+    """Result rows of the seeds for which every method finished every cycle (read from the ledgers)."""
+    from viewal.ledger import Ledger
+    from viewal.report import ResultRow
+
+    rows, done = [], []
+    for s in seeds:
+        per = {}
+        for m in methods:
+            path = out / "ledgers" / f"{m}-s{s}.sqlite"
+            res = Ledger(path).results() if path.is_file() else []
+            per[m] = [r for r in res if r["cycle"] <= cycles]
+        if all(len(v) == cycles + 1 for v in per.values()):
+            done.append(s)
+            rows += [ResultRow(m, s, int(r["cycle"]), float(r["labelled_fraction"]), float(r["miou"]))
+                     for m, v in per.items() for r in v]
+    if not done:
+        raise SystemExit(f"{out}: no seed finished every method and cycle yet")
+    return rows, done
+
+
 def main(argv: list[str] | None = None) -> int:
     from viewal import experiment
     from viewal.datasets import open_dataset
@@ -42,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", type=float, default=0.95, help="share of the full-data mIoU to reach")
     p.add_argument("--docs", default=None, help="also copy the report, table and plot into this directory")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1 cycle, few iterations")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: report the seeds that every method finished in OUT's ledgers (an "
+                        "interrupted benchmark); rerun without it to complete the run")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.cycles, args.iterations, args.mc_passes = "2", 1, 4, 2
@@ -56,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
                     init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, min_iterations=args.iterations,
                     num_threads=args.threads, size=size)
     out = Path(args.out)
-    rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, args.budget, out, base,
-                                           full_data=True)
+    if args.report_only:
+        rows, seeds = finished_rows(out, methods, seeds, args.cycles)
+        full = experiment.full_data_miou(dataset, base, out)["miou"]
+    else:
+        rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, args.budget, out, base,
+                                               full_data=True)
     write_results(out / "results.csv", rows)
     plot_curves(rows, out / "curves.png", full_miou=full, target_share=args.target,
                 title=f"{dataset.root.name}: {len(seeds)} seeds, {args.budget}% of pixels per cycle")
