@@ -114,3 +114,22 @@ def test_experiment_cli_and_resume(tiny, tmp_path, capsys):
     assert Ledger(out / "ledgers" / "random-s0.sqlite").counts() == counts
     with open(out / "results.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 6
+
+
+@pytest.mark.parametrize("option", [{"pseudo_labels": "ups"}, {"augment": "max_entropy"}])
+def test_training_options_run_through_the_learner(tiny, tmp_path, option):
+    ds = open_dataset(tiny)
+    learner = viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "o.sqlite", **FAST, **option)
+    learner.fit(progress=False)
+    assert learner.fit_stats  # the option ran and reported what it measured
+    assert 0.0 <= learner.evaluate()["miou"] <= 1.0
+
+
+def test_pal_uses_its_own_pool_selection(tiny, tmp_path):
+    ds = open_dataset(tiny)
+    learner = viewal.ActiveLearner(ds, scorer="pal", ledger=tmp_path / "p.sqlite", **FAST,
+                                   scorer_options={"sub_queries": 2, "finetune_steps": 1})
+    queries = learner.query(budget_pixels=1500, progress=False)
+    sizes = [int(q.mask.sum()) for q in queries]
+    assert sum(sizes) >= 1500 and sum(sizes) - max(sizes) < 1500
+    assert hasattr(learner.model, "rotation_head")  # prepare_model attached PAL's head before training

@@ -50,6 +50,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dedup", action="store_true", help="cross-view dedup for greedy scorers too")
     p.add_argument("--overlap-mode", choices=("z", "viewal"), default="z")
     p.add_argument("--wrong-label-rate", type=float, default=0.0, help="simulated oracle's per-region error rate")
+    p.add_argument("--augment", choices=("none", "max_entropy"), default="none",
+                   help="training option: max-entropy spatial-transformer augmentation (seed 002)")
+    p.add_argument("--pseudo-labels", choices=("none", "confidence", "classwise", "ups"), default="none",
+                   help="training option: pseudo-label the pool and fine-tune (seeds 000/004)")
+    p.add_argument("--scorer-options", default="{}", help="JSON dict of scorer options, e.g. '{\"sub_queries\": 4}'")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--no-full-data", action="store_true", help="skip the full-data reference training")
 
@@ -72,6 +77,17 @@ def _parse_size(text):
 def _epochs_for(iterations: int, n_items: int, batch_size: int) -> int:
     per_epoch = max(1, -(-n_items // batch_size))
     return max(1, -(-iterations // per_epoch))
+
+
+def _scalars(d: dict, prefix: str = "") -> dict:
+    """Numbers and strings of a (nested) stats dict, flattened to ``a.b`` keys (for the ledger's JSON)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_scalars(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float, str, np.integer, np.floating)):
+            out[f"{prefix}{k}"] = v.item() if hasattr(v, "item") else v
+    return out
 
 
 def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
@@ -135,6 +151,8 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
                     learner.save_model(shared0 if c == 0 else ckpt)
                 metrics = learner.evaluate()
                 metrics["labelled_fraction"] = learner.labelled_fraction()
+                metrics["fit_stats"] = _scalars(learner.fit_stats)
+                metrics["oracle_wrong_regions"] = learner.oracle.n_wrong
                 learner.next_cycle(metrics)
                 bar.update(1)
                 bar.set_postfix(miou=f"{metrics['miou']:.3f}", labelled=f"{100 * metrics['labelled_fraction']:.1f}%")
@@ -167,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
                     superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
                     overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
                     init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, min_iterations=args.iterations,
-                    num_threads=args.threads, size=size)
+                    num_threads=args.threads, size=size, augment=args.augment, pseudo_labels=args.pseudo_labels,
+                    scorer_options=json.loads(args.scorer_options))
     out = Path(args.out)
     t0 = time.time()
     rows, full = run_experiment(dataset, methods, parse_seeds(args.seeds), args.cycles, args.budget, out, base,

@@ -52,6 +52,9 @@ class ALConfig:
         min_iterations: at least this many SGD steps per fit (epochs are raised on small labelled sets,
             so that a cycle with few labelled frames still trains).
         validations: about this many validations per fit (the best one's weights are kept).
+        augment: ``"none"`` or ``"max_entropy"`` (spatial-transformer augmentation, ``viewal.augment``).
+        pseudo_labels: ``"none"``, ``"confidence"``, ``"classwise"`` or ``"ups"`` (``viewal.pseudo``): after
+            the fit, pseudo-label the pool and fine-tune on labelled + pseudo-labelled pixels.
     """
 
     scorer: str = "view_entropy"
@@ -78,8 +81,14 @@ class ALConfig:
     device: str = "cpu"
     infer_batch_size: int = 8
     validations: int = 5
+    augment: str = "none"
+    pseudo_labels: str = "none"
 
     def __post_init__(self) -> None:
+        if self.augment not in ("none", "max_entropy"):
+            raise ValueError(f"augment must be 'none' or 'max_entropy', got {self.augment!r}")
+        if self.pseudo_labels not in ("none", "confidence", "classwise", "ups"):
+            raise ValueError(f"pseudo_labels must be one of none, confidence, classwise, ups; got {self.pseudo_labels!r}")
         if self.region not in ("superpixel", "image"):
             raise ValueError(f"region must be 'superpixel' or 'image', got {self.region!r}")
         if not 0 < self.seed_fraction <= 1:
@@ -137,6 +146,7 @@ class ActiveLearner:
         self.oracle = Oracle(self.dataset, cfg.wrong_label_rate, seed=cfg.seed)
         self.model = None
         self._model_labels = -1  # labelled-pixel count the current model was trained on
+        self.fit_stats: dict = {}  # what a training option measured (theta deviation, pseudo-label precision)
         self._sp_cache = None
         self._adjacency = None
         self._regions: dict[str, np.ndarray] = {}
@@ -267,8 +277,22 @@ class ActiveLearner:
             per_epoch = max(1, -(-len(items) // cfg.batch_size))
             cfg.epochs = max(cfg.epochs, -(-c.min_iterations // per_epoch))
         cfg.eval_every = max(1, cfg.epochs // c.validations)
-        result = fit(model, items, self.val, cfg, extra_loss=extra, progress=progress,
-                     desc=f"{c.scorer} c{self.ledger.cycle()}")
+        desc = f"{c.scorer} c{self.ledger.cycle()}"
+        self.fit_stats = {}
+        if c.augment == "max_entropy":
+            from viewal.augment import train_with_max_entropy
+
+            result, _, self.fit_stats = train_with_max_entropy(model, items, self.val, cfg, extra_loss=extra,
+                                                               progress=progress, desc=desc)
+        elif c.pseudo_labels != "none":
+            from viewal.pseudo import train_with_pseudo_labels
+
+            result, self.fit_stats = train_with_pseudo_labels(model, items, self.pool, self.val, cfg,
+                                                              mode=c.pseudo_labels, extra_loss=extra,
+                                                              mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
+                                                              progress=progress, desc=desc)
+        else:
+            result = fit(model, items, self.val, cfg, extra_loss=extra, progress=progress, desc=desc)
         self.model = model
         self._model_labels = self.ledger.labelled_pixels()
         return result
@@ -338,9 +362,13 @@ class ActiveLearner:
             self.fit(progress=progress)
         pool = self.score_pool(progress=progress)
         adjacency = self._adjacency_for(pool) if self._needs_adjacency() else None
-        sel = select(self.scorer.selection, pool, int(budget_pixels), adjacency=adjacency, dedup=self.config.dedup,
-                     **self._kcenter_inputs(pool))
         frames = [self.dataset.frame(s, f) for s, f in zip(pool.scene_ids, pool.frame_ids)]
+        sel = self.scorer.select_pool(self.model, pool, frames, lambda i: self.regions(frames[i]), int(budget_pixels),
+                                      adjacency=adjacency, device=self.config.device, size=self.config.size,
+                                      batch_size=self.config.infer_batch_size, progress=progress)
+        if sel is None:
+            sel = select(self.scorer.selection, pool, int(budget_pixels), adjacency=adjacency,
+                         dedup=self.config.dedup, **self._kcenter_inputs(pool))
         queries = queries_from_selection(pool, sel, lambda i: self.regions(frames[i]), cycle=cycle)
         return self.ledger.record_queries(cycle, queries)
 

@@ -108,6 +108,12 @@ class Scorer:
         view = None if out.view is None else np.where(np.isfinite(out.view), out.view, -np.inf).astype(np.float32)
         return Scores(pixel=pix, view=view)
 
+    def select_pool(self, model, pool, frames, regions_of, budget_pixels: int, *, adjacency=None,
+                    device: str = "cpu", size=None, batch_size: int = 4, progress: bool = True):
+        """A scorer-specific selection over the whole scored pool (e.g. PAL's sub-queries with fine-tuning),
+        returning a ``viewal.selection.Selection``; ``None`` (default) = the rule named by ``selection``."""
+        return None
+
     def region_features(self, inputs: SceneInputs) -> np.ndarray | None:
         """(R, D) one feature vector per region (global order over the scene's frames) for set-level rules
         (``selection = "kcenter"``); ``None`` for scorers that rank by score."""
