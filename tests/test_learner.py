@@ -133,3 +133,13 @@ def test_pal_uses_its_own_pool_selection(tiny, tmp_path):
     sizes = [int(q.mask.sum()) for q in queries]
     assert sum(sizes) >= 1500 and sum(sizes) - max(sizes) < 1500
     assert hasattr(learner.model, "rotation_head")  # prepare_model attached PAL's head before training
+
+
+def test_loss_prediction_trains_its_head_per_region(tiny, tmp_path):
+    ds = open_dataset(tiny)
+    learner = viewal.ActiveLearner(ds, scorer="loss_prediction", ledger=tmp_path / "l.sqlite", **FAST)
+    items = learner.training_items()
+    assert all(np.array_equal(extra["superpixels"], learner.regions(f)) for f, _, extra in items)
+    queries = learner.query(budget_pixels=1000, progress=False)
+    assert hasattr(learner.model, "loss_head") and queries
+    assert all(np.isfinite(q.score) for q in queries)

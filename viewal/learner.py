@@ -231,11 +231,13 @@ class ActiveLearner:
                            num_threads=c.num_threads, device=c.device)
 
     def training_items(self) -> list[tuple]:
-        """(frame, label map) of every frame with labels in the ledger (255 = unlabelled)."""
+        """(frame, label map, {"superpixels": region map}) of every frame with labels in the ledger
+        (255 = unlabelled); the region maps let training hooks work per region (e.g. the loss head)."""
         items = []
         for key in self.ledger.labelled_frames():
             f = self.dataset.frame(key)
-            items.append((f, self.ledger.label_map(key, (self.dataset.height, self.dataset.width))))
+            items.append((f, self.ledger.label_map(key, (self.dataset.height, self.dataset.width)),
+                          {"superpixels": self.regions(f)}))
         return items
 
     def _new_model(self):
