@@ -164,6 +164,20 @@ class RGBDDataset:
         ids = {k.split("/", 1)[0] for k in self.splits.get(name, [])}
         return [s for s in self.scene_ids if s in ids]
 
+    def every(self, step: int) -> "RGBDDataset":
+        """A view of the dataset keeping every ``step``-th frame of each scene (ViewAL used every 35th
+        ScanNet frame); splits keep the frames that remain."""
+        if step < 1:
+            raise ValueError(f"step must be >= 1, got {step}")
+        if step == 1:
+            return self
+        scenes = {sid: frames[::step] for sid, frames in self.scenes.items()}
+        keep = {f.key for frames in scenes.values() for f in frames}
+        splits = {name: [k for k in keys if k in keep] for name, keys in self.splits.items()}
+        return RGBDDataset(root=self.root, format=self.format, class_names=self.class_names, scenes=scenes,
+                           splits=splits, height=self.height, width=self.width,
+                           meta={**self.meta, "frame_step": step})
+
     def all_frames(self) -> Iterator[Frame]:
         for frames in self.scenes.values():
             yield from frames

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     seeds = experiment.parse_seeds(args.seeds)
     size = experiment._parse_size(args.size)
-    dataset = open_dataset(args.data, format=args.format, **({"height": size[0], "width": size[1]} if size else {}))
+    dataset = open_dataset(args.data, format=args.format,
+                           **({"height": size[0], "width": size[1]} if size else {})).every(args.frame_step)
     base = ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
                     superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
                     overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,

@@ -137,3 +137,16 @@ def test_select_frames():
     assert select_frames(["a", "b", "c", "d"], 2) == ["a", "c"]
     with pytest.raises(ValueError, match="frame_skip"):
         select_frames(ids, 0)
+
+
+def test_every_keeps_every_kth_frame_and_its_splits(tmp_path):
+    from viewal.datasets import open_dataset
+    from viewal.datasets.synthetic import generate_dataset
+
+    root = generate_dataset(tmp_path / "d", scenes=3, frames=5, height=32, width=48, seed=0, progress=False)
+    ds = open_dataset(root)
+    sub = ds.every(2)
+    for sid in ds.scene_ids:
+        assert [f.frame_id for f in sub.frames(sid)] == [f.frame_id for f in ds.frames(sid)][::2]
+    assert len(sub.split("train")) == sum(len(sub.frames(s)) for s in sub.split_scenes("train"))
+    assert {f.key for f in sub.split("test")} <= {f.key for f in ds.split("test")}

@@ -34,6 +34,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=float, default=2.0, help="pixels labelled per cycle, %% of the pool's pixels")
     p.add_argument("--seeds", default="1", help="number of seeds N (0..N-1) or a comma-separated list")
     p.add_argument("--out", required=True, help="output directory (resumes when it holds an earlier run)")
+    p.add_argument("--frame-step", type=int, default=1, help="keep every K-th frame of each scene")
     p.add_argument("--size", default=None, help="working size HxW (frames resized on load), e.g. 96x128")
     p.add_argument("--iterations", type=int, default=150, help="SGD steps per training (epochs follow)")
     p.add_argument("--batch-size", type=int, default=6)
@@ -180,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(valid)}")
     size = _parse_size(args.size)
     kw = {"height": size[0], "width": size[1]} if size else {}
-    dataset = open_dataset(args.data, format=args.format, **kw)
+    dataset = open_dataset(args.data, format=args.format, **kw).every(args.frame_step)
     base = ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
                     superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
                     overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
