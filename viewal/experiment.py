@@ -75,11 +75,6 @@ def _parse_size(text):
     return parse_size(text)
 
 
-def _epochs_for(iterations: int, n_items: int, batch_size: int) -> int:
-    per_epoch = max(1, -(-n_items // batch_size))
-    return max(1, -(-iterations // per_epoch))
-
-
 def _scalars(d: dict, prefix: str = "") -> dict:
     """Numbers and strings of a (nested) stats dict, flattened to ``a.b`` keys (for the ledger's JSON)."""
     out = {}
@@ -103,9 +98,11 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
         return json.loads(path.read_text())
     t0 = time.time()
     train = dataset.split("train")
-    cfg = TrainConfig(epochs=_epochs_for(base.min_iterations, len(train), base.batch_size), batch_size=base.batch_size,
-                      lr=base.lr, seed=0, num_threads=base.num_threads, device=base.device,
-                      eval_every=max(1, _epochs_for(base.min_iterations, len(train), base.batch_size) // 5))
+    from viewal.learner import epochs_for
+
+    epochs = epochs_for(base.min_iterations, len(train), base.batch_size)
+    cfg = TrainConfig(epochs=epochs, batch_size=base.batch_size, lr=base.lr, seed=0, num_threads=base.num_threads,
+                      device=base.device, eval_every=max(1, epochs // base.validations))
     torch.manual_seed(0)
     model = build_model(dataset.num_classes, encoder=base.encoder, encoder_weights=base.init)
     fit(model, train, dataset.split("val"), cfg, progress=progress, desc="full data")

@@ -29,7 +29,13 @@ from viewal.oracle import Oracle
 from viewal.selection import (RegionQuery, build_pool, concat_pools, overlap_adjacency, queries_from_selection,
                               select, whole_image_regions)
 
-__all__ = ["ALConfig", "ActiveLearner", "RegionQuery"]
+__all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for"]
+
+
+def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1) -> int:
+    """Epochs needed for about ``iterations`` SGD steps over ``n_items`` items (at least ``at_least``)."""
+    per_epoch = max(1, -(-n_items // batch_size))
+    return max(at_least, -(-iterations // per_epoch))
 
 
 @dataclass
@@ -276,8 +282,7 @@ class ActiveLearner:
         items = self.training_items()
         cfg = self.train_config()
         if c.min_iterations:
-            per_epoch = max(1, -(-len(items) // cfg.batch_size))
-            cfg.epochs = max(cfg.epochs, -(-c.min_iterations // per_epoch))
+            cfg.epochs = epochs_for(c.min_iterations, len(items), cfg.batch_size, at_least=cfg.epochs)
         cfg.eval_every = max(1, cfg.epochs // c.validations)
         desc = f"{c.scorer} c{self.ledger.cycle()}"
         self.fit_stats = {}
