@@ -50,6 +50,53 @@ def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
     return rows, done
 
 
+#: fit_stats keys reported per training aid: (key, column title, scale)
+AID_STATS = {"augment": [("theta_dev", "mean |θ − I|", 1.0), ("entropy_warped", "H warped", 1.0),
+                         ("entropy_identity", "H identity", 1.0), ("kept", "fine-tuned model kept", None)],
+             "pseudo_labels": [("precision", "pseudo-label precision %", 100.0), ("coverage", "pool pixels pseudo-labelled %", 100.0),
+                               ("negative_precision", "negative-label precision %", 100.0)]}
+
+
+def training_aid_table(out: Path, methods: list[str], seeds: list[int], cycles: int) -> list[str]:
+    """Markdown rows of what each method's training aid measured per cycle (mean over ``seeds``)."""
+    from viewal import experiment
+    from viewal.ledger import Ledger
+
+    lines = []
+    for m in methods:
+        _, overrides = experiment.parse_method(m)
+        for aid in overrides:
+            cols = AID_STATS[aid]
+            per_cycle: dict[int, list[dict]] = {}
+            for s in seeds:
+                path = out / "ledgers" / f"{m}-s{s}.sqlite"
+                if not path.is_file():
+                    continue
+                led = Ledger(path)
+                for r in led.results():
+                    if r["cycle"] <= cycles:
+                        per_cycle.setdefault(int(r["cycle"]), []).append(r.get("fit_stats") or {})
+                led.close()
+            present = [c for c in cols if any(c[0] in st for sts in per_cycle.values() for st in sts)]
+            if not present:
+                continue
+            lines += ["", f"`{m}` ({aid}):", "", "| cycle | " + " | ".join(c[1] for c in present) + " |",
+                      "|---|" + "---|" * len(present)]
+            for c in sorted(per_cycle):
+                cells = []
+                for key, _, scale in present:
+                    vals = [st[key] for st in per_cycle[c] if key in st]
+                    if scale is None:  # categorical: counts
+                        cells.append(", ".join(f"{v}×{vals.count(v)}" for v in sorted(set(map(str, vals)))) or "–")
+                    else:
+                        x = np.array([float(v) for v in vals], dtype=float)
+                        x = x[np.isfinite(x)]
+                        cells.append(f"{scale * x.mean():.3g}" + (f" ± {scale * x.std():.2g}" if len(x) > 1 else "")
+                                     if len(x) else "–")
+                lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     from viewal import experiment
     from viewal.datasets import open_dataset
@@ -62,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(seeds="3", cycles=5, budget=2.0, size="96x128", iterations=120)
     p.add_argument("--target", type=float, default=0.95, help="share of the full-data mIoU to reach")
     p.add_argument("--docs", default=None, help="also copy the report, table and plot into this directory")
+    p.add_argument("--name", default="label_efficiency",
+                   help="base name of the report files (NAME.md, NAME.png, NAME.csv in OUT and --docs)")
+    p.add_argument("--title", default="Label efficiency: ViewAL against baselines", help="report title")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1 cycle, few iterations")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: report the seeds that every method finished in OUT's ledgers (an "
@@ -71,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds, args.cycles, args.iterations, args.mc_passes = "2", 1, 4, 2
     t0 = time.time()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        experiment.parse_method(m)  # fails early, naming the bad spec
     seeds = experiment.parse_seeds(args.seeds)
     size = experiment._parse_size(args.size)
     dataset = open_dataset(args.data, format=args.format,
@@ -104,29 +156,34 @@ def main(argv: list[str] | None = None) -> int:
             per_seed.append("–" if np.isnan(fs) else f"{100 * fs:.1f}")
         lines.append(f"| {m} | {'not reached' if np.isnan(f) else format(100 * f, '.1f')} | {', '.join(per_seed)} | "
                      f"{100 * a['miou'][-1]:.1f} ± {100 * a['miou_std'][-1]:.1f} |")
+    aids = training_aid_table(out, methods, seeds, args.cycles)
     cmd = "python scripts/benchmark_label_efficiency.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     report = "\n".join([
-        "# Label efficiency: ViewAL against baselines", "",
+        f"# {args.title}", "",
         f"Command: `{cmd}`", "",
         f"Dataset: `{dataset.root}` ({dataset.format}), {len(dataset.split('train'))} pool frames at "
         f"{dataset.width}×{dataset.height}, {dataset.num_classes} classes; seeds {seeds}; {args.cycles} cycles of "
         f"{args.budget}% of the pool's pixels after a seed set of {100 * args.seed_fraction:.1f}% of the frames; "
-        f"{args.iterations} SGD steps per training, encoder {args.encoder}, {args.mc_passes} MC passes.", "",
+        f"{args.iterations} SGD steps per training, encoder {args.encoder}, {args.mc_passes} MC passes"
+        + (f"; oracle wrong-label rate {100 * args.wrong_label_rate:.0f}% of regions" if args.wrong_label_rate else "")
+        + ".", "",
         f"Full-data mIoU (same recipe, all train labels): **{100 * full:.1f}**; target "
         f"{100 * args.target:.0f}% of it = {100 * target:.1f}.", "",
         *lines, "",
         "Per cycle (mIoU % mean ± std @ % of pixels labelled):", "", "```", format_table(rows, full, args.target), "```",
-        "", "![curves](label_efficiency.png)", "",
+        *(["", "What the training aids measured (mean over seeds per cycle; from each cycle's `fit_stats` in the "
+            "ledgers):", *aids] if aids else []),
+        "", f"![curves]({args.name}.png)", "",
         f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"wall time {time.time() - t0:.0f} s.", ""])
-    write_text(out / "label_efficiency.md", report)
+    write_text(out / f"{args.name}.md", report)
     print(report)
     if args.docs:
         d = Path(args.docs)
         d.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / "curves.png", d / "label_efficiency.png")
-        shutil.copyfile(out / "results.csv", d / "label_efficiency.csv")
-        write_text(d / "label_efficiency.md", report)
+        shutil.copyfile(out / "curves.png", d / f"{args.name}.png")
+        shutil.copyfile(out / "results.csv", d / f"{args.name}.csv")
+        write_text(d / f"{args.name}.md", report)
     return 0
 
 

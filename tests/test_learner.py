@@ -143,3 +143,48 @@ def test_loss_prediction_trains_its_head_per_region(tiny, tmp_path):
     queries = learner.query(budget_pixels=1000, progress=False)
     assert hasattr(learner.model, "loss_head") and queries
     assert all(np.isfinite(q.score) for q in queries)
+
+
+def test_method_specs_parse_into_scorer_and_training_aids():
+    from viewal.experiment import parse_method
+
+    assert parse_method("view_entropy") == ("view_entropy", {})
+    assert parse_method("random+ups") == ("random", {"pseudo_labels": "ups"})
+    assert parse_method("entropy+max_entropy+classwise") == ("entropy", {"augment": "max_entropy",
+                                                                          "pseudo_labels": "classwise"})
+    with pytest.raises(ValueError, match="unknown scorer 'nope'"):
+        parse_method("nope+ups")
+    with pytest.raises(ValueError, match="unknown training aid 'flip'"):
+        parse_method("random+flip")
+    with pytest.raises(ValueError, match="two pseudo_labels aids"):
+        parse_method("random+ups+classwise")
+
+
+def test_seed_set_model_is_shared_only_between_identical_training_recipes():
+    from viewal.experiment import method_config, seedset_name
+    from viewal.learner import ALConfig
+
+    base = ALConfig()
+    names = {m: seedset_name(method_config(base, m, 2)) for m in
+             ("view_entropy", "random", "flip_consistency", "loss_prediction", "consistency_loss", "pal",
+              "random+ups", "random+max_entropy", "pal+confidence")}
+    assert names["view_entropy"] == names["random"] == names["flip_consistency"] == "seedset-s2.pt"
+    assert names["loss_prediction"] == names["consistency_loss"] == "seedset-s2-loss_head.pt"
+    assert names["pal"] == "seedset-s2-rotation_head.pt"
+    assert names["random+ups"] == "seedset-s2-ups.pt" and names["random+max_entropy"] == "seedset-s2-max_entropy.pt"
+    assert names["pal+confidence"] == "seedset-s2-rotation_head-confidence.pt"
+
+
+def test_experiment_runs_a_training_aid_next_to_its_plain_method(tiny, tmp_path, capsys):
+    out = tmp_path / "aid"
+    args = ["experiment", "--data", str(tiny), "--methods", "random,random+confidence", "--cycles", "1",
+            "--budget", "4", "--seeds", "1", "--out", str(out), "--iterations", "2", "--mc-passes", "2",
+            "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4", "--no-full-data"]
+    assert main(args) == 0
+    assert (out / "models" / "seedset-s0.pt").is_file() and (out / "models" / "seedset-s0-confidence.pt").is_file()
+    plain = Ledger(out / "ledgers" / "random-s0.sqlite").results()
+    aided = Ledger(out / "ledgers" / "random+confidence-s0.sqlite").results()
+    assert "fit_stats.precision" not in plain[1] and not any(k.startswith("precision") for k in plain[1]["fit_stats"])
+    assert 0.0 <= aided[1]["fit_stats"]["precision"] <= 1.0  # pseudo-label precision recorded per cycle
+    assert main(args[:4] + ["random+bogus"] + args[5:]) != 0
+    assert "unknown training aid 'bogus'" in capsys.readouterr().err

@@ -315,3 +315,30 @@ def test_training_options_max_entropy_and_pseudo_labels():
                                                   finetune_epochs=1, progress=False,
                                                   **({"threshold": 0.5} if mode == "confidence" else {}))
         assert st["mode"] == mode and "val_miou_pseudo" in st and np.isfinite(res.losses).all()
+
+
+def test_pseudo_labelled_pool_frames_get_the_training_extras():
+    """Items with extras (the learner's superpixels): pseudo-labelled unlabelled frames must carry them too,
+    from ``item_extras``, or fine-tuning batches would mix items with and without the key."""
+    from viewal.train import TrainConfig
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(7)
+    frames = [_frame(*_clean(rng), i=i) for i in range(4)]
+    regions = np.repeat(np.arange(4), 8)[None, :].repeat(32, 0).astype(np.int32)  # 4 vertical stripes
+    items = [(frames[0], np.asarray(frames[0].labels), {"superpixels": regions})]
+    cfg = TrainConfig(epochs=1, batch_size=4, flip=False, blur=False)
+    with pytest.raises(ValueError, match="item_extras"):
+        pseudo.train_with_pseudo_labels(build_model(2, decoder_channels=16), items, frames, [], cfg, "confidence",
+                                        mc_passes=1, finetune_epochs=1, progress=False, threshold=0.0)
+    asked = []
+
+    def extras(f):
+        asked.append(f.key)
+        return {"superpixels": regions + 10}
+
+    res, st = pseudo.train_with_pseudo_labels(build_model(2, decoder_channels=16), items, frames, [], cfg,
+                                              "confidence", mc_passes=1, finetune_epochs=1, progress=False,
+                                              threshold=0.0, item_extras=extras)
+    assert sorted(asked) == sorted(f.key for f in frames[1:])  # the labelled frame keeps its own extras
+    assert st["items_used"] == 4 and np.isfinite(res.losses).all()

@@ -22,14 +22,16 @@ import numpy as np
 from viewal.io import write_json
 from viewal.report import ResultRow, format_table, plot_curves, write_results
 
-__all__ = ["configure_parser", "run", "run_experiment", "full_data_miou"]
+__all__ = ["configure_parser", "run", "run_experiment", "full_data_miou", "parse_method", "method_config", "seedset_name",
+           "TRAINING_AIDS"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset directory (any format open_dataset reads)")
     p.add_argument("--format", default="auto", help="dataset format")
     p.add_argument("--methods", default="view_entropy,random,entropy",
-                   help="comma-separated scorer names (viewal.scorers.names())")
+                   help="comma-separated methods: a scorer name (viewal.scorers.names()), optionally with training "
+                        "aids, e.g. random+ups or entropy+max_entropy (aids: max_entropy, confidence, classwise, ups)")
     p.add_argument("--cycles", type=int, default=3, help="active-learning cycles after the seed set")
     p.add_argument("--budget", type=float, default=2.0, help="pixels labelled per cycle, %% of the pool's pixels")
     p.add_argument("--seeds", default="1", help="number of seeds N (0..N-1) or a comma-separated list")
@@ -58,6 +60,52 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scorer-options", default="{}", help="JSON dict of scorer options, e.g. '{\"sub_queries\": 4}'")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--no-full-data", action="store_true", help="skip the full-data reference training")
+
+
+#: training aids a method spec may add to its scorer: ``scorer+aid`` (e.g. ``random+ups``)
+TRAINING_AIDS = {"max_entropy": ("augment", "max_entropy"), "confidence": ("pseudo_labels", "confidence"),
+                 "classwise": ("pseudo_labels", "classwise"), "ups": ("pseudo_labels", "ups")}
+
+
+def parse_method(spec: str) -> tuple[str, dict]:
+    """``"scorer"`` or ``"scorer+aid[+aid]"`` → (scorer name, ALConfig overrides).
+
+    Aids are training options (:data:`TRAINING_AIDS`): ``max_entropy`` (augmentation) and one of
+    ``confidence``, ``classwise``, ``ups`` (pseudo-labels). The spec names the method's ledger and curve, so
+    ``random,random+ups`` compares selection-equal runs with and without UPS in one experiment.
+    """
+    import viewal.scorers as scorers
+
+    scorer, *aids = [t.strip() for t in str(spec).split("+")]
+    if scorer not in scorers.names():
+        raise ValueError(f"method {spec!r}: unknown scorer {scorer!r}; available: {', '.join(scorers.names())}")
+    overrides: dict = {}
+    for aid in aids:
+        if aid not in TRAINING_AIDS:
+            raise ValueError(f"method {spec!r}: unknown training aid {aid!r}; available: {', '.join(TRAINING_AIDS)}")
+        key, value = TRAINING_AIDS[aid]
+        if key in overrides:
+            raise ValueError(f"method {spec!r}: two {key} aids ({overrides[key]!r}, {value!r})")
+        overrides[key] = value
+    return scorer, overrides
+
+
+def method_config(base, spec: str, seed: int):
+    """The ALConfig of one method spec (see :func:`parse_method`) and seed."""
+    scorer, overrides = parse_method(spec)
+    return replace(base, scorer=scorer, seed=seed, **overrides)
+
+
+def seedset_name(cfg) -> str:
+    """File name of the cycle-0 model shared by every method of a seed whose training recipe is ``cfg``'s:
+    plain segmentation gives ``seedset-s{seed}.pt``; a scorer head (``Scorer.training``), augmentation or
+    pseudo-labels each add a tag, so a model is only shared between methods that train it identically."""
+    import viewal.scorers as scorers
+
+    tags = [scorers.get(cfg.scorer).training]
+    tags += [cfg.augment if cfg.augment != "none" else "", cfg.pseudo_labels if cfg.pseudo_labels != "none" else ""]
+    tag = "-".join(t for t in tags if t)
+    return f"seedset-s{cfg.seed}{'-' + tag if tag else ''}.pt"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -125,17 +173,17 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
     budget_pixels = None
     for seed in seeds:
         for method in methods:
-            cfg = replace(base, scorer=method, seed=seed)
+            cfg = method_config(base, method, seed)
             learner = ActiveLearner(dataset, ledger=out / "ledgers" / f"{method}-s{seed}.sqlite", config=cfg)
             if budget_pixels is None:
                 budget_pixels = int(round(budget_pct / 100.0 * learner.pool_pixels))
-            shared0 = out / "models" / f"seedset-s{seed}.pt"  # cycle 0 is the same for every method of a seed
+            shared0 = out / "models" / seedset_name(cfg)  # cycle 0: same seed set and recipe, one model
             bar = tqdm(total=cycles + 1, initial=min(learner.ledger.cycle(), cycles + 1), unit="cycle",
                        desc=f"{method} seed {seed}", disable=not progress)
             while (c := learner.ledger.cycle()) <= cycles:
                 ckpt = out / "models" / f"{method}-s{seed}-c{c}.pt"
                 if c > 0:
-                    prev = out / "models" / (f"{method}-s{seed}-c{c - 1}.pt" if c > 1 else f"seedset-s{seed}.pt")
+                    prev = out / "models" / (f"{method}-s{seed}-c{c - 1}.pt" if c > 1 else shared0.name)
                     if learner.model is None and prev.is_file():
                         learner.load_model(prev)
                     learner.query(budget_pixels, progress=False)
@@ -167,15 +215,12 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
 
 
 def run(args: argparse.Namespace) -> int:
-    import viewal.scorers as scorers
     from viewal.datasets import open_dataset
     from viewal.learner import ALConfig
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    valid = scorers.names()
-    unknown = [m for m in methods if m not in valid]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(valid)}")
+    for m in methods:
+        parse_method(m)  # fails early, naming the bad spec
     size = _parse_size(args.size)
     kw = {"height": size[0], "width": size[1]} if size else {}
     dataset = open_dataset(args.data, format=args.format, **kw).every(args.frame_step)

@@ -297,6 +297,7 @@ class ActiveLearner:
             result, self.fit_stats = train_with_pseudo_labels(model, items, self.pool, self.val, cfg,
                                                               mode=c.pseudo_labels, extra_loss=extra,
                                                               mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
+                                                              item_extras=lambda f: {"superpixels": self.regions(f)},
                                                               progress=progress, desc=desc)
         else:
             result = fit(model, items, self.val, cfg, extra_loss=extra, progress=progress, desc=desc)

@@ -375,7 +375,8 @@ def pseudo_label_items(model, frames, mode: str, *, labels=None, mc_passes: int 
 def train_with_pseudo_labels(model, train_items, pool_frames, val_items, config=None, mode: str = "ups", *,
                              extra_loss=None, negative_weight: float = 1.0, finetune_epochs: int | None = None,
                              mc_passes: int = 20, batch_size: int = 4, max_frames: int | None = None,
-                             with_precision: bool = True, progress: bool = True, desc: str = "train", **options):
+                             with_precision: bool = True, item_extras=None, progress: bool = True,
+                             desc: str = "train", **options):
     """The ``--pseudo-labels MODE`` training option: fit on the labelled items → pseudo-label the pool →
     fine-tune on labelled + pseudo-labelled pixels (UPS: plus ``negative_weight`` · negative loss).
 
@@ -387,6 +388,9 @@ def train_with_pseudo_labels(model, train_items, pool_frames, val_items, config=
         finetune_epochs: epochs of the second fit (default max(1, config.epochs // 2)).
         max_frames: keep at most this many pseudo-labelled frames (those with the most pseudo-labelled pixels).
         with_precision: measure pseudo-label precision against the frames' ground truth (reports only).
+        item_extras: ``frame -> dict`` giving a pool frame's training extras (e.g. its ``"superpixels"``)
+            when ``train_items`` carry extras: a pseudo-labelled frame keeps its labelled item's extras, an
+            unlabelled one gets ``item_extras(frame)``, so every item of the fine-tuning batches the same keys.
         options: rule settings (see :func:`pseudo_labels`).
     Returns:
         (fit result, stats) — stats from :func:`pseudo_label_items` (``precision``, ``coverage``, ...).
@@ -415,6 +419,13 @@ def train_with_pseudo_labels(model, train_items, pool_frames, val_items, config=
         keep = sorted(np.argsort(counts)[::-1][:max_frames])
         pl_items = [pl_items[i] for i in keep]
     stats["items_used"] = len(pl_items)
+    given_extras = {it[0].key: it[2] for it in items}
+    needed = set().union(*given_extras.values()) if given_extras else set()
+    if needed and item_extras is None and any(it[0].key not in given_extras for it in pl_items):
+        raise ValueError(f"train_items carry extras {sorted(needed)}: pass item_extras=frame -> dict so that "
+                         "pseudo-labelled pool frames get them too")
+    pl_items = [(f, y, {**(given_extras[f.key] if f.key in given_extras else item_extras(f)), **ex})
+                if needed else (f, y, ex) for f, y, ex in pl_items]
     in_pl = {it[0].key for it in pl_items}
     merged = pl_items + [it for it in items if it[0].key not in in_pl]
     if mode == "ups":  # every item needs the same extras keys to batch: empty masks for the rest

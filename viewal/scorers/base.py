@@ -84,6 +84,9 @@ class Scorer:
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset({"probs"})
     selection: ClassVar[str] = "greedy"
+    #: what :meth:`prepare_model` adds to training ("" = plain segmentation); models trained for scorers
+    #: with the same value are interchangeable (the experiment shares its seed-set model among them)
+    training: ClassVar[str] = ""
 
     def __init__(self, **options) -> None:
         self.options = options

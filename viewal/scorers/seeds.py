@@ -393,6 +393,7 @@ class LossPrediction(Scorer):
     """
 
     name = "loss_prediction"
+    training = "loss_head"
     needs = frozenset({"loss_pred"})
     selection = "greedy"
 
@@ -409,6 +410,7 @@ class ConsistencyLoss(_Normalising):
     (keys ``"con"``, ``"loss"``), and the training options of :class:`LossPrediction`."""
 
     name = "consistency_loss"
+    training = "loss_head"
     needs = frozenset({"flip_consistency", "loss_pred"})
     selection = "greedy"
 
@@ -437,6 +439,7 @@ class PAL(_Normalising):
     """
 
     name = "pal"
+    training = "rotation_head"
     needs = frozenset({"probs", "rotation_score"})
     selection = "greedy"
 
