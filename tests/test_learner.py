@@ -73,6 +73,20 @@ def test_resume_returns_the_same_pending_queries(tiny, tmp_path):
         viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "r.sqlite", **FAST)
 
 
+def test_ledger_from_before_a_setting_existed_resumes_with_its_default(tiny, tmp_path):
+    ds = open_dataset(tiny)
+    a = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "old.sqlite", **FAST)
+    stored = a.ledger.config()
+    del stored["al"]["pseudo_labels"]  # as written by a viewal without that option
+    a.ledger.set_config(stored, overwrite=True)
+    a.ledger.close()
+    b = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "old.sqlite", **FAST)
+    assert b.ledger.config()["al"]["pseudo_labels"] == "none"
+    b.ledger.close()
+    with pytest.raises(Exception, match="different config"):  # a non-default value is still a different run
+        viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "old.sqlite", pseudo_labels="ups", **FAST)
+
+
 def test_same_seed_same_queries(tiny, tmp_path):
     ds = open_dataset(tiny)
     runs = []

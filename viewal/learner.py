@@ -142,6 +142,14 @@ class ActiveLearner:
         self.config = cfg
         self.scorer = scorers.get(cfg.scorer, **cfg.scorer_options)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
+        stored = self.ledger.config()
+        if isinstance(stored.get("al"), dict):
+            # a ledger written before a setting existed ran with that setting's default: upgrading viewal
+            # must not make an old run unresumable
+            defaults = ALConfig().to_json()
+            missing = {k: defaults[k] for k in defaults if k not in stored["al"]}
+            if missing:
+                self.ledger.set_config({**stored, "al": {**stored["al"], **missing}}, overwrite=True)
         self.ledger.set_config({"al": cfg.to_json(), "dataset": str(self.dataset.root),
                                 "num_classes": self.dataset.num_classes})
         self.pool = self.dataset.split("train")
