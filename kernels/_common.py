@@ -150,6 +150,16 @@ def camera_boxes(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     return corners, has
 
 
+def far_bounds(scene: Scene) -> np.ndarray:
+    """(N,) float64: per frame j, the largest camera-j depth p_z a point can have and still pass the depth
+    test in j (its farthest valid depth plus the test's tolerance)."""
+    n = scene.depths.shape[0]
+    dmax = np.array([float(scene.depths[j].max()) if scene.depths[j].size else 0.0 for j in range(n)])
+    if scene.mode == MODES["z"]:
+        return (dmax + scene.abs_tol) / (1.0 - scene.rel_tol)
+    return dmax + scene.world_distance
+
+
 def candidate_pairs(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     """Ordered frame pairs (src, dst), src != dst, whose points may pass the test in dst.
 
@@ -160,11 +170,7 @@ def candidate_pairs(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     """
     n, h, w = scene.depths.shape
     corners, has = camera_boxes(scene)
-    dmax = np.array([float(scene.depths[j].max()) for j in range(n)])
-    if scene.mode == MODES["z"]:
-        zfar = (dmax + scene.abs_tol) / (1.0 - scene.rel_tol)
-    else:
-        zfar = dmax + scene.world_distance
+    zfar = far_bounds(scene)
     src, dst = np.nonzero(~np.eye(n, dtype=bool) & has[:, None] & has[None, :])
     if src.size == 0:
         return src.astype(np.int64), dst.astype(np.int64)

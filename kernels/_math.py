@@ -81,3 +81,42 @@ def correspond(x, y, z, M, K, Kinv, depth, mode, abs_tol, rel_tol, max_dist2):
         if not dist2 < max_dist2:
             return -1
     return vi * w + ui
+
+
+def box_outside_frustum(lo_x, lo_y, lo_z, hi_x, hi_y, hi_z, M, K, w, h, zfar):
+    """True if the axis-aligned box ``[lo, hi]`` (camera-i frame) certainly has no point that frame j sees.
+
+    The box's 8 corners are moved into camera j (``M`` = (3, 4) ``cam_j_T_cam_i``); the box is outside
+    if all corners violate one of j's frustum half-spaces: in front of the camera, inside the four image
+    borders (pixel centres ``-0.5 .. W - 0.5``), nearer than ``zfar`` (the farthest depth j can confirm).
+    Conservative (a small epsilon keeps boundary points in): a ``False`` only means "look closer".
+    """
+    out_near = True
+    out_left = True
+    out_right = True
+    out_top = True
+    out_bottom = True
+    out_far = True
+    for a in range(8):
+        x = lo_x if (a & 1) == 0 else hi_x
+        y = lo_y if (a & 2) == 0 else hi_y
+        z = lo_z if (a & 4) == 0 else hi_z
+        px = M[0, 0] * x + M[0, 1] * y + M[0, 2] * z + M[0, 3]
+        py = M[1, 0] * x + M[1, 1] * y + M[1, 2] * z + M[1, 3]
+        pz = M[2, 0] * x + M[2, 1] * y + M[2, 2] * z + M[2, 3]
+        ku = K[0, 0] * px + K[0, 1] * py + K[0, 2] * pz     # u' * z
+        kv = K[1, 0] * px + K[1, 1] * py + K[1, 2] * pz     # v' * z
+        eps = 1e-9 * (1.0 + abs(px) + abs(py) + abs(pz))
+        if pz > -eps:
+            out_near = False
+        if ku + 0.5 * pz >= -eps:
+            out_left = False
+        if (w - 0.5) * pz - ku > -eps:
+            out_right = False
+        if kv + 0.5 * pz >= -eps:
+            out_top = False
+        if (h - 0.5) * pz - kv > -eps:
+            out_bottom = False
+        if pz <= zfar + eps:
+            out_far = False
+    return out_near or out_left or out_right or out_top or out_bottom or out_far

@@ -1,9 +1,10 @@
 """Numba CPU kernels (``@njit(parallel=True, cache=True)``): view entropy/divergence and superpixel overlap.
 
-Layout: class vectors are made contiguous per pixel, (N, H, W, C), so that a gathered pixel's
-distribution is one cache line run. ``log2(P + 1e-8)`` is precomputed once per scene (O(N·C·H·W)
-memory), which turns each KL term into C multiply-adds. Frame pairs come as a CSR list from
-``_common.candidate_pairs`` (pairs whose frusta cannot overlap are never visited).
+Layout: per pixel its class vector P and ``log2(P + 1e-8)`` side by side, (N, H, W, 2C), so that a
+gathered pixel is one contiguous run; the logs are computed once per scene (O(N·C·H·W) memory), and
+KL terms reduce to sums of logs (see ``ve_vd_kernel``). Frame pairs come as a CSR list from
+``_common.candidate_pairs`` (pairs whose frusta cannot overlap are never visited); inside a pair, row
+segments whose bounding box lies outside the source frustum are skipped.
 """
 from __future__ import annotations
 
@@ -14,77 +15,105 @@ from . import _math
 
 backproject_pixel = njit(inline="always", cache=True)(_math.backproject_pixel)
 correspond = njit(inline="always", cache=True)(_math.correspond)
+box_outside_frustum = njit(inline="always", cache=True)(_math.box_outside_frustum)
 
 EPS_ENT = 1e-12
+
+
+SEGMENT = 32  # pixels of a target row culled together against a source frustum
 
 
 # reassociation lets LLVM vectorise the class loops (sums over classes); it only reorders float64 sums
 # in the projection at the 1e-16 level, far below any rounding or depth-test decision in practice
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
-def ve_vd_kernel(probs, logp, depths, Kinvs, Ks, nbr_ptr, nbr_j, nbr_M, mode, abs_tol, rel_tol, max_dist2,
-                 ve, vd):
+def ve_vd_kernel(pl, depths, Kinvs, Ks, zfar, nbr_ptr, nbr_j, nbr_M, mode, abs_tol, rel_tol, max_dist2, ve, vd):
     """Fill ve, vd (N, H, W) float32.
 
-    probs, logp: (N, H, W, C) float32 (distributions and log2(P + 1e-8)); depths (N, H, W) float32, invalid 0;
-    Kinvs, Ks (N, 3, 3) float64; for target frame i the source frames are ``nbr_j[nbr_ptr[i]:nbr_ptr[i+1]]``
-    with ``nbr_M[k]`` (3, 4) = cam_j_T_cam_i.
+    pl: (N, H, W, 2C) float32, per pixel its distribution P then log2(P + 1e-8) (one contiguous run per
+    gathered pixel); depths (N, H, W) float32, invalid 0; Kinvs, Ks (N, 3, 3) float64; zfar (N,) the
+    farthest depth each frame can confirm (``_common.far_bounds``); for target frame i the source frames
+    are ``nbr_j[nbr_ptr[i]:nbr_ptr[i+1]]`` with ``nbr_M[k]`` (3, 4) = cam_j_T_cam_i.
 
     One parallel task per target row; inside, source frames are the outer loop and the row's pixels the
     inner one, so that the gathered pixels of one source frame are read along a line (few memory streams)
-    while the row's class accumulators (W x C float32) stay in cache.
+    while the row's accumulators (W x C float32 and float64) stay in cache. The row is cut into segments of
+    ``SEGMENT`` pixels whose 3D bounding box is tested against each source frustum first: a segment that
+    cannot be seen is skipped without projecting its pixels. Per correspondence the kernel adds P_j(y)
+    and log2 P_j(y) to the accumulators; VD = sum_c P_i log P_i - (1/|S|) sum_c P_i sum_y log P_j(y).
     """
-    n, h, w, c = probs.shape
+    n, h, w, c2 = pl.shape
+    c = c2 // 2
+    nseg = (w + SEGMENT - 1) // SEGMENT
     for row in prange(n * h):
         i = row // h
         v = row - i * h
-        q = np.empty((w, c), np.float32)
-        kl = np.zeros(w, np.float64)
+        acc = np.empty((w, c), np.float32)     # sum of P over the correspondence set
+        lsum = np.empty((w, c), np.float64)    # sum of log2 P (float64: up to N terms of magnitude ~27)
         cnt = np.ones(w, np.int64)
-        self_term = np.zeros(w, np.float64)   # sum_c p log p of the row's own pixels
         pts = np.empty((w, 3), np.float64)
+        box = np.empty((nseg, 6), np.float64)  # per segment: min xyz, max xyz of its valid points
+        seen = np.zeros(nseg, np.bool_)
         for u in range(w):
-            st = 0.0
             for k in range(c):
-                q[u, k] = probs[i, v, u, k]
-                st += probs[i, v, u, k] * logp[i, v, u, k]
-            self_term[u] = st
+                acc[u, k] = pl[i, v, u, k]
+                lsum[u, k] = pl[i, v, u, c + k]
             d = depths[i, v, u]
             if d > 0.0:
                 x, y, z = backproject_pixel(float(u), float(v), float(d), Kinvs[i])
                 pts[u, 0] = x
                 pts[u, 1] = y
                 pts[u, 2] = z
+                s = u // SEGMENT
+                if not seen[s]:
+                    seen[s] = True
+                    box[s, 0] = box[s, 3] = x
+                    box[s, 1] = box[s, 4] = y
+                    box[s, 2] = box[s, 5] = z
+                else:
+                    box[s, 0] = min(box[s, 0], x)
+                    box[s, 1] = min(box[s, 1], y)
+                    box[s, 2] = min(box[s, 2], z)
+                    box[s, 3] = max(box[s, 3], x)
+                    box[s, 4] = max(box[s, 4], y)
+                    box[s, 5] = max(box[s, 5], z)
         for e in range(nbr_ptr[i], nbr_ptr[i + 1]):
             j = nbr_j[e]
             Me = nbr_M[e]
             Kj = Ks[j]
             Kinvj = Kinvs[j]
             Dj = depths[j]
-            for u in range(w):
-                if not depths[i, v, u] > 0.0:
+            for s in range(nseg):
+                if not seen[s] or box_outside_frustum(box[s, 0], box[s, 1], box[s, 2], box[s, 3], box[s, 4],
+                                                      box[s, 5], Me, Kj, w, h, zfar[j]):
                     continue
-                idx = correspond(pts[u, 0], pts[u, 1], pts[u, 2], Me, Kj, Kinvj, Dj, mode, abs_tol, rel_tol,
-                                 max_dist2)
-                if idx < 0:
-                    continue
-                vj = idx // w
-                uj = idx - vj * w
-                s = 0.0
-                for k in range(c):
-                    q[u, k] += probs[j, vj, uj, k]
-                    s += probs[i, v, u, k] * logp[j, vj, uj, k]
-                kl[u] += self_term[u] - s
-                cnt[u] += 1
+                for u in range(s * SEGMENT, min(w, (s + 1) * SEGMENT)):
+                    if not depths[i, v, u] > 0.0:
+                        continue
+                    idx = correspond(pts[u, 0], pts[u, 1], pts[u, 2], Me, Kj, Kinvj, Dj, mode, abs_tol, rel_tol,
+                                     max_dist2)
+                    if idx < 0:
+                        continue
+                    vj = idx // w
+                    uj = idx - vj * w
+                    for k in range(c):
+                        acc[u, k] += pl[j, vj, uj, k]
+                        lsum[u, k] += pl[j, vj, uj, c + k]
+                    cnt[u] += 1
         for u in range(w):
             tot = 0.0
             for k in range(c):
-                tot += q[u, k]
+                tot += acc[u, k]
             ent = 0.0
+            self_term = 0.0   # sum_c P_i log P_i
+            cross = 0.0       # sum_c P_i sum_y log P_j(y)
             for k in range(c):
-                p = q[u, k] / tot
+                p = acc[u, k] / tot
                 ent -= p * np.log2(p + EPS_ENT)
+                pi = pl[i, v, u, k]
+                self_term += pi * pl[i, v, u, c + k]
+                cross += pi * lsum[u, k]
             ve[i, v, u] = ent
-            vd[i, v, u] = kl[u] / cnt[u]
+            vd[i, v, u] = (cnt[u] * self_term - cross) / cnt[u]
 
 
 @njit(parallel=True, cache=True)
@@ -118,8 +147,8 @@ TINY = 1e-30
 
 
 @njit(parallel=True, cache=True)
-def to_pixel_major(probs, eps, out_p, out_logp):
-    """(N, C, H, W) -> (N, H, W, C) copies of P and log2(P + eps) (float32; rows read contiguously).
+def to_pixel_major(probs, eps, out):
+    """(N, C, H, W) -> (N, H, W, 2C) float32: per pixel P then log2(P + eps) (one contiguous run).
 
     Probabilities below 1e-30 are copied as 0: softmax outputs underflow to float32 denormals, whose
     arithmetic is ~100x slower on x86; the scores change by less than 1e-28.
@@ -135,5 +164,5 @@ def to_pixel_major(probs, eps, out_p, out_logp):
                 x = probs[i, k, v, u]
                 if x < tiny:
                     x = np.float32(0.0)
-                out_p[i, v, u, k] = x
-                out_logp[i, v, u, k] = np.log2(x + e)
+                out[i, v, u, k] = x
+                out[i, v, u, c + k] = np.log2(x + e)

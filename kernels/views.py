@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from ._math import VIEWAL_WORLD_DISTANCE
-from ._common import Scene, candidate_pairs, check_backend, check_probs, check_scene, relative_poses
+from ._common import Scene, candidate_pairs, check_backend, check_probs, check_scene, far_bounds, relative_poses
 
 EPS_KL = 1e-8
 
@@ -66,10 +66,9 @@ def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any,
     if backend == "cpu":
         from . import cpu
 
-        Pp = np.empty((n, h, w, c), np.float32)
-        logp = np.empty((n, h, w, c), np.float32)
-        cpu.to_pixel_major(P, EPS_KL, Pp, logp)
-        cpu.ve_vd_kernel(Pp, logp, scene.depths, scene.Kinvs, scene.Ks, ptr, src, M, scene.mode,
+        pl = np.empty((n, h, w, 2 * c), np.float32)
+        cpu.to_pixel_major(P, EPS_KL, pl)
+        cpu.ve_vd_kernel(pl, scene.depths, scene.Kinvs, scene.Ks, far_bounds(scene), ptr, src, M, scene.mode,
                          scene.abs_tol, scene.rel_tol, scene.max_dist2, ve, vd)
         return ve, vd
     from . import cuda as cuda_backend

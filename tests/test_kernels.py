@@ -141,6 +141,40 @@ def test_pair_bound_is_conservative(seed):
                     assert not ok.any(), (mode, i, j)
 
 
+def test_segment_frustum_cull_is_conservative_and_culls():
+    """box_outside_frustum (the kernel's per-row-segment cull): never true for a box with a point that frame j
+    sees (points sampled inside random boxes, projected by hand); true for boxes behind, beside, too far."""
+    from viewal.kernels._math import box_outside_frustum
+
+    rng = np.random.default_rng(3)
+    K = intrinsics(24, 32, 60.0)
+    h, w, zfar = 24, 32, 4.0
+    culled = 0
+    for _ in range(400):
+        R = look_at(np.zeros(3), rng.normal(size=3))[:3, :3]
+        M = np.concatenate([R, rng.normal(0, 1.0, (3, 1))], axis=1)
+        lo = rng.normal(0, 2.0, 3)
+        hi = lo + rng.uniform(0.01, 1.0, 3)
+        out = box_outside_frustum(*lo, *hi, M, K, w, h, zfar)
+        pts = lo + rng.uniform(0, 1, (2000, 3)) * (hi - lo)
+        corners = np.array([[(lo, hi)[a][0], (lo, hi)[b][1], (lo, hi)[c][2]]
+                            for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+        p = np.concatenate([pts, corners]) @ M[:, :3].T + M[:, 3]
+        z = p[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = (p @ K.T)[:, :2] / z[:, None]
+        seen = (z > 0) & (z <= zfar) & (uv[:, 0] >= -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] >= -0.5) & \
+            (uv[:, 1] < h - 0.5)
+        assert not (out and seen.any())
+        culled += out
+    assert 50 < culled < 390  # the test exercises both answers
+    M = np.concatenate([np.eye(3), np.zeros((3, 1))], axis=1)
+    assert box_outside_frustum(-1, -1, -3, 1, 1, -1, M, K, w, h, zfar)        # behind the camera
+    assert box_outside_frustum(5, -1, 1, 6, 1, 2, M, K, w, h, zfar)           # far to the right
+    assert box_outside_frustum(-1, -1, 5, 1, 1, 6, M, K, w, h, zfar)          # beyond zfar
+    assert not box_outside_frustum(-1, -1, 1, 1, 1, 2, M, K, w, h, zfar)      # straight ahead
+
+
 def test_viewal_mode_differs_from_z_mode():
     # the second view's depth is 0.3 m off: ViewAL's 1 m world test keeps the correspondences, mode z drops them
     probs, depths, Ks, poses = room_scene(n=1, seed=8, hole_frac=0.0)
