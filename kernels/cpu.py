@@ -21,6 +21,17 @@ EPS_ENT = 1e-12
 
 
 SEGMENT = 32  # pixels of a target row culled together against a source frustum
+FLUSH = 16     # source frames summed in float32 before the float64 log sums take them (error ~ FLUSH * 27 * 6e-8)
+
+
+@njit(inline="always", cache=True)
+def _flush(lsum, acc):
+    """lsum += acc[:, C:]; acc[:, C:] = 0 (lsum (W, C) float64, acc (W, 2C) float32)."""
+    c = lsum.shape[1]
+    for u in range(lsum.shape[0]):
+        for k in range(c):
+            lsum[u, k] += acc[u, c + k]
+            acc[u, c + k] = 0.0
 
 
 # reassociation lets LLVM vectorise the class loops (sums over classes); it only reorders float64 sums
@@ -36,7 +47,7 @@ def ve_vd_kernel(pl, depths, Kinvs, Ks, zfar, nbr_ptr, nbr_j, nbr_M, mode, abs_t
 
     One parallel task per target row; inside, source frames are the outer loop and the row's pixels the
     inner one, so that the gathered pixels of one source frame are read along a line (few memory streams)
-    while the row's accumulators (W x C float32 and float64) stay in cache. The row is cut into segments of
+    while the row's accumulators stay in cache. The row is cut into segments of
     ``SEGMENT`` pixels whose 3D bounding box is tested against each source frustum first: a segment that
     cannot be seen is skipped without projecting its pixels. Per correspondence the kernel adds P_j(y)
     and log2 P_j(y) to the accumulators; VD = sum_c P_i log P_i - (1/|S|) sum_c P_i sum_y log P_j(y).
@@ -47,16 +58,17 @@ def ve_vd_kernel(pl, depths, Kinvs, Ks, zfar, nbr_ptr, nbr_j, nbr_M, mode, abs_t
     for row in prange(n * h):
         i = row // h
         v = row - i * h
-        acc = np.empty((w, c), np.float32)     # sum of P over the correspondence set
-        lsum = np.empty((w, c), np.float64)    # sum of log2 P (float64: up to N terms of magnitude ~27)
+        # sums over the correspondence set: acc = [sum P | partial sum log2 P] in float32, the log half moved
+        # into the float64 lsum every FLUSH source frames (up to N terms of magnitude ~27 in all)
+        acc = np.empty((w, c2), np.float32)
+        lsum = np.zeros((w, c), np.float64)
         cnt = np.ones(w, np.int64)
         pts = np.empty((w, 3), np.float64)
         box = np.empty((nseg, 6), np.float64)  # per segment: min xyz, max xyz of its valid points
         seen = np.zeros(nseg, np.bool_)
         for u in range(w):
-            for k in range(c):
+            for k in range(c2):
                 acc[u, k] = pl[i, v, u, k]
-                lsum[u, k] = pl[i, v, u, c + k]
             d = depths[i, v, u]
             if d > 0.0:
                 x, y, z = backproject_pixel(float(u), float(v), float(d), Kinvs[i])
@@ -77,6 +89,8 @@ def ve_vd_kernel(pl, depths, Kinvs, Ks, zfar, nbr_ptr, nbr_j, nbr_M, mode, abs_t
                     box[s, 4] = max(box[s, 4], y)
                     box[s, 5] = max(box[s, 5], z)
         for e in range(nbr_ptr[i], nbr_ptr[i + 1]):
+            if (e - nbr_ptr[i]) % FLUSH == FLUSH - 1:
+                _flush(lsum, acc)
             j = nbr_j[e]
             Me = nbr_M[e]
             Kj = Ks[j]
@@ -95,10 +109,10 @@ def ve_vd_kernel(pl, depths, Kinvs, Ks, zfar, nbr_ptr, nbr_j, nbr_M, mode, abs_t
                         continue
                     vj = idx // w
                     uj = idx - vj * w
-                    for k in range(c):
+                    for k in range(c2):
                         acc[u, k] += pl[j, vj, uj, k]
-                        lsum[u, k] += pl[j, vj, uj, c + k]
                     cnt[u] += 1
+        _flush(lsum, acc)
         for u in range(w):
             tot = 0.0
             for k in range(c):
