@@ -136,6 +136,7 @@ def test_training_options_run_through_the_learner(tiny, tmp_path, option):
     learner = viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "o.sqlite", **FAST, **option)
     learner.fit(progress=False)
     assert learner.fit_stats  # the option ran and reported what it measured
+    assert not hasattr(learner.model, "rotation_head")
     assert 0.0 <= learner.evaluate()["miou"] <= 1.0
 
 
@@ -181,12 +182,14 @@ def test_seed_set_model_is_shared_only_between_identical_training_recipes():
     base = ALConfig()
     names = {m: seedset_name(method_config(base, m, 2)) for m in
              ("view_entropy", "random", "flip_consistency", "loss_prediction", "consistency_loss", "pal",
-              "random+ups", "random+max_entropy", "pal+confidence")}
+              "random+ups", "random+max_entropy", "pal+confidence", "random+rotation", "pal+rotation")}
     assert names["view_entropy"] == names["random"] == names["flip_consistency"] == "seedset-s2.pt"
     assert names["loss_prediction"] == names["consistency_loss"] == "seedset-s2-loss_head.pt"
     assert names["pal"] == "seedset-s2-rotation_head.pt"
     assert names["random+ups"] == "seedset-s2-ups.pt" and names["random+max_entropy"] == "seedset-s2-max_entropy.pt"
     assert names["pal+confidence"] == "seedset-s2-rotation_head-confidence.pt"
+    # the rotation aid trains what PAL trains: they share a cycle-0 model
+    assert names["random+rotation"] == names["pal+rotation"] == names["pal"]
 
 
 def test_experiment_runs_a_training_aid_next_to_its_plain_method(tiny, tmp_path, capsys):
@@ -202,3 +205,20 @@ def test_experiment_runs_a_training_aid_next_to_its_plain_method(tiny, tmp_path,
     assert 0.0 <= aided[1]["fit_stats"]["precision"] <= 1.0  # pseudo-label precision recorded per cycle
     assert main(args[:4] + ["random+bogus"] + args[5:]) != 0
     assert "unknown training aid 'bogus'" in capsys.readouterr().err
+
+
+def test_rotation_aid_trains_a_rotation_head_for_any_scorer(tiny, tmp_path):
+    from viewal.learner import ALConfig
+
+    ds = open_dataset(tiny)
+    learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "rot.sqlite", auxiliary="rotation", **FAST)
+    learner.fit(progress=False)
+    head = learner.model.rotation_head
+    before = {k: v.clone() for k, v in head.state_dict().items()}
+    fresh, _ = learner._new_model()
+    assert hasattr(fresh, "rotation_head")
+    # the head was trained (its weights moved away from the same seed's fresh initialisation)
+    moved = max(float((before[k] - fresh.rotation_head.state_dict()[k]).abs().max()) for k in before)
+    assert moved > 1e-4
+    with pytest.raises(ValueError, match="auxiliary"):
+        ALConfig(auxiliary="jigsaw")

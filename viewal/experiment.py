@@ -31,7 +31,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="auto", help="dataset format")
     p.add_argument("--methods", default="view_entropy,random,entropy",
                    help="comma-separated methods: a scorer name (viewal.scorers.names()), optionally with training "
-                        "aids, e.g. random+ups or entropy+max_entropy (aids: max_entropy, confidence, classwise, ups)")
+                        "aids, e.g. random+ups or entropy+max_entropy (aids: max_entropy, confidence, classwise, ups, "
+                        "rotation)")
     p.add_argument("--cycles", type=int, default=3, help="active-learning cycles after the seed set")
     p.add_argument("--budget", type=float, default=2.0, help="pixels labelled per cycle, %% of the pool's pixels")
     p.add_argument("--seeds", default="1", help="number of seeds N (0..N-1) or a comma-separated list")
@@ -64,14 +65,16 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 #: training aids a method spec may add to its scorer: ``scorer+aid`` (e.g. ``random+ups``)
 TRAINING_AIDS = {"max_entropy": ("augment", "max_entropy"), "confidence": ("pseudo_labels", "confidence"),
-                 "classwise": ("pseudo_labels", "classwise"), "ups": ("pseudo_labels", "ups")}
+                 "classwise": ("pseudo_labels", "classwise"), "ups": ("pseudo_labels", "ups"),
+                 "rotation": ("auxiliary", "rotation")}
 
 
 def parse_method(spec: str) -> tuple[str, dict]:
     """``"scorer"`` or ``"scorer+aid[+aid]"`` → (scorer name, ALConfig overrides).
 
-    Aids are training options (:data:`TRAINING_AIDS`): ``max_entropy`` (augmentation) and one of
-    ``confidence``, ``classwise``, ``ups`` (pseudo-labels). The spec names the method's ledger and curve, so
+    Aids are training options (:data:`TRAINING_AIDS`): ``max_entropy`` (augmentation), one of
+    ``confidence``, ``classwise``, ``ups`` (pseudo-labels) and ``rotation`` (PAL's rotation head as an
+    auxiliary task). The spec names the method's ledger and curve, so
     ``random,random+ups`` compares selection-equal runs with and without UPS in one experiment.
     """
     import viewal.scorers as scorers
@@ -102,9 +105,9 @@ def seedset_name(cfg) -> str:
     pseudo-labels each add a tag, so a model is only shared between methods that train it identically."""
     import viewal.scorers as scorers
 
-    tags = [scorers.get(cfg.scorer).training]
-    tags += [cfg.augment if cfg.augment != "none" else "", cfg.pseudo_labels if cfg.pseudo_labels != "none" else ""]
-    tag = "-".join(t for t in tags if t)
+    tags = [scorers.get(cfg.scorer).training, "rotation_head" if cfg.auxiliary == "rotation" else "",
+            cfg.augment if cfg.augment != "none" else "", cfg.pseudo_labels if cfg.pseudo_labels != "none" else ""]
+    tag = "-".join(dict.fromkeys(t for t in tags if t))  # PAL + rotation aid: one head, one tag
     return f"seedset-s{cfg.seed}{'-' + tag if tag else ''}.pt"
 
 

@@ -61,6 +61,9 @@ class ALConfig:
         augment: ``"none"`` or ``"max_entropy"`` (spatial-transformer augmentation, ``viewal.augment``).
         pseudo_labels: ``"none"``, ``"confidence"``, ``"classwise"`` or ``"ups"`` (``viewal.pseudo``): after
             the fit, pseudo-label the pool and fine-tune on labelled + pseudo-labelled pixels.
+        auxiliary: ``"none"`` or ``"rotation"``: train PAL's rotation head (self-supervised, labels unused)
+            alongside segmentation whatever the scorer, e.g. as the control that separates PAL's
+            selection from its extra training signal.
     """
 
     scorer: str = "view_entropy"
@@ -89,12 +92,15 @@ class ALConfig:
     validations: int = 5
     augment: str = "none"
     pseudo_labels: str = "none"
+    auxiliary: str = "none"
 
     def __post_init__(self) -> None:
         if self.augment not in ("none", "max_entropy"):
             raise ValueError(f"augment must be 'none' or 'max_entropy', got {self.augment!r}")
         if self.pseudo_labels not in ("none", "confidence", "classwise", "ups"):
             raise ValueError(f"pseudo_labels must be one of none, confidence, classwise, ups; got {self.pseudo_labels!r}")
+        if self.auxiliary not in ("none", "rotation"):
+            raise ValueError(f"auxiliary must be 'none' or 'rotation', got {self.auxiliary!r}")
         if self.region not in ("superpixel", "image"):
             raise ValueError(f"region must be 'superpixel' or 'image', got {self.region!r}")
         if not 0 < self.seed_fraction <= 1:
@@ -263,7 +269,13 @@ class ActiveLearner:
         c = self.config
         torch.manual_seed(c.seed)
         model = build_model(self.dataset.num_classes, encoder=c.encoder, encoder_weights=c.init)
-        return model, self.scorer.prepare_model(model)
+        extra = self.scorer.prepare_model(model)
+        if c.auxiliary == "rotation" and not hasattr(model, "rotation_head"):
+            from viewal.heads import attach_rotation_head, combine_extra_losses, rotation_extra_loss
+
+            attach_rotation_head(model)
+            extra = combine_extra_losses(extra, rotation_extra_loss())
+        return model, extra
 
     def save_model(self, path: str | Path) -> Path:
         """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on."""
