@@ -85,6 +85,11 @@ def test_ledger_from_before_a_setting_existed_resumes_with_its_default(tiny, tmp
     b.ledger.close()
     with pytest.raises(Exception, match="different config"):  # a non-default value is still a different run
         viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "old.sqlite", pseudo_labels="ups", **FAST)
+    # resuming with other threads / inference batch (how it runs, not what it is) keeps the run
+    c = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "old.sqlite", **{**FAST, "num_threads": 2,
+                                                                                    "infer_batch_size": 2})
+    assert c.ledger.config()["al"]["num_threads"] == 2 and c.ledger.config()["al"]["infer_batch_size"] == 2
+    c.ledger.close()
 
 
 def test_same_seed_same_queries(tiny, tmp_path):

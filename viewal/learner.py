@@ -38,6 +38,10 @@ def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1
     return max(at_least, -(-iterations // per_epoch))
 
 
+#: ALConfig fields that say how a run executes, not what it is: a ledger resumes when only these change
+EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "kernel_backend")
+
+
 @dataclass
 class ALConfig:
     """Settings of an active-learning run (stored in the ledger; a resumed run must use the same).
@@ -153,9 +157,14 @@ class ActiveLearner:
             # a ledger written before a setting existed ran with that setting's default: upgrading viewal
             # must not make an old run unresumable
             defaults = ALConfig().to_json()
-            missing = {k: defaults[k] for k in defaults if k not in stored["al"]}
-            if missing:
-                self.ledger.set_config({**stored, "al": {**stored["al"], **missing}}, overwrite=True)
+            old = {**{k: defaults[k] for k in defaults if k not in stored["al"]}, **stored["al"]}
+            # how a run executes (threads, device, batch size of inference, kernel backend) is not what it
+            # is: resuming on another machine keeps the run
+            new = json.loads(json.dumps(cfg.to_json()))
+            if all(old.get(k) == new.get(k) for k in new if k not in EXECUTION_SETTINGS):
+                old.update({k: new[k] for k in EXECUTION_SETTINGS if k in new})
+            if old != stored["al"]:
+                self.ledger.set_config({**stored, "al": old}, overwrite=True)
         self.ledger.set_config({"al": cfg.to_json(), "dataset": str(self.dataset.root),
                                 "num_classes": self.dataset.num_classes})
         self.pool = self.dataset.split("train")
