@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="label_efficiency",
                    help="base name of the report files (NAME.md, NAME.png, NAME.csv in OUT and --docs)")
     p.add_argument("--title", default="Label efficiency: ViewAL against baselines", help="report title")
+    p.add_argument("--plot-groups", default=None,
+                   help="panels of the plot: 'Title A:m1,m2;Title B:m3,m4' (default: one panel, every method)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1 cycle, few iterations")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: report the seeds that every method finished in OUT's ledgers (an "
@@ -140,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, args.budget, out, base,
                                                full_data=True)
     write_results(out / "results.csv", rows)
-    plot_curves(rows, out / "curves.png", full_miou=full, target_share=args.target,
+    groups = None
+    if args.plot_groups:
+        groups = [(t.strip(), [m.strip() for m in ms.split(",") if m.strip()])
+                  for t, _, ms in (g.partition(":") for g in args.plot_groups.split(";") if g.strip())]
+    plot_curves(rows, out / "curves.png", full_miou=full, target_share=args.target, groups=groups,
                 title=f"{dataset.root.name}: {len(seeds)} seeds, {args.budget}% of pixels per cycle")
     target = args.target * full
     agg = aggregate(rows)

@@ -45,3 +45,14 @@ def test_table_and_plot(tmp_path):
     assert "not reached" in txt
     out = plot_curves(_rows(), tmp_path / "c.png", full_miou=0.6)
     assert out.stat().st_size > 5000
+
+
+def test_plot_groups_draw_one_panel_each(tmp_path):
+    import matplotlib.image as mpimg
+
+    one = plot_curves(_rows(), tmp_path / "one.png", full_miou=0.6)
+    two = plot_curves(_rows(), tmp_path / "two.png", full_miou=0.6,
+                      groups=[("selection", ["random", "view_entropy"]), ("only random", ["random", "absent"])])
+    h1, w1 = mpimg.imread(one).shape[:2]
+    h2, w2 = mpimg.imread(two).shape[:2]
+    assert h1 == h2 and w2 == 2 * w1  # two panels side by side; a method without rows is left out

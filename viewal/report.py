@@ -106,29 +106,40 @@ def format_table(rows: Sequence[ResultRow], full_miou: float | None = None, targ
 
 
 def plot_curves(rows: Sequence[ResultRow], out: str | Path, full_miou: float | None = None,
-                title: str = "Label efficiency", target_share: float = 0.95) -> Path:
-    """mIoU against % of pixels labelled, mean and spread (±1 std) over seeds; full-data mIoU as a line."""
+                title: str = "Label efficiency", target_share: float = 0.95,
+                groups: Sequence[tuple[str, Sequence[str]]] | None = None) -> Path:
+    """mIoU against % of pixels labelled, mean and spread (±1 std) over seeds; full-data mIoU as a line.
+
+    ``groups``: [(panel title, [methods])] draws one panel per group side by side (shared y axis, one
+    colour per method across panels), e.g. scorers in one panel and training aids in another.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     agg = aggregate(rows)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    for m in sorted(agg):
-        a = agg[m]
-        x, y, s = 100 * a["fraction"], 100 * a["miou"], 100 * a["miou_std"]
-        line, = ax.plot(x, y, marker="o", lw=2 if m == "view_entropy" else 1.4, label=f"{m} (n={a['n'].max()})")
-        ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.18)
-    if full_miou is not None:
-        ax.axhline(100 * full_miou, color="k", ls="--", lw=1, label=f"full data ({100 * full_miou:.1f})")
-        ax.axhline(100 * target_share * full_miou, color="gray", ls=":", lw=1,
-                   label=f"{100 * target_share:.0f}% of full data")
-    ax.set_xlabel("% of training pixels labelled")
-    ax.set_ylabel("test mIoU (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    panels = [(title, sorted(agg))] if not groups else [(t, [m for m in ms if m in agg]) for t, ms in groups]
+    colours = {m: f"C{k % 10}" for k, m in enumerate(dict.fromkeys(m for _, ms in panels for m in ms))}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), dpi=120, sharey=True, squeeze=False)
+    for ax, (panel_title, methods) in zip(axes[0], panels):
+        for m in methods:
+            a = agg[m]
+            x, y, s = 100 * a["fraction"], 100 * a["miou"], 100 * a["miou_std"]
+            ax.plot(x, y, marker="o", lw=2 if m == "view_entropy" else 1.4, color=colours[m],
+                    label=f"{m} (n={a['n'].max()})")
+            ax.fill_between(x, y - s, y + s, color=colours[m], alpha=0.15)
+        if full_miou is not None:
+            ax.axhline(100 * full_miou, color="k", ls="--", lw=1, label=f"full data ({100 * full_miou:.1f})")
+            ax.axhline(100 * target_share * full_miou, color="gray", ls=":", lw=1,
+                       label=f"{100 * target_share:.0f}% of full data")
+        ax.set_xlabel("% of training pixels labelled")
+        ax.set_title(panel_title if groups else title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0][0].set_ylabel("test mIoU (%)")
+    if groups:
+        fig.suptitle(title)
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out) as tmp:
