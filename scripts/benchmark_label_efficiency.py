@@ -66,7 +66,7 @@ def training_aid_table(out: Path, methods: list[str], seeds: list[int], cycles: 
     for m in methods:
         _, overrides = experiment.parse_method(m)
         for aid in overrides:
-            cols = AID_STATS[aid]
+            cols = AID_STATS.get(aid, [])  # the rotation aid reports nothing of its own
             per_cycle: dict[int, list[dict]] = {}
             for s in seeds:
                 path = out / "ledgers" / f"{m}-s{s}.sqlite"
