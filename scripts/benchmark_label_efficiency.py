@@ -51,7 +51,7 @@ def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
 
 
 #: fit_stats keys reported per training aid: (key, column title, scale)
-AID_STATS = {"augment": [("theta_dev", "mean |θ − I|", 1.0), ("entropy_warped", "H warped", 1.0),
+AID_STATS = {"augment": [("theta_dev", "mean abs(θ − I)", 1.0), ("entropy_warped", "H warped", 1.0),
                          ("entropy_identity", "H identity", 1.0), ("kept", "fine-tuned model kept", None)],
              "pseudo_labels": [("precision", "pseudo-label precision %", 100.0), ("coverage", "pool pixels pseudo-labelled %", 100.0),
                                ("negative_precision", "negative-label precision %", 100.0)]}
