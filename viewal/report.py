@@ -120,7 +120,9 @@ def plot_curves(rows: Sequence[ResultRow], out: str | Path, full_miou: float | N
 
     agg = aggregate(rows)
     panels = [(title, sorted(agg))] if not groups else [(t, [m for m in ms if m in agg]) for t, ms in groups]
-    colours = {m: f"C{k % 10}" for k, m in enumerate(dict.fromkeys(m for _, ms in panels for m in ms))}
+    names = list(dict.fromkeys(m for _, ms in panels for m in ms))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")  # one distinct colour per method
+    colours = {m: cmap(k % cmap.N) for k, m in enumerate(names)}
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), dpi=120, sharey=True, squeeze=False)
     for ax, (panel_title, methods) in zip(axes[0], panels):
         for m in methods:
