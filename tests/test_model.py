@@ -143,10 +143,26 @@ def test_predict_frames_numpy_and_resize():
 def test_images_from_rgb():
     rgb = np.zeros((4, 6, 3), np.uint8)
     rgb[..., 0] = 255
+    rgb[..., 1] = 51
     x = images_from_rgb(rgb)
     assert x.shape == (1, 3, 4, 6) and x.dtype == torch.float32
-    np.testing.assert_allclose(x[0, 0].numpy(), (1 - 0.485) / 0.229, rtol=1e-6)
-    np.testing.assert_allclose(x[0, 1].numpy(), -0.456 / 0.224, rtol=1e-6)
+    np.testing.assert_allclose(x[0, 0].numpy(), 1.0)
+    np.testing.assert_allclose(x[0, 1].numpy(), 0.2, rtol=1e-6)
+    np.testing.assert_allclose(x[0, 2].numpy(), 0.0)
+
+
+def test_encoder_normalises_its_own_input():
+    """encode() applies the encoder's mean/std: ImageNet's for mobilenet_v2, 0.5/0.5 for the TF Lite port."""
+    m = build_model(3, "mobilenet_v2", decoder_channels=16).eval()
+    lite = build_model(3, "efficientnet-lite0", decoder_channels=16, encoder_weights="random").eval()
+    assert lite.encoder_name == "timm-tf_efficientnet_lite0"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        want = m.net.encoder((x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+                             / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))[-1]
+        torch.testing.assert_close(m.encode(x)[-1], want)
+        torch.testing.assert_close(lite.encode(x)[-1], lite.net.encoder((x - 0.5) / 0.5)[-1])
+    assert "input_mean" not in lite.state_dict()  # travels with the class, not with checkpoints
 
 
 def test_load_encoder_weights(tmp_path):

@@ -225,7 +225,7 @@ def test_cli_train_and_pretrain(tmp_path, capsys):
     assert 0 <= metrics["val_miou"] <= 1 and 0 <= metrics["test_miou"] <= 1
     assert set(metrics["val_per_class_iou"]) == {"a", "b", "c"}
     assert len(metrics["history"]) == 2
-    model = load_checkpoint(out / "model.pt", num_classes=3, encoder="mobilenet_v2")
+    model = load_checkpoint(out / "model.pt", num_classes=3, encoder="efficientnet-lite0")  # the default
     assert model.num_classes == 3
     assert "test mIoU" in capsys.readouterr().out
     # a wrong --init encoder is a clear error (exit code 1, message names the file)

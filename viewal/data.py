@@ -9,7 +9,7 @@ A training *item* is ``(frame, label_map)`` or ``(frame, label_map, extras)``:
   (e.g. ``"negative"`` (C, H, W) bool, ``"superpixels"`` (H, W) int): arrays whose last two axes are
   (H, W) are resized (nearest) and flipped with the image; anything else is passed unchanged.
 
-Samples are dicts ``{"image": (3, h, w) float32 normalised, "label": (h, w) int64, "index": int, ...}``
+Samples are dicts ``{"image": (3, h, w) float32 RGB in [0, 1] (the model normalises for its encoder), "label": (h, w) int64, "index": int, ...}``
 at the working size (h, w). RGB is area-resized, labels and extras nearest-resized.
 
 Augmentation (ViewAL's recipe): horizontal flip with probability 1/2, Gaussian blur with probability
@@ -25,7 +25,6 @@ import torch
 
 from viewal.datasets.base import IGNORE_INDEX
 from viewal.datasets.canonical import resize_nearest
-from viewal.model import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["SegmentationDataset", "UnlabelledDataset", "collate", "normalise_rgb", "resize_rgb", "as_items",
            "parse_size"]
@@ -59,9 +58,9 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 
 def normalise_rgb(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (3, H, W) float32 normalised with the ImageNet mean/std."""
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]. The encoder's own mean/std are applied inside
+    :meth:`viewal.model.SegModel.encode`."""
     x = rgb.astype(np.float32) / 255.0
-    x = (x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 

@@ -44,8 +44,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=4e-3,
                    help="SGD lr (x10 for ASPP+decoder). ViewAL: 4e-4 with ImageNet weights; from random init "
                         "4e-3 learns far faster in short CPU runs (docs/model.md)")
-    p.add_argument("--encoder", default="mobilenet_v2")
-    p.add_argument("--init", default=None, help="encoder weights (e.g. from 'viewal pretrain')")
+    p.add_argument("--encoder", default="efficientnet-lite0",
+                   help="efficientnet-lite0 (offline ImageNet start), mobilenet_v2 (ViewAL's), resnet18, resnet34")
+    p.add_argument("--init", default="imagenet",
+                   help="encoder start: imagenet (efficientnet-lite0 only), random, or a file from 'viewal pretrain' "
+                        "or 'viewal train'")
     p.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for scoring")
     p.add_argument("--seed-fraction", type=float, default=0.05, help="share of train frames in the seed set")
     p.add_argument("--region", choices=("superpixel", "image"), default="superpixel")

@@ -83,8 +83,8 @@ class ALConfig:
     depth_tol: tuple[float, float] = (0.05, 0.02)
     kernel_backend: str = "cpu"
     wrong_label_rate: float = 0.0
-    encoder: str = "mobilenet_v2"
-    init: str | None = None
+    encoder: str = "efficientnet-lite0"
+    init: str | None = "imagenet"
     epochs: int = 50
     batch_size: int = 6
     lr: float = 4e-4

@@ -13,7 +13,10 @@ downloaded), wrapped thinly by :class:`SegModel`, which splits it into
 Inputs whose height or width is not a multiple of 16 are padded (replicate, bottom/right) inside
 ``encode`` and the logits are cropped back in ``decode``; callers never see the padding.
 
-Images are float32 (B, 3, H, W), normalised with the ImageNet mean/std (:func:`images_from_rgb`).
+Images are float32 (B, 3, H, W) RGB in [0, 1] (:func:`images_from_rgb`); ``encode`` normalises them
+with the mean/std the encoder's weights expect (:func:`viewal.pretrained.input_normalisation`: 0.5/0.5
+for the TF-ported EfficientNet-Lite0, the ImageNet mean/std otherwise), so the normalisation travels
+with the encoder and no caller has to know it.
 
 MC dropout (:func:`mc_predict`): the model is put in eval mode (BatchNorm uses running statistics,
 smp's ASPP dropout is off); only the two ``Dropout2d`` layers stay stochastic. The encoder runs once
@@ -35,12 +38,15 @@ import torch.nn.functional as F
 
 __all__ = ["SegModel", "build_model", "mc_predict", "Prediction", "predict_frames", "iter_predict_frames",
            "images_from_rgb", "load_encoder_weights", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD",
-           "OUTPUT_STRIDE", "DEFAULT_PASSES"]
+           "OUTPUT_STRIDE", "DEFAULT_PASSES", "DEFAULT_ENCODER", "DEFAULT_INIT", "init_label"]
+
+from viewal.pretrained import IMAGENET_MEAN, IMAGENET_STD, canonical_encoder, input_normalisation
 
 #: Encoders offered on the command line (any smp encoder name works in :func:`build_model`).
-ENCODERS = ("mobilenet_v2", "resnet18", "resnet34")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ``efficientnet-lite0`` (smp ``timm-tf_efficientnet_lite0``) is the default: it has an offline ImageNet start.
+ENCODERS = ("efficientnet-lite0", "mobilenet_v2", "resnet18", "resnet34")
+DEFAULT_ENCODER = "efficientnet-lite0"
+DEFAULT_INIT = "imagenet"
 OUTPUT_STRIDE = 16
 DEFAULT_PASSES = 20  # ViewAL's T
 
@@ -50,7 +56,8 @@ class SegModel(nn.Module):
 
     Attributes:
         net: the smp model (``net.encoder``, ``net.decoder``, ``net.segmentation_head``).
-        encoder_name: smp encoder name, e.g. ``"mobilenet_v2"``.
+        encoder_name: smp encoder name, e.g. ``"timm-tf_efficientnet_lite0"`` or ``"mobilenet_v2"``.
+        input_mean, input_std: (1, 3, 1, 1) buffers (not saved) of the encoder's input normalisation.
         num_classes: C.
         encoder_channels: channels of each encoder feature ``(3, c1, ..., c5)``.
         dropout: p of the two ``Dropout2d`` layers.
@@ -64,7 +71,10 @@ class SegModel(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.net = net
-        self.encoder_name = encoder_name
+        self.encoder_name = canonical_encoder(encoder_name)
+        mean, std = input_normalisation(self.encoder_name)
+        self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.num_classes = int(num_classes)
         self.encoder_channels = tuple(int(c) for c in net.encoder.out_channels)
         self.decoder_channels = int(decoder_channels)
@@ -100,13 +110,14 @@ class SegModel(nn.Module):
 
     # ------------------------------------------------------------------ forward pieces
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """images (B, 3, H, W) -> smp feature pyramid ``[images, f1, ..., f5]`` (f_k stride 2**k,
-        f5 stride 16); padded internally to multiples of 16."""
+        """images (B, 3, H, W) RGB in [0, 1] -> smp feature pyramid ``[images, f1, ..., f5]`` (f_k stride
+        2**k, f5 stride 16); normalised for the encoder and padded internally to multiples of 16."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
         h, w = images.shape[-2:]
         ph, pw = (-h) % OUTPUT_STRIDE, (-w) % OUTPUT_STRIDE
-        x = F.pad(images, (0, pw, 0, ph), mode="replicate") if (ph or pw) else images
+        x = (images - self.input_mean) / self.input_std
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
         feats = list(self.net.encoder(x))
         feats[0] = images  # the identity stage carries the unpadded size to decode()
         return feats
@@ -140,16 +151,25 @@ class SegModel(nn.Module):
         return self.decode(self.encode(images))
 
 
-def build_model(num_classes: int, encoder: str = "mobilenet_v2", dropout: float = 0.25,
+def init_label(init: str | Path | None) -> str:
+    """``None``/``"random"`` -> ``"random"``; ``"imagenet"``; a path -> the path as text."""
+    if init is None or str(init).lower() in ("random", "none", ""):
+        return "random"
+    return "imagenet" if str(init).lower() == "imagenet" else str(init)
+
+
+def build_model(num_classes: int, encoder: str = DEFAULT_ENCODER, dropout: float = 0.25,
                 encoder_weights: str | Path | None = None, *, decoder_channels: int = 256,
                 aspp_dropout: float = 0.5) -> SegModel:
     """DeepLabv3+ (output stride 16) with MC dropout.
 
     Args:
         num_classes: C.
-        encoder: smp encoder name (``mobilenet_v2`` as ViewAL; ``resnet18``/``resnet34``).
+        encoder: ``efficientnet-lite0`` (default, MobileNetV2-class, offline ImageNet start), an smp
+            encoder name (``mobilenet_v2`` as ViewAL; ``resnet18``/``resnet34``).
         dropout: p of the MC ``Dropout2d`` layers (ViewAL: 0.25).
-        encoder_weights: None (random init) or a path to encoder weights written by
+        encoder_weights: None or ``"random"`` (random init), ``"imagenet"`` (the offline ImageNet
+            EfficientNet-Lite0, :mod:`viewal.pretrained`), or a path to encoder weights written by
             ``viewal pretrain`` or a checkpoint of ``viewal train`` (its encoder part is used).
         decoder_channels: ASPP/decoder width (256 as DeepLabv3+; tests use a small value).
         aspp_dropout: smp's dropout after the ASPP projection (training only).
@@ -159,13 +179,18 @@ def build_model(num_classes: int, encoder: str = "mobilenet_v2", dropout: float 
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     try:
-        net = smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=None, encoder_output_stride=OUTPUT_STRIDE,
+        net = smp.DeepLabV3Plus(encoder_name=canonical_encoder(encoder), encoder_weights=None, encoder_output_stride=OUTPUT_STRIDE,
                                 decoder_channels=decoder_channels, decoder_aspp_dropout=aspp_dropout,
                                 classes=num_classes)
     except KeyError as e:
         raise ValueError(f"unknown encoder {encoder!r} ({e}); e.g. {', '.join(ENCODERS)}") from None
     model = SegModel(net, encoder, num_classes, dropout, decoder_channels)
-    if encoder_weights is not None:
+    init = init_label(encoder_weights)
+    if init == "imagenet":
+        from viewal.pretrained import load_imagenet_encoder
+
+        load_imagenet_encoder(model)
+    elif init != "random":
         load_encoder_weights(model, encoder_weights)
     return model
 
@@ -181,7 +206,7 @@ def load_encoder_weights(model: SegModel, path: str | Path) -> None:
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(obj, dict) or "encoder" not in obj:
         raise ValueError(f"{path}: not a viewal encoder-weights file or checkpoint (no 'encoder' entry)")
-    if obj["encoder"] != model.encoder_name:
+    if canonical_encoder(obj["encoder"]) != model.encoder_name:
         raise ValueError(f"{path}: weights are for encoder {obj['encoder']!r}, model has {model.encoder_name!r}")
     if "encoder_state" in obj:
         state = obj["encoder_state"]
@@ -202,16 +227,13 @@ def load_encoder_weights(model: SegModel, path: str | Path) -> None:
 
 
 def images_from_rgb(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """rgb (B, H, W, 3) or (H, W, 3) uint8 -> float32 (B, 3, H, W) normalised with ImageNet mean/std."""
+    """rgb (B, H, W, 3) or (H, W, 3) uint8 -> float32 (B, 3, H, W) in [0, 1] (the model normalises)."""
     x = torch.as_tensor(np.asarray(rgb))
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"rgb must be (B, H, W, 3) or (H, W, 3), got shape {tuple(x.shape)}")
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 # ---------------------------------------------------------------------------------------------- MC dropout
@@ -255,7 +277,7 @@ def mc_predict(model: SegModel, images: torch.Tensor, passes: int = DEFAULT_PASS
 
     Args:
         model: a :class:`SegModel` (its train/eval state is restored afterwards).
-        images: (B, 3, H, W) float32, normalised (:func:`images_from_rgb`).
+        images: (B, 3, H, W) float32 RGB in [0, 1] (:func:`images_from_rgb`).
         passes: T >= 1. With ``model.dropout == 0`` every pass equals a plain eval forward.
         return_passes: also return the per-pass softmax (T, B, C, H, W).
         return_features: also return pooled deepest features (B, D) and the encoder pyramid.

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from viewal.data import UnlabelledDataset, parse_size
 from viewal.io import atomic_path
-from viewal.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+from viewal.model import build_model
+from viewal.pretrained import IMAGENET_MEAN, IMAGENET_STD, input_normalisation
 
 __all__ = ["SimSiam", "SimSiamConfig", "simsiam_loss", "output_std", "augment_batch", "pretrain",
            "save_encoder", "configure_parser", "run"]
@@ -54,7 +55,7 @@ class SimSiamConfig:
         seed, num_threads, device.
     """
 
-    encoder: str = "mobilenet_v2"
+    encoder: str = "efficientnet-lite0"
     epochs: int = 20
     batch_size: int = 32
     lr: float = 0.05
@@ -115,8 +116,10 @@ def output_std(z: torch.Tensor) -> float:
 
 
 def augment_batch(rgbs: Sequence[np.ndarray], size: tuple[int, int], min_scale: float = 0.2,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """One SimSiam view of each image: uint8 (H, W, 3) images -> float32 (B, 3, h, w), normalised.
+                  generator: torch.Generator | None = None,
+                  normalisation: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD)) -> torch.Tensor:
+    """One SimSiam view of each image: uint8 (H, W, 3) images -> float32 (B, 3, h, w), normalised with
+    ``normalisation`` = (mean, std), the encoder's own (:func:`viewal.pretrained.input_normalisation`).
 
     Random resized crop (area fraction in [min_scale, 1], aspect 3/4..4/3) to ``size``, horizontal flip
     (p 0.5), colour jitter (brightness/contrast/saturation 0.4, hue 0.1; p 0.8), grey (p 0.2),
@@ -161,8 +164,8 @@ def augment_batch(rgbs: Sequence[np.ndarray], size: tuple[int, int], min_scale: 
             x = TF.gaussian_blur(x, [k, k], [sigma, sigma])
         out.append(x.clamp(0, 1))
     x = torch.stack(out)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(normalisation[0], dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(normalisation[1], dtype=torch.float32).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
@@ -198,6 +201,7 @@ def pretrain(frames: Sequence, config: SimSiamConfig | None = None, *, progress:
                            {"params": pred_params, "lr": cfg.lr, "fix_lr": True}],
                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     bs = min(cfg.batch_size, len(ds))
+    norm = input_normalisation(cfg.encoder)
     steps_per_epoch = max(1, len(ds) // bs)  # drop_last: BatchNorm needs full batches
     total = cfg.epochs * steps_per_epoch
     history = []
@@ -213,8 +217,8 @@ def pretrain(frames: Sequence, config: SimSiamConfig | None = None, *, progress:
             for gparam in opt.param_groups:
                 gparam["lr"] = cfg.lr if gparam["fix_lr"] else lr
             rgbs = [ds[i] for i in perm[s * bs:(s + 1) * bs]]
-            x1 = augment_batch(rgbs, size, cfg.min_scale, gen).to(device)
-            x2 = augment_batch(rgbs, size, cfg.min_scale, gen).to(device)
+            x1 = augment_batch(rgbs, size, cfg.min_scale, gen, norm).to(device)
+            x2 = augment_batch(rgbs, size, cfg.min_scale, gen, norm).to(device)
             p1, z1 = model(x1)
             p2, z2 = model(x2)
             loss = simsiam_loss(p1, p2, z1, z2)
@@ -253,7 +257,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset directory")
     p.add_argument("--out", required=True, help="output file for the encoder weights (e.g. runs/simsiam.pt)")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--encoder", default="mobilenet_v2")
+    p.add_argument("--encoder", default="efficientnet-lite0")
     p.add_argument("--size", default="96x128", help="working size HxW of the augmented views ('full' = dataset size)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.05)

@@ -31,6 +31,7 @@ from viewal.data import SegmentationDataset, as_items, collate, parse_size
 from viewal.datasets.base import IGNORE_INDEX
 from viewal.io import atomic_path, write_json
 from viewal.model import SegModel, build_model
+from viewal.pretrained import canonical_encoder
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
            "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "configure_parser", "run"]
@@ -390,7 +391,7 @@ def load_checkpoint(path: str | Path, model: SegModel | None = None, *, num_clas
     want_e = encoder if encoder is not None else (model.encoder_name if model is not None else None)
     if want_c is not None and int(obj["num_classes"]) != int(want_c):
         raise CheckpointError(f"{path}: checkpoint has {obj['num_classes']} classes, expected {want_c}")
-    if want_e is not None and obj["encoder"] != want_e:
+    if want_e is not None and canonical_encoder(obj["encoder"]) != canonical_encoder(want_e):
         raise CheckpointError(f"{path}: checkpoint encoder is {obj['encoder']!r}, expected {want_e!r}")
     if model is None:
         model = build_model(int(obj["num_classes"]), obj["encoder"], dropout=float(obj.get("dropout", 0.25)),
@@ -419,8 +420,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset directory (any format viewal.datasets.open_dataset reads)")
     p.add_argument("--out", required=True, help="output directory: model.pt (best-val checkpoint) + metrics.json")
     p.add_argument("--epochs", type=int, default=50, help="training epochs (ViewAL: 50)")
-    p.add_argument("--encoder", default="mobilenet_v2", help="smp encoder: mobilenet_v2 (ViewAL), resnet18, resnet34")
-    p.add_argument("--init", default=None, help="encoder weights from 'viewal pretrain' or a checkpoint")
+    p.add_argument("--encoder", default="efficientnet-lite0",
+                   help="efficientnet-lite0 (offline ImageNet start), mobilenet_v2 (ViewAL's), resnet18, resnet34")
+    p.add_argument("--init", default="imagenet",
+                   help="encoder start: imagenet (efficientnet-lite0 only), random, or a file from 'viewal pretrain' "
+                        "or a checkpoint")
     p.add_argument("--size", default=None, help="working size HxW (e.g. 120x160); default: the dataset's resolution")
     p.add_argument("--batch-size", type=int, default=6)
     p.add_argument("--lr", type=float, default=4e-4, help="encoder lr (ASPP + decoder: x10)")
