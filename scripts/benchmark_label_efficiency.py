@@ -31,8 +31,8 @@ import numpy as np
 
 def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
     """Result rows of the seeds for which every method finished every cycle (read from the ledgers)."""
+    from viewal import experiment
     from viewal.ledger import Ledger
-    from viewal.report import ResultRow
 
     rows, done = [], []
     for s in seeds:
@@ -43,8 +43,7 @@ def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
             per[m] = [r for r in res if r["cycle"] <= cycles]
         if all(len(v) == cycles + 1 for v in per.values()):
             done.append(s)
-            rows += [ResultRow(m, s, int(r["cycle"]), float(r["labelled_fraction"]), float(r["miou"]))
-                     for m, v in per.items() for r in v]
+            rows += [experiment.result_row(m, s, r) for m, v in per.items() for r in v]
     if not done:
         raise SystemExit(f"{out}: no seed finished every method and cycle yet")
     return rows, done
@@ -97,16 +96,46 @@ def training_aid_table(out: Path, methods: list[str], seeds: list[int], cycles: 
     return lines
 
 
+def noise_floor(dataset, base, out: Path, method: str, seed: int, cycles: int,
+                train_seeds: tuple[int, ...] = (100, 101)) -> dict:
+    """Same labels, other training seeds: test mIoU of ``method``'s seed-``seed`` labels at cycle 0 (the
+    seed set) and at the last cycle, retrained with ``train_seeds``, next to the run's own model. Cached
+    in ``OUT/noise_floor.json``. Returns ``{"cycle0": [...], "last": [...], "std": pooled std (ddof 1)}``."""
+    import json
+
+    from viewal import experiment
+    from viewal.io import write_json
+    from viewal.ledger import Ledger
+
+    path = out / "noise_floor.json"
+    key = f"{method}-s{seed}"
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    if key in cache:
+        return cache[key]
+    ledger = out / "ledgers" / f"{key}.sqlite"
+    with Ledger(ledger) as led:
+        res = {int(r["cycle"]): float(r["miou"]) for r in led.results()}
+    if cycles not in res:
+        raise SystemExit(f"{ledger}: cycle {cycles} not finished; cannot measure the noise floor")
+    cfg = experiment.method_config(base, method, seed)
+    rec = {"method": method, "seed": seed, "train_seeds": [seed, *train_seeds],
+           "cycle0": [res[0]] + [experiment.retrain_miou(dataset, cfg, ledger, t, seed_set_only=True)
+                                 for t in train_seeds],
+           "last": [res[cycles]] + [experiment.retrain_miou(dataset, cfg, ledger, t) for t in train_seeds]}
+    rec["std"] = float(np.sqrt((np.var(rec["cycle0"], ddof=1) + np.var(rec["last"], ddof=1)) / 2))
+    cache[key] = rec
+    write_json(path, cache)
+    return rec
+
+
 def main(argv: list[str] | None = None) -> int:
     from viewal import experiment
-    from viewal.datasets import open_dataset
     from viewal.io import write_text
-    from viewal.learner import ALConfig
     from viewal.report import aggregate, format_table, fraction_to_reach, plot_curves, write_results
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     experiment.configure_parser(p)
-    p.set_defaults(seeds="3", cycles=5, budget=2.0, size="96x128", iterations=120)
+    p.set_defaults(seeds="3", cycles=5, budget="2", size="96x128")
     p.add_argument("--target", type=float, default=0.95, help="share of the full-data mIoU to reach")
     p.add_argument("--docs", default=None, help="also copy the report, table and plot into this directory")
     p.add_argument("--name", default="label_efficiency",
@@ -114,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", default="Label efficiency: ViewAL against baselines", help="report title")
     p.add_argument("--plot-groups", default=None,
                    help="panels of the plot: 'Title A:m1,m2;Title B:m3,m4' (default: one panel, every method)")
+    p.add_argument("--generate", default=None, metavar="SCENESxFRAMES",
+                   help="generate the synthetic benchmark set at --data first when it is missing (seed 0, at the "
+                        "--size resolution), e.g. 200x8: 200 rooms of 8 views, split 70/15/15 by room")
+    p.add_argument("--noise-floor", default="random", metavar="METHOD",
+                   help="measure the noise floor: retrain METHOD's seed-0 labels (seed set, and the last cycle) "
+                        "with 2 other training seeds; '' to skip")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1 cycle, few iterations")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: report the seeds that every method finished in OUT's ledgers (an "
@@ -126,32 +161,38 @@ def main(argv: list[str] | None = None) -> int:
     for m in methods:
         experiment.parse_method(m)  # fails early, naming the bad spec
     seeds = experiment.parse_seeds(args.seeds)
-    size = experiment._parse_size(args.size)
-    dataset = open_dataset(args.data, format=args.format,
-                           **({"height": size[0], "width": size[1]} if size else {})).every(args.frame_step)
-    base = ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
-                    superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
-                    overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
-                    init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, min_iterations=args.iterations,
-                    num_threads=args.threads, size=size)
+    budgets = experiment.parse_budgets(args.budget)
+    if args.generate and not (Path(args.data) / "viewal.json").is_file():
+        from viewal.datasets.synthetic import generate_dataset
+
+        scenes, frames = (int(v) for v in args.generate.lower().split("x"))
+        h, w = experiment.parse_size_arg(args.size) or (240, 320)
+        generate_dataset(Path(args.data), scenes=scenes, frames=frames, height=h, width=w, seed=0)
+    dataset = experiment.open_from_args(args)
+    base = experiment.config_from_args(args)
     out = Path(args.out)
     if args.report_only:
         rows, seeds = finished_rows(out, methods, seeds, args.cycles)
         full = experiment.full_data_miou(dataset, base, out)["miou"]
     else:
-        rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, args.budget, out, base,
+        rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, budgets, out, base,
                                                full_data=True)
     write_results(out / "results.csv", rows)
+    floor = noise_floor(dataset, base, out, args.noise_floor, seeds[0], args.cycles) if args.noise_floor else None
     groups = None
     if args.plot_groups:
         groups = [(t.strip(), [m.strip() for m in ms.split(",") if m.strip()])
                   for t, _, ms in (g.partition(":") for g in args.plot_groups.split(";") if g.strip())]
     plot_curves(rows, out / "curves.png", full_miou=full, target_share=args.target, groups=groups,
+                noise_floor=floor["std"] if floor else None,
                 title=f"{dataset.root.name}: {len(seeds)} seeds, {args.budget}% of pixels per cycle")
+    plot_curves(rows, out / "costs.png", full_miou=full, target_share=args.target, cost=["pixels", "regions", "frames"],
+                title="annotation cost: labelled pixels, regions asked, frames touched")
     target = args.target * full
     agg = aggregate(rows)
     lines = [f"| method | % pixels to reach {100 * args.target:.0f}% of full-data mIoU (mean curve) | per seed | "
-             f"final mIoU (mean ± std) |", "|---|---|---|---|"]
+             f"regions asked to reach it | frames touched to reach it | final mIoU (mean ± std) |",
+             "|---|---|---|---|---|---|"]
     for m in sorted(agg):
         a = agg[m]
         f = fraction_to_reach(a["fraction"], a["miou"], target)
@@ -160,8 +201,19 @@ def main(argv: list[str] | None = None) -> int:
             rs = sorted((r for r in rows if r.method == m and r.seed == s), key=lambda r: r.cycle)
             fs = fraction_to_reach([r.labelled_fraction for r in rs], [r.miou for r in rs], target)
             per_seed.append("–" if np.isnan(fs) else f"{100 * fs:.1f}")
-        lines.append(f"| {m} | {'not reached' if np.isnan(f) else format(100 * f, '.1f')} | {', '.join(per_seed)} | "
+        fr = fraction_to_reach(a["regions"], a["miou"], target)
+        ff = fraction_to_reach(a["frames"], a["miou"], target)
+        na = lambda v, fmt: "not reached" if np.isnan(v) else format(v, fmt)  # noqa: E731
+        lines.append(f"| {m} | {na(100 * f, '.1f')} | {', '.join(per_seed)} | {na(fr, '.0f')} | {na(ff, '.0f')} | "
                      f"{100 * a['miou'][-1]:.1f} ± {100 * a['miou_std'][-1]:.1f} |")
+    floor_lines = []
+    if floor:
+        floor_lines = ["", f"**Noise floor** (same labels, other training seeds): `{floor['method']}` seed {floor['seed']} "
+                       f"retrained with train seeds {floor['train_seeds']}: seed set "
+                       + ", ".join(f"{100 * v:.1f}" for v in floor["cycle0"]) + "; last cycle "
+                       + ", ".join(f"{100 * v:.1f}" for v in floor["last"])
+                       + f" → pooled std **{100 * floor['std']:.1f}** mIoU points. A gap between two methods' mean "
+                       f"curves is only worth reading when it exceeds about twice this."]
     aids = training_aid_table(out, methods, seeds, args.cycles)
     cmd = "python scripts/benchmark_label_efficiency.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     report = "\n".join([
@@ -170,16 +222,17 @@ def main(argv: list[str] | None = None) -> int:
         f"Dataset: `{dataset.root}` ({dataset.format}), {len(dataset.split('train'))} pool frames at "
         f"{dataset.width}×{dataset.height}, {dataset.num_classes} classes; seeds {seeds}; {args.cycles} cycles of "
         f"{args.budget}% of the pool's pixels after a seed set of {100 * args.seed_fraction:.1f}% of the frames; "
-        f"{args.iterations} SGD steps per training, encoder {args.encoder}, {args.mc_passes} MC passes"
+        f"{args.iterations} SGD steps per training (sampling: {args.sampling}), lr {args.lr}, encoder {args.encoder} "
+        f"(init {args.init}), decoder {args.decoder_channels} channels, {args.mc_passes} MC passes"
         + (f"; oracle wrong-label rate {100 * args.wrong_label_rate:.0f}% of regions" if args.wrong_label_rate else "")
         + ".", "",
         f"Full-data mIoU (same recipe, all train labels): **{100 * full:.1f}**; target "
         f"{100 * args.target:.0f}% of it = {100 * target:.1f}.", "",
-        *lines, "",
+        *lines, *floor_lines, "",
         "Per cycle (mIoU % mean ± std @ % of pixels labelled):", "", "```", format_table(rows, full, args.target), "```",
         *(["", "What the training aids measured (mean over seeds per cycle; from each cycle's `fit_stats` in the "
             "ledgers):", *aids] if aids else []),
-        "", f"![curves]({args.name}.png)", "",
+        "", f"![curves]({args.name}.png)", "", f"![annotation costs]({args.name}_costs.png)", "",
         f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"wall time {time.time() - t0:.0f} s.", ""])
     write_text(out / f"{args.name}.md", report)
@@ -188,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         d = Path(args.docs)
         d.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out / "curves.png", d / f"{args.name}.png")
+        shutil.copyfile(out / "costs.png", d / f"{args.name}_costs.png")
         shutil.copyfile(out / "results.csv", d / f"{args.name}.csv")
         write_text(d / f"{args.name}.md", report)
     return 0

@@ -178,6 +178,43 @@ def test_method_specs_parse_into_scorer_and_training_aids():
         parse_method("random+flip")
     with pytest.raises(ValueError, match="two pseudo_labels aids"):
         parse_method("random+ups+classwise")
+    # the region kind is part of a spec: ViewAL's RAND (whole images) next to random superpixels
+    assert parse_method("random@image") == ("random", {"region": "image"})
+    assert parse_method("entropy@superpixel+ups") == ("entropy", {"region": "superpixel", "pseudo_labels": "ups"})
+    with pytest.raises(ValueError, match="unknown region kind 'pixel'"):
+        parse_method("random@pixel")
+
+
+def test_budget_schedule_and_annotation_costs(tiny, tmp_path):
+    """--budget 3,9 labels about 3 % then 9 % of the pool; random@image picks whole frames; results carry
+    regions asked and frames touched."""
+    from viewal.experiment import budget_for_cycle, parse_budgets
+
+    assert parse_budgets("2") == [2.0] and parse_budgets("2,4.5") == [2.0, 4.5]
+    assert [budget_for_cycle([2, 4], c) for c in (1, 2, 3)] == [2, 4, 4]
+    with pytest.raises(ValueError, match="--budget"):
+        parse_budgets("2,x")
+    with pytest.raises(ValueError, match="positive"):
+        parse_budgets("0")
+    out = tmp_path / "exp"
+    assert main(["experiment", "--data", str(tiny), "--methods", "random,random@image", "--cycles", "2",
+                 "--budget", "3,9", "--seeds", "1", "--out", str(out), "--iterations", "2", "--mc-passes", "2",
+                 "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4", "--decoder-channels", "16",
+                 "--no-full-data"]) == 0
+    with open(out / "results.csv") as fh:
+        rows = {(r["method"], int(r["cycle"])): r for r in csv.DictReader(fh)}
+    fr = [float(rows["random", c]["labelled_fraction"]) for c in range(3)]
+    assert fr[1] - fr[0] == pytest.approx(0.03, abs=0.02) and fr[2] - fr[1] == pytest.approx(0.09, abs=0.02)
+    regions = [int(rows["random", c]["regions"]) for c in range(3)]
+    frames = [int(rows["random", c]["frames"]) for c in range(3)]
+    assert regions[0] == frames[0] == 2  # the seed set: two whole frames, one region each
+    assert regions[0] < regions[1] < regions[2] and frames[0] <= frames[1] <= frames[2]
+    # whole images: every cycle adds whole frames (one region each), 10 pool frames of 64x80
+    img = [(float(rows["random@image", c]["labelled_fraction"]), int(rows["random@image", c]["regions"]),
+            int(rows["random@image", c]["frames"])) for c in range(3)]
+    for f, r, n in img:
+        assert r == n and f == pytest.approx(n / 10)
+    assert img[2][2] > img[0][2]
 
 
 def test_seed_set_model_is_shared_only_between_identical_training_recipes():
@@ -199,9 +236,11 @@ def test_seed_set_model_is_shared_only_between_identical_training_recipes():
 
 def test_experiment_runs_a_training_aid_next_to_its_plain_method(tiny, tmp_path, capsys):
     out = tmp_path / "aid"
+    # 20 steps at lr 1e-2 make the ImageNet-started model confident enough for some pseudo-labels
     args = ["experiment", "--data", str(tiny), "--methods", "random,random+confidence", "--cycles", "1",
-            "--budget", "4", "--seeds", "1", "--out", str(out), "--iterations", "2", "--mc-passes", "2",
-            "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4", "--no-full-data"]
+            "--budget", "4", "--seeds", "1", "--out", str(out), "--iterations", "20", "--mc-passes", "2",
+            "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4", "--no-full-data",
+            "--decoder-channels", "16", "--lr", "1e-2"]
     assert main(args) == 0
     assert (out / "models" / "seedset-s0.pt").is_file() and (out / "models" / "seedset-s0-confidence.pt").is_file()
     plain = Ledger(out / "ledgers" / "random-s0.sqlite").results()

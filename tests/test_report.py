@@ -8,8 +8,8 @@ def _rows():
     rows = []
     for seed in (0, 1):
         for c in range(3):
-            rows.append(ResultRow("random", seed, c, 0.02 * (c + 1), 0.2 + 0.1 * c + 0.01 * seed))
-            rows.append(ResultRow("view_entropy", seed, c, 0.02 * (c + 1), 0.25 + 0.15 * c))
+            rows.append(ResultRow("random", seed, c, 0.02 * (c + 1), 0.2 + 0.1 * c + 0.01 * seed, 10 * (c + 1), 5 + c))
+            rows.append(ResultRow("view_entropy", seed, c, 0.02 * (c + 1), 0.25 + 0.15 * c, 8 * (c + 1), 4 + 2 * c))
     return rows
 
 
@@ -21,7 +21,21 @@ def test_csv_round_trip(tmp_path):
     for a, b in zip(sorted(back, key=key), sorted(rows, key=key), strict=True):
         assert key(a) == key(b)
         assert a.miou == pytest.approx(b.miou, abs=1e-6) and a.labelled_fraction == pytest.approx(b.labelled_fraction)
-    assert (tmp_path / "r.csv").read_text().splitlines()[0] == "method,seed,cycle,labelled_fraction,miou"
+        assert (a.regions, a.frames) == (b.regions, b.frames)
+    assert (tmp_path / "r.csv").read_text().splitlines()[0] == "method,seed,cycle,labelled_fraction,miou,regions,frames"
+
+
+def test_cost_axes(tmp_path):
+    agg = aggregate(_rows())
+    np.testing.assert_allclose(agg["view_entropy"]["regions"], [8, 16, 24])
+    np.testing.assert_allclose(agg["random"]["frames"], [5, 6, 7])
+    # regions to reach a target, read off the regions axis: 0.25 + 0.15 c reaches 0.475 at c = 1.5 -> 20 regions
+    a = agg["view_entropy"]
+    assert fraction_to_reach(a["regions"], a["miou"], 0.475) == pytest.approx(20.0)
+    out = plot_curves(_rows(), tmp_path / "c.png", full_miou=0.6, cost=["pixels", "regions", "frames"], noise_floor=0.01)
+    assert out.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="cost must be one of"):
+        plot_curves(_rows(), tmp_path / "d.png", cost="clicks")
 
 
 def test_aggregate_mean_std():

@@ -245,8 +245,39 @@ def test_recalibrate_bn_uses_current_weights_and_restores_state():
     bn = model.net.encoder.features[0][1]
     conv = model.net.encoder.features[0][0]
     with torch.no_grad():
-        y = conv(torch.stack(imgs))
+        y = conv((torch.stack(imgs) - model.input_mean) / model.input_std)  # encode() normalises for the encoder
     # equal-weight average of the per-batch means (batches [0, 1] and [2, 3, 4])
     expected = (y[:2].mean((0, 2, 3)) + y[2:].mean((0, 2, 3))) / 2
     torch.testing.assert_close(bn.running_mean, expected, rtol=1e-4, atol=1e-5)
     assert bn.momentum == 0.1
+
+
+def test_epoch_batches_draw_in_proportion_to_labels():
+    from viewal.train import epoch_batches
+
+    g = torch.Generator().manual_seed(0)
+    batches = epoch_batches(3, 4, g, steps=500, weights=np.array([0.0, 100.0, 300.0]))
+    assert len(batches) == 500 and all(len(b) == 4 for b in batches)
+    counts = np.bincount(np.concatenate(batches), minlength=3)
+    assert counts[0] == 0  # an item without labels is never drawn
+    assert counts[2] / counts[1] == pytest.approx(3.0, rel=0.1)
+    uniform = np.bincount(np.concatenate(epoch_batches(3, 4, g, steps=300)), minlength=3)
+    assert uniform.max() - uniform.min() <= 4  # shuffled passes: every item equally often
+    one_pass = epoch_batches(8, 3, g)  # steps not counted: one shuffled pass over the items
+    assert len(one_pass) == 3 and sorted(sum(one_pass, [])) == list(range(8))
+    with pytest.raises(ValueError, match="weights"):
+        epoch_batches(3, 2, g, steps=2, weights=np.array([1.0, -1.0, 1.0]))
+
+
+def test_fit_counts_steps_exactly():
+    tiny_frames = [make_frame(i) for i in range(4)]
+    model = tiny(3)
+    cfg = TrainConfig(steps=5, steps_per_epoch=2, batch_size=2, size=(32, 32), sampling="labels", bn_recalibrate=0)
+    assert cfg.epochs == 3
+    res = fit(model, tiny_frames[:3], tiny_frames[3:4], cfg, progress=False)
+    assert [h["step"] for h in res.history] == [2, 4, 5]
+    assert all(h["val_miou"] is not None for h in res.history)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        TrainConfig(steps=5)
+    with pytest.raises(ValueError, match="sampling"):
+        TrainConfig(sampling="pixels")

@@ -409,7 +409,7 @@ def train_with_max_entropy(model, train_items: Sequence, val_items: Sequence, co
              "val_miou_base": res1.best_miou, "stn_steps": stn_steps, "bound": bound, "reg_weight": reg_weight,
              "discriminator": discriminator}
     ft_epochs = finetune_epochs if finetune_epochs is not None else max(1, cfg.epochs // 5)
-    cfg2 = dataclasses.replace(cfg, epochs=int(ft_epochs))
+    cfg2 = cfg.with_epochs(int(ft_epochs))
     res2 = fit(model, train_items, val_items, cfg2,
                extra_loss=combine_extra_losses(extra_loss, aug.extra_loss(aug_weight)), progress=progress,
                desc=f"{desc} max-entropy")

@@ -22,7 +22,8 @@ import numpy as np
 from viewal.io import write_json
 from viewal.report import ResultRow, format_table, plot_curves, write_results
 
-__all__ = ["configure_parser", "run", "run_experiment", "full_data_miou", "parse_method", "method_config", "seedset_name",
+__all__ = ["configure_parser", "run", "run_experiment", "full_data_miou", "retrain_miou", "result_row",
+           "parse_budgets", "budget_for_cycle", "config_from_args", "open_from_args", "parse_method", "method_config", "seedset_name",
            "TRAINING_AIDS"]
 
 
@@ -34,16 +35,22 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "aids, e.g. random+ups or entropy+max_entropy (aids: max_entropy, confidence, classwise, ups, "
                         "rotation)")
     p.add_argument("--cycles", type=int, default=3, help="active-learning cycles after the seed set")
-    p.add_argument("--budget", type=float, default=2.0, help="pixels labelled per cycle, %% of the pool's pixels")
+    p.add_argument("--budget", default="2",
+                   help="pixels labelled per cycle, %% of the pool's pixels: one number, or one per cycle "
+                        "(e.g. 2,4,8,16; the last repeats)")
     p.add_argument("--seeds", default="1", help="number of seeds N (0..N-1) or a comma-separated list")
     p.add_argument("--out", required=True, help="output directory (resumes when it holds an earlier run)")
     p.add_argument("--frame-step", type=int, default=1, help="keep every K-th frame of each scene")
     p.add_argument("--size", default=None, help="working size HxW (frames resized on load), e.g. 96x128")
-    p.add_argument("--iterations", type=int, default=150, help="SGD steps per training (epochs follow)")
-    p.add_argument("--batch-size", type=int, default=6)
-    p.add_argument("--lr", type=float, default=4e-3,
-                   help="SGD lr (x10 for ASPP+decoder). ViewAL: 4e-4 with ImageNet weights; from random init "
-                        "4e-3 learns far faster in short CPU runs (docs/model.md)")
+    p.add_argument("--iterations", type=int, default=300,
+                   help="SGD steps per training, however many frames carry labels (docs/model.md)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="encoder SGD lr (x10 for ASPP+decoder+head); measured in docs/model.md")
+    p.add_argument("--sampling", choices=("labels", "uniform"), default="labels",
+                   help="labels: each training sample drawn in proportion to its frame's labelled pixels; "
+                        "uniform: passes over the labelled frames")
+    p.add_argument("--decoder-channels", type=int, default=256, help="ASPP/decoder width (DeepLabv3+: 256)")
     p.add_argument("--encoder", default="efficientnet-lite0",
                    help="efficientnet-lite0 (offline ImageNet start), mobilenet_v2 (ViewAL's), resnet18, resnet34")
     p.add_argument("--init", default="imagenet",
@@ -72,8 +79,16 @@ TRAINING_AIDS = {"max_entropy": ("augment", "max_entropy"), "confidence": ("pseu
                  "rotation": ("auxiliary", "rotation")}
 
 
+#: region kinds a method spec may name after ``@``: ``random@image`` is ViewAL's RAND (whole images)
+REGION_KINDS = ("superpixel", "image")
+
+
 def parse_method(spec: str) -> tuple[str, dict]:
-    """``"scorer"`` or ``"scorer+aid[+aid]"`` → (scorer name, ALConfig overrides).
+    """``"scorer[@region][+aid[+aid]]"`` → (scorer name, ALConfig overrides).
+
+    ``@image`` / ``@superpixel`` sets the region kind of that method alone (``random@image`` ranks whole
+    images at random, as ViewAL's own RAND baseline; plain ``random`` picks random superpixels), so one
+    run compares both.
 
     Aids are training options (:data:`TRAINING_AIDS`): ``max_entropy`` (augmentation), one of
     ``confidence``, ``classwise``, ``ups`` (pseudo-labels) and ``rotation`` (PAL's rotation head as an
@@ -82,10 +97,15 @@ def parse_method(spec: str) -> tuple[str, dict]:
     """
     import viewal.scorers as scorers
 
-    scorer, *aids = [t.strip() for t in str(spec).split("+")]
+    head, *aids = [t.strip() for t in str(spec).split("+")]
+    scorer, at, region = (t.strip() for t in head.partition("@"))
     if scorer not in scorers.names():
         raise ValueError(f"method {spec!r}: unknown scorer {scorer!r}; available: {', '.join(scorers.names())}")
     overrides: dict = {}
+    if at:
+        if region not in REGION_KINDS:
+            raise ValueError(f"method {spec!r}: unknown region kind {region!r}; available: {', '.join(REGION_KINDS)}")
+        overrides["region"] = region
     for aid in aids:
         if aid not in TRAINING_AIDS:
             raise ValueError(f"method {spec!r}: unknown training aid {aid!r}; available: {', '.join(TRAINING_AIDS)}")
@@ -114,6 +134,45 @@ def seedset_name(cfg) -> str:
     return f"seedset-s{cfg.seed}{'-' + tag if tag else ''}.pt"
 
 
+def parse_budgets(text: str | float) -> list[float]:
+    """``"2"`` or ``"2,4,8"`` -> per-cycle budgets in %% (positive)."""
+    try:
+        vals = [float(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"--budget must be a number or a comma-separated list of numbers, got {text!r}") from None
+    if not vals or any(not (v > 0) for v in vals):
+        raise ValueError(f"--budget must be positive, got {text!r}")
+    return vals
+
+
+def budget_for_cycle(budgets: list[float], cycle: int) -> float:
+    """Budget (%%) of cycle ``cycle`` >= 1: ``budgets[cycle - 1]``, the last one repeating."""
+    return budgets[min(cycle, len(budgets)) - 1]
+
+
+def config_from_args(args: argparse.Namespace):
+    """The base :class:`~viewal.learner.ALConfig` of ``viewal experiment``'s arguments (one place for the
+    CLI and the benchmark scripts)."""
+    from viewal.learner import ALConfig
+
+    return ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
+                    superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
+                    overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
+                    init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, steps=args.iterations,
+                    sampling=args.sampling, decoder_channels=args.decoder_channels,
+                    num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
+                    pseudo_labels=args.pseudo_labels, scorer_options=json.loads(args.scorer_options))
+
+
+def open_from_args(args: argparse.Namespace):
+    """The dataset of ``viewal experiment``'s arguments (resized to ``--size``, every ``--frame-step``-th frame)."""
+    from viewal.datasets import open_dataset
+
+    size = parse_size_arg(args.size)
+    kw = {"height": size[0], "width": size[1]} if size else {}
+    return open_dataset(args.data, format=args.format, **kw).every(args.frame_step)
+
+
 def parse_seeds(text: str) -> list[int]:
     text = str(text).strip()
     if "," in text:
@@ -121,7 +180,7 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(int(text)))
 
 
-def _parse_size(text):
+def parse_size_arg(text):
     if text is None:
         return None
     from viewal.data import parse_size
@@ -140,6 +199,12 @@ def _scalars(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def result_row(method: str, seed: int, r: dict) -> ResultRow:
+    """A :class:`~viewal.report.ResultRow` from one ledger result (cost counts -1 when not recorded)."""
+    return ResultRow(method, seed, int(r["cycle"]), float(r["labelled_fraction"]), float(r["miou"]),
+                     int(r.get("regions", -1)), int(r.get("frames", -1)))
+
+
 def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
     """Train on every label of the train split with the experiment's recipe; cached in ``out``."""
     from viewal.model import build_model
@@ -152,22 +217,54 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
         return json.loads(path.read_text())
     t0 = time.time()
     train = dataset.split("train")
-    from viewal.learner import epochs_for
+    from viewal.learner import train_config
 
-    epochs = epochs_for(base.min_iterations, len(train), base.batch_size)
-    cfg = TrainConfig(epochs=epochs, batch_size=base.batch_size, lr=base.lr, seed=0, num_threads=base.num_threads,
-                      device=base.device, eval_every=max(1, epochs // base.validations))
+    cfg = train_config(base, len(train), seed=0)
     torch.manual_seed(0)
-    model = build_model(dataset.num_classes, encoder=base.encoder, encoder_weights=base.init)
+    model = build_model(dataset.num_classes, encoder=base.encoder, encoder_weights=base.init,
+                        decoder_channels=base.decoder_channels)
     fit(model, train, dataset.split("val"), cfg, progress=progress, desc="full data")
-    m = evaluate(model, dataset.split("test"), dataset.num_classes, batch_size=base.infer_batch_size)
+    m = evaluate(model, dataset.split("test"), dataset.num_classes, batch_size=base.infer_batch_size,
+                 size=base.size)
     res = {"miou": float(m["miou"]), "per_class_iou": [float(x) for x in m["per_class_iou"]],
-           "seconds": time.time() - t0, "epochs": cfg.epochs}
+           "seconds": time.time() - t0, "epochs": cfg.epochs, "steps": cfg.steps}
     write_json(path, res)
     return res
 
 
-def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, budget_pct: float, out: Path,
+def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, seed_set_only: bool = False,
+                 progress: bool = False) -> float:
+    """Test mIoU of a model retrained on a ledger's labels with another training seed (same recipe).
+
+    The spread of this over train seeds, with the labels fixed, is the benchmark's noise floor: a gap
+    between methods smaller than it says nothing. ``seed_set_only``: train on the seed set's frames
+    alone (the labels of cycle 0)."""
+    import torch
+
+    from viewal.ledger import Ledger
+    from viewal.learner import train_config
+    from viewal.model import build_model
+    from viewal.train import evaluate, fit
+
+    with Ledger(ledger_path) as led:
+        if seed_set_only:
+            keys = list(dict.fromkeys(f"{r['scene_id']}/{r['frame_id']}" for r in led.labels() if r["source"] == "seed"))
+            items = [dataset.frame(k) for k in keys]
+        else:
+            shape = (dataset.height, dataset.width)
+            items = [(dataset.frame(k), led.label_map(k, shape)) for k in led.labelled_frames()]
+    if not items:
+        raise ValueError(f"{ledger_path}: no labels to retrain on")
+    cfg = train_config(config, len(items), seed=train_seed)
+    torch.manual_seed(int(train_seed))
+    model = build_model(dataset.num_classes, encoder=config.encoder, encoder_weights=config.init,
+                        decoder_channels=config.decoder_channels)
+    fit(model, items, dataset.split("val"), cfg, progress=progress, desc=f"retrain seed {train_seed}")
+    return float(evaluate(model, dataset.split("test"), dataset.num_classes, batch_size=config.infer_batch_size,
+                          size=config.size)["miou"])
+
+
+def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, budget_pct: float | list[float], out: Path,
                    base, *, full_data: bool = True, progress: bool = True) -> tuple[list[ResultRow], float | None]:
     """Run (or resume) every method × seed; returns the result rows and the full-data mIoU."""
     from tqdm.auto import tqdm
@@ -176,13 +273,14 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
 
     out.mkdir(parents=True, exist_ok=True)
     rows: list[ResultRow] = []
-    budget_pixels = None
+    budgets = parse_budgets(",".join(map(str, budget_pct)) if isinstance(budget_pct, (list, tuple)) else budget_pct)
+    pool_pixels = None
     for seed in seeds:
         for method in methods:
             cfg = method_config(base, method, seed)
             learner = ActiveLearner(dataset, ledger=out / "ledgers" / f"{method}-s{seed}.sqlite", config=cfg)
-            if budget_pixels is None:
-                budget_pixels = int(round(budget_pct / 100.0 * learner.pool_pixels))
+            if pool_pixels is None:
+                pool_pixels = learner.pool_pixels
             shared0 = out / "models" / seedset_name(cfg)  # cycle 0: same seed set and recipe, one model
             bar = tqdm(total=cycles + 1, initial=min(learner.ledger.cycle(), cycles + 1), unit="cycle",
                        desc=f"{method} seed {seed}", disable=not progress)
@@ -192,7 +290,7 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
                     prev = out / "models" / (f"{method}-s{seed}-c{c - 1}.pt" if c > 1 else shared0.name)
                     if learner.model is None and prev.is_file():
                         learner.load_model(prev)
-                    learner.query(budget_pixels, progress=False)
+                    learner.query(int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)), progress=False)
                     learner.label()
                 if c == 0 and shared0.is_file():
                     learner.load_model(shared0)
@@ -205,13 +303,15 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
                 metrics["labelled_fraction"] = learner.labelled_fraction()
                 metrics["fit_stats"] = _scalars(learner.fit_stats)
                 metrics["oracle_wrong_regions"] = learner.oracle.n_wrong
+                metrics["regions"] = len(learner.ledger.labels())  # annotation cost: clicks (a seed frame = 1)
+                metrics["frames"] = len(learner.ledger.labelled_frames())
                 learner.next_cycle(metrics)
                 bar.update(1)
                 bar.set_postfix(miou=f"{metrics['miou']:.3f}", labelled=f"{100 * metrics['labelled_fraction']:.1f}%")
             bar.close()
             for r in learner.ledger.results():
                 if r["cycle"] <= cycles:
-                    rows.append(ResultRow(method, seed, int(r["cycle"]), float(r["labelled_fraction"]), float(r["miou"])))
+                    rows.append(result_row(method, seed, r))
             learner.ledger.close()
     full = full_data_miou(dataset, base, out, progress=progress)["miou"] if full_data else None
     from viewal.visualize import write_query_sheets  # contact sheet of the last cycle's queries (first seed)
@@ -221,24 +321,15 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
 
 
 def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-    from viewal.learner import ALConfig
-
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         parse_method(m)  # fails early, naming the bad spec
-    size = _parse_size(args.size)
-    kw = {"height": size[0], "width": size[1]} if size else {}
-    dataset = open_dataset(args.data, format=args.format, **kw).every(args.frame_step)
-    base = ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
-                    superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
-                    overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
-                    init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, min_iterations=args.iterations,
-                    num_threads=args.threads, size=size, augment=args.augment, pseudo_labels=args.pseudo_labels,
-                    scorer_options=json.loads(args.scorer_options))
+    budgets = parse_budgets(args.budget)
+    dataset = open_from_args(args)
+    base = config_from_args(args)
     out = Path(args.out)
     t0 = time.time()
-    rows, full = run_experiment(dataset, methods, parse_seeds(args.seeds), args.cycles, args.budget, out, base,
+    rows, full = run_experiment(dataset, methods, parse_seeds(args.seeds), args.cycles, budgets, out, base,
                                 full_data=not args.no_full_data)
     write_results(out / "results.csv", rows)
     plot_curves(rows, out / "curves.png", full_miou=full,

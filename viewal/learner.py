@@ -29,13 +29,28 @@ from viewal.oracle import Oracle
 from viewal.selection import (RegionQuery, build_pool, concat_pools, overlap_adjacency, queries_from_selection,
                               select, whole_image_regions)
 
-__all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for"]
+__all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config"]
 
 
 def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1) -> int:
     """Epochs needed for about ``iterations`` SGD steps over ``n_items`` items (at least ``at_least``)."""
     per_epoch = max(1, -(-n_items // batch_size))
     return max(at_least, -(-iterations // per_epoch))
+
+
+def train_config(c: "ALConfig", n_items: int, seed: int | None = None):
+    """The training recipe of an :class:`ALConfig` for ``n_items`` labelled items: exactly ``c.steps``
+    SGD steps with ``c.validations`` validations when steps are set, else ``c.epochs`` epochs raised to
+    at least ``c.min_iterations`` steps. One function for the learner's fits and the full-data reference."""
+    from viewal.train import TrainConfig
+
+    kw = dict(batch_size=c.batch_size, lr=c.lr, size=c.size, seed=c.seed if seed is None else int(seed),
+              num_threads=c.num_threads, device=c.device, sampling=c.sampling)
+    if c.steps is not None:
+        return TrainConfig(epochs=1, steps=c.steps, steps_per_epoch=max(1, -(-c.steps // max(1, c.validations))),
+                           eval_every=1, **kw)
+    epochs = epochs_for(c.min_iterations, n_items, c.batch_size, at_least=c.epochs) if c.min_iterations else c.epochs
+    return TrainConfig(epochs=epochs, eval_every=max(1, epochs // c.validations), **kw)
 
 
 #: ALConfig fields that say how a run executes, not what it is: a ledger resumes when only these change
@@ -60,7 +75,14 @@ class ALConfig:
         encoder, init: network encoder and optional encoder weights (SimSiam) path.
         epochs, batch_size, lr, size, num_threads, device: training (``viewal.train.TrainConfig``).
         min_iterations: at least this many SGD steps per fit (epochs are raised on small labelled sets,
-            so that a cycle with few labelled frames still trains).
+            so that a cycle with few labelled frames still trains). Ignored when ``steps`` is set.
+        steps: exactly this many SGD steps per fit (``validations`` validations among them), however
+            many frames carry labels; None: epochs / ``min_iterations``.
+        sampling: ``"uniform"`` or ``"labels"`` (items drawn ∝ their labelled pixels, so a fit spends
+            its steps on labels, not on frames with one labelled superpixel; ``viewal.train``).
+        decoder_channels: ASPP/decoder width (256 as DeepLabv3+; 64 is ~3x cheaper on CPU).
+        train_seed: seeds the model initialisation and training only (None: ``seed``); the noise
+            floor is measured by retraining the same labels with other train seeds.
         validations: about this many validations per fit (the best one's weights are kept).
         augment: ``"none"`` or ``"max_entropy"`` (spatial-transformer augmentation, ``viewal.augment``).
         pseudo_labels: ``"none"``, ``"confidence"``, ``"classwise"`` or ``"ups"`` (``viewal.pseudo``): after
@@ -90,6 +112,10 @@ class ALConfig:
     lr: float = 4e-4
     size: tuple[int, int] | None = None
     min_iterations: int = 0
+    steps: int | None = None
+    sampling: str = "uniform"
+    decoder_channels: int = 256
+    train_seed: int | None = None
     num_threads: int | None = None
     device: str = "cpu"
     infer_batch_size: int = 8
@@ -105,6 +131,10 @@ class ALConfig:
             raise ValueError(f"pseudo_labels must be one of none, confidence, classwise, ups; got {self.pseudo_labels!r}")
         if self.auxiliary not in ("none", "rotation"):
             raise ValueError(f"auxiliary must be 'none' or 'rotation', got {self.auxiliary!r}")
+        if self.sampling not in ("uniform", "labels"):
+            raise ValueError(f"sampling must be 'uniform' or 'labels', got {self.sampling!r}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
         if self.region not in ("superpixel", "image"):
             raise ValueError(f"region must be 'superpixel' or 'image', got {self.region!r}")
         if not 0 < self.seed_fraction <= 1:
@@ -252,12 +282,15 @@ class ActiveLearner:
         return self.scorer.selection == "viewal" or (self.scorer.selection == "greedy" and self.config.dedup)
 
     # ------------------------------------------------------------------------------------------ model
-    def train_config(self):
-        from viewal.train import TrainConfig
+    def train_config(self, n_items: int | None = None):
+        """The :class:`~viewal.train.TrainConfig` of this run's fits (see :func:`train_config`)."""
+        return train_config(self.config, n_items if n_items is not None else len(self.ledger.labelled_frames()),
+                            seed=self.train_seed)
 
-        c = self.config
-        return TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, size=c.size, seed=c.seed,
-                           num_threads=c.num_threads, device=c.device)
+    @property
+    def train_seed(self) -> int:
+        """Seed of the model initialisation and training (``config.train_seed``, else ``config.seed``)."""
+        return self.config.seed if self.config.train_seed is None else int(self.config.train_seed)
 
     def training_items(self) -> list[tuple]:
         """(frame, label map, {"superpixels": region map}) of every frame with labels in the ledger
@@ -276,8 +309,9 @@ class ActiveLearner:
         from viewal.model import build_model
 
         c = self.config
-        torch.manual_seed(c.seed)
-        model = build_model(self.dataset.num_classes, encoder=c.encoder, encoder_weights=c.init)
+        torch.manual_seed(self.train_seed)
+        model = build_model(self.dataset.num_classes, encoder=c.encoder, encoder_weights=c.init,
+                            decoder_channels=c.decoder_channels)
         extra = self.scorer.prepare_model(model)
         if c.auxiliary == "rotation" and not hasattr(model, "rotation_head"):
             from viewal.heads import attach_rotation_head, combine_extra_losses, rotation_extra_loss
@@ -309,10 +343,7 @@ class ActiveLearner:
         c = self.config
         model, extra = self._new_model()
         items = self.training_items()
-        cfg = self.train_config()
-        if c.min_iterations:
-            cfg.epochs = epochs_for(c.min_iterations, len(items), cfg.batch_size, at_least=cfg.epochs)
-        cfg.eval_every = max(1, cfg.epochs // c.validations)
+        cfg = self.train_config(len(items))
         desc = f"{c.scorer} c{self.ledger.cycle()}"
         self.fit_stats = {}
         if c.augment == "max_entropy":

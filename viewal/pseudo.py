@@ -435,7 +435,7 @@ def train_with_pseudo_labels(model, train_items, pool_frames, val_items, config=
                   for it in merged]
     ft = finetune_epochs if finetune_epochs is not None else max(1, cfg.epochs // 2)
     hook = combine_extra_losses(extra_loss, negative_loss_hook(negative_weight) if mode == "ups" else None)
-    res2 = fit(model, merged, val_items, dataclasses.replace(cfg, epochs=int(ft)), extra_loss=hook,
+    res2 = fit(model, merged, val_items, cfg.with_epochs(int(ft)), extra_loss=hook,
                progress=progress, desc=f"{desc} pseudo-{mode}")
     stats["val_miou_base"] = res.best_miou
     stats["val_miou_pseudo"] = res2.best_miou

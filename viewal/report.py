@@ -1,7 +1,9 @@
 """Results of active-learning experiments: CSV rows, label-efficiency curves, terminal tables.
 
-A result row is ``(method, seed, cycle, labelled_fraction, miou)``; ``labelled_fraction`` is the share
-of the training pool's pixels that carry a label (0..1).
+A result row is ``(method, seed, cycle, labelled_fraction, miou, regions, frames)``: ``labelled_fraction``
+is the share of the training pool's pixels that carry a label (0..1); the annotation cost is also counted
+as ``regions`` (labelled regions so far, each ≈ one click-and-label, a seed frame counting as one, as
+Cai et al. CVPR 2021 count cost) and ``frames`` (frames touched by a label); -1 when unknown.
 """
 from __future__ import annotations
 
@@ -27,6 +29,13 @@ class ResultRow:
     cycle: int
     labelled_fraction: float
     miou: float
+    regions: int = -1
+    frames: int = -1
+
+#: the cost axes a curve can be drawn against: row attribute, axis label, scale
+COSTS = {"pixels": ("labelled_fraction", "% of training pixels labelled", 100.0),
+         "regions": ("regions", "regions labelled (clicks)", 1.0),
+         "frames": ("frames", "frames touched", 1.0)}
 
 
 def write_results(path: str | Path, rows: Iterable[ResultRow]) -> None:
@@ -35,20 +44,22 @@ def write_results(path: str | Path, rows: Iterable[ResultRow]) -> None:
     w = csv.writer(buf)
     w.writerow([f.name for f in fields(ResultRow)])
     for r in sorted(rows, key=lambda r: (r.method, r.seed, r.cycle)):
-        w.writerow([r.method, r.seed, r.cycle, f"{r.labelled_fraction:.6f}", f"{r.miou:.6f}"])
+        w.writerow([r.method, r.seed, r.cycle, f"{r.labelled_fraction:.6f}", f"{r.miou:.6f}", r.regions, r.frames])
     write_text(path, buf.getvalue())
 
 
 def read_results(path: str | Path) -> list[ResultRow]:
     with open(path, newline="") as fh:
         return [ResultRow(r["method"], int(r["seed"]), int(r["cycle"]), float(r["labelled_fraction"]),
-                          float(r["miou"])) for r in csv.DictReader(fh)]
+                          float(r["miou"]), int(r.get("regions") or -1), int(r.get("frames") or -1))
+                for r in csv.DictReader(fh)]
 
 
 def aggregate(rows: Sequence[ResultRow]) -> dict[str, dict[str, np.ndarray]]:
     """Per method and cycle: mean/std of labelled fraction and mIoU over seeds.
 
-    Returns ``{method: {"cycle", "fraction", "fraction_std", "miou", "miou_std", "n"}}`` (arrays over cycles).
+    Returns ``{method: {"cycle", "fraction", "fraction_std", "miou", "miou_std", "n", "regions",
+    "frames"}}`` (arrays over cycles; regions/frames are means over seeds).
     """
     by = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -61,7 +72,9 @@ def aggregate(rows: Sequence[ResultRow]) -> dict[str, dict[str, np.ndarray]]:
         miou = [np.mean([r.miou for r in cycles[c]]) for c in cs]
         mstd = [np.std([r.miou for r in cycles[c]]) for c in cs]
         out[m] = {"cycle": np.array(cs), "fraction": np.array(frac), "fraction_std": np.array(fstd),
-                  "miou": np.array(miou), "miou_std": np.array(mstd), "n": np.array([len(cycles[c]) for c in cs])}
+                  "miou": np.array(miou), "miou_std": np.array(mstd), "n": np.array([len(cycles[c]) for c in cs]),
+                  "regions": np.array([np.mean([r.regions for r in cycles[c]]) for c in cs]),
+                  "frames": np.array([np.mean([r.frames for r in cycles[c]]) for c in cs])}
     return out
 
 
@@ -107,27 +120,43 @@ def format_table(rows: Sequence[ResultRow], full_miou: float | None = None, targ
 
 def plot_curves(rows: Sequence[ResultRow], out: str | Path, full_miou: float | None = None,
                 title: str = "Label efficiency", target_share: float = 0.95,
-                groups: Sequence[tuple[str, Sequence[str]]] | None = None) -> Path:
-    """mIoU against % of pixels labelled, mean and spread (±1 std) over seeds; full-data mIoU as a line.
+                groups: Sequence[tuple[str, Sequence[str]]] | None = None, cost: str = "pixels",
+                noise_floor: float | None = None) -> Path:
+    """mIoU against annotation cost, mean and spread (±1 std) over seeds; full-data mIoU as a line.
 
     ``groups``: [(panel title, [methods])] draws one panel per group side by side (shared y axis, one
     colour per method across panels), e.g. scorers in one panel and training aids in another.
+    ``cost``: x axis, a key of :data:`COSTS` (``pixels``, ``regions``, ``frames``); a list of keys
+    draws one panel per cost (every method in each). ``noise_floor``: mIoU std of retraining the same
+    labels (0..1), drawn as a band under the full-data line's 95 % target.
     """
+    costs = [cost] if isinstance(cost, str) else list(cost)
+    for c in costs:
+        if c not in COSTS:
+            raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {c!r}")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     agg = aggregate(rows)
-    panels = [(title, sorted(agg))] if not groups else [(t, [m for m in ms if m in agg]) for t, ms in groups]
-    names = list(dict.fromkeys(m for _, ms in panels for m in ms))
+    if len(costs) > 1:
+        panels = [(COSTS[c][1], sorted(agg), c) for c in costs]
+    elif groups:
+        panels = [(t, [m for m in ms if m in agg], costs[0]) for t, ms in groups]
+    else:
+        panels = [(title, sorted(agg), costs[0])]
+    multi = len(panels) > 1
+    names = list(dict.fromkeys(m for _, ms, _ in panels for m in ms))
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")  # one distinct colour per method
     colours = {m: cmap(k % cmap.N) for k, m in enumerate(names)}
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), dpi=120, sharey=True, squeeze=False)
-    for ax, (panel_title, methods) in zip(axes[0], panels):
+    for ax, (panel_title, methods, c) in zip(axes[0], panels):
+        key, xlabel, scale = COSTS[c]
+        src = {"labelled_fraction": "fraction"}.get(key, key)
         for m in methods:
             a = agg[m]
-            x, y, s = 100 * a["fraction"], 100 * a["miou"], 100 * a["miou_std"]
+            x, y, s = scale * a[src], 100 * a["miou"], 100 * a["miou_std"]
             ax.plot(x, y, marker="o", lw=2 if m == "view_entropy" else 1.4, color=colours[m],
                     label=f"{m} (n={a['n'].max()})")
             ax.fill_between(x, y - s, y + s, color=colours[m], alpha=0.15)
@@ -135,12 +164,18 @@ def plot_curves(rows: Sequence[ResultRow], out: str | Path, full_miou: float | N
             ax.axhline(100 * full_miou, color="k", ls="--", lw=1, label=f"full data ({100 * full_miou:.1f})")
             ax.axhline(100 * target_share * full_miou, color="gray", ls=":", lw=1,
                        label=f"{100 * target_share:.0f}% of full data")
-        ax.set_xlabel("% of training pixels labelled")
-        ax.set_title(panel_title if groups else title)
+            if noise_floor:
+                t = 100 * target_share * full_miou
+                ax.axhspan(t - 100 * noise_floor, t + 100 * noise_floor, color="gray", alpha=0.12,
+                           label=f"noise floor ±{100 * noise_floor:.1f}")
+        if c != "pixels":
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_title(panel_title if multi else title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     axes[0][0].set_ylabel("test mIoU (%)")
-    if groups:
+    if multi:
         fig.suptitle(title)
     fig.tight_layout()
     out = Path(out)

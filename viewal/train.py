@@ -38,6 +38,8 @@ __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "seg
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
 
+SAMPLINGS = ("uniform", "labels")
+
 ExtraLoss = Callable[[SegModel, dict, torch.Tensor, list], torch.Tensor]
 
 
@@ -58,6 +60,12 @@ class TrainConfig:
         device: "cpu" or e.g. "cuda".
         eval_every: validate every this many epochs (and always after the last).
         eval_batch_size: batch size of validation.
+        steps: total SGD steps; when set it replaces ``epochs`` (an "epoch" is then
+            ``steps_per_epoch`` steps, the unit of validation and of the lr schedule).
+        steps_per_epoch: steps per epoch (None: one pass over the items, as ViewAL).
+        sampling: ``"uniform"`` (shuffled passes over the items) or ``"labels"`` (every sample drawn
+            with probability proportional to its item's labelled pixels, with replacement), so that
+            steps are spent on labels rather than on frames with a few labelled superpixels.
         bn_recalibrate: before each validation (and at the end), re-estimate the BatchNorm running
             statistics with the current weights on up to this many training images (train-mode
             forward, dropout off, equal-weight average; "precise BN"). 0 disables. Needed from random
@@ -82,13 +90,33 @@ class TrainConfig:
     eval_every: int = 1
     eval_batch_size: int = 8
     bn_recalibrate: int = 64
+    steps: int | None = None
+    steps_per_epoch: int | None = None
+    sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         self.size = parse_size(self.size)
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
+        if self.steps is not None:
+            if self.steps < 1:
+                raise ValueError(f"steps must be >= 1, got {self.steps}")
+            if self.steps_per_epoch is None:
+                raise ValueError("steps needs steps_per_epoch (the validation / lr-schedule unit)")
+            self.epochs = -(-int(self.steps) // int(self.steps_per_epoch))
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def with_epochs(self, epochs: int) -> "TrainConfig":
+        """A copy that trains ``epochs`` epochs (of ``steps_per_epoch`` steps when steps are counted)."""
+        import dataclasses
+
+        steps = None if self.steps is None else int(epochs) * int(self.steps_per_epoch)
+        return dataclasses.replace(self, epochs=int(epochs), steps=steps)
 
     @property
     def step_epoch(self) -> int:
@@ -103,8 +131,8 @@ class FitResult:
     Attributes:
         best_miou: best validation mIoU (NaN without validation frames).
         best_epoch: 1-based epoch of the restored weights (the last one without validation).
-        history: one dict per epoch: ``epoch``, ``loss`` (mean training loss), ``lr``, ``seconds``,
-            ``val_miou`` (or None when not evaluated).
+        history: one dict per epoch: ``epoch``, ``step`` (SGD steps done), ``loss`` (mean training
+            loss), ``lr``, ``seconds``, ``train_seconds`` (without validation), ``val_miou`` (or None).
         seconds: total wall time.
     """
 
@@ -186,6 +214,37 @@ def evaluate(model: SegModel, frames: Sequence, num_classes: int, batch_size: in
 
 
 # ---------------------------------------------------------------------------------------------- training
+
+def epoch_batches(n: int, batch_size: int, gen: torch.Generator, steps: int | None = None,
+                  weights: np.ndarray | None = None) -> list[list[int]]:
+    """Index batches of one epoch.
+
+    Args:
+        n: items; batch_size: B.
+        steps: batches to make (None: one shuffled pass over the items, :func:`_batches`).
+        weights: (n,) non-negative sampling weights (e.g. labelled pixels): every index is drawn
+            with probability ∝ weight, with replacement. None: uniform, shuffled passes.
+
+    Returns:
+        ``steps`` (or ceil(n / B)) lists of indices, none of length one.
+    """
+    if steps is None and weights is None:
+        return _batches(n, batch_size, gen)
+    steps = steps if steps is not None else max(1, -(-n // batch_size))
+    b = max(2, batch_size)
+    if weights is not None:
+        w = torch.as_tensor(np.asarray(weights, np.float64))
+        if w.shape != (n,) or bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
+            raise ValueError(f"weights must be ({n},) finite and non-negative")
+        if float(w.sum()) <= 0:
+            w = torch.ones(n, dtype=torch.float64)
+        flat = torch.multinomial(w, steps * b, replacement=True, generator=gen).tolist()
+    else:
+        flat = []
+        while len(flat) < steps * b:
+            flat += torch.randperm(n, generator=gen).tolist()
+    return [flat[s * b:(s + 1) * b] for s in range(steps)]
+
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[list[int]]:
     """Shuffled index batches; never a batch of one (BatchNorm in the ASPP pooling branch needs >= 2)."""
@@ -287,15 +346,22 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epoch, gamma=cfg.gamma)
 
+    weights = None
+    if cfg.sampling == "labels":
+        weights = np.array([float((ds._load(i)[1] != IGNORE_INDEX).sum()) for i in range(len(ds))])
     best_miou, best_epoch, best_state = -math.inf, 0, None
     history: list[dict] = []
     t_start = time.perf_counter()
+    step = 0
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         for m in extra_modules:
             m.train()
-        batches = _batches(len(ds), cfg.batch_size, gen)
+        n_steps = cfg.steps_per_epoch
+        if cfg.steps is not None:
+            n_steps = min(cfg.steps_per_epoch, cfg.steps - step)
+        batches = epoch_batches(len(ds), cfg.batch_size, gen, n_steps, weights)
         losses = []
         bar = tqdm(batches, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="batch")
         for idx in bar:
@@ -314,9 +380,11 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         bar.close()
+        step += len(batches)
         lr_used = opt.param_groups[0]["lr"]
         sched.step()
-        rec = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": lr_used, "val_miou": None}
+        rec = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "lr": lr_used, "val_miou": None,
+               "train_seconds": time.perf_counter() - t0}
         last = epoch == cfg.epochs
         validate = bool(val_items) and (epoch % max(1, cfg.eval_every) == 0 or last)
         if cfg.bn_recalibrate > 0 and (validate or last):
