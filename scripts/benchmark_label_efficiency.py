@@ -128,6 +128,33 @@ def noise_floor(dataset, base, out: Path, method: str, seed: int, cycles: int,
     return rec
 
 
+def sampling_ablation(dataset, base, out: Path, methods: list[str], seed: int, cycles: int) -> dict:
+    """The same labels (each method's seed-``seed`` ledger at the last cycle) retrained with the other
+    ``--sampling``: does spending the steps on labels matter? Cached in ``OUT/sampling_ablation.json``.
+    Returns ``{method: {"labels": mIoU, "uniform": mIoU}}``."""
+    import json
+    from dataclasses import replace
+
+    from viewal import experiment
+    from viewal.io import write_json
+    from viewal.ledger import Ledger
+
+    path = out / "sampling_ablation.json"
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    other = "uniform" if base.sampling == "labels" else "labels"
+    for m in methods:
+        key = f"{m}-s{seed}"
+        if key in cache:
+            continue
+        ledger = out / "ledgers" / f"{key}.sqlite"
+        with Ledger(ledger) as led:
+            res = {int(r["cycle"]): float(r["miou"]) for r in led.results()}
+        cfg = replace(experiment.method_config(base, m, seed), sampling=other)
+        cache[key] = {base.sampling: res[cycles], other: experiment.retrain_miou(dataset, cfg, ledger, seed)}
+        write_json(path, cache)
+    return cache
+
+
 def main(argv: list[str] | None = None) -> int:
     from viewal import experiment
     from viewal.io import write_text
@@ -149,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise-floor", default="random", metavar="METHOD",
                    help="measure the noise floor: retrain METHOD's seed-0 labels (seed set, and the last cycle) "
                         "with 2 other training seeds; '' to skip")
+    p.add_argument("--sampling-ablation", default="", metavar="METHODS",
+                   help="retrain these methods' seed-0 labels of the last cycle with the other --sampling "
+                        "(comma-separated; '' to skip)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1 cycle, few iterations")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: report the seeds that every method finished in OUT's ledgers (an "
@@ -179,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                                                full_data=True)
     write_results(out / "results.csv", rows)
     floor = noise_floor(dataset, base, out, args.noise_floor, seeds[0], args.cycles) if args.noise_floor else None
+    ablation = {}
+    if args.sampling_ablation:
+        ablation = sampling_ablation(dataset, base, out, [m.strip() for m in args.sampling_ablation.split(",")
+                                                          if m.strip()], seeds[0], args.cycles)
     groups = None
     if args.plot_groups:
         groups = [(t.strip(), [m.strip() for m in ms.split(",") if m.strip()])
@@ -216,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
                        f"curves is only worth reading when it exceeds about twice this."]
     aids = training_aid_table(out, methods, seeds, args.cycles)
     cmd = "python scripts/benchmark_label_efficiency.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if ablation:
+        other = "uniform" if base.sampling == "labels" else "labels"
+        floor_lines += ["", f"**Sampling** (same labels: seed {seeds[0]}'s last cycle, retrained with the other "
+                        f"`--sampling`, same training seed): test mIoU with `{base.sampling}` vs `{other}`: "
+                        + "; ".join(f"{k.rsplit('-s', 1)[0]} {100 * v[base.sampling]:.1f} vs {100 * v[other]:.1f}"
+                                    for k, v in ablation.items()) + "."]
     report = "\n".join([
         f"# {args.title}", "",
         f"Command: `{cmd}`", "",
