@@ -14,7 +14,38 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_json", "write_text", "write_image", "write_npz", "read_image"]
+__all__ = ["atomic_path", "write_json", "write_text", "write_image", "write_npz", "read_image", "record_reads",
+           "check_complete"]
+
+_READS: list[list[str]] = []  # open record_reads() collectors
+
+
+@contextlib.contextmanager
+def record_reads() -> Iterator[list[str]]:
+    """Collect the paths :func:`read_image` reads inside the block (e.g. the files of one frame)."""
+    log: list[str] = []
+    _READS.append(log)
+    try:
+        yield log
+    finally:
+        _READS.remove(log)
+
+
+def check_complete(path: str | os.PathLike) -> None:
+    """Raise ``OSError`` naming ``path`` when a JPEG lacks its end-of-image marker or a PNG its IEND
+    chunk: a truncated file that OpenCV would decode with a warning only, its missing part grey."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in (".jpg", ".jpeg", ".png"):
+        return
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 64))
+        tail = fh.read()
+    if ext == ".png" and b"IEND" not in tail[-12:]:
+        raise OSError(f"truncated PNG image (no IEND chunk at its end): {path}")
+    if ext in (".jpg", ".jpeg") and b"\xff\xd9" not in tail:
+        raise OSError(f"truncated JPEG image (no end-of-image marker): {path}")
 
 
 @contextlib.contextmanager
@@ -75,6 +106,9 @@ def read_image(path: str | os.PathLike, flags: int | None = None, rgb: bool = Tr
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"missing image file: {path}")
+    for log in _READS:
+        log.append(str(path))
+    check_complete(path)
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED if flags is None else flags)
     if img is None:
         raise OSError(f"could not decode image file: {path}")
