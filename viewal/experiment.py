@@ -405,16 +405,25 @@ def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[f
     Every ledger is opened and checked (config, pool, ``--budget``, ``--frame-step``) before any
     training starts, so a resume with a changed setting fails at once, naming it."""
     from viewal.learner import ActiveLearner
+    from viewal.ledger import Ledger, LedgerError
 
     learners = []
     try:
         for seed in seeds:
             for method in methods:
                 cfg = method_config(base, method, seed)
-                learner = ActiveLearner(dataset, ledger=out / "ledgers" / f"{method}-s{seed}.sqlite", config=cfg)
+                led = Ledger(out / "ledgers" / f"{method}-s{seed}.sqlite")
+                try:  # the flags first: a changed --frame-step is named as such, not as a changed pool
+                    check_run_setting(led, "budget", budgets, "--budget")
+                    check_run_setting(led, "frame_step", int(frame_step), "--frame-step")
+                    learner = ActiveLearner(dataset, ledger=led, config=cfg)
+                except LedgerError as e:
+                    led.close()
+                    raise LedgerError(f"{e} (viewal experiment: --overwrite starts the run over)") from None
+                except BaseException:
+                    led.close()
+                    raise
                 learners.append((method, seed, learner))
-                check_run_setting(learner.ledger, "budget", budgets, "--budget")
-                check_run_setting(learner.ledger, "frame_step", int(frame_step), "--frame-step")
     except BaseException:
         for *_, lr in learners:
             lr.ledger.close()

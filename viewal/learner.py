@@ -247,6 +247,16 @@ class ActiveLearner:
         if overrides:
             cfg = ALConfig.from_json({**cfg.to_json(), **overrides})
         self.config = cfg
+        if cfg.kernel_backend == "cuda":
+            from viewal.kernels import check_backend
+
+            check_backend("cuda")  # no GPU: say so now, not as a raw CudaSupportError mid-cycle
+        if str(cfg.device).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"device {cfg.device!r}: no CUDA GPU found (torch.cuda.is_available() is False); "
+                                 f"use device='cpu'")
         self.scorer = scorers.get(cfg.scorer, **cfg.scorer_options)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         stored = self.ledger.config()
