@@ -279,9 +279,9 @@ def test_hitl_import_names_unknown_query_id(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ arguments
 
 BAD_ARGS = [
-    (["--budget", "0"], "--budget is a percentage"),
-    (["--budget", "150"], "--budget is a percentage"),
-    (["--budget", "-5"], "--budget is a percentage"),
+    (["--budget", "0"], "--budget: each value must be positive and at most 100"),
+    (["--budget", "150"], "--budget: each value must be positive and at most 100"),
+    (["--budget", "-5"], "--budget: each value must be positive and at most 100"),
     (["--budget", "nan"], "--budget must be finite"),
     (["--budget", "abc"], "--budget must be a number"),
     (["--budget", "40", "--cycles", "3"], "asks for 140 % of the pool"),
@@ -310,6 +310,13 @@ def test_experiment_arguments_refused_before_anything_runs(tmp_path, capsys, ext
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_budget_under_one_pixel_refused_before_training(tiny, tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert main(exp_args(tiny, out, "--budget", "0.001", "--cycles", "1")) == 1
+    assert "less than one pixel (cycle 1)" in capsys.readouterr().err
+    assert not (out / "models").exists()
 
 
 def test_query_and_config_refuse_bad_numbers_before_training(tiny, tmp_path):

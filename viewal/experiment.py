@@ -150,7 +150,7 @@ def parse_budgets(text: str | float) -> list[float]:
     if any(not np.isfinite(v) for v in vals):
         raise ValueError(f"--budget must be finite numbers, got {text!r}")
     if any(v <= 0 or v > 100 for v in vals):
-        raise ValueError(f"--budget is a percentage of the pool per cycle: each value must lie in (0, 100], "
+        raise ValueError(f"--budget: each value must be positive and at most 100 (% of the pool per cycle), "
                          f"got {text!r}")
     return vals
 
@@ -488,6 +488,10 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
     learners = open_learners(dataset, methods, seeds, budgets, out, base, frame_step)
     try:
         pool_pixels = learners[0][2].pool_pixels
+        for c in range(1, cycles + 1):  # a budget under one pixel is refused now, not after cycle 0's training
+            if int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)) < 1:
+                raise ValueError(f"--budget {budget_for_cycle(budgets, c):g} % of a pool of {pool_pixels} pixels is "
+                                 f"less than one pixel (cycle {c})")
         for method, seed, learner in learners:
             run_cycles(learner, method, seed, cycles, budgets, out, pool_pixels, progress=progress)
             for r in learner.ledger.results():
