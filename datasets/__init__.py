@@ -61,5 +61,12 @@ def open_dataset(path: str | Path, format: str = "auto", **kwargs) -> RGBDDatase
         raise ValueError(f"unknown dataset format {format!r}; valid formats: 'auto', {', '.join(map(repr, FORMATS))}")
     if not path.exists():
         raise FileNotFoundError(f"dataset path does not exist: {path}")
+    try:
+        found = detect_format(path)
+    except DatasetError:
+        found = None  # nothing recognisable: trust the explicit format (its reader names what is missing)
+    if found is not None and found != format:
+        raise DatasetError(f"{path}: format={format!r} was asked for, but the folder is in the {found!r} layout; "
+                           f"pass format={found!r} or 'auto'")
     mod, fn = FORMATS[format].split(":")
     return getattr(importlib.import_module(mod), fn)(path, **kwargs)

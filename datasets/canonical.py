@@ -153,6 +153,15 @@ def load_label_png(path: Path, size: tuple[int, int], num_classes: int,
     return lab
 
 
+def common_shape(paths: list[Path]) -> tuple[int, int]:
+    """The most common (H, W) among a few image files (first wins a tie): the scene's native size, so that
+    one odd file (even the first) is blamed itself when loaded, not every other file of the scene."""
+    from collections import Counter
+
+    shapes = [image_shape(p) for p in paths]
+    return Counter(shapes).most_common(1)[0][0]
+
+
 def image_shape(path: Path) -> tuple[int, int]:
     """(H, W) of an image file (error names the file)."""
     img = read_image(path, rgb=False)
@@ -262,7 +271,8 @@ def read_scene_frames(
 
     frames: list[Frame] = []
     native_shape = None
-    for fid in select_frames(sorted(colors, key=natural_key), frame_skip):
+    ids = select_frames(sorted(colors, key=natural_key), frame_skip)
+    for fid in ids:
         depth_path = depth_dir / f"{fid}.png"
         if not depth_path.is_file():
             raise FileNotFoundError(f"missing depth file for frame {fid}: {depth_path}")
@@ -270,7 +280,7 @@ def read_scene_frames(
         if pose is None:
             continue
         if native_shape is None:
-            native_shape = image_shape(depth_path)
+            native_shape = common_shape([depth_dir / f"{i}.png" for i in ids[:5] if (depth_dir / f"{i}.png").is_file()])
         frames.append(make_frame(
             scene_id, fid, color=colors[fid], depth=depth_path, K_native=K_depth, native_shape=native_shape,
             size=size, world_T_cam=pose, depth_scale=depth_scale,
@@ -288,10 +298,50 @@ def read_meta(root: Path) -> dict:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: invalid JSON ({e})") from None
-    for k in ("class_names", "splits"):
+    validate_meta(meta, path)
+    return meta
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate_meta(meta, path: Path) -> None:
+    """Check a ``viewal.json`` against its schema; the error names the file and the key at fault.
+
+    Required: ``class_names`` (list of distinct non-empty strings, at most 255), ``splits`` (object:
+    split name -> list of scene ids or frame keys), ``height`` and ``width`` (integers >= 1: the size
+    the files are resized to). Optional: ``format`` (``"viewal"``), ``depth_scale`` (number > 0,
+    units per metre), ``ignore_index`` (255), ``version`` (integer). Other keys are kept unread."""
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: must hold a JSON object, got {type(meta).__name__}")
+    for k in ("class_names", "splits", "height", "width"):
         if k not in meta:
             raise DatasetError(f"{path}: missing key {k!r}")
-    return meta
+    names = meta["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise DatasetError(f"{path}: key 'class_names' must be a non-empty list of class-name strings, "
+                           f"got {json.dumps(names)[:80]}")
+    if len(set(names)) != len(names) or len(names) > 255:
+        raise DatasetError(f"{path}: key 'class_names' must hold at most 255 distinct names")
+    splits = meta["splits"]
+    if not isinstance(splits, dict) or not all(isinstance(v, list) and all(isinstance(e, str) for e in v)
+                                               for v in splits.values()):
+        raise DatasetError(f"{path}: key 'splits' must be an object like {{\"train\": [\"scene0\", ...], "
+                           f"\"val\": [...], \"test\": [...]}}, got {json.dumps(splits)[:80]}")
+    for k in ("height", "width"):
+        if not _is_int(meta[k]) or meta[k] < 1:
+            raise DatasetError(f"{path}: key {k!r} must be an integer >= 1, got {meta[k]!r}")
+    if "format" in meta and meta["format"] != "viewal":
+        raise DatasetError(f"{path}: key 'format' must be 'viewal', got {meta['format']!r}")
+    if "depth_scale" in meta:
+        v = meta["depth_scale"]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v <= 0:
+            raise DatasetError(f"{path}: key 'depth_scale' (depth units per metre) must be a number > 0, got {v!r}")
+    if "ignore_index" in meta and meta["ignore_index"] != IGNORE_INDEX:
+        raise DatasetError(f"{path}: key 'ignore_index' must be {IGNORE_INDEX}, got {meta['ignore_index']!r}")
+    if "version" in meta and not _is_int(meta["version"]):
+        raise DatasetError(f"{path}: key 'version' must be an integer, got {meta['version']!r}")
 
 
 def expand_splits(splits: dict[str, list[str]], scenes: dict[str, list[Frame]], where: Path) -> dict[str, list[str]]:
@@ -378,7 +428,7 @@ def read_canonical(root: str | Path, height: int | None = None, width: int | Non
     """Open a dataset in the canonical layout (see module docstring)."""
     root = Path(root)
     meta = read_meta(root)
-    size = (int(height or meta.get("height", 240)), int(width or meta.get("width", 320)))
+    size = (int(height or meta["height"]), int(width or meta["width"]))
     class_names = list(meta["class_names"])
     scale = float(meta.get("depth_scale", 1000.0))
     scenes: dict[str, list[Frame]] = {}

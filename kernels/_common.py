@@ -41,9 +41,23 @@ class Scene:
 
 
 def check_backend(backend: str) -> str:
+    """``backend`` when it is known and usable here: ``"cuda"`` needs a CUDA GPU that Numba can see."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "cuda" and not cuda_available():
+        raise ValueError("backend 'cuda': no CUDA GPU found (numba.cuda.is_available() is False); "
+                         f"backends: {', '.join(BACKENDS)}; 'cpu' (Numba, parallel) runs anywhere")
     return backend
+
+
+def cuda_available() -> bool:
+    """True when Numba finds a usable CUDA GPU (never raises)."""
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # no CUDA toolkit, driver or device
+        return False
 
 
 def check_scene(depths: Any, Ks: Any, world_T_cams: Any, mode: str, depth_tol: Any,

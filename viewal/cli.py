@@ -36,6 +36,37 @@ Run 'viewal <command> --help' for the options of a command.
 """
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    import pickle
+    import sqlite3
+
+    return (FileNotFoundError, ValueError, KeyError, OSError, AttributeError, sqlite3.DatabaseError,
+            pickle.UnpicklingError, NotImplementedError)
+
+
+#: errors a command reports as one line (``VIEWAL_DEBUG=1`` shows the traceback instead)
+USER_ERRORS = _user_errors()
+
+
+def error_text(e: BaseException) -> str:
+    """One-line message of a reported error: KeyError's quotes dropped, the type named where the message
+    alone would not say what went wrong, never torch's advice to load a file with ``weights_only=False``."""
+    from viewal.io import unpickle_reason
+
+    if isinstance(e, KeyError) and len(e.args) == 1:
+        return str(e.args[0])
+    text = str(e)
+    if "weights_only" in text:
+        return unpickle_reason(e)
+    if isinstance(e, (AttributeError, NotImplementedError)) or not text:
+        return f"{type(e).__name__}: {text}"
+    import sqlite3
+
+    if isinstance(e, sqlite3.DatabaseError):
+        return f"SQLite: {text}"
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="viewal", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sub.parse_args(rest)
     try:
         return int(module.run(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"viewal {name}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        if os.environ.get("VIEWAL_DEBUG"):
+            raise
+        print(f"viewal {name}: error: {error_text(e)}", file=sys.stderr)
         return 1
 
 

@@ -22,7 +22,9 @@ import numpy as np
 from viewal.io import write_json
 from viewal.report import ResultRow, format_table, plot_curves, write_results
 
-__all__ = ["configure_parser", "run", "run_experiment", "full_data_miou", "retrain_miou", "result_row",
+__all__ = ["configure_parser", "run", "run_experiment", "run_cycles", "open_learners", "check_run_setting",
+           "check_experiment_args", "check_budget_total", "parse_seeds", "parse_methods", "parse_scorer_options",
+           "clean_run", "full_data_miou", "retrain_miou", "result_row",
            "parse_budgets", "budget_for_cycle", "config_from_args", "open_from_args", "parse_method", "method_config", "seedset_name",
            "TRAINING_AIDS"]
 
@@ -72,6 +74,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scorer-options", default="{}", help="JSON dict of scorer options, e.g. '{\"sub_queries\": 4}'")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--no-full-data", action="store_true", help="skip the full-data reference training")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the earlier run in --out (ledgers, checkpoints, results) and start over; without it "
+                        "an earlier run is resumed, and refused when a setting differs")
 
 
 #: training aids a method spec may add to its scorer: ``scorer+aid`` (e.g. ``random+ups``)
@@ -136,14 +141,27 @@ def seedset_name(cfg) -> str:
 
 
 def parse_budgets(text: str | float) -> list[float]:
-    """``"2"`` or ``"2,4,8"`` -> per-cycle budgets in %% (positive)."""
+    """``"2"`` or ``"2,4,8"`` -> per-cycle budgets in %% of the pool (each finite, > 0 and <= 100)."""
     try:
         vals = [float(t) for t in str(text).split(",") if t.strip()]
     except ValueError:
         raise ValueError(f"--budget must be a number or a comma-separated list of numbers, got {text!r}") from None
-    if not vals or any(not (v > 0) for v in vals):
-        raise ValueError(f"--budget must be positive, got {text!r}")
+    if not vals:
+        raise ValueError(f"--budget must be a number or a comma-separated list of numbers, got {text!r}")
+    if any(not np.isfinite(v) for v in vals):
+        raise ValueError(f"--budget must be finite numbers, got {text!r}")
+    if any(v <= 0 or v > 100 for v in vals):
+        raise ValueError(f"--budget: each value must be positive and at most 100 (% of the pool per cycle), "
+                         f"got {text!r}")
     return vals
+
+
+def check_budget_total(budgets: list[float], cycles: int, seed_fraction: float) -> None:
+    """Refuse a schedule that asks for more than the whole pool: seed set + every cycle's budget > 100 %%."""
+    total = 100.0 * seed_fraction + sum(budget_for_cycle(budgets, c) for c in range(1, cycles + 1))
+    if total > 100.0 + 1e-9:
+        raise ValueError(f"--budget {','.join(f'{b:g}' for b in budgets)} over --cycles {cycles} plus the seed set "
+                         f"({100 * seed_fraction:g} %) asks for {total:g} % of the pool; at most 100 %")
 
 
 def budget_for_cycle(budgets: list[float], cycle: int) -> float:
@@ -162,7 +180,7 @@ def config_from_args(args: argparse.Namespace):
                     init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, steps=args.iterations,
                     sampling=args.sampling, decoder_channels=args.decoder_channels,
                     num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
-                    pseudo_labels=args.pseudo_labels, scorer_options=json.loads(args.scorer_options))
+                    pseudo_labels=args.pseudo_labels, scorer_options=parse_scorer_options(args.scorer_options))
 
 
 def open_from_args(args: argparse.Namespace):
@@ -175,10 +193,77 @@ def open_from_args(args: argparse.Namespace):
 
 
 def parse_seeds(text: str) -> list[int]:
+    """``"3"`` -> [0, 1, 2]; ``"0,5"`` -> [0, 5]. Non-negative integers, at least one seed, no repeats."""
     text = str(text).strip()
-    if "," in text:
-        return [int(s) for s in text.split(",") if s.strip()]
-    return list(range(int(text)))
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else list(range(int(text)))
+    except ValueError:
+        raise ValueError(f"--seeds must be a number N (seeds 0..N-1) or a comma-separated list of seeds, "
+                         f"got {text!r}") from None
+    if "," not in text and int(text) < 1:
+        raise ValueError(f"--seeds N needs N >= 1 (seeds 0..N-1), got {text!r}")
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds: seeds are non-negative integers, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds lists a seed twice: {text!r}")
+    return seeds
+
+
+def parse_methods(text: str) -> list[str]:
+    """``--methods`` -> method specs (each checked by :func:`parse_method`); empty or repeated is refused."""
+    methods = [m.strip() for m in str(text).split(",") if m.strip()]
+    if not methods:
+        raise ValueError(f"--methods names no method: {text!r}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"--methods lists a method twice: {text!r}")
+    for m in methods:
+        parse_method(m)  # fails early, naming the bad spec
+    return methods
+
+
+def parse_scorer_options(text: str) -> dict:
+    """``--scorer-options`` JSON -> dict (a JSON object), with an error naming the flag."""
+    try:
+        opts = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--scorer-options is not valid JSON ({e.msg} at character {e.pos}): {text!r}") from None
+    if not isinstance(opts, dict):
+        raise ValueError(f"--scorer-options must be a JSON object like '{{\"sub_queries\": 4}}', got {text!r}")
+    return opts
+
+
+def check_experiment_args(args: argparse.Namespace) -> dict:
+    """Every argument of ``viewal experiment`` checked before any data is read or model trained.
+
+    Returns ``{"methods", "budgets", "seeds"}`` parsed; raises ValueError naming the flag otherwise."""
+    import viewal.scorers as scorers
+
+    methods = parse_methods(args.methods)
+    budgets = parse_budgets(args.budget)
+    seeds = parse_seeds(args.seeds)
+    ints = {"--cycles": (args.cycles, 0), "--iterations": (args.iterations, 1), "--batch-size": (args.batch_size, 1),
+            "--mc-passes": (args.mc_passes, 1), "--frame-step": (args.frame_step, 1),
+            "--superpixel-num": (args.superpixel_num, 1), "--decoder-channels": (args.decoder_channels, 1)}
+    if args.threads is not None:
+        ints["--threads"] = (args.threads, 1)
+    for flag, (v, lo) in ints.items():
+        if v < lo:
+            raise ValueError(f"{flag} must be >= {lo}, got {v}")
+    if not (np.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
+    if not (0 < args.seed_fraction <= 1):
+        raise ValueError(f"--seed-fraction must lie in (0, 1], got {args.seed_fraction}")
+    if not (0 <= args.wrong_label_rate <= 1):
+        raise ValueError(f"--wrong-label-rate must lie in [0, 1], got {args.wrong_label_rate}")
+    parse_size_arg(args.size)
+    options = parse_scorer_options(args.scorer_options)
+    for m in methods:
+        try:
+            scorers.get(parse_method(m)[0], **options)
+        except ValueError as e:
+            raise ValueError(f"--scorer-options: {e}") from None
+    check_budget_total(budgets, args.cycles, args.seed_fraction)
+    return {"methods": methods, "budgets": budgets, "seeds": seeds}
 
 
 def parse_size_arg(text):
@@ -213,12 +298,22 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
 
     import torch
 
+    from viewal.learner import pool_signature, train_config, training_key
+
     path = out / "full_data.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    t0 = time.time()
     train = dataset.split("train")
-    from viewal.learner import train_config
+    # the cached reference is reused only for the same recipe and the same train frames
+    recipe = {"train": training_key(replace(base, scorer="random", scorer_options={}, seed=0, train_seed=None)),
+              "pool": pool_signature([f.key for f in train])}
+    recipe = json.loads(json.dumps(recipe))
+    if path.is_file():
+        try:
+            cached = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            cached = {}
+        if cached.get("recipe") == recipe:
+            return cached
+    t0 = time.time()
 
     cfg = train_config(base, len(train), seed=0)
     torch.manual_seed(0)
@@ -228,7 +323,7 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
     m = evaluate(model, dataset.split("test"), dataset.num_classes, batch_size=base.infer_batch_size,
                  size=base.size)
     res = {"miou": float(m["miou"]), "per_class_iou": [float(x) for x in m["per_class_iou"]],
-           "seconds": time.time() - t0, "epochs": cfg.epochs, "steps": cfg.steps}
+           "seconds": time.time() - t0, "epochs": cfg.epochs, "steps": cfg.steps, "recipe": recipe}
     write_json(path, res)
     return res
 
@@ -265,54 +360,148 @@ def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, s
                           size=config.size)["miou"])
 
 
-def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, budget_pct: float | list[float], out: Path,
-                   base, *, full_data: bool = True, progress: bool = True) -> tuple[list[ResultRow], float | None]:
-    """Run (or resume) every method × seed; returns the result rows and the full-data mIoU."""
+def check_run_setting(ledger, name: str, value, flag: str) -> None:
+    """Store an experiment-level setting (``--budget``, ``--frame-step``) in a ledger, or refuse a resume
+    that changes it, naming the flag and both values."""
+    from viewal.ledger import LedgerError
+
+    stored = ledger.meta("experiment") or {}
+    value = json.loads(json.dumps(value))
+    if name not in stored:
+        ledger.set_meta("experiment", {**stored, name: value})
+    elif stored[name] != value:
+        raise LedgerError(f"{ledger.path}: this run was made with {flag} {_flag_text(stored[name])}, not "
+                          f"{_flag_text(value)}; resume with the same {flag}, or pass --overwrite to start over")
+
+
+def _flag_text(v) -> str:
+    return ",".join(f"{x:g}" for x in v) if isinstance(v, list) else str(v)
+
+
+def clean_run(out: Path) -> list[Path]:
+    """``--overwrite``: delete what an earlier run left in ``out`` (ledgers, checkpoints, results,
+    full-data reference, plots, query sheets); returns the deleted paths. Nothing else is touched."""
+    names = ["results.csv", "table.txt", "curves.png", "full_data.json"]
+    paths = [out / n for n in names] + sorted(out.glob("queries_*.png"))
+    paths += sorted((out / "ledgers").glob("*.sqlite*")) + sorted((out / "models").glob("*.pt"))
+    paths += sorted((out / "models").glob(".*.pt"))
+    gone = []
+    for p in paths:
+        if p.is_file():
+            p.unlink()
+            gone.append(p)
+    return gone
+
+
+def _drop_partial_checkpoints(out: Path) -> None:
+    """Temporary files of checkpoints whose save was killed (``.name.pt.XXXX.pt``, never renamed)."""
+    for p in (out / "models").glob(".*.pt"):
+        p.unlink(missing_ok=True)
+
+
+def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[float], out: Path, base,
+                  frame_step: int = 1) -> list[tuple[str, int, object]]:
+    """One :class:`~viewal.learner.ActiveLearner` per seed × method, ledgers under ``out/ledgers``.
+
+    Every ledger is opened and checked (config, pool, ``--budget``, ``--frame-step``) before any
+    training starts, so a resume with a changed setting fails at once, naming it."""
+    from viewal.learner import ActiveLearner
+    from viewal.ledger import Ledger, LedgerError
+
+    learners = []
+    try:
+        for seed in seeds:
+            for method in methods:
+                cfg = method_config(base, method, seed)
+                led = Ledger(out / "ledgers" / f"{method}-s{seed}.sqlite")
+                try:  # the flags first: a changed --frame-step is named as such, not as a changed pool
+                    check_run_setting(led, "budget", budgets, "--budget")
+                    check_run_setting(led, "frame_step", int(frame_step), "--frame-step")
+                    learner = ActiveLearner(dataset, ledger=led, config=cfg)
+                except LedgerError as e:
+                    led.close()
+                    raise LedgerError(f"{e} (viewal experiment: --overwrite starts the run over)") from None
+                except BaseException:
+                    led.close()
+                    raise
+                learners.append((method, seed, learner))
+    except BaseException:
+        for *_, lr in learners:
+            lr.ledger.close()
+        raise
+    return learners
+
+
+def run_cycles(learner, method: str, seed: int, cycles: int, budgets: list[float], out: Path, pool_pixels: int,
+               progress: bool = True) -> None:
+    """Run (or resume) one learner's cycles 0..``cycles``: query + label (cycles >= 1), fit or load the
+    cycle's checkpoint, evaluate, close the cycle in the ledger.
+
+    Resumable at any point: queries recorded once (a resumed cycle labels the pending rest), a checkpoint
+    reused only when it was trained on exactly the ledger's labels with this recipe
+    (``ActiveLearner.checkpoint_is_current``; otherwise retrained and overwritten)."""
     from tqdm.auto import tqdm
 
-    from viewal.learner import ActiveLearner
+    from viewal.faults import kill_point
 
+    models = out / "models"
+    shared0 = models / seedset_name(learner.config)  # cycle 0: same seed set and recipe, one model
+    bar = tqdm(total=cycles + 1, initial=min(learner.ledger.cycle(), cycles + 1), unit="cycle",
+               desc=f"{method} seed {seed}", disable=not progress)
+    while (c := learner.ledger.cycle()) <= cycles:
+        ckpt = shared0 if c == 0 else models / f"{method}-s{seed}-c{c}.pt"
+        if c > 0:
+            if not learner.ledger.queries(c):
+                prev = shared0 if c == 1 else models / f"{method}-s{seed}-c{c - 1}.pt"
+                if learner.model is None and learner.checkpoint_is_current(prev):
+                    learner.load_model(prev)
+                learner.query(int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)), progress=False)
+            learner.label()  # the pending queries of the cycle (none left when a kill came after labelling)
+        if learner.checkpoint_is_current(ckpt):
+            learner.load_model(ckpt)
+        else:
+            learner.fit(progress=False)
+            learner.save_model(ckpt)
+        kill_point("evaluate", c)
+        metrics = learner.evaluate()
+        metrics["labelled_fraction"] = learner.labelled_fraction()
+        metrics["fit_stats"] = _scalars(learner.fit_stats)
+        metrics["oracle_wrong_regions"] = learner.oracle.n_wrong
+        metrics["regions"] = len(learner.ledger.labels())  # annotation cost: clicks (a seed frame = 1)
+        metrics["frames"] = len(learner.ledger.labelled_frames())
+        learner.next_cycle(metrics)
+        bar.update(1)
+        bar.set_postfix(miou=f"{metrics['miou']:.3f}", labelled=f"{100 * metrics['labelled_fraction']:.1f}%")
+    bar.close()
+
+
+def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, budget_pct: float | list[float], out: Path,
+                   base, *, full_data: bool = True, progress: bool = True,
+                   frame_step: int = 1) -> tuple[list[ResultRow], float | None]:
+    """Run (or resume) every method × seed; returns the result rows and the full-data mIoU.
+
+    ``frame_step`` is recorded in the ledgers (a resume with another one is refused); ``dataset`` must
+    already be reduced to it."""
     out.mkdir(parents=True, exist_ok=True)
+    _drop_partial_checkpoints(out)
     rows: list[ResultRow] = []
     budgets = parse_budgets(",".join(map(str, budget_pct)) if isinstance(budget_pct, (list, tuple)) else budget_pct)
-    pool_pixels = None
-    for seed in seeds:
-        for method in methods:
-            cfg = method_config(base, method, seed)
-            learner = ActiveLearner(dataset, ledger=out / "ledgers" / f"{method}-s{seed}.sqlite", config=cfg)
-            if pool_pixels is None:
-                pool_pixels = learner.pool_pixels
-            shared0 = out / "models" / seedset_name(cfg)  # cycle 0: same seed set and recipe, one model
-            bar = tqdm(total=cycles + 1, initial=min(learner.ledger.cycle(), cycles + 1), unit="cycle",
-                       desc=f"{method} seed {seed}", disable=not progress)
-            while (c := learner.ledger.cycle()) <= cycles:
-                ckpt = out / "models" / f"{method}-s{seed}-c{c}.pt"
-                if c > 0:
-                    prev = out / "models" / (f"{method}-s{seed}-c{c - 1}.pt" if c > 1 else shared0.name)
-                    if learner.model is None and prev.is_file():
-                        learner.load_model(prev)
-                    learner.query(int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)), progress=False)
-                    learner.label()
-                if c == 0 and shared0.is_file():
-                    learner.load_model(shared0)
-                elif ckpt.is_file():
-                    learner.load_model(ckpt)
-                else:
-                    learner.fit(progress=False)
-                    learner.save_model(shared0 if c == 0 else ckpt)
-                metrics = learner.evaluate()
-                metrics["labelled_fraction"] = learner.labelled_fraction()
-                metrics["fit_stats"] = _scalars(learner.fit_stats)
-                metrics["oracle_wrong_regions"] = learner.oracle.n_wrong
-                metrics["regions"] = len(learner.ledger.labels())  # annotation cost: clicks (a seed frame = 1)
-                metrics["frames"] = len(learner.ledger.labelled_frames())
-                learner.next_cycle(metrics)
-                bar.update(1)
-                bar.set_postfix(miou=f"{metrics['miou']:.3f}", labelled=f"{100 * metrics['labelled_fraction']:.1f}%")
-            bar.close()
+    learners = open_learners(dataset, methods, seeds, budgets, out, base, frame_step)
+    try:
+        pool_pixels = learners[0][2].pool_pixels
+        for c in range(1, cycles + 1):  # a budget under one pixel is refused now, not after cycle 0's training
+            if int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)) < 1:
+                raise ValueError(f"--budget {budget_for_cycle(budgets, c):g} % of a pool of {pool_pixels} pixels is "
+                                 f"less than one pixel (cycle {c})")
+        for method, seed, learner in learners:
+            run_cycles(learner, method, seed, cycles, budgets, out, pool_pixels, progress=progress)
             for r in learner.ledger.results():
                 if r["cycle"] <= cycles:
                     rows.append(result_row(method, seed, r))
+            learner.ledger.close()
+            learner.model = None  # one method's model in memory at a time
+    finally:
+        for *_, learner in learners:
             learner.ledger.close()
     full = full_data_miou(dataset, base, out, progress=progress)["miou"] if full_data else None
     from viewal.visualize import write_query_sheets  # contact sheet of the last cycle's queries (first seed)
@@ -322,19 +511,27 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
 
 
 def run(args: argparse.Namespace) -> int:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods:
-        parse_method(m)  # fails early, naming the bad spec
-    budgets = parse_budgets(args.budget)
-    dataset = open_from_args(args)
+    checked = check_experiment_args(args)  # every flag, before any data is read
+    methods, budgets, seeds = checked["methods"], checked["budgets"], checked["seeds"]
     base = config_from_args(args)
+    dataset = open_from_args(args)
+    from viewal.datasets.check import check_frames
+
+    # every frame the run will read, once, before any training (cached by file size and mtime)
+    check_frames(dataset.split("train") + [f for s in ("val", "test") if s in dataset.splits
+                                           for f in dataset.split(s)],
+                 cache=Path(args.out) / "frame_check.json")
     out = Path(args.out)
+    if args.overwrite:
+        gone = clean_run(out)
+        if gone:
+            print(f"viewal experiment: --overwrite removed {len(gone)} files of the earlier run in {out}")
     t0 = time.time()
-    rows, full = run_experiment(dataset, methods, parse_seeds(args.seeds), args.cycles, budgets, out, base,
-                                full_data=not args.no_full_data)
+    rows, full = run_experiment(dataset, methods, seeds, args.cycles, budgets, out, base,
+                                full_data=not args.no_full_data, frame_step=args.frame_step)
     write_results(out / "results.csv", rows)
     plot_curves(rows, out / "curves.png", full_miou=full,
-                title=f"{Path(args.data).name}: {len(parse_seeds(args.seeds))} seed(s), {args.budget}% per cycle")
+                title=f"{Path(args.data).name}: {len(seeds)} seed(s), {args.budget}% per cycle")
     table = format_table(rows, full_miou=full)
     (out / "table.txt").write_text(table + "\n")
     print(table)

@@ -131,6 +131,19 @@ def read_queries_json(directory: str | Path) -> dict:
     return doc
 
 
+def export_file(directory: Path, rel: Any, what: str) -> Path:
+    """``directory / rel`` for a path named in ``queries.json``, refused (naming the entry) when it is
+    absolute or leads outside the export folder (``../``, symlinks): an import reads only its own files."""
+    if not isinstance(rel, str) or not rel:
+        raise LabelImportError(f"{directory / QUERIES_FILE}: {what} path must be a relative path string, got {rel!r}")
+    root = directory.resolve()
+    path = (directory / rel).resolve()
+    if Path(rel).is_absolute() or not path.is_relative_to(root):
+        raise LabelImportError(f"{directory / QUERIES_FILE}: {what} path {rel!r} leads outside the export folder "
+                               f"{directory}; refused")
+    return directory / rel
+
+
 def _read_label_png(path: Path) -> np.ndarray:
     import cv2
 
@@ -182,7 +195,7 @@ def import_labels(directory: str | Path, dataset: Any = None, num_classes: int |
             scene_id, frame_id, label_rel = str(e["scene_id"]), str(e["frame_id"]), e["label"]
         except KeyError as k:
             raise LabelImportError(f"{d / QUERIES_FILE}: query entry without {k}: {e}") from None
-        path = d / label_rel
+        path = export_file(d, label_rel, "label")
         if not path.is_file() and missing == "skip":
             continue
         lab = _read_label_png(path)
@@ -204,7 +217,7 @@ def import_labels(directory: str | Path, dataset: Any = None, num_classes: int |
                                    f"e.g. at row {int(np.argwhere(bad)[0][0])}, column {int(np.argwhere(bad)[0][1])}")
         mask = lab != IGNORE_INDEX
         if restrict_to_query:
-            mpath = d / e["mask"]
+            mpath = export_file(d, e.get("mask"), "mask")
             if not mpath.is_file():
                 raise LabelImportError(f"missing query mask: {mpath}")
             qmask = _read_label_png(mpath) > 0
@@ -249,12 +262,16 @@ def _open_ledger(path: str):
     return Ledger(path)
 
 
-def _dataset(path: str | None):
+def _dataset(path: str | None, ledger=None):
+    """The dataset at ``path`` as the ledger's run saw it: resized to the run's working size (``--size``),
+    so that exported masks and frames agree."""
     if not path:
         return None
     from viewal.datasets import open_dataset
 
-    return open_dataset(path)
+    size = ((ledger.config().get("al") or {}).get("size") if ledger is not None else None)
+    kw = {"height": int(size[0]), "width": int(size[1])} if size else {}
+    return open_dataset(path, **kw)
 
 
 def run(args) -> int:
@@ -266,7 +283,7 @@ def run(args) -> int:
                   f"({c['labelled_queries']} labelled, {len(led.pending_queries())} pending), {c['labels']} labels, "
                   f"{led.labelled_pixels()} labelled pixels")
             return 0
-        ds = _dataset(args.data)
+        ds = _dataset(args.data, led)
         if args.action == "export":
             qs = led.pending_queries(args.cycle)
             if not qs:
@@ -282,6 +299,12 @@ def run(args) -> int:
             items = import_labels(args.dir, dataset=ds, missing="skip" if args.skip_missing else "error",
                                   num_classes=led.config().get("num_classes"))
             pending = {q.query_id for q in led.pending_queries()}
+            known = {q.query_id for q in led.queries()}
+            unknown = sorted({it.query_id for it in items if it.query_id is not None and it.query_id not in known})
+            if unknown:
+                raise LabelImportError(f"{Path(args.dir) / QUERIES_FILE}: query_id {', '.join(map(str, unknown[:5]))} "
+                                       f"{'is' if len(unknown) == 1 else 'are'} not in the ledger {args.ledger} "
+                                       f"(an export of another run?); nothing imported")
             fresh = [it for it in items if it.query_id is None or it.query_id in pending]
             if len(fresh) < len(items):
                 print(f"skipping {len(items) - len(fresh)} queries that are already labelled")

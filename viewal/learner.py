@@ -24,12 +24,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
-from viewal.ledger import LabelItem, Ledger
+from viewal.faults import kill_point
+from viewal.ledger import LabelItem, Ledger, LedgerError
+from viewal.seeding import stream_rng, stream_seed
 from viewal.oracle import Oracle
 from viewal.selection import (RegionQuery, build_pool, concat_pools, overlap_adjacency, queries_from_selection,
                               select, whole_image_regions)
 
-__all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config"]
+__all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
+           "model_fingerprint", "pool_signature", "integer_class_ids", "KERNEL_BACKENDS"]
 
 
 def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1) -> int:
@@ -55,6 +58,40 @@ def train_config(c: "ALConfig", n_items: int, seed: int | None = None):
 
 #: ALConfig fields that say how a run executes, not what it is: a ledger resumes when only these change
 EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "kernel_backend")
+
+#: ALConfig fields that decide what a fit learns from its labels (the labels themselves are in the ledger)
+TRAINING_FIELDS = ("encoder", "init", "epochs", "batch_size", "lr", "size", "min_iterations", "steps", "sampling",
+                   "decoder_channels", "validations", "augment", "pseudo_labels", "auxiliary", "mc_passes")
+
+KERNEL_BACKENDS = ("cpu", "numpy", "cuda")
+
+
+def training_key(c: "ALConfig") -> dict:
+    """What a fit depends on besides its labels: the training fields, the train seed and the scorer's
+    training tag (``Scorer.training``: a head it trains); with a head, also its options and regions.
+    Equal keys and equal labels give interchangeable models (the experiment shares the seed-set model)."""
+    import viewal.scorers as scorers
+
+    d = json.loads(json.dumps({k: getattr(c, k) for k in TRAINING_FIELDS}))
+    d["train_seed"] = c.seed if c.train_seed is None else int(c.train_seed)
+    tag = scorers.get(c.scorer, **c.scorer_options).training
+    if tag:
+        d.update(training=tag, scorer_options=c.scorer_options, region=c.region, superpixels=c.superpixels,
+                 superpixel_num=c.superpixel_num)
+    return d
+
+
+def model_fingerprint(c: "ALConfig", labels_digest: str) -> str:
+    """SHA-1 binding a model to its training recipe (:func:`training_key`) and its labels
+    (``Ledger.labels_digest``): a checkpoint is reused only when its fingerprint is the current one."""
+    text = json.dumps({"train": training_key(c), "labels": labels_digest}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def pool_signature(frame_keys: Sequence[str]) -> dict:
+    """``{"frames": n, "sha1": ...}`` of a pool's frame keys (order-free): a ledger refuses another pool."""
+    h = hashlib.sha1("\n".join(sorted(frame_keys)).encode()).hexdigest()
+    return {"frames": len(frame_keys), "sha1": h}
 
 
 @dataclass
@@ -135,6 +172,22 @@ class ALConfig:
             raise ValueError(f"sampling must be 'uniform' or 'labels', got {self.sampling!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
+        positive = {"mc_passes": self.mc_passes, "batch_size": self.batch_size, "epochs": self.epochs,
+                    "superpixel_num": self.superpixel_num, "infer_batch_size": self.infer_batch_size,
+                    "decoder_channels": self.decoder_channels, "validations": self.validations}
+        for name, v in positive.items():
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not 0 <= self.wrong_label_rate <= 1:
+            raise ValueError(f"wrong_label_rate must lie in [0, 1], got {self.wrong_label_rate}")
+        if self.min_iterations < 0:
+            raise ValueError(f"min_iterations must be >= 0, got {self.min_iterations}")
+        if self.kernel_backend not in KERNEL_BACKENDS:
+            raise ValueError(f"kernel_backend must be one of {', '.join(KERNEL_BACKENDS)}, got {self.kernel_backend!r}")
+        if not isinstance(self.scorer_options, dict):
+            raise ValueError(f"scorer_options must be a dict, got {type(self.scorer_options).__name__}")
         if self.region not in ("superpixel", "image"):
             raise ValueError(f"region must be 'superpixel' or 'image', got {self.region!r}")
         if not 0 < self.seed_fraction <= 1:
@@ -153,6 +206,20 @@ class ALConfig:
     def from_json(cls, d: dict) -> "ALConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def integer_class_ids(labels: np.ndarray, what: str) -> np.ndarray:
+    """``labels`` as int64 when every value is a whole number; a float 1.5 (or NaN) raises ValueError
+    naming ``what`` instead of being truncated to class 1."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "iu":
+        return labels.astype(np.int64, copy=False)
+    if labels.dtype.kind == "b" or labels.dtype.kind not in "f":
+        raise ValueError(f"{what} must be integer class ids, got dtype {labels.dtype}")
+    bad = ~np.isfinite(labels) | (labels != np.round(labels))
+    if bad.any():
+        raise ValueError(f"{what} must be integer class ids, got {labels[bad].ravel()[:3].tolist()}")
+    return labels.astype(np.int64)
 
 
 class ActiveLearner:
@@ -180,6 +247,16 @@ class ActiveLearner:
         if overrides:
             cfg = ALConfig.from_json({**cfg.to_json(), **overrides})
         self.config = cfg
+        if cfg.kernel_backend == "cuda":
+            from viewal.kernels import check_backend
+
+            check_backend("cuda")  # no GPU: say so now, not as a raw CudaSupportError mid-cycle
+        if str(cfg.device).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"device {cfg.device!r}: no CUDA GPU found (torch.cuda.is_available() is False); "
+                                 f"use device='cpu'")
         self.scorer = scorers.get(cfg.scorer, **cfg.scorer_options)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         stored = self.ledger.config()
@@ -200,11 +277,13 @@ class ActiveLearner:
         self.pool = self.dataset.split("train")
         if not self.pool:
             raise ValueError(f"{self.dataset.root}: the train split is empty (the active-learning pool)")
+        self._check_pool()
         self.val = self.dataset.split("val") if "val" in self.dataset.splits else []
         self.test = self.dataset.split("test") if "test" in self.dataset.splits else []
         self.oracle = Oracle(self.dataset, cfg.wrong_label_rate, seed=cfg.seed)
         self.model = None
         self._model_labels = -1  # labelled-pixel count the current model was trained on
+        self._model_fingerprint = ""  # model_fingerprint of the current model's recipe and labels
         self.fit_stats: dict = {}  # what a training option measured (theta deviation, pseudo-label precision)
         self._sp_cache = None
         self._adjacency = None
@@ -213,6 +292,24 @@ class ActiveLearner:
             self._label_seed_set()
 
     # ------------------------------------------------------------------------------------------ pool
+    def _check_pool(self) -> None:
+        """A ledger holds the labels of one pool: a resume over other frames (another ``--frame-step``,
+        data folder or split) is refused here, naming the difference, not later as an unknown frame."""
+        keys = [f.key for f in self.pool]
+        sig = pool_signature(keys)
+        stored = self.ledger.meta("pool")
+        if stored is None:
+            self.ledger.set_meta("pool", sig)
+        elif stored != sig:
+            raise LedgerError(f"{self.ledger.path}: made with a pool of {stored['frames']} train frames, this dataset "
+                              f"({self.dataset.root}) gives {sig['frames']} other ones; resume with the same data, "
+                              f"splits and frame step, or start a new run")
+        pool = set(keys)
+        stray = [k for k in self.ledger.labelled_frames() if k not in pool]
+        if stray:
+            raise LedgerError(f"{self.ledger.path}: labels for frames outside this pool (e.g. {stray[0]}); "
+                              f"resume with the same data, splits and frame step")
+
     @property
     def pool_pixels(self) -> int:
         """Number of pixels of the pool (the denominator of the labelled fraction)."""
@@ -326,15 +423,46 @@ class ActiveLearner:
 
         if self.model is None:
             raise RuntimeError("save_model: no model yet; call fit() first")
-        return save_checkpoint(path, self.model, {"labelled_pixels": self._model_labels, "scorer": self.config.scorer})
+        from viewal.io import atomic_path
+
+        meta = {"labelled_pixels": self._model_labels, "scorer": self.config.scorer,
+                "fingerprint": self._model_fingerprint}
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            save_checkpoint(tmp, self.model, meta)
+            kill_point("save", self.ledger.cycle())
+        return path
+
+    def current_fingerprint(self) -> str:
+        """:func:`model_fingerprint` of this run's recipe and the ledger's labels now."""
+        return model_fingerprint(self.config, self.ledger.labels_digest())
+
+    def checkpoint_is_current(self, path: str | Path) -> bool:
+        """True when ``path`` holds a model trained with this run's recipe on exactly the ledger's current
+        labels (fingerprint and labelled-pixel count); a missing, unreadable or stale file gives False."""
+        from viewal.train import checkpoint_meta
+
+        path = Path(path)
+        if not path.is_file():
+            return False
+        try:
+            meta = checkpoint_meta(path)
+        except Exception:  # unreadable: retrain and overwrite
+            return False
+        return (meta.get("fingerprint") == self.current_fingerprint()
+                and int(meta.get("labelled_pixels", -1)) == self.ledger.labelled_pixels())
 
     def load_model(self, path: str | Path) -> None:
-        """Load a checkpoint written by :meth:`save_model` (it counts as trained on its labelled pixels)."""
+        """Load a checkpoint written by :meth:`save_model` (it counts as trained on its labelled pixels).
+
+        No check that it fits the ledger's labels: :meth:`checkpoint_is_current` says whether it does."""
         from viewal.train import checkpoint_meta, load_checkpoint
 
         model, _ = self._new_model()
         self.model = load_checkpoint(path, model).eval()
-        self._model_labels = int(checkpoint_meta(path).get("labelled_pixels", -1))
+        meta = checkpoint_meta(path)
+        self._model_labels = int(meta.get("labelled_pixels", -1))
+        self._model_fingerprint = str(meta.get("fingerprint", ""))
 
     def fit(self, progress: bool = True):
         """Re-initialise the model and train it on every label in the ledger (best-val checkpoint kept)."""
@@ -342,6 +470,7 @@ class ActiveLearner:
 
         c = self.config
         model, extra = self._new_model()
+        kill_point("train", self.ledger.cycle())
         items = self.training_items()
         cfg = self.train_config(len(items))
         desc = f"{c.scorer} c{self.ledger.cycle()}"
@@ -363,6 +492,7 @@ class ActiveLearner:
             result = fit(model, items, self.val, cfg, extra_loss=extra, progress=progress, desc=desc)
         self.model = model
         self._model_labels = self.ledger.labelled_pixels()
+        self._model_fingerprint = self.current_fingerprint()
         return result
 
     def evaluate(self, split: str = "test") -> dict:
@@ -387,12 +517,16 @@ class ActiveLearner:
         c = self.config
         pools = []
         self._region_features = []
-        rng = np.random.default_rng([c.seed, self.ledger.cycle()])
+        cycle = self.ledger.cycle()
         hw = (self.dataset.height, self.dataset.width)
         for scene_id, frames in tqdm(self._scenes(), desc=f"score ({c.scorer})", unit="scene", disable=not progress):
             sp = np.stack([self.regions(f) for f in frames])
+            # MC-dropout masks and random scores keyed by (run seed, cycle, scene): a resumed run draws
+            # what the uninterrupted one drew, whatever torch's global RNG went through before
+            rng = stream_rng(c.seed, "score", cycle, scene_id)
             ctx = NeedContext(model=self.model, frames=frames, mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
-                              device=c.device, options={"superpixels": sp, "size": c.size})
+                              device=c.device, options={"superpixels": sp, "size": c.size},
+                              seed=stream_seed(c.seed, "mc", cycle, scene_id))
             arrays = compute_needs(sorted(set(self.scorer.needs) - {"views"}), ctx) if self.scorer.needs else {}
             core = {k: arrays.get(k) for k in ("probs", "mc_probs", "features")}
             extras = {k: v for k, v in arrays.items() if k not in NEEDS}
@@ -403,6 +537,7 @@ class ActiveLearner:
             labelled = np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames])
             pools.append(build_pool(scene_id, [f.frame_id for f in frames], sp, scores.pixel, scores.view,
                                     labelled=labelled))
+            kill_point("score", cycle)
         return concat_pools(pools)
 
     def _adjacency_for(self, pool):
@@ -420,6 +555,8 @@ class ActiveLearner:
         Trains the model first when labels changed since the last :meth:`fit`. The queries are recorded in
         the ledger (a resumed run gets the same queries back while they are unlabelled).
         """
+        if isinstance(budget_pixels, bool) or not isinstance(budget_pixels, (int, np.integer)) or budget_pixels < 1:
+            raise ValueError(f"query: budget_pixels must be a positive integer, got {budget_pixels!r}")
         cycle = self.ledger.cycle()
         pending = self.ledger.pending_queries(cycle)
         if pending:
@@ -429,6 +566,7 @@ class ActiveLearner:
         if self.model is None or self._model_labels != self.ledger.labelled_pixels():
             self.fit(progress=progress)
         pool = self.score_pool(progress=progress)
+        kill_point("select", cycle)
         adjacency = self._adjacency_for(pool) if self._needs_adjacency() else None
         frames = [self.dataset.frame(s, f) for s, f in zip(pool.scene_ids, pool.frame_ids)]
         sel = self.scorer.select_pool(self.model, pool, frames, lambda i: self.regions(frames[i]), int(budget_pixels),
@@ -438,7 +576,9 @@ class ActiveLearner:
             sel = select(self.scorer.selection, pool, int(budget_pixels), adjacency=adjacency,
                          dedup=self.config.dedup, **self._kcenter_inputs(pool))
         queries = queries_from_selection(pool, sel, lambda i: self.regions(frames[i]), cycle=cycle)
-        return self.ledger.record_queries(cycle, queries)
+        recorded = self.ledger.record_queries(cycle, queries)
+        kill_point("queried", cycle)
+        return recorded
 
     def _kcenter_inputs(self, pool) -> dict:
         """Region features of the pool (and the labelled regions' as initial centres) for k-centre rules."""
@@ -464,6 +604,7 @@ class ActiveLearner:
                 continue
             self.ledger.record_labels(cycle, [LabelItem.from_query(q, self.oracle.label_query(q))])
             n += 1
+            kill_point("label", cycle)
         return n
 
     def add_labels(self, frame_id: str, mask: np.ndarray, labels: np.ndarray, *, scene_id: str | None = None,
@@ -474,11 +615,16 @@ class ActiveLearner:
         labels answer it.
         """
         frame = self.dataset.frame(frame_id if scene_id is None else f"{scene_id}/{frame_id}")
+        if frame.key not in {f.key for f in self.pool}:
+            split = next((n for n, keys in self.dataset.splits.items() if frame.key in keys), "no split")
+            raise ValueError(f"add_labels: {frame.key} is a {split} frame; labels are accepted only for pool "
+                             f"(train split) frames, or the evaluation would train on its own test data")
         mask = np.asarray(mask, dtype=bool)
         labels = np.asarray(labels)
         hw = (self.dataset.height, self.dataset.width)
         if mask.shape != hw or labels.shape != hw:
             raise ValueError(f"add_labels: mask {mask.shape} and labels {labels.shape} must both be {hw}")
+        labels = integer_class_ids(labels, "add_labels: labels")
         inside = labels[mask]
         bad = (inside != IGNORE_INDEX) & ((inside < 0) | (inside >= self.dataset.num_classes))
         if bad.any():

@@ -35,7 +35,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 __all__ = ["Ledger", "LabelItem", "LedgerError", "encode_mask", "decode_mask", "encode_labels", "decode_labels",
-           "SOURCES"]
+           "SOURCES", "config_diff"]
 
 SOURCES = ("oracle", "human", "seed")
 IGNORE_INDEX = 255
@@ -151,6 +151,28 @@ class LabelItem:
         return f"{self.scene_id}/{self.frame_id}"
 
 
+def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Human-readable differences between two JSON configs, one ``"key: stored -> now"`` per leaf.
+
+    >>> config_diff({"al": {"mc_passes": 8, "lr": 0.1}}, {"al": {"mc_passes": 4, "lr": 0.1}})
+    ['al.mc_passes: 8 (stored) -> 4 (now)']
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            key = f"{prefix}{k}"
+            if k not in old:
+                out.append(f"{key}: absent (stored) -> {json.dumps(new[k])} (now)")
+            elif k not in new:
+                out.append(f"{key}: {json.dumps(old[k])} (stored) -> absent (now)")
+            else:
+                out += config_diff(old[k], new[k], key + ".")
+        return out
+    if old != new:
+        return [f"{prefix.rstrip('.')}: {json.dumps(old)} (stored) -> {json.dumps(new)} (now)"]
+    return []
+
+
 def _split_key(frame_key: str) -> tuple[str, str]:
     if "/" not in frame_key:
         raise KeyError(f"frame key must be 'scene/frame', got {frame_key!r}")
@@ -171,15 +193,25 @@ class Ledger:
     def __init__(self, path: str | Path, timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=FULL")
-        self._con.execute("PRAGMA foreign_keys=ON")
-        with self._tx():
-            for stmt in _SCHEMA.strip().split(";"):
-                if stmt.strip():
-                    self._con.execute(stmt)
         self._mask_cache: dict[str, np.ndarray] = {}
+        self._con = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        try:
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=FULL")
+            self._con.execute("PRAGMA foreign_keys=ON")
+            # a truncated or overwritten file fails here, not minutes later in the middle of a cycle
+            check = self._con.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check[0] if check else 'no answer'}")
+            with self._tx():
+                for stmt in _SCHEMA.strip().split(";"):
+                    if stmt.strip():
+                        self._con.execute(stmt)
+            self.config()  # the stored config must be JSON
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as e:
+            self._con.close()
+            raise LedgerError(f"{self.path}: not a readable viewal ledger (corrupt or truncated: {e}); "
+                              f"move it away or start a new run (viewal experiment --overwrite)") from None
 
     # ----------------------------------------------------------------------------------- plumbing
     @contextlib.contextmanager
@@ -226,8 +258,10 @@ class Ledger:
         json.dumps(config)  # fail early on non-serialisable values
         old = self.meta("config")
         if old is not None and not overwrite and json.loads(json.dumps(config)) != old:
-            raise LedgerError(f"{self.path}: holds a run with a different config; use a new ledger or overwrite=True "
-                              f"(stored keys: {sorted(old)})")
+            diff = config_diff(old, json.loads(json.dumps(config)))
+            raise LedgerError(f"{self.path}: holds a run with a different config ({'; '.join(diff[:6])}"
+                              f"{'; ...' if len(diff) > 6 else ''}); resume with the stored settings, or use a new "
+                              f"ledger or overwrite=True")
         self.set_meta("config", config)
 
     def config(self) -> dict:
@@ -441,6 +475,20 @@ class Ledger:
                 m |= decode_mask(b, (h, w))
             total += int(m.sum())
         return total
+
+    def labels_digest(self) -> str:
+        """SHA-1 of every label recorded (frame, region, source, mask, class ids), in recording order:
+        equal digests mean a model trained on either ledger saw the same labels."""
+        import hashlib
+
+        h = hashlib.sha1()
+        for row in self._con.execute("SELECT scene_id, frame_id, region_id, source, height, width, mask, labels "
+                                     "FROM labels ORDER BY id"):
+            for v in row:
+                b = v if isinstance(v, bytes) else str(v).encode()
+                h.update(len(b).to_bytes(8, "little"))
+                h.update(b)
+        return h.hexdigest()
 
     def labels(self, cycle: int | None = None) -> list[dict]:
         """Label records (without arrays): id, cycle, scene_id, frame_id, region_id, query_id, source, n_pixels."""

@@ -203,7 +203,9 @@ def load_encoder_weights(model: SegModel, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"encoder weights not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    from viewal.io import load_torch_file
+
+    obj = load_torch_file(path)
     if not isinstance(obj, dict) or "encoder" not in obj:
         raise ValueError(f"{path}: not a viewal encoder-weights file or checkpoint (no 'encoder' entry)")
     if canonical_encoder(obj["encoder"]) != model.encoder_name:

@@ -31,6 +31,9 @@ class NeedContext:
         mc_passes: number of MC-dropout passes T.
         batch_size, device: inference settings.
         options: further settings (e.g. kernel ``mode``/``backend``/``depth_tol``) by name.
+        seed: seeds the MC-dropout masks of the scene (``viewal.seeding.stream_seed`` of run seed,
+            cycle and scene), so that a resumed run draws the masks an uninterrupted one drew; None:
+            torch's global RNG.
         cache: shared between providers of one scene.
     """
 
@@ -40,6 +43,7 @@ class NeedContext:
     batch_size: int = 8
     device: str = "cpu"
     options: dict = field(default_factory=dict)
+    seed: int | None = None
     cache: dict = field(default_factory=dict)
 
 
@@ -73,7 +77,7 @@ def _mc(ctx: NeedContext) -> dict[str, np.ndarray]:
         ctx.cache["mc"] = predict_frames(ctx.model, ctx.frames, passes=ctx.mc_passes, batch_size=ctx.batch_size,
                                          device=ctx.device, size=ctx.options.get("size"),
                                          return_passes="mc_probs" in wanted,
-                                         return_features="features" in wanted)
+                                         return_features="features" in wanted, seed=ctx.seed)
     return ctx.cache["mc"]
 
 

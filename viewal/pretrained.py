@@ -107,10 +107,9 @@ def lite0_state_dict(target: dict[str, torch.Tensor], path: str | Path | None = 
         mapped order differs from ``target``'s (a sign of a different architecture).
     """
     path = Path(path) if path is not None else lite0_weights_path()
-    try:
-        src = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a loadable state dict ({type(e).__name__}: {e})") from None
+    from viewal.io import load_torch_file
+
+    src = load_torch_file(path)
     if not isinstance(src, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(src).__name__}")
     keys = [k for k in src if classifier or not k.startswith("_fc.")]

@@ -452,7 +452,9 @@ def load_checkpoint(path: str | Path, model: SegModel | None = None, *, num_clas
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors have many types
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+        from viewal.io import unpickle_reason
+
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({unpickle_reason(e)})") from None
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a viewal checkpoint (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r})")
     want_c = num_classes if num_classes is not None else (model.num_classes if model is not None else None)
@@ -478,7 +480,11 @@ def load_checkpoint(path: str | Path, model: SegModel | None = None, *, num_clas
 
 def checkpoint_meta(path: str | Path) -> dict:
     """The ``meta`` dict stored in a checkpoint."""
-    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    from viewal.io import load_torch_file
+
+    obj = load_torch_file(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a viewal checkpoint")
     return dict(obj.get("meta", {}))
 
 

@@ -87,8 +87,15 @@ class Scorer:
     #: what :meth:`prepare_model` adds to training ("" = plain segmentation); models trained for scorers
     #: with the same value are interchangeable (the experiment shares its seed-set model among them)
     training: ClassVar[str] = ""
+    #: option names this scorer reads (``scorer_options`` / ``--scorer-options``); others are refused
+    option_names: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **options) -> None:
+        unknown = sorted(set(options) - set(self.option_names))
+        if unknown:
+            known = ", ".join(sorted(self.option_names)) or "none"
+            raise ValueError(f"scorer {self.name!r}: unknown option(s) {', '.join(map(repr, unknown))}; "
+                             f"its options: {known}")
         self.options = options
 
     def score_pixels(self, inputs: SceneInputs) -> Scores:  # pragma: no cover - interface

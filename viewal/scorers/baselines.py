@@ -220,6 +220,7 @@ class CEALScorer(Scorer):
     :func:`ceal_pseudo_labels`, which the loop calls on the unlabelled frames when training (options
     ``delta0``, ``decay`` are passed there through :meth:`pseudo_labels`)."""
 
+    option_names = frozenset({"delta0", "decay"})
     name = "ceal"
     needs = frozenset({"probs"})
 

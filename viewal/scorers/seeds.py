@@ -392,6 +392,7 @@ class LossPrediction(Scorer):
     Options: ``rank_weight`` (λ of L_rank in training, default 1), ``margin`` (ξ, default 1), ``loss_hidden``.
     """
 
+    option_names = frozenset({'loss_hidden', 'rank_weight', 'margin'})
     name = "loss_prediction"
     training = "loss_head"
     needs = frozenset({"loss_pred"})
@@ -409,6 +410,7 @@ class ConsistencyLoss(_Normalising):
     """Seed 000's acquisition: n(L_con) + λ · n(l̂). Options: ``lam`` (λ, default 1), ``normalise``, ``stats``
     (keys ``"con"``, ``"loss"``), and the training options of :class:`LossPrediction`."""
 
+    option_names = frozenset({'stats', 'normalise', 'lam', 'loss_hidden', 'rank_weight', 'margin'})
     name = "consistency_loss"
     training = "loss_head"
     needs = frozenset({"flip_consistency", "loss_pred"})
@@ -438,6 +440,7 @@ class PAL(_Normalising):
     has one (see ``docs/methods.md``); without it, selection is plain greedy on n(S_S) + n(S_C).
     """
 
+    option_names = frozenset({'stats', 'normalise', 'rotation_weight', 'w_ss', 'w_sc', 'sub_queries', 'finetune_steps', 'finetune_lr', 'finetune_batch', 'w_sd', 'seed'})
     name = "pal"
     training = "rotation_head"
     needs = frozenset({"probs", "rotation_score"})

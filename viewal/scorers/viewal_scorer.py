@@ -24,6 +24,8 @@ class ViewEntropyScorer(Scorer):
     """ViewAL: pixel score = view entropy VE, view score = view divergence VD."""
 
     name = "view_entropy"
+    #: keyword arguments of ``viewal.kernels.view_entropy_divergence``
+    option_names = frozenset({"mode", "depth_tol", "backend", "world_distance"})
     needs = frozenset({"probs", "views"})
     selection = "viewal"
 
