@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         full = experiment.full_data_miou(dataset, base, out)["miou"]
     else:
         rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, budgets, out, base,
-                                               full_data=True)
+                                               full_data=True, frame_step=args.frame_step)
     write_results(out / "results.csv", rows)
     floor = noise_floor(dataset, base, out, args.noise_floor, seeds[0], args.cycles) if args.noise_floor else None
     ablation = {}
