@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise-floor", default="random", metavar="METHOD",
                    help="measure the noise floor: retrain METHOD's seed-0 labels (seed set, and the last cycle) "
                         "with 2 other training seeds; '' to skip")
+    p.add_argument("--notes", default=None,
+                   help="a Markdown file of hand-written reading appended to the report (kept beside the data)")
     p.add_argument("--sampling-ablation", default="", metavar="METHODS",
                    help="retrain these methods' seed-0 labels of the last cycle with the other --sampling "
                         "(comma-separated; '' to skip)")
@@ -274,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             "ledgers):", *aids] if aids else []),
         "", f"![curves]({args.name}.png)", "", f"![annotation costs]({args.name}_costs.png)", "",
         f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"wall time {time.time() - t0:.0f} s.", ""])
+        f"wall time {time.time() - t0:.0f} s.", "",
+        *([Path(args.notes).read_text()] if args.notes else [])])
     write_text(out / f"{args.name}.md", report)
     print(report)
     if args.docs:
