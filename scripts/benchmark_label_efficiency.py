@@ -128,10 +128,12 @@ def noise_floor(dataset, base, out: Path, method: str, seed: int, cycles: int,
     return rec
 
 
-def sampling_ablation(dataset, base, out: Path, methods: list[str], seed: int, cycles: int) -> dict:
-    """The same labels (each method's seed-``seed`` ledger at the last cycle) retrained with the other
-    ``--sampling``: does spending the steps on labels matter? Cached in ``OUT/sampling_ablation.json``.
-    Returns ``{method: {"labels": mIoU, "uniform": mIoU}}``."""
+def sampling_ablation(dataset, base, out: Path, methods: list[str], seed: int, cycles: list[int],
+                      other: str) -> dict:
+    """The same labels (each method's seed-``seed`` ledger as it stood at each of ``cycles``) retrained
+    with ``--sampling other`` and the run's training seed: does the way a fit spends its steps on the
+    labels change the ranking? Cached in ``OUT/sampling_ablation.json``.
+    Returns ``{"method-sS-cC": {"run": the run's mIoU (its own sampling), other: mIoU}}``."""
     import json
     from dataclasses import replace
 
@@ -141,18 +143,54 @@ def sampling_ablation(dataset, base, out: Path, methods: list[str], seed: int, c
 
     path = out / "sampling_ablation.json"
     cache = json.loads(path.read_text()) if path.is_file() else {}
-    other = "uniform" if base.sampling == "labels" else "labels"
     for m in methods:
-        key = f"{m}-s{seed}"
-        if key in cache:
-            continue
-        ledger = out / "ledgers" / f"{key}.sqlite"
+        ledger = out / "ledgers" / f"{m}-s{seed}.sqlite"
         with Ledger(ledger) as led:
             res = {int(r["cycle"]): float(r["miou"]) for r in led.results()}
         cfg = replace(experiment.method_config(base, m, seed), sampling=other)
-        cache[key] = {base.sampling: res[cycles], other: experiment.retrain_miou(dataset, cfg, ledger, seed)}
-        write_json(path, cache)
+        for c in cycles:
+            key = f"{m}-s{seed}-c{c}"
+            if other in cache.get(key, {}):
+                continue
+            rec = cache.setdefault(key, {"run": res[c], "run_sampling": base.sampling})
+            rec[other] = experiment.retrain_miou(dataset, cfg, ledger, seed, cycle=c)
+            write_json(path, cache)
+            print(f"sampling ablation {key}: {base.sampling} {100 * rec['run']:.1f}, {other} {100 * rec[other]:.1f}",
+                  flush=True)
     return cache
+
+
+def labels_per_sample(out: Path, methods: list[str], seeds: list[int], cycles: int, sampling: str) -> list[str]:
+    """Markdown table: the labelled pixels one training sample carries on average, per method and cycle.
+
+    With ``labels`` sampling a frame with w labelled pixels is drawn with probability w / Σw, so a sample
+    carries Σw² / Σw labelled pixels on average; with ``uniform`` sampling, Σw / n. Read from the ledgers'
+    labels (each has its cycle and pixel count; labels of a frame do not overlap)."""
+    from collections import defaultdict
+
+    from viewal.ledger import Ledger
+
+    rows = [f"| method | " + " | ".join(f"cycle {c}" for c in range(cycles + 1)) + " |",
+            "|---|" + "---|" * (cycles + 1)]
+    for m in methods:
+        per_cycle = defaultdict(list)
+        for s in seeds:
+            path = out / "ledgers" / f"{m}-s{s}.sqlite"
+            if not path.is_file():
+                continue
+            with Ledger(path) as led:
+                labels = led.labels()
+            for c in range(cycles + 1):
+                w = defaultdict(int)
+                for r in labels:
+                    if r["cycle"] <= c:
+                        w[(r["scene_id"], r["frame_id"])] += int(r["n_pixels"])
+                v = np.array(list(w.values()), float)
+                if len(v):
+                    per_cycle[c].append((v ** 2).sum() / v.sum() if sampling == "labels" else v.mean())
+        rows.append(f"| {m} | " + " | ".join(f"{np.mean(per_cycle[c]):.0f}" if per_cycle[c] else "–"
+                                           for c in range(cycles + 1)) + " |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                         "with 2 other training seeds; '' to skip")
     p.add_argument("--notes", default=None,
                    help="a Markdown file of hand-written reading appended to the report (kept beside the data)")
-    p.add_argument("--sampling-ablation", default="", metavar="METHODS",
-                   help="retrain these methods' seed-0 labels of the last cycle with the other --sampling "
-                        "(comma-separated; '' to skip)")
+    p.add_argument("--sampling-ablation", default="", metavar="MODE:METHODS:CYCLES",
+                   help="retrain these methods' seed-0 labels as they stood at these cycles with --sampling MODE, "
+                        "e.g. crops:random,view_entropy:2,4 ('' to skip)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1 cycle, few iterations")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: report the seeds that every method finished in OUT's ledgers (an "
@@ -211,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
                                                full_data=True, frame_step=args.frame_step)
     write_results(out / "results.csv", rows)
     floor = noise_floor(dataset, base, out, args.noise_floor, seeds[0], args.cycles) if args.noise_floor else None
-    ablation = {}
+    ablation, abl_mode = {}, None
     if args.sampling_ablation:
-        ablation = sampling_ablation(dataset, base, out, [m.strip() for m in args.sampling_ablation.split(",")
-                                                          if m.strip()], seeds[0], args.cycles)
+        abl_mode, abl_methods, abl_cycles = args.sampling_ablation.split(":")
+        ablation = sampling_ablation(dataset, base, out, [m.strip() for m in abl_methods.split(",") if m.strip()],
+                                     seeds[0], [int(c) for c in abl_cycles.split(",")], abl_mode)
     groups = None
     if args.plot_groups:
         groups = [(t.strip(), [m.strip() for m in ms.split(",") if m.strip()])
@@ -252,12 +291,15 @@ def main(argv: list[str] | None = None) -> int:
                        f"curves is only worth reading when it exceeds about twice this."]
     aids = training_aid_table(out, methods, seeds, args.cycles)
     cmd = "python scripts/benchmark_label_efficiency.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    dens = labels_per_sample(out, methods, seeds, args.cycles, base.sampling)
+    floor_lines += ["", f"Labelled pixels one training sample carries on average (`--sampling {base.sampling}`; a "
+                    f"whole frame has {dataset.height * dataset.width}):", "", *dens]
     if ablation:
-        other = "uniform" if base.sampling == "labels" else "labels"
-        floor_lines += ["", f"**Sampling** (same labels: seed {seeds[0]}'s last cycle, retrained with the other "
-                        f"`--sampling`, same training seed): test mIoU with `{base.sampling}` vs `{other}`: "
-                        + "; ".join(f"{k.rsplit('-s', 1)[0]} {100 * v[base.sampling]:.1f} vs {100 * v[other]:.1f}"
-                                    for k, v in ablation.items()) + "."]
+        floor_lines += ["", f"**Sampling ablation** (seed {seeds[0]}'s labels as they stood at a cycle, retrained "
+                        f"with `--sampling {abl_mode}` and the same training seed; test mIoU %):", "",
+                        f"| method @ cycle | `{base.sampling}` (the run) | `{abl_mode}` |", "|---|---|---|"]
+        floor_lines += [f"| {k.rsplit('-s', 1)[0]} @ {k.rsplit('-c', 1)[1]} | {100 * v['run']:.1f} | "
+                        f"{100 * v[abl_mode]:.1f} |" for k, v in ablation.items() if abl_mode in v]
     report = "\n".join([
         f"# {args.title}", "",
         f"Command: `{cmd}`", "",

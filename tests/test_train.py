@@ -281,3 +281,46 @@ def test_fit_counts_steps_exactly():
         TrainConfig(steps=5)
     with pytest.raises(ValueError, match="sampling"):
         TrainConfig(sampling="pixels")
+
+
+def test_label_mosaic_packs_labelled_pixels_at_their_scale():
+    """Four sparsely labelled samples -> one sample whose four quadrants are centred on labelled pixels:
+    4x the labelled pixels of one sparse frame, image and extras cropped with the labels."""
+    from viewal.train import label_mosaic
+
+    g = torch.Generator().manual_seed(0)
+    samples = []
+    for k in range(4):
+        label = torch.full((32, 48), 255, dtype=torch.int64)
+        label[20 + k:24 + k, 30:36] = k  # one small labelled block per frame, off-centre
+        image = torch.arange(3 * 32 * 48, dtype=torch.float32).view(3, 32, 48) + 1000 * k
+        sp = torch.arange(32 * 48).view(32, 48) + 10_000 * k
+        samples.append({"image": image, "label": label, "superpixels": sp, "index": k})
+    m = label_mosaic(samples, g)
+    assert m["image"].shape == (3, 32, 48) and m["label"].shape == (32, 48) and m["index"] == 0
+    assert int((m["label"] != 255).sum()) == 4 * 4 * 6  # every block lands whole in its quadrant
+    for q in range(4):
+        r, c = divmod(q, 2)
+        quad = m["label"][r * 16:(r + 1) * 16, c * 24:(c + 1) * 24]
+        assert set(quad.unique().tolist()) == {q, 255}
+        # image and superpixels cropped at the same window as the labels
+        img = m["image"][:, r * 16:(r + 1) * 16, c * 24:(c + 1) * 24]
+        spq = m["superpixels"][r * 16:(r + 1) * 16, c * 24:(c + 1) * 24]
+        top, left = divmod(int(spq[0, 0]) - 10_000 * q, 48)
+        torch.testing.assert_close(img, samples[q]["image"][:, top:top + 16, left:left + 24])
+        assert bool((samples[q]["label"][top:top + 16, left:left + 24] == quad).all())
+    with pytest.raises(ValueError, match="4 samples"):
+        label_mosaic(samples[:3], g)
+
+
+def test_fit_with_label_crops_trains():
+    frames = [make_frame(i) for i in range(4)]
+    items = []
+    for f in frames:  # sparse labels: one 6x6 block per frame
+        lab = np.full(f.labels.shape, 255, np.int64)
+        lab[10:16, 10:16] = f.labels[10:16, 10:16]
+        items.append((f, lab))
+    model = tiny(3)
+    cfg = TrainConfig(steps=3, steps_per_epoch=3, batch_size=2, size=(32, 32), sampling="crops", bn_recalibrate=0)
+    res = fit(model, items, frames[:1], cfg, progress=False)
+    assert [h["step"] for h in res.history] == [3] and np.isfinite(res.history[0]["loss"])

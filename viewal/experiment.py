@@ -50,9 +50,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-2,
                    help="encoder SGD lr (x10 for ASPP+decoder+head). From the ImageNet start 1e-2 learns fastest "
                         "in a few hundred CPU steps; ViewAL's 4e-4 is for 50 GPU epochs (docs/model.md)")
-    p.add_argument("--sampling", choices=("labels", "uniform"), default="labels",
+    p.add_argument("--sampling", choices=("labels", "uniform", "crops"), default="labels",
                    help="labels: each training sample drawn in proportion to its frame's labelled pixels; "
-                        "uniform: passes over the labelled frames")
+                        "crops: each sample a 2x2 mosaic of half-size crops centred on labelled pixels (packs "
+                        "sparse region labels); uniform: passes over the labelled frames")
     p.add_argument("--decoder-channels", type=int, default=256, help="ASPP/decoder width (DeepLabv3+: 256)")
     p.add_argument("--encoder", default="efficientnet-lite0",
                    help="efficientnet-lite0 (offline ImageNet start), mobilenet_v2 (ViewAL's), resnet18, resnet34")
@@ -329,12 +330,12 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
 
 
 def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, seed_set_only: bool = False,
-                 progress: bool = False) -> float:
+                 cycle: int | None = None, progress: bool = False) -> float:
     """Test mIoU of a model retrained on a ledger's labels with another training seed (same recipe).
 
     The spread of this over train seeds, with the labels fixed, is the benchmark's noise floor: a gap
     between methods smaller than it says nothing. ``seed_set_only``: train on the seed set's frames
-    alone (the labels of cycle 0)."""
+    alone (the labels of cycle 0); ``cycle``: the labels recorded up to that cycle (default: all)."""
     import torch
 
     from viewal.ledger import Ledger
@@ -348,7 +349,8 @@ def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, s
             items = [dataset.frame(k) for k in keys]
         else:
             shape = (dataset.height, dataset.width)
-            items = [(dataset.frame(k), led.label_map(k, shape)) for k in led.labelled_frames()]
+            maps = [(k, led.label_map(k, shape, max_cycle=cycle)) for k in led.labelled_frames()]
+            items = [(dataset.frame(k), m) for k, m in maps if (m != 255).any()]
     if not items:
         raise ValueError(f"{ledger_path}: no labels to retrain on")
     cfg = train_config(config, len(items), seed=train_seed)

@@ -115,7 +115,8 @@ class ALConfig:
             so that a cycle with few labelled frames still trains). Ignored when ``steps`` is set.
         steps: exactly this many SGD steps per fit (``validations`` validations among them), however
             many frames carry labels; None: epochs / ``min_iterations``.
-        sampling: ``"uniform"`` or ``"labels"`` (items drawn ∝ their labelled pixels, so a fit spends
+        sampling: ``"uniform"``, ``"crops"`` (label-centred 2×2 mosaics, ``viewal.train.label_mosaic``)
+            or ``"labels"`` (items drawn ∝ their labelled pixels, so a fit spends
             its steps on labels, not on frames with one labelled superpixel; ``viewal.train``).
         decoder_channels: ASPP/decoder width (256 as DeepLabv3+; 64 is ~3x cheaper on CPU).
         train_seed: seeds the model initialisation and training only (None: ``seed``); the noise
@@ -168,8 +169,8 @@ class ALConfig:
             raise ValueError(f"pseudo_labels must be one of none, confidence, classwise, ups; got {self.pseudo_labels!r}")
         if self.auxiliary not in ("none", "rotation"):
             raise ValueError(f"auxiliary must be 'none' or 'rotation', got {self.auxiliary!r}")
-        if self.sampling not in ("uniform", "labels"):
-            raise ValueError(f"sampling must be 'uniform' or 'labels', got {self.sampling!r}")
+        if self.sampling not in ("uniform", "labels", "crops"):
+            raise ValueError(f"sampling must be 'uniform', 'labels' or 'crops', got {self.sampling!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
         positive = {"mc_passes": self.mc_passes, "batch_size": self.batch_size, "epochs": self.epochs,

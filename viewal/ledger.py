@@ -413,10 +413,11 @@ class Ledger:
             self._mask_cache.pop(key, None)
         return len(items)
 
-    def _label_rows(self, con: sqlite3.Connection, frame_key: str) -> list[tuple]:
+    def _label_rows(self, con: sqlite3.Connection, frame_key: str, max_cycle: int | None = None) -> list[tuple]:
         s, f = _split_key(frame_key)
-        return con.execute("SELECT height, width, mask, labels FROM labels WHERE scene_id = ? AND frame_id = ? "
-                           "ORDER BY id", (s, f)).fetchall()
+        cond, args = ("", ()) if max_cycle is None else (" AND cycle <= ?", (int(max_cycle),))
+        return con.execute("SELECT height, width, mask, labels FROM labels WHERE scene_id = ? AND frame_id = ?"
+                           f"{cond} ORDER BY id", (s, f, *args)).fetchall()
 
     def _labelled_mask_con(self, con: sqlite3.Connection, frame_key: str,
                            shape: tuple[int, int] | None) -> np.ndarray | None:
@@ -440,9 +441,11 @@ class Ledger:
         """
         return self._labelled_mask_con(self._con, frame_key, shape)
 
-    def label_map(self, frame_key: str, shape: tuple[int, int] | None = None) -> np.ndarray | None:
-        """(H, W) int64 labels of ``"scene/frame"`` (255 where unlabelled; later labels win on overlap)."""
-        rows = self._label_rows(self._con, frame_key)
+    def label_map(self, frame_key: str, shape: tuple[int, int] | None = None, *,
+                  max_cycle: int | None = None) -> np.ndarray | None:
+        """(H, W) int64 labels of ``"scene/frame"`` (255 where unlabelled; later labels win on overlap);
+        ``max_cycle``: only the labels recorded in cycles <= it (the state a past cycle trained on)."""
+        rows = self._label_rows(self._con, frame_key, max_cycle)
         if not rows:
             return None if shape is None else np.full(shape, IGNORE_INDEX, dtype=np.int64)
         h, w = rows[0][0], rows[0][1]

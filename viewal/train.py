@@ -38,7 +38,7 @@ __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "seg
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
 
-SAMPLINGS = ("uniform", "labels")
+SAMPLINGS = ("uniform", "labels", "crops")
 
 ExtraLoss = Callable[[SegModel, dict, torch.Tensor, list], torch.Tensor]
 
@@ -63,7 +63,10 @@ class TrainConfig:
         steps: total SGD steps; when set it replaces ``epochs`` (an "epoch" is then
             ``steps_per_epoch`` steps, the unit of validation and of the lr schedule).
         steps_per_epoch: steps per epoch (None: one pass over the items, as ViewAL).
-        sampling: ``"uniform"`` (shuffled passes over the items) or ``"labels"`` (every sample drawn
+        sampling: ``"uniform"`` (shuffled passes over the items), ``"crops"`` (every sample a 2×2
+            mosaic of four half-size crops, each centred on a random labelled pixel of a frame drawn in
+            proportion to its labelled pixels: sparse labels are packed, at the same scale, so a step sees
+            up to 4× more of them; :func:`label_mosaic`) or ``"labels"`` (every sample drawn
             with probability proportional to its item's labelled pixels, with replacement), so that
             steps are spent on labels rather than on frames with a few labelled superpixels.
         bn_recalibrate: before each validation (and at the end), re-estimate the BatchNorm running
@@ -246,6 +249,43 @@ def epoch_batches(n: int, batch_size: int, gen: torch.Generator, steps: int | No
     return [flat[s * b:(s + 1) * b] for s in range(steps)]
 
 
+def _crop_at_label(sample: dict, hh: int, ww: int, gen: torch.Generator) -> dict:
+    """A (hh, ww) window of a sample centred (clamped to the frame) on one of its labelled pixels, drawn
+    uniformly; the frame's centre when it has none. Every tensor whose last two axes are the frame's
+    (H, W) is cropped alike."""
+    label = sample["label"]
+    h, w = label.shape[-2:]
+    pts = torch.nonzero(label != IGNORE_INDEX)
+    if len(pts):
+        y, x = pts[int(torch.randint(len(pts), (1,), generator=gen))].tolist()
+    else:
+        y, x = h // 2, w // 2
+    top = min(max(0, y - hh // 2), h - hh)
+    left = min(max(0, x - ww // 2), w - ww)
+    return {k: (v[..., top:top + hh, left:left + ww] if isinstance(v, torch.Tensor) and v.ndim >= 2
+                and tuple(v.shape[-2:]) == (h, w) else v) for k, v in sample.items()}
+
+
+def label_mosaic(samples: Sequence[dict], gen: torch.Generator) -> dict:
+    """Four samples -> one sample of the same (H, W): a 2×2 mosaic of (H/2, W/2) crops, each centred on a
+    random labelled pixel of its sample (:func:`_crop_at_label`). Labels, image and every per-pixel extra
+    are tiled alike; other values come from the first sample. Packs sparse labels at their own scale."""
+    if len(samples) != 4:
+        raise ValueError(f"label_mosaic needs 4 samples, got {len(samples)}")
+    h, w = samples[0]["label"].shape[-2:]
+    hh, ww = h // 2, w // 2
+    crops = [_crop_at_label(s, hh, ww, gen) for s in samples]
+    out = dict(samples[0])
+    for k, v in samples[0].items():
+        if isinstance(v, torch.Tensor) and v.ndim >= 2 and tuple(v.shape[-2:]) == (h, w):
+            full = torch.full_like(v, IGNORE_INDEX) if k == "label" else torch.zeros_like(v)
+            for q, c in enumerate(crops):
+                r, col = divmod(q, 2)
+                full[..., r * hh:(r + 1) * hh, col * ww:(col + 1) * ww] = c[k]
+            out[k] = full
+    return out
+
+
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[list[int]]:
     """Shuffled index batches; never a batch of one (BatchNorm in the ASPP pooling branch needs >= 2)."""
     perm = torch.randperm(n, generator=gen).tolist()
@@ -347,7 +387,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epoch, gamma=cfg.gamma)
 
     weights = None
-    if cfg.sampling == "labels":
+    if cfg.sampling in ("labels", "crops"):
         weights = np.array([float((ds._load(i)[1] != IGNORE_INDEX).sum()) for i in range(len(ds))])
     best_miou, best_epoch, best_state = -math.inf, 0, None
     history: list[dict] = []
@@ -361,11 +401,15 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         n_steps = cfg.steps_per_epoch
         if cfg.steps is not None:
             n_steps = min(cfg.steps_per_epoch, cfg.steps - step)
-        batches = epoch_batches(len(ds), cfg.batch_size, gen, n_steps, weights)
+        per = 4 if cfg.sampling == "crops" else 1
+        batches = epoch_batches(len(ds), cfg.batch_size * per, gen, n_steps, weights)
         losses = []
         bar = tqdm(batches, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="batch")
         for idx in bar:
-            batch = collate([ds[i] for i in idx])
+            if per > 1:
+                batch = collate([label_mosaic([ds[i] for i in idx[k:k + per]], gen) for k in range(0, len(idx), per)])
+            else:
+                batch = collate([ds[i] for i in idx])
             batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
             feats = model.encode(batch["image"])
             logits = model.decode(feats)
