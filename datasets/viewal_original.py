@@ -23,7 +23,10 @@ shift → 255); this reader applies the same shift
 already shifted and are used as stored.
 
 Geometry. Depth ÷ m_depthShift (1000) → metres, nearest-neighbour resized 640×480 → 320×240 (never
-interpolated; ViewAL used PIL's default, bicubic); the depth intrinsics from the info file are
+interpolated). ViewAL resized with PIL's default filter, which was nearest-neighbour: ViewAL pinned
+Pillow 6.x, where ``Image.resize`` defaulted to NEAREST, and PIL keeps NEAREST as the default for 16-bit
+images. Its shipped coverage tables are reproduced exactly with nearest-neighbour depth and a 0.1 m test
+(bicubic depth gives recall 0.975 / 0.964; docs/bench_kernels.md); the depth intrinsics from the info file are
 scaled with :func:`viewal.geometry.scale_intrinsics`. ViewAL simply halves fx, fy, cx, cy; with
 integer pixel centres the exact scaling gives cx' = (cx + 0.5)/2 − 0.5, i.e. cx', cy' are 0.25 px
 smaller than ViewAL's (159.5 vs 159.75 for the sample's cx = 319.5). Frames with non-finite poses are

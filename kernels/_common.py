@@ -8,7 +8,7 @@ import numpy as np
 
 from viewal.geometry import GeometryError, check_intrinsics, check_pose
 
-from ._math import MODES, VIEWAL_WORLD_DISTANCE
+from ._math import AGGREGATIONS, DEFAULT_AGGREGATION, MODES, VIEWAL_WORLD_DISTANCE
 
 BACKENDS = ("numpy", "cpu", "cuda")
 PROB_SUM_TOL = 1e-3
@@ -19,7 +19,8 @@ class Scene:
     """Validated geometry of one scene.
 
     depths: (N, H, W) float32, invalid pixels set to 0; Ks, Kinvs: (N, 3, 3) float64;
-    poses: (N, 4, 4) float64 world_T_cam; mode: int (``_math.MODE_*``); abs_tol, rel_tol: floats.
+    poses: (N, 4, 4) float64 world_T_cam; mode: int (``_math.MODE_*``); abs_tol, rel_tol: floats;
+    world_distance: mode-viewal threshold (metres); aggregation: int (``_math.AGG_*``).
     """
 
     depths: np.ndarray
@@ -30,6 +31,7 @@ class Scene:
     abs_tol: float
     rel_tol: float
     world_distance: float = VIEWAL_WORLD_DISTANCE
+    aggregation: int = AGGREGATIONS["gather"]
 
     @property
     def n(self) -> int:
@@ -60,13 +62,27 @@ def cuda_available() -> bool:
         return False
 
 
+def check_aggregation(aggregation: str | None, mode: str) -> int:
+    """``_math.AGG_*`` code of ``aggregation``; ``None`` = the mode's own (gather for "z", splat for "viewal")."""
+    name = DEFAULT_AGGREGATION.get(mode, "gather") if aggregation is None else aggregation
+    if not isinstance(name, str) or name not in AGGREGATIONS:
+        raise ValueError(f"aggregation: unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)} "
+                         "or None (the mode's own)")
+    return AGGREGATIONS[name]
+
+
 def check_scene(depths: Any, Ks: Any, world_T_cams: Any, mode: str, depth_tol: Any,
-                world_distance: float = VIEWAL_WORLD_DISTANCE) -> Scene:
+                world_distance: float = VIEWAL_WORLD_DISTANCE, aggregation: str | None = None) -> Scene:
     """Validate the geometric inputs of a scene; raise errors naming the argument at fault."""
-    if not (np.isfinite(world_distance) and world_distance > 0):
+    try:
+        ok = bool(np.isfinite(world_distance) and world_distance > 0)
+    except TypeError:
+        ok = False
+    if not ok:
         raise ValueError(f"world_distance: must be a positive number of metres, got {world_distance!r}")
     if mode not in MODES:
         raise ValueError(f"mode: unknown depth-test mode {mode!r}; valid: {', '.join(MODES)}")
+    agg = check_aggregation(aggregation, mode)
     try:
         abs_tol, rel_tol = (float(t) for t in depth_tol)
     except (TypeError, ValueError):
@@ -95,7 +111,7 @@ def check_scene(depths: Any, Ks: Any, world_T_cams: Any, mode: str, depth_tol: A
         raise GeometryError(f"world_T_cams: expected shape ({n}, 4, 4) to match depths, got {T.shape}")
     T = np.stack([check_pose(T[i], name=f"world_T_cams[{i}]") for i in range(n)])
     Kinvs = np.linalg.inv(Ks_a)
-    return Scene(np.ascontiguousarray(d), Ks_a, Kinvs, T, MODES[mode], abs_tol, rel_tol, float(world_distance))
+    return Scene(np.ascontiguousarray(d), Ks_a, Kinvs, T, MODES[mode], abs_tol, rel_tol, float(world_distance), agg)
 
 
 def check_probs(probs: Any, shape: tuple[int, int, int]) -> np.ndarray:

@@ -13,7 +13,17 @@ Conventions (see :mod:`viewal.geometry`): OpenCV ``K``, integer pixel centres, p
 Depth-test modes (integers so that the kernels stay free of Python objects):
 ``MODE_Z`` — keep if ``|p_z - D_j(u', v')| <= abs_tol + rel_tol * p_z``;
 ``MODE_VIEWAL`` — keep if ``||X - X'||^2 < max_dist2`` where ``X'`` back-projects ``D_j(u', v')``
-(ViewAL: 1.0 m). The distance is measured in camera j's frame, equal to the world distance for a rigid pose.
+(ViewAL: 1.0 m). The distance is measured in camera j's frame (the frame whose depth is tested), equal to
+the world distance for a rigid pose. Every backend takes this decision with the same arithmetic: the same
+``cam_j_T_cam_i`` matrix (``_common.relative_poses``), these formulas in this operation order, the squared
+distance against ``max_dist2`` (no square root), so that a point on the threshold falls on the same side
+in all of them (the NumPy reference writes the same operations vectorised).
+
+Aggregations (how the correspondences of a target pixel x of frame i are collected):
+``AGG_GATHER`` — x is cross-projected into every other frame j and gathers the one pixel it lands on
+(METHODS.md; one pixel per view); ``AGG_SPLAT`` — ViewAL's: every valid pixel of every other frame j is
+cross-projected into frame i and lands, if it passes the test against D_i, on the pixel it projects to, so
+one view can add 0 to 100+ points (each with weight 1) to one pixel.
 """
 from __future__ import annotations
 
@@ -22,6 +32,12 @@ import math
 MODE_Z = 0
 MODE_VIEWAL = 1
 MODES = {"z": MODE_Z, "viewal": MODE_VIEWAL}
+
+AGG_GATHER = 0
+AGG_SPLAT = 1
+AGGREGATIONS = {"gather": AGG_GATHER, "splat": AGG_SPLAT}
+# the aggregation of each mode when none is given: mode "viewal" is ViewAL's computation (splat)
+DEFAULT_AGGREGATION = {"z": "gather", "viewal": "splat"}
 
 # ViewAL's world-distance threshold (metres) for mode="viewal".
 VIEWAL_WORLD_DISTANCE = 1.0
@@ -120,3 +136,33 @@ def box_outside_frustum(lo_x, lo_y, lo_z, hi_x, hi_y, hi_z, M, K, w, h, zfar):
         if pz <= zfar + eps:
             out_far = False
     return out_near or out_left or out_right or out_top or out_bottom or out_far
+
+
+def pixel_scores(p, logp, qsum, lsum, cnt):
+    """View entropy and view divergence of one pixel from the sums over its correspondence set S.
+
+    Args:
+        p, logp: (C,) the pixel's own distribution P_i(x) and log2(P_i(x) + 1e-8).
+        qsum: (C,) sum over S of P_j(y); lsum: (C,) sum over S of log2(P_j(y) + 1e-8) (S includes the pixel).
+        cnt: |S| >= 1.
+    Returns:
+        (VE, VD): VE = entropy (log2, eps 1e-12) of qsum normalised; VD = mean over S of KL(P_i(x) || P_j(y))
+        = sum_c P_c log P_c - (1/|S|) sum_c P_c lsum_c, clamped at 0 (a mean of KL terms is >= 0; the sum of
+        logs can round to -1e-9).
+    """
+    c = qsum.shape[0]
+    tot = 0.0
+    for k in range(c):
+        tot += qsum[k]
+    ent = 0.0
+    self_term = 0.0
+    cross = 0.0
+    for k in range(c):
+        q = qsum[k] / tot
+        ent -= q * math.log2(q + 1e-12)
+        self_term += p[k] * logp[k]
+        cross += p[k] * lsum[k]
+    vd = (cnt * self_term - cross) / cnt
+    if not vd > 0.0:
+        vd = 0.0
+    return ent, vd

@@ -16,7 +16,7 @@ exact method, where each frame gives at most one corresponding pixel. With F(v) 
     VD(x) = 1/|F(v)| * sum_{j in F(v)} KL(P_i(x) || m_j(v))
           = sum_c P_c(x) * (log2(P_c(x) + eps) - L_c(v) / |F(v)|),   L_c(v) = sum_j log2(m_jc(v) + eps)
 
-(frame i itself is in F(v)). Pixels with invalid depth get the single-view values (VE = H(P), VD = 0).
+(frame i itself is in F(v)); VD is clamped at 0 (rounding in the sums of logs). Pixels with invalid depth get the single-view values (VE = H(P), VD = 0).
 The grid origin is shifted by a fixed fraction of a voxel so that axis-aligned planes at round
 coordinates (synthetic rooms) do not fall on voxel boundaries.
 
@@ -86,7 +86,7 @@ def _fused_numpy(P: np.ndarray, depths: np.ndarray, Kinvs: np.ndarray, poses: np
     vd = np.zeros(n * h * w)
     Qx = Q[vox] / Q[vox].sum(axis=1, keepdims=True)
     ve[pix] = -np.sum(Qx * np.log2(Qx + EPS_ENT), axis=1)
-    vd[pix] = np.sum(Pv * (logPf[pix] - L[vox] / F[vox][:, None]), axis=1)
+    vd[pix] = np.maximum(np.sum(Pv * (logPf[pix] - L[vox] / F[vox][:, None]), axis=1), 0.0)  # a mean of KLs
     shape = (n, h, w)
     return ve.reshape(shape).astype(np.float32), vd.reshape(shape).astype(np.float32)
 
@@ -235,7 +235,7 @@ def _read(probs, pix_slot, slot_vox, Q, L, F, ve, vd):
                 p = np.float64(probs[i, k, v, u])
                 kl += p * (np.log2(p + 1e-8) - L[vx, k] / F[vx])
             ve[i, v, u] = ent
-            vd[i, v, u] = kl
+            vd[i, v, u] = kl if kl > 0.0 else 0.0    # a mean of KL terms: rounding in the sums of logs only
 
 
 def _fused_cpu(P: np.ndarray, depths: np.ndarray, Kinvs: np.ndarray, poses: np.ndarray, vs: float):

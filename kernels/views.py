@@ -5,46 +5,56 @@ from typing import Any
 
 import numpy as np
 
-from ._math import VIEWAL_WORLD_DISTANCE
+from ._math import AGG_SPLAT, VIEWAL_WORLD_DISTANCE
 from ._common import Scene, candidate_pairs, check_backend, check_probs, check_scene, far_bounds, relative_poses
 
 EPS_KL = 1e-8
 
 
 def neighbour_lists(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR source lists per target frame: (ptr (N+1,), src (P,) int32, M (P, 3, 4) cam_src_T_cam_target).
+    """CSR lists of the other frames of each target frame: (ptr (N+1,), other (P,) int32, M (P, 3, 4)).
 
-    For target frame i, its pixels are cross-projected into frames ``src[ptr[i]:ptr[i+1]]``; a pair is
-    listed only if frame i's points may land in that frame (``candidate_pairs``).
+    Only pairs whose points may land in the other frame are listed (``candidate_pairs``). Gather: target i's
+    pixels are cross-projected into frames ``other[ptr[i]:ptr[i+1]]``, M = cam_other_T_cam_i. Splat: the
+    pixels of those frames are cross-projected into target i, M = cam_i_T_cam_other. Either way M maps the
+    projected points into the camera whose depth tests them.
     """
-    a, b = candidate_pairs(scene)          # a's points may land in b: targets a, sources b
-    order = np.lexsort((b, a))
-    a, b = a[order], b[order]
+    a, b = candidate_pairs(scene)          # a's points may land in b (M = cam_b_T_cam_a)
+    target, other = (b, a) if scene.aggregation == AGG_SPLAT else (a, b)
+    order = np.lexsort((other, target))
+    a, b, target, other = a[order], b[order], target[order], other[order]
     ptr = np.zeros(scene.n + 1, np.int64)
-    np.cumsum(np.bincount(a, minlength=scene.n), out=ptr[1:])
+    np.cumsum(np.bincount(target, minlength=scene.n), out=ptr[1:])
     M = relative_poses(scene.poses, a, b) if a.size else np.zeros((0, 3, 4))
-    return ptr, b.astype(np.int32), M
+    return ptr, other.astype(np.int32), M
 
 
 def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any, *, mode: str = "z",
                             depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu",
-                            world_distance: float = VIEWAL_WORLD_DISTANCE,
+                            world_distance: float = VIEWAL_WORLD_DISTANCE, aggregation: str | None = None,
                             ) -> tuple[np.ndarray, np.ndarray]:
     """View entropy and view divergence of every pixel of one scene.
 
-    For pixel x of frame i with valid depth, S_x is the set of pixels (j, y) of the other frames that x
-    cross-projects to and that pass the depth test, plus (i, x) itself; a pixel with invalid depth has
-    S_x = {(i, x)}. ``ve`` = entropy (log2, eps 1e-12) of the normalised sum of P_j(y) over S_x; ``vd`` =
-    mean over S_x of KL(P_i(x) || P_j(y)) (log2, eps 1e-8).
+    For pixel x of frame i, S_x is (i, x) itself plus the pixels (j, y) of the other frames matched with x
+    by the aggregation: ``"gather"`` (METHODS.md) — the pixel y that x cross-projects to in each frame j, if
+    it passes the depth test (at most one per view); ``"splat"`` (ViewAL's) — every valid pixel y of every
+    other frame whose point cross-projects onto x and passes the test against D_i (any number per view).
+    A pixel with invalid depth has S_x = {(i, x)} either way. ``ve`` = entropy (log2, eps 1e-12) of the
+    normalised sum of P_j(y) over S_x; ``vd`` = mean over S_x of KL(P_i(x) || P_j(y)) (log2, eps 1e-8),
+    clamped at 0.
 
     Args:
         probs: (N, C, H, W) float32 per-pixel class distributions (non-negative, sum to 1).
         depths: (N, H, W) metres along the optical axis; 0 or non-finite = invalid.
         Ks: (N, 3, 3) OpenCV intrinsics. world_T_cams: (N, 4, 4) camera-to-world rigid poses.
         mode: ``"z"`` — keep if |p_z - D_j(u', v')| <= abs_tol + rel_tol * p_z (``depth_tol``);
-            ``"viewal"`` — ViewAL's test: keep if the back-projected D_j(u', v') lies closer than 1.0 m.
+            ``"viewal"`` — ViewAL's test: keep if the back-projected D_j(u', v') lies closer than
+            ``world_distance`` (strictly).
         depth_tol: (abs_tol metres, rel_tol), used by mode ``"z"``.
-        world_distance: mode ``"viewal"``'s threshold in metres (ViewAL's constant: 1.0).
+        world_distance: mode ``"viewal"``'s threshold in metres (ViewAL's published constant: 1.0; its
+            shipped coverage tables match 0.1).
+        aggregation: ``"gather"``, ``"splat"``, or None = the mode's own: gather for ``"z"``, splat for
+            ``"viewal"`` (so that mode ``"viewal"`` computes ViewAL's numbers; METHODS.md lists the departures).
         backend: ``"numpy"`` (reference, every frame pair), ``"cpu"`` (Numba, parallel) or ``"cuda"``
             (Numba CUDA; chosen explicitly, never guessed). All agree within 1e-5.
     Returns:
@@ -53,7 +63,7 @@ def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any,
         ValueError / GeometryError naming the argument on bad shapes, non-distributions, bad poses.
     """
     check_backend(backend)
-    scene = check_scene(depths, Ks, world_T_cams, mode, depth_tol, world_distance)
+    scene = check_scene(depths, Ks, world_T_cams, mode, depth_tol, world_distance, aggregation)
     P = check_probs(probs, scene.depths.shape)
     if backend == "numpy":
         from .reference import ve_vd_reference
@@ -68,8 +78,9 @@ def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any,
 
         pl = np.empty((n, h, w, 2 * c), np.float32)
         cpu.to_pixel_major(P, EPS_KL, pl)
-        cpu.ve_vd_kernel(pl, scene.depths, scene.Kinvs, scene.Ks, far_bounds(scene), ptr, src, M, scene.mode,
-                         scene.abs_tol, scene.rel_tol, scene.max_dist2, ve, vd)
+        kernel = cpu.ve_vd_splat_kernel if scene.aggregation == AGG_SPLAT else cpu.ve_vd_kernel
+        kernel(pl, scene.depths, scene.Kinvs, scene.Ks, far_bounds(scene), ptr, src, M, scene.mode,
+               scene.abs_tol, scene.rel_tol, scene.max_dist2, ve, vd)
         return ve, vd
     from . import cuda as cuda_backend
 

@@ -6,11 +6,15 @@
    organised the way ViewAL's code does it (torch on the CPU: every target frame re-projects *all* points
    of the scene, world-distance test, ``index_add_`` of the class vectors, per-class Python loops for
    entropy and divergence). Numba's first call (compilation, in a fresh cache directory) is reported apart.
-   All methods use ViewAL's test (mode="viewal", 1 m) so that they do the same work.
+   All methods use ViewAL's test (mode="viewal", 1 m) so that they do the same work; the kernel runs with
+   ``--aggregation`` (default "gather", the measured tables; "splat" is ViewAL's own aggregation).
 2. Fused (voxel) mode against exact at N = 25 ... 400: time and Spearman correlation of superpixel-mean
    view entropy (and divergence); superpixels are a regular grid of 40x40-pixel cells (48 per frame).
 3. The real ScanNet sample (ViewAL's 37 frames): kernel times, and our overlap table (mode="viewal")
    against ViewAL's own ``coverage_superpixel_table`` on ViewAL's superpixels.
+4. ("port") The real sample again: ``view_entropy_divergence(mode="viewal")`` (splat) against the test-only
+   port of ViewAL's own VE/VD code (tests/viewal_port.py): Spearman of superpixel-mean VE and VD and the
+   per-pixel differences, at ViewAL's published 1.0 m and the 0.1 m its tables match. No timing.
 
 Scenes come from ``viewal.datasets.synthetic`` (Open3D ray-cast rooms, camera walking a loop; depth only)
 when it is importable, else from the analytic box room of ``viewal.kernels.testing``. Class
@@ -227,12 +231,14 @@ def bench_exact(args, h, w):
         depths, Ks, poses, source = synthetic_geometry(n, h, w, seed=args.seed)
         for c in args.classes:
             probs = field_probs(depths, Ks, poses, c, seed=args.seed)
-            (ve, vd), t_cpu = timed(lambda: view_entropy_divergence(probs, depths, Ks, poses, mode="viewal"),
+            (ve, vd), t_cpu = timed(lambda: view_entropy_divergence(probs, depths, Ks, poses, mode="viewal",
+                                                                    aggregation=args.aggregation),
                                     repeats=args.repeats)
             c_cpu = CPU_TIMES[-1]
             t_np = t_base = c_base = err = rho = None
             if n <= args.numpy_max_n:
                 (ve_r, vd_r), t_np = timed(lambda: view_entropy_divergence(probs, depths, Ks, poses, mode="viewal",
+                                                                           aggregation=args.aggregation,
                                                                            backend="numpy"))
                 err = max(float(np.abs(ve - ve_r).max()), float(np.abs(vd - vd_r).max()))
             if n <= args.baseline_max_n:
@@ -286,8 +292,9 @@ def _tiny_scene():
 def load_real_scene(root: Path, sid: str, viewal_like: bool = False):
     """Frames of one scene of the real sample: (superpixels, depths, Ks, poses, names).
 
-    ``viewal_like``: depth resized bicubically with PIL (as ViewAL did) and intrinsics simply halved,
-    instead of the loader's nearest-neighbour depth and exact scaled intrinsics.
+    ``viewal_like``: depth resized bicubically with PIL and intrinsics simply halved, instead of the
+    loader's nearest-neighbour depth and exact scaled intrinsics. (ViewAL itself resized depth with
+    nearest-neighbour: Pillow 6's default; the bicubic rows show that it does not reproduce its tables.)
     """
     from viewal.datasets.viewal_original import load_viewal_superpixels, read_info, read_viewal_original
 
@@ -361,9 +368,9 @@ def bench_real(args):
                        fmt(t_o, ".3f"), len(tab)))
         theirs = viewal_table(root, sid, names)
         variants = [("viewal 1.0 m (ours: nearest depth)", dict(mode="viewal"), False),
-                    ("viewal 1.0 m, ViewAL-like bicubic depth", dict(mode="viewal"), True),
+                    ("viewal 1.0 m, bicubic depth, halved K", dict(mode="viewal"), True),
                     ("viewal 0.1 m (ours: nearest depth)", dict(mode="viewal", world_distance=0.1), False),
-                    ("viewal 0.1 m, ViewAL-like bicubic depth", dict(mode="viewal", world_distance=0.1), True),
+                    ("viewal 0.1 m, bicubic depth, halved K", dict(mode="viewal", world_distance=0.1), True),
                     ("z 5 cm + 2 % (ours: nearest depth)", dict(mode="z"), False)]
         for label, kw, like in variants:
             sp_, D_, K_, T_, _ = load_real_scene(root, sid, viewal_like=like)
@@ -381,6 +388,32 @@ def bench_real(args):
           "\ndefinition (every pixel corresponds to itself); ViewAL's are the share of valid-depth pixels.")
 
 
+def bench_port(args):
+    """Part 4: mode "viewal" vs the port of ViewAL's code on the real sample (no timing)."""
+    from viewal.sample import scannet_sample_available, scannet_sample_path
+
+    print("\n## 4. Mode 'viewal' (splat) vs a port of ViewAL's view_entropy.py, real sample, C=13 random per-pixel "
+          "distributions, ViewAL's halved K, nearest depth, ViewAL's depth-0 quirks off")
+    if not scannet_sample_available():
+        print(f"skipped: sample not found at {scannet_sample_path()}")
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from viewal_port import compare
+
+    rows = []
+    for sid in ("scene0007_00", "scene0014_00"):
+        for wd in (1.0, 0.1):
+            r = compare(scannet_sample_path(), sid, wd, c=13, seed=args.seed)
+            rows.append((sid, f"{wd:g}", fmt(r["spearman_ve"], ".4f"), fmt(r["spearman_vd"], ".4f"),
+                         fmt(r["spearman_ve_own_values"], ".3f"), f"{r['n_dve_valid_1e-4']}/{r['n_valid']}",
+                         fmt(r["max_dve_valid"], ".3f"), fmt(r["max_dvd_valid"], ".3f")))
+            print(f"  done port {sid} {wd}", file=sys.stderr, flush=True)
+    print_table(rows, ("scene", "dist m", "Spearman VE", "Spearman VD", "Spearman VE (own invalid)",
+                       "valid px |dVE|>1e-4", "max|dVE| valid", "max|dVD| valid"))
+    print("Superpixel means over ViewAL's SEEDS superpixels, compared as ViewAL ranks (invalid-depth pixels score 0);"
+          "\n'own invalid' = the package's values there (the pixel's own entropy). Differences: docs/bench_kernels.md.")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes (seconds)")
@@ -394,7 +427,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the baseline")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["exact", "fused", "real"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["exact", "fused", "real", "port"])
+    ap.add_argument("--aggregation", default="gather", choices=["gather", "splat"],
+                    help="aggregation of the exact kernel in part 1 (ViewAL's test either way)")
     ap.add_argument("--warm-cache", action="store_true", help="use Numba's normal cache (compile time not measured)")
     args = ap.parse_args(argv)
     h, w = 240, 320
@@ -420,6 +455,8 @@ def main(argv=None) -> int:
         bench_fused(args, h, w)
     if "real" not in args.skip:
         bench_real(args)
+    if "port" not in args.skip:
+        bench_port(args)
     load = os.getloadavg()
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; load average at end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
     return 0

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from viewal.geometry import GeometryError, backproject
+from viewal.geometry import GeometryError
 from viewal.kernels import candidate_pairs, view_entropy_divergence
 from viewal.kernels._common import check_scene
-from viewal.kernels.reference import correspondences
+from viewal.kernels.reference import camera_points, correspond_points, matches
 from viewal.kernels.testing import intrinsics, look_at, raycast_box, room_scene, smooth_probs
 
 ATOL = 1e-5
@@ -37,10 +37,10 @@ def assert_backends_agree(probs, depths, Ks, poses, mode="z", backends=FAST_BACK
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("mode", ["z", "viewal"])
-def test_random_room_backends_agree(seed, mode):
+@pytest.mark.parametrize("mode,aggregation", [("z", None), ("viewal", None), ("viewal", "gather"), ("z", "splat")])
+def test_random_room_backends_agree(seed, mode, aggregation):
     probs, depths, Ks, poses = room_scene(n=5, seed=seed)
-    ve, vd = assert_backends_agree(probs, depths, Ks, poses, mode=mode)
+    ve, vd = assert_backends_agree(probs, depths, Ks, poses, mode=mode, aggregation=aggregation)
     ent = entropy(probs)
     # some pixels have correspondences (the scenes overlap) and VE/VD differ from single-view values there
     assert np.mean(np.abs(ve - ent) > 1e-4) > 0.05
@@ -132,13 +132,9 @@ def test_pair_bound_is_conservative(seed):
         kept = set(zip(*candidate_pairs(scene)))
         assert len(kept) < 30  # something was skipped in these scenes (6 cameras in random directions)
         for i in range(6):
-            X = backproject(scene.depths[i], scene.Ks[i], scene.poses[i]).reshape(-1, 3)
-            valid = (scene.depths[i] > 0).reshape(-1)
             for j in range(6):
                 if i != j and (i, j) not in kept:
-                    _, ok = correspondences(X, valid, scene.depths[j], scene.Ks[j], scene.poses[j],
-                                            scene.mode, scene.abs_tol, scene.rel_tol)
-                    assert not ok.any(), (mode, i, j)
+                    assert matches(scene, i, j)[0].size == 0, (mode, i, j)
 
 
 def test_segment_frustum_cull_is_conservative_and_culls():
@@ -182,13 +178,15 @@ def test_viewal_mode_differs_from_z_mode():
     D2 = np.concatenate([depths, depths + 0.3])
     K2, T2 = np.concatenate([Ks, Ks]), np.concatenate([poses, poses])
     ve_z, vd_z = assert_backends_agree(P2, D2, K2, T2, mode="z")
-    ve_v, vd_v = assert_backends_agree(P2, D2, K2, T2, mode="viewal")
+    ve_v, vd_v = assert_backends_agree(P2, D2, K2, T2, mode="viewal", aggregation="gather")
     np.testing.assert_allclose(ve_z, entropy(P2), atol=ATOL)
     assert np.all(vd_z == 0)
     assert (np.abs(ve_v - ve_z) > 1e-3).mean() > 0.5
-    # a loose enough z tolerance accepts them as well
-    ve_loose, _ = assert_backends_agree(P2, D2, K2, T2, mode="z", depth_tol=(0.5, 0.0))
-    np.testing.assert_allclose(ve_loose, ve_v, atol=ATOL)
+    # a loose enough z tolerance accepts them as well, under either aggregation
+    for agg in ("gather", "splat"):
+        ve_loose, _ = assert_backends_agree(P2, D2, K2, T2, mode="z", depth_tol=(0.5, 0.0), aggregation=agg)
+        ve_v, _ = assert_backends_agree(P2, D2, K2, T2, mode="viewal", aggregation=agg)
+        np.testing.assert_allclose(ve_loose, ve_v, atol=ATOL)
 
 
 def test_round_trip_backproject_project_gives_grid():
@@ -205,10 +203,9 @@ def test_round_trip_backproject_project_gives_grid():
             x, y, z = cpu.backproject_pixel(float(u), float(v), float(depth[v, u]), Kinv)
             assert cpu.correspond(x, y, z, M, K, Kinv, depth, 0, 0.0, 0.0, 1.0) == v * w + u
     # the NumPy twin
-    T = look_at((1, 1, 1), (2, 3, 1))
-    X = backproject(depth, K, T).reshape(-1, 3)
-    idx, ok = correspondences(X, np.ones(h * w, bool), depth, K, T, 0, 1e-6, 0.0)
-    assert ok.all() and np.array_equal(idx, np.arange(h * w))
+    pix, x, y, z = camera_points(depth, Kinv)
+    idx = correspond_points(x, y, z, M, K, Kinv, depth, 0, 0.0, 0.0, 1.0)
+    assert np.array_equal(pix, np.arange(h * w)) and np.array_equal(idx, np.arange(h * w))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
@@ -240,6 +237,10 @@ def test_bad_inputs(backend):
         f(probs, depths, Ks, poses, mode="bogus", backend=backend)
     with pytest.raises(ValueError, match="depth_tol"):
         f(probs, depths, Ks, poses, depth_tol=(0.05,), backend=backend)
+    with pytest.raises(ValueError, match="aggregation"):
+        f(probs, depths, Ks, poses, aggregation="scatter", backend=backend)
+    with pytest.raises(ValueError, match="world_distance"):
+        f(probs, depths, Ks, poses, mode="viewal", world_distance=0.0, backend=backend)
     with pytest.raises(ValueError, match="backend"):
         f(probs, depths, Ks, poses, backend="gpu")
 

@@ -48,10 +48,10 @@ def _check(probs, depths, Ks, poses, **kw):
 
 
 @sim_only
-@pytest.mark.parametrize("mode", ["z", "viewal"])
-def test_sim_random_scene(mode):
+@pytest.mark.parametrize("mode,aggregation", [("z", None), ("viewal", None)])   # gather, splat
+def test_sim_random_scene(mode, aggregation):
     probs, depths, Ks, poses = _tiny(0)
-    ve, _ = _check(probs, depths, Ks, poses, mode=mode)
+    ve, _ = _check(probs, depths, Ks, poses, mode=mode, aggregation=aggregation)
     ent = -np.sum(probs * np.log2(probs + 1e-12), axis=1)
     assert (np.abs(ve - ent) > 1e-4).mean() > 0.1  # the views do overlap
 
@@ -70,6 +70,20 @@ def test_sim_adversarial():
     uni = np.full_like(probs, 0.25)
     ve, vd = _check(uni, depths, Ks, poses, mode="viewal")                       # uniform: log2 C
     np.testing.assert_allclose(ve, 2.0, atol=ATOL)
+
+
+@sim_only
+@pytest.mark.parametrize("aggregation", ["gather", "splat"])
+def test_sim_depth_test_at_the_threshold(aggregation):
+    """Points exactly on the threshold (see test_kernels_splat): the CUDA formulas decide like the others."""
+    from test_kernels_splat import ULP, _on_axis_pair
+
+    for mode, kw, d_dst, passes in (("viewal", dict(world_distance=0.5), 2.5, False),
+                                    ("viewal", dict(world_distance=0.5), 2.5 - ULP, True),
+                                    ("z", dict(depth_tol=(0.5, 0.0)), 2.5, True)):
+        ve, vd = _check(*_on_axis_pair(2.0, d_dst), mode=mode, aggregation=aggregation, **kw)
+        assert (ve[0, 4, 4] > 0.9) == passes and (ve[1, 4, 4] > 0.9) == passes
+        assert vd.min() >= 0.0
 
 
 @sim_only

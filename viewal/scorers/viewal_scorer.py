@@ -7,8 +7,9 @@ cross-view dedup (``viewal.selection.select_viewal``) on the pooled maps: region
 the superpixel, view score = mean VD.
 
 Options (all passed to the kernel when given): ``mode`` (depth-test mode; the kernel's default when
-absent), ``backend`` (``"numpy"``, ``"cpu"``, ``"cuda"``...), and any further kernel keyword (e.g. depth
-tolerances).
+absent), ``backend`` (``"numpy"``, ``"cpu"``, ``"cuda"``...), ``aggregation`` (``"gather"``/``"splat"``;
+absent = the mode's own: splat for mode ``"viewal"``, ViewAL's computation), and any further kernel keyword
+(e.g. depth tolerances, ``world_distance``).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class ViewEntropyScorer(Scorer):
 
     name = "view_entropy"
     #: keyword arguments of ``viewal.kernels.view_entropy_divergence``
-    option_names = frozenset({"mode", "depth_tol", "backend", "world_distance"})
+    option_names = frozenset({"mode", "depth_tol", "backend", "world_distance", "aggregation"})
     needs = frozenset({"probs", "views"})
     selection = "viewal"
 
