@@ -13,7 +13,7 @@
    against ViewAL's own ``coverage_superpixel_table`` on ViewAL's superpixels.
 
 Scenes come from ``viewal.datasets.synthetic`` (Open3D ray-cast rooms, camera walking a loop; depth only)
-when it is importable, else from the analytic box room of ``viewal.kernels.testing``. Class
+when it is importable, else from the analytic box room of ``tests/twins.py``. Class
 distributions are a smooth random field over *world* space (consistent across views) plus a smaller
 per-view image-space field (so that views disagree), softmaxed — no model is involved.
 
@@ -59,7 +59,8 @@ def synthetic_geometry(n: int, h: int, w: int, seed: int = 0):
             depths[i] = np.where(np.isfinite(t), t * d_cam[..., 2], 0.0)
         return depths, np.repeat(K[None], n, 0), poses, "viewal.datasets.synthetic (Open3D room)"
     except ImportError:
-        from viewal.kernels.testing import intrinsics, look_at, raycast_box
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test scenes live with the tests
+        from twins import intrinsics, look_at, raycast_box
 
         rng = np.random.default_rng(seed)
         K = intrinsics(h, w, 60.0)
@@ -71,7 +72,7 @@ def synthetic_geometry(n: int, h: int, w: int, seed: int = 0):
             T = look_at(eye, tgt)
             poses.append(T)
             depths.append(raycast_box(K, T, h, w))
-        return np.stack(depths), np.repeat(K[None], n, 0), np.stack(poses), "analytic box room (kernels.testing)"
+        return np.stack(depths), np.repeat(K[None], n, 0), np.stack(poses), "analytic box room (tests/twins.py)"
 
 
 def field_probs(depths, Ks, poses, c: int, seed: int = 0, n_feat: int = 12):

@@ -23,13 +23,17 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 import numpy as np  # noqa: E402
 
 from viewal.selection import (RegionPool, adjacency_from_edges, overlap_adjacency, select_greedy,  # noqa: E402
-                              select_viewal, select_viewal_naive)
+                              select_viewal)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the naive twin lives with the tests
+from twins import select_viewal_naive  # noqa: E402
 
 SP_PER_FRAME = 40
 PIXELS_PER_SP = 320 * 240 // SP_PER_FRAME

@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     from viewal.model import build_model, images_from_rgb
     from viewal.needs import NeedContext, compute_needs
     from viewal.scorers import NEEDS, build_scene_inputs
-    from viewal.scorers.seeds import pal_select
+    from viewal.scorers.pal import pal_select
     from viewal.superpixels import SuperpixelCache
     from viewal.train import TrainConfig, evaluate, fit
 
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
 
     # ---- max-entropy STN: seed configuration and remedies
     out["max_entropy"] = {}
-    imgs = augment._item_images(items, size)
+    imgs = augment.item_images(items, size)
     configs = {"seed (unbounded, discriminator)": dict(bound=None, discriminator=True),
                "unbounded, no discriminator": dict(bound=None, discriminator=False),
                "bounded 0.3, no discriminator": dict(bound=0.3, discriminator=False),

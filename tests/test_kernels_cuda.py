@@ -31,7 +31,7 @@ def test_cuda_backend_under_simulator():
 
 
 def _tiny(seed: int = 0, **kw):
-    from viewal.kernels.testing import room_scene
+    from twins import room_scene
 
     return room_scene(n=3, h=8, w=10, c=4, seed=seed, **kw)
 

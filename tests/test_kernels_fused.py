@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from viewal.kernels import view_entropy_divergence, view_entropy_divergence_fused
-from viewal.kernels.testing import room_scene
+from twins import room_scene
 
 ATOL = 1e-5
 

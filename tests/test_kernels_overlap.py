@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from viewal.kernels import OverlapTable, superpixel_overlap
-from viewal.kernels.testing import room_scene
+from twins import room_scene
 
 
 def grid_superpixels(n: int, h: int, w: int, cell: tuple[int, int] = (6, 8)) -> np.ndarray:

@@ -11,7 +11,8 @@ import torch
 from viewal import augment, heads, pseudo
 from viewal.datasets.base import Frame
 from viewal.model import build_model, images_from_rgb
-import viewal.scorers.seeds  # noqa: F401  (registers the seed need providers)
+import viewal.scorers.consistency  # noqa: F401  (registers the consistency need providers)
+import viewal.scorers.pal  # noqa: F401  (registers the rotation_score need provider)
 
 
 @pytest.fixture(autouse=True)
@@ -174,7 +175,7 @@ def test_rotation_extra_loss_with_fit():
 
 
 def test_pal_select_budget_and_diversity():
-    from viewal.scorers.seeds import pal_select
+    from viewal.scorers.pal import pal_select
     from viewal.selection import queries_from_selection
 
     torch.manual_seed(0)

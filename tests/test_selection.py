@@ -5,8 +5,9 @@ import pytest
 from viewal.selection import (
     RegionPool, adjacency_from_edges, build_pool, concat_pools, empty_adjacency, kcenter_greedy, labelled_regions,
     overlap_adjacency, overlap_edges, pool_frames, queries_from_selection, region_features, select, select_greedy,
-    select_viewal, select_viewal_naive, whole_image_regions,
+    select_viewal, whole_image_regions,
 )
+from twins import select_viewal_naive
 
 
 def make_pool(score, view, sizes, available=None, n_frames=1):

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 __all__ = [
     "IGNORE", "identity_theta", "affine_grid", "warp_images", "warp_labels", "entropy_map",
     "max_entropy_loss", "LocalisationNet", "Discriminator", "MaxEntropyAugmenter", "max_entropy_augmenter",
-    "inside_mask", "train_with_max_entropy",
+    "inside_mask", "item_images", "train_with_max_entropy",
 ]
 
 IGNORE = 255
@@ -352,15 +352,12 @@ def max_entropy_augmenter(model, images: Sequence[torch.Tensor] | torch.Tensor, 
     return aug
 
 
-def _item_images(items: Sequence, size: tuple[int, int] | None) -> torch.Tensor:
+def item_images(items: Sequence, size: tuple[int, int] | None) -> torch.Tensor:
     """(M, 3, h, w) normalised images of training items' frames at the working size."""
-    import numpy as np
+    from viewal.data import as_items
+    from viewal.model import frame_images
 
-    from viewal.data import as_items, resize_rgb
-    from viewal.model import images_from_rgb
-
-    frames = [it[0] for it in as_items(items)]
-    return images_from_rgb(np.stack([resize_rgb(np.asarray(f.rgb), size) for f in frames]))
+    return frame_images([it[0] for it in as_items(items)], size)
 
 
 def train_with_max_entropy(model, train_items: Sequence, val_items: Sequence, config=None, *, extra_loss=None,
@@ -393,7 +390,7 @@ def train_with_max_entropy(model, train_items: Sequence, val_items: Sequence, co
     cfg = config or TrainConfig()
     res1 = fit(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=f"{desc} base")
     base_state = _copy.deepcopy(model.state_dict())
-    images = _item_images(train_items, cfg.size)
+    images = item_images(train_items, cfg.size)
     dev = torch.device(cfg.device)
     aug = max_entropy_augmenter(model, images, steps=stn_steps, batch_size=stn_batch, bound=bound,
                                 reg_weight=reg_weight, discriminator=discriminator, adv_weight=adv_weight, lr=lr,

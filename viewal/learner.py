@@ -28,8 +28,8 @@ from viewal.faults import kill_point
 from viewal.ledger import LabelItem, Ledger, LedgerError
 from viewal.seeding import stream_rng, stream_seed
 from viewal.oracle import Oracle
-from viewal.selection import (RegionQuery, build_pool, concat_pools, overlap_adjacency, queries_from_selection,
-                              select, whole_image_regions)
+from viewal.selection import (RegionQuery, SelectionContext, build_pool, concat_pools, overlap_adjacency,
+                              queries_from_selection)
 
 __all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
            "model_fingerprint", "pool_signature", "integer_class_ids", "KERNEL_BACKENDS"]
@@ -258,6 +258,7 @@ class ActiveLearner:
                 raise ValueError(f"device {cfg.device!r}: no CUDA GPU found (torch.cuda.is_available() is False); "
                                  f"use device='cpu'")
         self.scorer = scorers.get(cfg.scorer, **cfg.scorer_options)
+        self.selector = self.scorer.selector(dedup=cfg.dedup)  # how the pooled scores become a selection
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         stored = self.ledger.config()
         if isinstance(stored.get("al"), dict):
@@ -374,9 +375,6 @@ class ActiveLearner:
                                    depth_tol=self.config.depth_tol, backend=self.config.kernel_backend)
         table.save(path)
         return table
-
-    def _needs_adjacency(self) -> bool:
-        return self.scorer.selection == "viewal" or (self.scorer.selection == "greedy" and self.config.dedup)
 
     # ------------------------------------------------------------------------------------------ model
     def train_config(self, n_items: int | None = None):
@@ -508,44 +506,40 @@ class ActiveLearner:
 
     # ------------------------------------------------------------------------------------------ querying
     def score_pool(self, progress: bool = True):
-        """Score every region of the pool with the scorer: returns the concatenated ``RegionPool``."""
-        from tqdm.auto import tqdm
-
+        """Score every region of the pool with the scorer: returns the concatenated ``RegionPool`` (with
+        the scorer's region features when it has any)."""
         from viewal.needs import NeedContext, compute_needs
-        from viewal.scorers import NEEDS, build_scene_inputs
+        from viewal.progress import progress_bar
+        from viewal.scorers import build_scene_inputs
 
         c = self.config
         pools = []
-        self._region_features = []
         cycle = self.ledger.cycle()
         hw = (self.dataset.height, self.dataset.width)
-        for scene_id, frames in tqdm(self._scenes(), desc=f"score ({c.scorer})", unit="scene", disable=not progress):
+        for scene_id, frames in progress_bar(self._scenes(), desc=f"score ({c.scorer})", unit="scene",
+                                             disable=not progress):
             sp = np.stack([self.regions(f) for f in frames])
             # MC-dropout masks and random scores keyed by (run seed, cycle, scene): a resumed run draws
             # what the uninterrupted one drew, whatever torch's global RNG went through before
-            rng = stream_rng(c.seed, "score", cycle, scene_id)
             ctx = NeedContext(model=self.model, frames=frames, mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
                               device=c.device, options={"superpixels": sp, "size": c.size},
                               seed=stream_seed(c.seed, "mc", cycle, scene_id))
-            arrays = compute_needs(sorted(set(self.scorer.needs) - {"views"}), ctx) if self.scorer.needs else {}
-            core = {k: arrays.get(k) for k in ("probs", "mc_probs", "features")}
-            extras = {k: v for k, v in arrays.items() if k not in NEEDS}
-            inputs = build_scene_inputs(frames, sp, self.scorer.needs, extras=extras, rng=rng, **core)
+            inputs = build_scene_inputs(frames, sp, self.scorer.needs, **compute_needs(self.scorer.needs, ctx),
+                                        rng=stream_rng(c.seed, "score", cycle, scene_id))
             scores = self.scorer(inputs)
-            if self.scorer.selection == "kcenter":
-                self._region_features.append(self.scorer.region_features(inputs))
             labelled = np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames])
             pools.append(build_pool(scene_id, [f.frame_id for f in frames], sp, scores.pixel, scores.view,
-                                    labelled=labelled))
+                                    labelled=labelled, features=self.scorer.region_features(inputs)))
             kill_point("score", cycle)
         return concat_pools(pools)
 
     def _adjacency_for(self, pool):
         if self._adjacency is None or self._adjacency.shape[0] != pool.n_regions:
-            from tqdm.auto import tqdm
+            from viewal.progress import progress_bar
 
             tables = [(sid, [f.frame_id for f in frames], self.overlap_table(sid, frames))
-                      for sid, frames in tqdm(self._scenes(), desc="overlap tables", unit="scene", leave=False)]
+                      for sid, frames in progress_bar(self._scenes(), desc="overlap tables", unit="scene",
+                                                      leave=False)]
             self._adjacency = overlap_adjacency(pool, tables)
         return self._adjacency
 
@@ -567,26 +561,15 @@ class ActiveLearner:
             self.fit(progress=progress)
         pool = self.score_pool(progress=progress)
         kill_point("select", cycle)
-        adjacency = self._adjacency_for(pool) if self._needs_adjacency() else None
         frames = [self.dataset.frame(s, f) for s, f in zip(pool.scene_ids, pool.frame_ids)]
-        sel = self.scorer.select_pool(self.model, pool, frames, lambda i: self.regions(frames[i]), int(budget_pixels),
-                                      adjacency=adjacency, device=self.config.device, size=self.config.size,
-                                      batch_size=self.config.infer_batch_size, progress=progress)
-        if sel is None:
-            sel = select(self.scorer.selection, pool, int(budget_pixels), adjacency=adjacency,
-                         dedup=self.config.dedup, **self._kcenter_inputs(pool))
+        context = SelectionContext(adjacency=lambda: self._adjacency_for(pool), model=self.model, frames=frames,
+                                   device=self.config.device, size=self.config.size,
+                                   batch_size=self.config.infer_batch_size, progress=progress)
+        sel = self.selector.select(pool, int(budget_pixels), context)
         queries = queries_from_selection(pool, sel, lambda i: self.regions(frames[i]), cycle=cycle)
         recorded = self.ledger.record_queries(cycle, queries)
         kill_point("queried", cycle)
         return recorded
-
-    def _kcenter_inputs(self, pool) -> dict:
-        """Region features of the pool (and the labelled regions' as initial centres) for k-centre rules."""
-        if self.scorer.selection != "kcenter":
-            return {}
-        X = np.concatenate(self._region_features)
-        labelled = ~pool.available & (pool.sizes > 0)
-        return {"features": X, "centres": X[labelled] if labelled.any() else None}
 
     # ------------------------------------------------------------------------------------------ labelling
     def label(self, queries: Sequence[RegionQuery] | None = None) -> int:

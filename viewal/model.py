@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SegModel", "build_model", "mc_predict", "Prediction", "predict_frames", "iter_predict_frames",
+__all__ = ["SegModel", "build_model", "frame_images", "mc_predict", "Prediction", "predict_frames", "iter_predict_frames",
            "images_from_rgb", "load_encoder_weights", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD",
            "OUTPUT_STRIDE", "DEFAULT_PASSES", "DEFAULT_ENCODER", "DEFAULT_INIT", "init_label"]
 
@@ -236,6 +236,13 @@ def images_from_rgb(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"rgb must be (B, H, W, 3) or (H, W, 3), got shape {tuple(x.shape)}")
     return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def frame_images(frames: Sequence, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """(B, 3, h, w) float32 network input of frames, RGB area-resized to the working ``size`` (None = as is)."""
+    from viewal.data import resize_rgb
+
+    return images_from_rgb(np.stack([resize_rgb(np.asarray(f.rgb), size) for f in frames]))
 
 
 # ---------------------------------------------------------------------------------------------- MC dropout
