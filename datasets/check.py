@@ -7,10 +7,11 @@ last passed are skipped (cache: a small JSON file), so a resumed run re-checks o
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from viewal.io import record_reads, write_json
 
@@ -36,9 +37,9 @@ def _load_all(frame) -> list[str]:
     with record_reads() as reads:
         try:
             for name in ("rgb", "depth", "K", "world_T_cam"):
-                getattr(frame, name)
+                _ = getattr(frame, name)  # loading it is the check
             if frame.has_labels:
-                frame.labels
+                _ = frame.labels
         finally:
             frame.release()
     return reads
@@ -75,10 +76,8 @@ def check_frames(frames: Sequence, cache: str | os.PathLike | None = None, progr
             continue
         passed[f.key] = file_stamps(reads)
     if cache is not None:
-        try:
+        with contextlib.suppress(OSError):  # a read-only dataset folder: the check simply runs again next time
             write_json(cache, {**known, **passed})
-        except OSError:
-            pass  # a read-only dataset folder: the check simply runs again next time
     if failed:
         more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
         raise DatasetError(f"{len(failed)} of {len(frames)} frames cannot be read{more}:\n  " + "\n  ".join(failed[:5]))

@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from ._math import VIEWAL_WORLD_DISTANCE
 from ._common import Scene, candidate_pairs, check_backend, check_probs, check_scene, far_bounds, relative_poses
+from ._math import VIEWAL_WORLD_DISTANCE
 
 EPS_KL = 1e-8
 

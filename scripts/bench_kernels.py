@@ -27,6 +27,7 @@ import platform
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 # honest compile times: Numba compiles into a fresh cache directory (set before numba is imported)
@@ -35,7 +36,6 @@ if "--warm-cache" not in sys.argv:
 os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 import numpy as np  # noqa: E402
-
 
 # ------------------------------------------------------------------------------------------ scenes
 
@@ -119,7 +119,7 @@ def viewal_algorithm(probs, depths, Ks, poses, world_distance: float = 1.0):
     world = torch.zeros(4, n * hw)
     for i in range(n):
         d = torch.from_numpy(depths[i].reshape(-1))
-        I = torch.stack([u * d, v * d, d, torch.ones(hw)])
+        I = torch.stack([u * d, v * d, d, torch.ones(hw)])  # noqa: E741  (homogeneous image points, as ViewAL)
         Kinv = torch.from_numpy(np.linalg.inv(Ks[i])).float()
         cam = torch.cat([Kinv @ I[:3], I[3:]])
         world[:, i * hw:(i + 1) * hw] = torch.from_numpy(poses[i]).float() @ cam
@@ -228,16 +228,16 @@ def bench_exact(args, h, w):
         depths, Ks, poses, source = synthetic_geometry(n, h, w, seed=args.seed)
         for c in args.classes:
             probs = field_probs(depths, Ks, poses, c, seed=args.seed)
-            (ve, vd), t_cpu = timed(lambda: view_entropy_divergence(probs, depths, Ks, poses, mode="viewal"),
+            (ve, vd), t_cpu = timed(partial(view_entropy_divergence, probs, depths, Ks, poses, mode="viewal"),
                                     repeats=args.repeats)
             c_cpu = CPU_TIMES[-1]
             t_np = t_base = c_base = err = rho = None
             if n <= args.numpy_max_n:
-                (ve_r, vd_r), t_np = timed(lambda: view_entropy_divergence(probs, depths, Ks, poses, mode="viewal",
-                                                                           backend="numpy"))
+                (ve_r, vd_r), t_np = timed(partial(view_entropy_divergence, probs, depths, Ks, poses, mode="viewal",
+                                                   backend="numpy"))
                 err = max(float(np.abs(ve - ve_r).max()), float(np.abs(vd - vd_r).max()))
             if n <= args.baseline_max_n:
-                (ve_b, vd_b), t_base = timed(lambda: viewal_algorithm(probs, depths, Ks, poses))
+                (ve_b, vd_b), t_base = timed(partial(viewal_algorithm, probs, depths, Ks, poses))
                 c_base = CPU_TIMES[-1]
                 valid = depths > 0
                 rho = float(np.corrcoef(ve[valid], ve_b[valid])[0, 1])
@@ -267,10 +267,10 @@ def bench_fused(args, h, w):
         depths, Ks, poses, _ = synthetic_geometry(n, h, w, seed=args.seed)
         probs = field_probs(depths, Ks, poses, args.fused_classes, seed=args.seed)
         sp = grid_superpixels(n, h, w)
-        (ve, vd), t_exact = timed(lambda: view_entropy_divergence(probs, depths, Ks, poses))
+        (ve, vd), t_exact = timed(partial(view_entropy_divergence, probs, depths, Ks, poses))
         me, md = region_means(ve, sp), region_means(vd, sp)
         for vs in args.voxel_sizes:
-            (vf, vdf), t_f = timed(lambda: view_entropy_divergence_fused(probs, depths, Ks, poses, voxel_size=vs))
+            (vf, vdf), t_f = timed(partial(view_entropy_divergence_fused, probs, depths, Ks, poses, voxel_size=vs))
             rows.append((n, vs, fmt(t_exact), fmt(t_f, ".3f"), fmt(t_exact / t_f, ".1f"),
                          fmt(spearmanr(me, region_means(vf, sp))[0], ".3f"),
                          fmt(spearmanr(md, region_means(vdf, sp))[0], ".3f")))
@@ -354,10 +354,10 @@ def bench_real(args):
         sp, D, K, T, names = load_real_scene(root, sid)
         n = len(names)
         probs = field_probs(D, K, T, 40, seed=args.seed)
-        _, t_z = timed(lambda: view_entropy_divergence(probs, D, K, T, mode="z"), repeats=args.repeats)
-        _, t_v = timed(lambda: view_entropy_divergence(probs, D, K, T, mode="viewal"), repeats=args.repeats)
-        _, t_f = timed(lambda: view_entropy_divergence_fused(probs, D, K, T, voxel_size=0.05), repeats=args.repeats)
-        tab, t_o = timed(lambda: superpixel_overlap(sp, D, K, T, mode="viewal"), repeats=args.repeats)
+        _, t_z = timed(partial(view_entropy_divergence, probs, D, K, T, mode="z"), repeats=args.repeats)
+        _, t_v = timed(partial(view_entropy_divergence, probs, D, K, T, mode="viewal"), repeats=args.repeats)
+        _, t_f = timed(partial(view_entropy_divergence_fused, probs, D, K, T, voxel_size=0.05), repeats=args.repeats)
+        tab, t_o = timed(partial(superpixel_overlap, sp, D, K, T, mode="viewal"), repeats=args.repeats)
         rows_t.append((sid, n, f"{(D > 0).mean():.3f}", fmt(t_z, ".3f"), fmt(t_v, ".3f"), fmt(t_f, ".3f"),
                        fmt(t_o, ".3f"), len(tab)))
         theirs = viewal_table(root, sid, names)

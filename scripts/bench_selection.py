@@ -29,8 +29,7 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 import numpy as np  # noqa: E402
 
-from viewal.selection import (RegionPool, adjacency_from_edges, overlap_adjacency, select_greedy,  # noqa: E402
-                              select_viewal)
+from viewal.selection import RegionPool, overlap_adjacency, select_greedy, select_viewal  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the naive twin lives with the tests
 from twins import select_viewal_naive  # noqa: E402

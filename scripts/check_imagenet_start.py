@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 NORMALISATIONS = {"0.5/0.5": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from twins import intrinsics, look_at, raycast_box, room_scene, smooth_probs
 from viewal.geometry import GeometryError, backproject
 from viewal.kernels import candidate_pairs, view_entropy_divergence
 from viewal.kernels._common import check_scene
 from viewal.kernels.reference import correspondences
-from twins import intrinsics, look_at, raycast_box, room_scene, smooth_probs
 
 ATOL = 1e-5
 FAST_BACKENDS = ["cpu"]

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-sim_only = pytest.mark.skipif(not SIM, reason="runs in the simulator subprocess (see test_cuda_backend_under_simulator)")
+sim_only = pytest.mark.skipif(not SIM,
+                              reason="runs in the simulator subprocess (see test_cuda_backend_under_simulator)")
 ATOL = 1e-5
 
 

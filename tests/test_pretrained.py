@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from viewal.model import build_model
-from viewal.pretrained import (imagenet_categories, input_normalisation, lite0_classifier, lite0_key_map,
-                               lite0_state_dict, lite0_weights_path)
+from viewal.pretrained import (
+    imagenet_categories,
+    input_normalisation,
+    lite0_classifier,
+    lite0_key_map,
+    lite0_state_dict,
+    lite0_weights_path,
+)
 
 # Frames of the real sample that show one ImageNet object clearly (found by looking at all 37):
 # a washbasin filling the frame, or a toilet seen from above.
@@ -43,7 +49,8 @@ def test_imagenet_encoder_gets_every_tensor_of_the_file():
 
 def test_bad_weights_file_is_refused_naming_it(tmp_path):
     src = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-    target = build_model(3, "efficientnet-lite0", encoder_weights="random", decoder_channels=16).net.encoder.state_dict()
+    target = build_model(3, "efficientnet-lite0", encoder_weights="random",
+                         decoder_channels=16).net.encoder.state_dict()
     cut = dict(src)
     del cut["_blocks.7._bn1.weight"]
     torch.save(cut, tmp_path / "cut.pth")

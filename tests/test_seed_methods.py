@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from viewal import augment, heads, pseudo
-from viewal.scorers import SceneInputs, get, names, pool_regions
-from viewal.scorers import consistency, pal
+from viewal.scorers import SceneInputs, consistency, get, names, pal, pool_regions
 
 
 def _softmax(z, axis):

@@ -21,7 +21,7 @@ S_S(x) = Σ_k CE(g(rot_k x), k)  (= Σ_k KL(onehot_k ‖ g(rot_k x))).
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -173,7 +173,8 @@ class LossPredictionHead(nn.Module):
         hs = []
         for s, fc in zip(self.stages, self.fcs):
             f = features[s]
-            w = onehot if tuple(onehot.shape[-2:]) == tuple(f.shape[-2:]) else F.adaptive_avg_pool2d(onehot, f.shape[-2:])
+            same = tuple(onehot.shape[-2:]) == tuple(f.shape[-2:])
+            w = onehot if same else F.adaptive_avg_pool2d(onehot, f.shape[-2:])
             pooled, _ = masked_average_pool(f, w)
             hs.append(F.relu(fc(pooled)))
         return self.out(torch.cat(hs, -1)).squeeze(-1), present

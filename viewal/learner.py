@@ -17,19 +17,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
 
 import numpy as np
 
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
 from viewal.faults import kill_point
 from viewal.ledger import LabelItem, Ledger, LedgerError
-from viewal.seeding import stream_rng, stream_seed
 from viewal.oracle import Oracle
-from viewal.selection import (RegionQuery, SelectionContext, build_pool, concat_pools, overlap_adjacency,
-                              queries_from_selection)
+from viewal.seeding import stream_rng, stream_seed
+from viewal.selection import (
+    RegionQuery,
+    SelectionContext,
+    build_pool,
+    concat_pools,
+    overlap_adjacency,
+    queries_from_selection,
+)
 
 __all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
            "model_fingerprint", "pool_signature", "integer_class_ids", "KERNEL_BACKENDS"]
@@ -41,7 +47,7 @@ def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1
     return max(at_least, -(-iterations // per_epoch))
 
 
-def train_config(c: "ALConfig", n_items: int, seed: int | None = None):
+def train_config(c: ALConfig, n_items: int, seed: int | None = None):
     """The training recipe of an :class:`ALConfig` for ``n_items`` labelled items: exactly ``c.steps``
     SGD steps with ``c.validations`` validations when steps are set, else ``c.epochs`` epochs raised to
     at least ``c.min_iterations`` steps. One function for the learner's fits and the full-data reference."""
@@ -66,7 +72,7 @@ TRAINING_FIELDS = ("encoder", "init", "epochs", "batch_size", "lr", "size", "min
 KERNEL_BACKENDS = ("cpu", "numpy", "cuda")
 
 
-def training_key(c: "ALConfig") -> dict:
+def training_key(c: ALConfig) -> dict:
     """What a fit depends on besides its labels: the training fields, the train seed and the scorer's
     training tag (``Scorer.training``: a head it trains); with a head, also its options and regions.
     Equal keys and equal labels give interchangeable models (the experiment shares the seed-set model)."""
@@ -81,7 +87,7 @@ def training_key(c: "ALConfig") -> dict:
     return d
 
 
-def model_fingerprint(c: "ALConfig", labels_digest: str) -> str:
+def model_fingerprint(c: ALConfig, labels_digest: str) -> str:
     """SHA-1 binding a model to its training recipe (:func:`training_key`) and its labels
     (``Ledger.labels_digest``): a checkpoint is reused only when its fingerprint is the current one."""
     text = json.dumps({"train": training_key(c), "labels": labels_digest}, sort_keys=True)
@@ -165,7 +171,8 @@ class ALConfig:
         if self.augment not in ("none", "max_entropy"):
             raise ValueError(f"augment must be 'none' or 'max_entropy', got {self.augment!r}")
         if self.pseudo_labels not in ("none", "confidence", "classwise", "ups"):
-            raise ValueError(f"pseudo_labels must be one of none, confidence, classwise, ups; got {self.pseudo_labels!r}")
+            raise ValueError(f"pseudo_labels must be one of none, confidence, classwise, ups; "
+                             f"got {self.pseudo_labels!r}")
         if self.auxiliary not in ("none", "rotation"):
             raise ValueError(f"auxiliary must be 'none' or 'rotation', got {self.auxiliary!r}")
         if self.sampling not in ("uniform", "labels"):
@@ -203,7 +210,7 @@ class ALConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "ALConfig":
+    def from_json(cls, d: dict) -> ALConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -398,22 +405,20 @@ class ActiveLearner:
         return items
 
     def _new_model(self):
-        """A freshly initialised model (seeded), prepared for the scorer; returns (model, extra_loss)."""
+        """A freshly initialised model (seeded), prepared for the scorer and the auxiliary tasks
+        (``viewal.aids.model_aids``); returns (model, extra_loss)."""
         import torch
 
+        from viewal.aids import model_aids
+        from viewal.heads import combine_extra_losses
         from viewal.model import build_model
 
         c = self.config
         torch.manual_seed(self.train_seed)
         model = build_model(self.dataset.num_classes, encoder=c.encoder, encoder_weights=c.init,
                             decoder_channels=c.decoder_channels)
-        extra = self.scorer.prepare_model(model)
-        if c.auxiliary == "rotation" and not hasattr(model, "rotation_head"):
-            from viewal.heads import attach_rotation_head, combine_extra_losses, rotation_extra_loss
-
-            attach_rotation_head(model)
-            extra = combine_extra_losses(extra, rotation_extra_loss())
-        return model, extra
+        hooks = [self.scorer.prepare_model(model)] + [aid.prepare_model(model) for aid in model_aids(c)]
+        return model, combine_extra_losses(*hooks)
 
     def save_model(self, path: str | Path) -> Path:
         """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on."""
@@ -462,36 +467,29 @@ class ActiveLearner:
         self._model_labels = int(meta.get("labelled_pixels", -1))
         self._model_fingerprint = str(meta.get("fingerprint", ""))
 
-    def fit(self, progress: bool = True):
-        """Re-initialise the model and train it on every label in the ledger (best-val checkpoint kept)."""
-        from viewal.train import fit
+    def fit_steps(self) -> list:
+        """The ordered steps of a fit (``viewal.aids.fit_steps``): the fit on the labelled pixels, then the
+        training aids of the config (max-entropy augmentation, pseudo-labels)."""
+        from viewal.aids import fit_steps
 
-        c = self.config
+        return fit_steps(self.config, pool=self.pool, item_extras=lambda f: {"superpixels": self.regions(f)})
+
+    def fit(self, progress: bool = True):
+        """Re-initialise the model and train it on every label in the ledger (best-val checkpoint kept), then
+        apply the training aids in order (:meth:`fit_steps`); ``fit_stats`` holds what they measured."""
+        from viewal.aids import FitState, run_steps
+
         model, extra = self._new_model()
         kill_point("train", self.ledger.cycle())
         items = self.training_items()
-        cfg = self.train_config(len(items))
-        desc = f"{c.scorer} c{self.ledger.cycle()}"
-        self.fit_stats = {}
-        if c.augment == "max_entropy":
-            from viewal.augment import train_with_max_entropy
-
-            result, _, self.fit_stats = train_with_max_entropy(model, items, self.val, cfg, extra_loss=extra,
-                                                               progress=progress, desc=desc)
-        elif c.pseudo_labels != "none":
-            from viewal.pseudo import train_with_pseudo_labels
-
-            result, self.fit_stats = train_with_pseudo_labels(model, items, self.pool, self.val, cfg,
-                                                              mode=c.pseudo_labels, extra_loss=extra,
-                                                              mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
-                                                              item_extras=lambda f: {"superpixels": self.regions(f)},
-                                                              progress=progress, desc=desc)
-        else:
-            result = fit(model, items, self.val, cfg, extra_loss=extra, progress=progress, desc=desc)
+        state = FitState(model, items, self.val, self.train_config(len(items)), extra_loss=extra, progress=progress,
+                         desc=f"{self.config.scorer} c{self.ledger.cycle()}")
+        run_steps(self.fit_steps(), state)
+        self.fit_stats = state.stats
         self.model = model
         self._model_labels = self.ledger.labelled_pixels()
         self._model_fingerprint = self.current_fingerprint()
-        return result
+        return state.result
 
     def evaluate(self, split: str = "test") -> dict:
         """mIoU and per-class IoU of the current model on ``split`` (``{"miou", "per_class_iou", ...}``)."""

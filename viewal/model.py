@@ -27,16 +27,17 @@ calls of ``model(images)`` with ``model.mc_dropout = True`` and ``model.generato
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SegModel", "build_model", "frame_images", "mc_predict", "Prediction", "predict_frames", "iter_predict_frames",
+__all__ = ["SegModel", "build_model", "frame_images", "mc_predict", "Prediction", "predict_frames",
+           "iter_predict_frames",
            "images_from_rgb", "load_encoder_weights", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD",
            "OUTPUT_STRIDE", "DEFAULT_PASSES", "DEFAULT_ENCODER", "DEFAULT_INIT", "init_label"]
 
@@ -179,7 +180,8 @@ def build_model(num_classes: int, encoder: str = DEFAULT_ENCODER, dropout: float
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     try:
-        net = smp.DeepLabV3Plus(encoder_name=canonical_encoder(encoder), encoder_weights=None, encoder_output_stride=OUTPUT_STRIDE,
+        net = smp.DeepLabV3Plus(encoder_name=canonical_encoder(encoder), encoder_weights=None,
+                                encoder_output_stride=OUTPUT_STRIDE,
                                 decoder_channels=decoder_channels, decoder_aspp_dropout=aspp_dropout,
                                 classes=num_classes)
     except KeyError as e:
@@ -377,7 +379,7 @@ def iter_predict_frames(model: SegModel, frames: Sequence, passes: int = DEFAULT
                 pred = Prediction(probs=pred)
             frame_hw = tuple(batch[0].rgb.shape[:2])
 
-            def back(p: torch.Tensor) -> np.ndarray:  # (n, C, h, w) -> frame resolution, numpy float32
+            def back(p: torch.Tensor, frame_hw=frame_hw) -> np.ndarray:  # (n, C, h, w) -> frame size, float32
                 if tuple(p.shape[-2:]) != frame_hw:
                     p = F.interpolate(p, size=frame_hw, mode="bilinear", align_corners=False)
                     p = p / p.sum(1, keepdim=True)

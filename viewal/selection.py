@@ -47,8 +47,8 @@ same, since labelled regions are excluded through ``RegionPool.available``, not 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np

@@ -19,9 +19,9 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -117,7 +117,8 @@ def output_std(z: torch.Tensor) -> float:
 
 def augment_batch(rgbs: Sequence[np.ndarray], size: tuple[int, int], min_scale: float = 0.2,
                   generator: torch.Generator | None = None,
-                  normalisation: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD)) -> torch.Tensor:
+                  normalisation: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
+                  ) -> torch.Tensor:
     """One SimSiam view of each image: uint8 (H, W, 3) images -> float32 (B, 3, h, w), normalised with
     ``normalisation`` = (mean, std), the encoder's own (:func:`viewal.pretrained.input_normalisation`).
 
@@ -235,7 +236,8 @@ def pretrain(frames: Sequence, config: SimSiamConfig | None = None, *, progress:
         history.append(rec)
         if progress if log_epochs is None else log_epochs:
             tqdm.write(f"simsiam epoch {epoch}/{cfg.epochs}: loss {rec['loss']:.4f}, z std {rec['std']:.4f} "
-                       f"(1/sqrt(d) = {1 / math.sqrt(cfg.proj_dim):.4f}; 0 = collapse) ({rec['seconds']:.1f} s)", file=sys.stdout)
+                       f"(1/sqrt(d) = {1 / math.sqrt(cfg.proj_dim):.4f}; 0 = collapse) ({rec['seconds']:.1f} s)",
+                       file=sys.stdout)
             sys.stdout.flush()
     model.eval()
     return model, history

@@ -18,9 +18,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,7 +112,7 @@ class TrainConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
-    def with_epochs(self, epochs: int) -> "TrainConfig":
+    def with_epochs(self, epochs: int) -> TrainConfig:
         """A copy that trains ``epochs`` epochs (of ``steps_per_epoch`` steps when steps are counted)."""
         import dataclasses
 
@@ -456,7 +457,8 @@ def load_checkpoint(path: str | Path, model: SegModel | None = None, *, num_clas
 
         raise CheckpointError(f"{path}: not a loadable checkpoint ({unpickle_reason(e)})") from None
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a viewal checkpoint (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r})")
+        fmt = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{path}: not a viewal checkpoint (format {fmt!r})")
     want_c = num_classes if num_classes is not None else (model.num_classes if model is not None else None)
     want_e = encoder if encoder is not None else (model.encoder_name if model is not None else None)
     if want_c is not None and int(obj["num_classes"]) != int(want_c):
@@ -562,7 +564,8 @@ def run(args: argparse.Namespace) -> int:
         "threads": torch.get_num_threads(), "config": {k: (list(v) if isinstance(v, tuple) else v)
                                                       for k, v in asdict(cfg).items()},
         "history": res.history,
-        "miou_convention": "IoU=TP/(TP+FP+FN) over non-ignore GT pixels; classes absent from GT and prediction excluded",
+        "miou_convention": "IoU=TP/(TP+FP+FN) over non-ignore GT pixels; "
+                           "classes absent from GT and prediction excluded",
     }
     save_checkpoint(out / "model.pt", model, meta={k: metrics[k] for k in ("data", "size", "val_miou", "test_miou",
                                                                            "best_epoch", "init")})

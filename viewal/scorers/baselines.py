@@ -1,4 +1,5 @@
-"""Baseline scorers (ViewAL's baselines, Siddiqui et al., CVPR 2020, Sec. 4): random, softmax entropy, margin, least confidence, MC-dropout entropy,
+"""Baseline scorers (ViewAL's baselines, Siddiqui et al., CVPR 2020, Sec. 4): random, softmax entropy, margin,
+least confidence, MC-dropout entropy,
 BALD, core-set and CEAL.
 
 The per-pixel maths are small pure functions on arrays; the class axis is axis ``-3`` everywhere, so

@@ -202,7 +202,7 @@ def _batches(ctx: NeedContext):
         yield s, ctx.frames[s:s + bs]
 
 
-def _deterministic_probs(model, images) -> "torch.Tensor":  # noqa: F821
+def _deterministic_probs(model, images) -> torch.Tensor:  # noqa: F821
     import torch
 
     was_training, was_mc = model.training, getattr(model, "mc_dropout", False)
@@ -223,7 +223,8 @@ def _ctx_superpixels(ctx: NeedContext) -> np.ndarray | None:
         if src is not None:
             sp = np.asarray(src)
             if sp.ndim != 3 or len(sp) != len(ctx.frames):
-                raise ValueError(f"superpixels passed to the providers must be (N={len(ctx.frames)}, H, W), got {sp.shape}")
+                raise ValueError(f"superpixels passed to the providers must be (N={len(ctx.frames)}, H, W), "
+                                 f"got {sp.shape}")
             return sp
     return None
 
@@ -292,7 +293,8 @@ def _loss_pred_provider(ctx: NeedContext) -> dict[str, np.ndarray]:
 # ============================================================================ scorers
 
 class NormalisingScorer(Scorer):
-    """Base of scorers that sum normalised components (consistency_loss, PAL). Shared option handling: ``normalise`` ('minmax' | 'zscore' | 'none') and ``stats`` {component: (lo, hi)}."""
+    """Base of scorers that sum normalised components (consistency_loss, PAL). Shared option handling:
+    ``normalise`` ('minmax' | 'zscore' | 'none') and ``stats`` {component: (lo, hi)}."""
 
     def _norm(self, name: str, pixel: np.ndarray, regions: np.ndarray) -> np.ndarray:
         stats = (self.options.get("stats") or {}).get(name)
@@ -307,7 +309,8 @@ def _flip_con_maps(inputs: SceneInputs) -> np.ndarray:
     fc = np.asarray(inputs.extras["flip_consistency"])
     sp = np.asarray(inputs.superpixels)
     if fc.shape[0] != sp.shape[0] or fc.shape[1] != 3 or fc.shape[2:] != sp.shape[1:]:
-        raise ValueError(f"flip_consistency extras must be (N, 3, H, W) matching superpixels {sp.shape}, got {fc.shape}")
+        raise ValueError(f"flip_consistency extras must be (N, 3, H, W) matching superpixels {sp.shape}, "
+                         f"got {fc.shape}")
     return np.stack([flip_consistency_map(fc[i, 0], fc[i, 1].astype(np.int64), fc[i, 2].astype(np.int64), sp[i])
                      for i in range(len(sp))])
 

@@ -58,7 +58,8 @@ def frame_rotation_scores(model, frames: Sequence, batch_size: int = 4, device="
     try:
         with torch.no_grad():
             for s in range(0, len(frames), max(1, batch_size)):
-                out.append(rotation_scores(model, frame_images(frames[s:s + batch_size], device, size)).float().cpu().numpy())
+                images = frame_images(frames[s:s + batch_size], device, size)
+                out.append(rotation_scores(model, images).float().cpu().numpy())
     finally:
         model.train(was)
     return np.concatenate(out).astype(np.float32)
@@ -74,7 +75,8 @@ class PAL(NormalisingScorer):
     ``finetune_batch`` (4), ``normalise``, ``stats``. The loop selects with :meth:`selector`.
     """
 
-    option_names = frozenset({'stats', 'normalise', 'rotation_weight', 'w_ss', 'w_sc', 'sub_queries', 'finetune_steps', 'finetune_lr', 'finetune_batch', 'w_sd', 'seed'})
+    option_names = frozenset({"stats", "normalise", "rotation_weight", "w_ss", "w_sc", "sub_queries", "finetune_steps",
+                              "finetune_lr", "finetune_batch", "w_sd", "seed"})
     name = "pal"
     training = "rotation_head"
     needs = frozenset({"probs", "rotation_score"})
