@@ -53,7 +53,7 @@ def check_frames(frames: Sequence, cache: str | os.PathLike | None = None, progr
         frames: ``viewal.datasets.Frame`` objects (e.g. the pool and the evaluation splits).
         cache: JSON file remembering the frames that passed, by the size and mtime of their image files.
     """
-    from tqdm.auto import tqdm
+    from viewal.progress import progress_bar
 
     cache = Path(cache) if cache is not None else None
     known: dict = {}
@@ -63,7 +63,7 @@ def check_frames(frames: Sequence, cache: str | os.PathLike | None = None, progr
         except (json.JSONDecodeError, OSError):
             known = {}
     passed, failed, loaded = {}, [], 0
-    for f in tqdm(frames, desc="check frames", unit="frame", disable=not progress, leave=False):
+    for f in progress_bar(frames, desc="check frames", unit="frame", disable=not progress, leave=False):
         stamps = known.get(f.key)
         if stamps and file_stamps([s[0] for s in stamps]) == stamps:
             passed[f.key] = stamps

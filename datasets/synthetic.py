@@ -1390,7 +1390,7 @@ def generate_dataset(
     Scene ``k`` depends only on ``(seed, k)``, so a larger ``scenes`` adds rooms without changing the
     first ones. Deterministic: the same arguments give byte-identical files.
     """
-    from tqdm import tqdm
+    from viewal.progress import progress_bar
 
     from .canonical import write_frame, write_meta, write_scene_intrinsics
 
@@ -1406,7 +1406,7 @@ def generate_dataset(
     scene_ids = [f"scene{k:04d}" for k in range(scenes)]
     frame_ids = {s: [f"{i:06d}" for i in range(frames)] for s in scene_ids}
     kinds = {}
-    bar = tqdm(total=scenes * frames, desc="generate", unit="frame", disable=not progress)
+    bar = progress_bar(total=scenes * frames, desc="generate", unit="frame", disable=not progress)
     for k, sid in enumerate(scene_ids):
         rng = np.random.default_rng([seed, k])
         spec = build_scene(rng)

@@ -1,4 +1,4 @@
-"""Superpixel overlap ("coverage") table of a scene, as a compact sparse table (METHODS.md section 1)."""
+"""Superpixel overlap ("coverage") table of a scene, as a compact sparse table (ViewAL Sec. 3.4)."""
 from __future__ import annotations
 
 import os

@@ -48,7 +48,7 @@ def correspondences(X: np.ndarray, valid: np.ndarray, depth_j: np.ndarray, K_j: 
 
 
 def ve_vd_reference(probs: np.ndarray, scene) -> tuple[np.ndarray, np.ndarray]:
-    """View entropy and view divergence (METHODS.md 1), every frame against every frame.
+    """View entropy and view divergence (Siddiqui et al., CVPR 2020, Sec. 3.2), every frame against every frame.
 
     probs (N, C, H, W) float32; scene: ``_common.Scene``. Returns ve, vd: (N, H, W) float32.
     """
@@ -78,7 +78,7 @@ def ve_vd_reference(probs: np.ndarray, scene) -> tuple[np.ndarray, np.ndarray]:
 
 
 def overlap_reference(superpixels: np.ndarray, counts: np.ndarray, scene) -> dict[tuple[int, int, int, int], float]:
-    """Superpixel overlap as a dict ``(t, r, s, q) -> cov`` (METHODS.md 1), every frame pair.
+    """Superpixel overlap as a dict ``(t, r, s, q) -> cov`` (ViewAL Sec. 3.4; docs/bench_kernels.md), every frame pair.
 
     cov(t, r; s, q) = #(depth-consistent pixels of superpixel q of frame s landing in r of frame t) / |r|.
     Self rows: each pixel corresponds to itself, so cov(s, q; s, q) = 1 for every non-empty q.

@@ -1,4 +1,4 @@
-"""Public entry point for view entropy / view divergence (METHODS.md section 1)."""
+"""Public entry point for view entropy / view divergence (ViewAL Sec. 3.2; docs/bench_kernels.md)."""
 from __future__ import annotations
 
 from typing import Any

@@ -109,7 +109,7 @@ def bench_simsiam(data: str, fraction: float, epochs: int, lr: float, ss_epochs:
     from viewal.datasets import open_dataset
     from viewal.model import build_model
     from viewal.simsiam import SimSiamConfig, pretrain
-    from viewal.train import TrainConfig, _train_subset, evaluate, fit
+    from viewal.train import TrainConfig, evaluate, fit, train_subset
 
     ds = open_dataset(data)
     train_all = ds.split("train")
@@ -136,7 +136,7 @@ def bench_simsiam(data: str, fraction: float, epochs: int, lr: float, ss_epochs:
               flush=True)
     out = {"ss_seconds": ss_secs, "ss_history": hist, "runs": []}
     for seed in seeds:
-        labelled = _train_subset(train_all, fraction, seed)
+        labelled = train_subset(train_all, fraction, seed)
         for init in inits:
             torch.manual_seed(seed)
             model = build_model(ds.num_classes, encoder)

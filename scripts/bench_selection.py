@@ -9,8 +9,8 @@ Reported (medians of ``--repeats`` runs, warm-up i.e. Numba compilation apart):
   * adjacency build from the coverage table (once per run: the geometry does not change between cycles),
   * one selection cycle (sort by VE + the flag/choose loop) = the <= 1 s target,
   * greedy selection with the same dedup,
-  * the plain-Python loop (``select_viewal_naive``, written straight from METHODS.md, like ViewAL's loop)
-    on a ``--naive-superpixels`` pool, extrapolated linearly to the full pool size.
+  * the plain-Python loop (``select_viewal_naive`` in tests/twins.py, written straight from the paper, like
+    ViewAL's loop) on a ``--naive-superpixels`` pool, extrapolated linearly to the full pool size.
 
     python scripts/bench_selection.py            # 1M superpixels
     python scripts/bench_selection.py --quick    # smoke run (50k)

@@ -1,4 +1,4 @@
-"""Max-entropy augmentation (seed 002, METHODS.md §5): a spatial transformer learns per-image affine warps
+"""Max-entropy augmentation (seed 002, docs/methods.md §4): a spatial transformer learns per-image affine warps
 that make the (frozen) segmenter uncertain; the segmenter is then fine-tuned on the warped images.
 
 Pieces (pure functions first):
@@ -210,8 +210,8 @@ class MaxEntropyAugmenter:
             raise ValueError("images: no batch to train the STN on")
         it = range(int(steps))
         if progress:
-            from tqdm import tqdm
-            it = tqdm(it, desc="max-entropy STN", leave=False)
+            from viewal.progress import progress_bar
+            it = progress_bar(it, desc="max-entropy STN", leave=False)
         try:
             for step in it:
                 x = batches[step % len(batches)].to(dev)

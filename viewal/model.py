@@ -363,11 +363,11 @@ def iter_predict_frames(model: SegModel, frames: Sequence, passes: int = DEFAULT
     ``size``: working (H, W) for the network (RGB area-resized); probabilities are bilinearly
     resized back to each frame's own resolution. ``seed`` seeds one generator for the whole run.
     """
-    from tqdm.auto import tqdm
+    from viewal.progress import progress_bar
 
     model.to(device)
     gen = torch.Generator(device=device).manual_seed(int(seed)) if seed is not None else None
-    bar = tqdm(total=len(frames), desc=desc, unit="frame", disable=not progress, leave=False)
+    bar = progress_bar(total=len(frames), desc=desc, unit="frame", disable=not progress, leave=False)
     try:
         for s in range(0, len(frames), batch_size):
             batch = frames[s:s + batch_size]

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["progress_bar", "LogBar", "interactive"]
+__all__ = ["progress_bar", "progress_write", "LogBar", "interactive"]
 
 
 def interactive(stream=None) -> bool:
@@ -104,3 +104,13 @@ def progress_bar(iterable: Iterable | None = None, **kwargs: Any):
 
         return tqdm(iterable, **kwargs)
     return LogBar(iterable, **kwargs)
+
+
+def progress_write(text: str, file=None) -> None:
+    """Print a line without breaking a terminal's progress bars (``tqdm.write``); plainly elsewhere."""
+    if interactive(file):
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=file)
+    else:
+        print(text, file=file if file is not None else sys.stdout, flush=True)

@@ -1,6 +1,6 @@
 """Pseudo-labels for unlabelled pixels: confidence-only, class-wise thresholds, and UPS.
 
-Seeds 000 and 004 (METHODS.md §3 and §6). Every rule is a pure function on probability maps that
+Seeds 000 and 004 (docs/methods.md §5 "Pseudo-labels"). Every rule is a pure function on probability maps that
 returns a label map (255 = no pseudo-label) and, for UPS, a negative-label mask:
 
 * :func:`confidence_pseudo_labels` — one threshold for every class (the comparison; also what CEAL's

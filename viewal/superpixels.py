@@ -227,11 +227,12 @@ class SuperpixelCache:
 def compute_all(dataset, method: str = "seeds", progress: bool = True, cache_dir: str | Path | None = None,
                 **settings) -> SuperpixelCache:
     """Compute (or find cached) superpixels of every frame of ``dataset``; returns the cache."""
-    from tqdm import tqdm
+    from viewal.progress import progress_bar
 
     cache = SuperpixelCache(dataset.root, method, size=(dataset.height, dataset.width), cache_dir=cache_dir,
                             **settings)
-    for frame in tqdm(list(dataset.all_frames()), desc=f"superpixels ({method})", unit="frame", disable=not progress):
+    for frame in progress_bar(list(dataset.all_frames()), desc=f"superpixels ({method})", unit="frame",
+                              disable=not progress):
         cache.get(frame)
     return cache
 

@@ -1,8 +1,8 @@
 """Training on partial labels, evaluation (mIoU from a confusion matrix), checkpoints, ``viewal train``.
 
-Recipe (ViewAL, METHODS.md §1): cross-entropy with ignore index 255 (unlabelled pixels contribute
-nothing), horizontal flip + Gaussian blur, SGD momentum 0.9, weight decay 5e-4, lr 4e-4 for the encoder
-and ×10 for ASPP + decoder + head, batch 6, step schedule (γ 0.1 at 70 % of the epochs: 35 of 50),
+Recipe (ViewAL; docs/model.md "Training on partial labels"): cross-entropy with ignore index 255 (unlabelled
+pixels contribute nothing), horizontal flip + Gaussian blur, SGD momentum 0.9, weight decay 5e-4, lr 4e-4 for the
+encoder and ×10 for ASPP + decoder + head, batch 6, step schedule (γ 0.1 at 70 % of the epochs: 35 of 50),
 best-validation-mIoU weights restored at the end. Epochs and the working image size are options so
 that CPU runs stay short.
 
@@ -35,7 +35,8 @@ from viewal.model import SegModel, build_model
 from viewal.pretrained import canonical_encoder
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
-           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "configure_parser", "run"]
+           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "configure_parser", "run",
+           "train_subset"]
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
 
@@ -194,7 +195,7 @@ def evaluate(model: SegModel, frames: Sequence, num_classes: int, batch_size: in
         ``{"miou": float, "per_class_iou": (C,) float64 with NaN for absent classes,
         "confusion": (C, C) int64 (rows = ground truth), "pixel_accuracy": float}``.
     """
-    from tqdm.auto import tqdm
+    from viewal.progress import progress_bar
 
     ds = SegmentationDataset(frames, parse_size(size), augment=False, cache=False)
     conf = np.zeros((num_classes, num_classes), np.int64)
@@ -202,7 +203,7 @@ def evaluate(model: SegModel, frames: Sequence, num_classes: int, batch_size: in
     model.eval()
     model.to(device)
     try:
-        for s in tqdm(range(0, len(ds), batch_size), desc=desc, disable=not progress, leave=False):
+        for s in progress_bar(range(0, len(ds), batch_size), desc=desc, disable=not progress, leave=False):
             batch = collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))])
             pred = model(batch["image"].to(device)).argmax(1).cpu().numpy()
             conf += confusion_matrix(pred, batch["label"].numpy(), num_classes)
@@ -319,7 +320,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     Returns:
         :class:`FitResult`.
     """
-    from tqdm.auto import tqdm
+    from viewal.progress import progress_bar, progress_write
 
     cfg = config or TrainConfig()
     if not isinstance(model, SegModel):
@@ -364,7 +365,8 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
             n_steps = min(cfg.steps_per_epoch, cfg.steps - step)
         batches = epoch_batches(len(ds), cfg.batch_size, gen, n_steps, weights)
         losses = []
-        bar = tqdm(batches, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="batch")
+        bar = progress_bar(batches, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False,
+                           unit="batch")
         for idx in bar:
             batch = collate([ds[i] for i in idx])
             batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
@@ -406,7 +408,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
             msg = f"{desc} epoch {epoch}/{cfg.epochs}: loss {rec['loss']:.4f}"
             if rec["val_miou"] is not None:
                 msg += f", val mIoU {rec['val_miou']:.4f}"
-            tqdm.write(msg + f" ({rec['seconds']:.1f} s)")
+            progress_write(msg + f" ({rec['seconds']:.1f} s)")
             sys.stdout.flush()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -514,7 +516,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _train_subset(frames: list, fraction: float, seed: int) -> list:
+def train_subset(frames: list, fraction: float, seed: int) -> list:
+    """A seeded random share ``fraction`` of ``frames`` (at least 2, in their order); all of them at 1."""
     if not 0 < fraction <= 1:
         raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}")
     if fraction >= 1:
@@ -531,7 +534,7 @@ def run(args: argparse.Namespace) -> int:
     train = [f for f in ds.split("train") if f.has_labels]
     if not train:
         raise ValueError(f"{args.data}: no labelled frames in the train split")
-    train = _train_subset(train, args.train_fraction, args.seed)
+    train = train_subset(train, args.train_fraction, args.seed)
     val = [f for f in ds.split("val") if f.has_labels] if "val" in ds.splits else []
     test = [f for f in ds.split("test") if f.has_labels] if "test" in ds.splits else []
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, size=parse_size(args.size),

@@ -177,9 +177,8 @@ def pal_diversity_select(model, pool, frames: Sequence, budget_pixels: int, *, s
         ``viewal.selection.Selection`` with the picks of all sub-queries in order (``score`` = the score
         at pick time).
     """
-    from tqdm.auto import tqdm
-
     from viewal.heads import finetune_rotation
+    from viewal.progress import progress_bar
     from viewal.selection import RegionPool, Selection, select_greedy
 
     frames = list(frames)
@@ -201,7 +200,7 @@ def pal_diversity_select(model, pool, frames: Sequence, budget_pixels: int, *, s
     picked_scores: list[np.ndarray] = []
     total = 0
     score = base
-    bar = tqdm(range(sub_queries), desc="PAL sub-queries", disable=not progress, leave=False)
+    bar = progress_bar(range(sub_queries), desc="PAL sub-queries", disable=not progress, leave=False)
     for q in bar:
         share = int(np.ceil((budget_pixels - total) / (sub_queries - q)))
         if share <= 0 or not avail.any():
