@@ -103,15 +103,6 @@ def test_unknown_aid_values_are_refused():
         ALConfig(pseudo_labels="bogus")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from viewal.datasets.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("aids") / "data"
-    generate_dataset(root, scenes=3, frames=4, height=48, width=64, seed=5, progress=False)
-    return root
-
-
 def test_max_entropy_classwise_and_rotation_all_run_in_one_fit(tiny, tmp_path):
     """The combination issue 13 found silently dropped: entropy+max_entropy+classwise (+ rotation) trains
     the STN, pseudo-labels the pool and trains the rotation head, all in one fit."""

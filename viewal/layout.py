@@ -39,6 +39,11 @@ def seedset_name(cfg) -> str:
     return f"seedset-s{cfg.seed}{'-' + tag if tag else ''}.pt"
 
 
+def _in_root(name: str, doc: str) -> property:
+    """A read-only path ``root / name`` of a :class:`RunLayout`."""
+    return property(lambda self: self.root / name, doc=f"``OUT/{name}``: {doc}.")
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """Paths of one experiment folder (``viewal experiment --out``)."""
@@ -69,25 +74,11 @@ class RunLayout:
             return self.seedset(cfg)
         return self.models / f"{method}-s{int(cfg.seed)}-c{int(cycle)}.pt"
 
-    @property
-    def results(self) -> Path:
-        return self.root / "results.csv"
-
-    @property
-    def table(self) -> Path:
-        return self.root / "table.txt"
-
-    @property
-    def curves(self) -> Path:
-        return self.root / "curves.png"
-
-    @property
-    def full_data(self) -> Path:
-        return self.root / "full_data.json"
-
-    @property
-    def frame_check(self) -> Path:
-        return self.root / "frame_check.json"
+    results = _in_root("results.csv", "method, seed, cycle, labelled fraction, mIoU per row")
+    table = _in_root("table.txt", "the printed table")
+    curves = _in_root("curves.png", "mIoU against the labelled fraction")
+    full_data = _in_root("full_data.json", "the full-data reference (same recipe, every train label)")
+    frame_check = _in_root("frame_check.json", "the cache of the frame check run before training")
 
     def query_sheet(self, method: str, cycle: int) -> Path:
         return self.root / f"queries_{method}_c{int(cycle)}.png"
