@@ -187,11 +187,10 @@ def grid_superpixels(n: int, h: int, w: int, cell: int = 40) -> np.ndarray:
 
 
 def region_means(x: np.ndarray, sp: np.ndarray) -> np.ndarray:
-    out = []
-    for i in range(x.shape[0]):
-        s = sp[i].reshape(-1)
-        out.append(np.bincount(s, weights=x[i].reshape(-1)) / np.maximum(np.bincount(s), 1))
-    return np.concatenate(out)
+    """(R,) superpixel means of (N, H, W) maps: the package's one region mean (``viewal.selection.pool_frames``)."""
+    from viewal.selection import pool_frames
+
+    return pool_frames(x, sp)[0]
 
 
 def fmt(x, spec=".2f"):
