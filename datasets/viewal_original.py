@@ -188,7 +188,7 @@ def read_viewal_original(
                 f"{root}: no {color_dir}; only {lmdb_path} holds the images, and it stores Python pickles — "
                 f"unpickling a file can run arbitrary code. Pass allow_pickle=True if you trust this file.")
         db = _Lmdb(lmdb_path)
-        names = sorted((k for k in db if not k.startswith("__")), key=natural_key)
+        names = sorted((k for k in db.keys() if not k.startswith("__")), key=natural_key)  # noqa: SIM118 (not a dict)
         source = "lmdb"
     else:
         raise FileNotFoundError(f"{root}: no colour images: missing {color_dir} (and no {lmdb_path})")
