@@ -119,3 +119,14 @@ def test_max_entropy_classwise_and_rotation_all_run_in_one_fit(tiny, tmp_path):
     assert st["mode"] == "classwise" and "thresholds" in st and "coverage" in st  # pseudo-labels ran
     assert learner.model.rotation_head is not None  # the rotation auxiliary ran
     assert np.isfinite(learner.evaluate()["miou"])
+
+
+def test_checkpoints_of_the_old_augment_only_fit_are_not_reused():
+    """Before the aids composed, max_entropy + pseudo-labels trained the augmentation alone; that recipe's
+    fingerprint differs from the composed one, so an old checkpoint is retrained, not reused."""
+    from viewal.learner import training_key
+
+    both = method_config(ALConfig(), "entropy+max_entropy+classwise", seed=0)
+    assert training_key(both)["aids"] == "composed"
+    assert "aids" not in training_key(method_config(ALConfig(), "entropy+max_entropy", seed=0))
+    assert "aids" not in training_key(method_config(ALConfig(), "entropy+ups", seed=0))
