@@ -7,10 +7,10 @@ groups frames by scene, knows its classes and its train/val/test splits. Format 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -19,7 +19,7 @@ __all__ = ["Frame", "RGBDDataset", "DatasetError", "IGNORE_INDEX", "SPLITS"]
 IGNORE_INDEX = 255
 SPLITS = ("train", "val", "test")
 
-ArrayOrLoader = Union[np.ndarray, Callable[[], np.ndarray], None]
+ArrayOrLoader = np.ndarray | Callable[[], np.ndarray] | None
 
 
 class DatasetError(ValueError):
@@ -164,7 +164,7 @@ class RGBDDataset:
         ids = {k.split("/", 1)[0] for k in self.splits.get(name, [])}
         return [s for s in self.scene_ids if s in ids]
 
-    def every(self, step: int) -> "RGBDDataset":
+    def every(self, step: int) -> RGBDDataset:
         """A view of the dataset keeping every ``step``-th frame of each scene (ViewAL used every 35th
         ScanNet frame); splits keep the frames that remain."""
         if step < 1:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -207,7 +207,8 @@ def make_frame(
                  world_T_cam=world_T_cam, labels=labels, source=source)
 
 
-def pose_or_skip(path: Path, skipped: list[str], loader: Callable[[Path], np.ndarray] | None = None) -> np.ndarray | None:
+def pose_or_skip(path: Path, skipped: list[str],
+                 loader: Callable[[Path], np.ndarray] | None = None) -> np.ndarray | None:
     """Pose of a frame, or None (path appended to ``skipped``) when it is non-finite (tracking lost).
 
     A missing file, a malformed matrix or a finite non-rigid pose is an error naming the file.

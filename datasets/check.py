@@ -7,10 +7,11 @@ last passed are skipped (cache: a small JSON file), so a resumed run re-checks o
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from viewal.io import record_reads, write_json
 
@@ -36,9 +37,9 @@ def _load_all(frame) -> list[str]:
     with record_reads() as reads:
         try:
             for name in ("rgb", "depth", "K", "world_T_cam"):
-                getattr(frame, name)
+                _ = getattr(frame, name)  # loading it is the check
             if frame.has_labels:
-                frame.labels
+                _ = frame.labels
         finally:
             frame.release()
     return reads
@@ -52,7 +53,7 @@ def check_frames(frames: Sequence, cache: str | os.PathLike | None = None, progr
         frames: ``viewal.datasets.Frame`` objects (e.g. the pool and the evaluation splits).
         cache: JSON file remembering the frames that passed, by the size and mtime of their image files.
     """
-    from tqdm.auto import tqdm
+    from viewal.progress import progress_bar
 
     cache = Path(cache) if cache is not None else None
     known: dict = {}
@@ -62,7 +63,7 @@ def check_frames(frames: Sequence, cache: str | os.PathLike | None = None, progr
         except (json.JSONDecodeError, OSError):
             known = {}
     passed, failed, loaded = {}, [], 0
-    for f in tqdm(frames, desc="check frames", unit="frame", disable=not progress, leave=False):
+    for f in progress_bar(frames, desc="check frames", unit="frame", disable=not progress, leave=False):
         stamps = known.get(f.key)
         if stamps and file_stamps([s[0] for s in stamps]) == stamps:
             passed[f.key] = stamps
@@ -75,10 +76,8 @@ def check_frames(frames: Sequence, cache: str | os.PathLike | None = None, progr
             continue
         passed[f.key] = file_stamps(reads)
     if cache is not None:
-        try:
+        with contextlib.suppress(OSError):  # a read-only dataset folder: the check simply runs again next time
             write_json(cache, {**known, **passed})
-        except OSError:
-            pass  # a read-only dataset folder: the check simply runs again next time
     if failed:
         more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
         raise DatasetError(f"{len(failed)} of {len(frames)} frames cannot be read{more}:\n  " + "\n  ".join(failed[:5]))

@@ -40,8 +40,15 @@ import numpy as np
 from viewal import geometry
 
 from .base import DatasetError, RGBDDataset
-from .canonical import image_shape, load_label_png, make_frame, natural_key, resolve_splits, viewal_label_shift, \
-    warn_skipped
+from .canonical import (
+    image_shape,
+    load_label_png,
+    make_frame,
+    natural_key,
+    resolve_splits,
+    viewal_label_shift,
+    warn_skipped,
+)
 from .scannet import NYU40_CLASSES
 
 __all__ = ["read_matterport", "looks_like", "read_conf", "GL_TO_CV", "DEPTH_SCALE"]
@@ -125,7 +132,8 @@ def read_matterport(
     size = (int(height), int(width))
     houses = _house_dirs(root)
     if not houses:
-        raise DatasetError(f"{root}: no Matterport3D house directories (expected <root>/<house>/{CONF_DIR}/<house>.conf)")
+        raise DatasetError(f"{root}: no Matterport3D house directories "
+                           f"(expected <root>/<house>/{CONF_DIR}/<house>.conf)")
     scenes = {}
     skipped: list[str] = []
     for hdir in houses:

@@ -7,8 +7,8 @@ matplotlib's Agg canvas (no GUI) and written atomically.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -46,8 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import DatasetError, RGBDDataset
-from .canonical import (load_label_png, natural_key, read_scene_frames, resolve_splits, viewal_label_shift,
-                        warn_skipped)
+from .canonical import load_label_png, natural_key, read_scene_frames, resolve_splits, viewal_label_shift, warn_skipped
 
 __all__ = ["read_scannet", "looks_like", "load_label_map", "NYU40_CLASSES", "LABEL_MAP_FILE", "DEPTH_SCALE"]
 
@@ -90,7 +89,8 @@ def load_label_map(path: Path) -> np.ndarray:
             try:
                 raw, nyu = int(row["id"]), int(row["nyu40id"] or 0)
             except (TypeError, ValueError):
-                raise DatasetError(f"{path}:{i}: non-integer id/nyu40id {row.get('id')!r}/{row.get('nyu40id')!r}") from None
+                raise DatasetError(f"{path}:{i}: non-integer id/nyu40id "
+                                   f"{row.get('id')!r}/{row.get('nyu40id')!r}") from None
             if not 0 <= nyu <= 40:
                 raise DatasetError(f"{path}:{i}: nyu40id {nyu} outside 0..40")
             pairs.append((raw, nyu))

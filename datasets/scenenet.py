@@ -46,8 +46,17 @@ import numpy as np
 from viewal import geometry
 
 from .base import DatasetError, RGBDDataset
-from .canonical import (load_depth_png, load_label_png, make_frame, natural_key, pose_or_skip,
-                        resize_nearest, resolve_splits, viewal_label_shift, warn_skipped)
+from .canonical import (
+    load_depth_png,
+    load_label_png,
+    make_frame,
+    natural_key,
+    pose_or_skip,
+    resize_nearest,
+    resolve_splits,
+    viewal_label_shift,
+    warn_skipped,
+)
 
 __all__ = ["read_scenenet", "looks_like", "NYU13_CLASSES", "SCENENET_K", "lookat_pose", "ray_to_z"]
 

@@ -413,7 +413,8 @@ def _obj_chair(rng) -> list[Part]:
     parts = [box_part(cls, seat, (w, d, 0.05), (0, 0, sh - 0.025))]
     for sx in (-1, 1):
         for sy in (-1, 1):
-            parts.append(box_part(cls, frame, (lw, lw, sh - 0.05), (sx * (w / 2 - lw), sy * (d / 2 - lw), (sh - 0.05) / 2)))
+            at = (sx * (w / 2 - lw), sy * (d / 2 - lw), (sh - 0.05) / 2)
+            parts.append(box_part(cls, frame, (lw, lw, sh - 0.05), at))
     # back rest at the rear (-y)
     parts.append(box_part(cls, seat if rng.random() < 0.5 else frame, (w, 0.04, bh), (0, -d / 2 + 0.02, sh + bh / 2)))
     return parts
@@ -430,7 +431,9 @@ def _obj_sofa(rng) -> tuple[list[Part], float, float, float]:
     parts = []
     for sx in (-1, 1):
         for sy in (-1, 1):
-            parts.append(box_part(cls, legs, (0.05, 0.05, base_h), (sx * (w / 2 - 0.06), sy * (d / 2 - 0.06), base_h / 2)))
+            parts.append(
+                box_part(cls, legs, (0.05, 0.05, base_h), (sx * (w / 2 - 0.06), sy * (d / 2 - 0.06), base_h / 2))
+            )
     parts.append(box_part(cls, fab, (w, d, seat_h - base_h - 0.1), (0, 0, (seat_h - 0.1 + base_h) / 2)))
     n_cush = int(rng.integers(2, 4))
     cw = (w - 2 * arm) / n_cush
@@ -439,7 +442,11 @@ def _obj_sofa(rng) -> tuple[list[Part], float, float, float]:
         parts.append(box_part(cls, fab2, (cw - 0.01, d - 0.22, 0.1), (x, 0.08, seat_h - 0.05)))
     parts.append(box_part(cls, fab, (w, 0.2, back_h - base_h), (0, -d / 2 + 0.1, (back_h + base_h) / 2)))
     for sx in (-1, 1):
-        parts.append(box_part(cls, fab, (arm, d, seat_h + 0.15 - base_h), (sx * (w / 2 - arm / 2), 0, (seat_h + 0.15 + base_h) / 2)))
+        parts.append(
+            box_part(
+                cls, fab, (arm, d, seat_h + 0.15 - base_h), (sx * (w / 2 - arm / 2), 0, (seat_h + 0.15 + base_h) / 2)
+            )
+        )
     return parts, w, d, back_h
 
 
@@ -454,18 +461,26 @@ def _obj_bed(rng) -> tuple[list[Part], float, float, float]:
     fh = rng.uniform(0.25, 0.35)
     mh = 0.2
     hb = rng.uniform(0.8, 1.1)
-    parts = [box_part(cls, frame, (w, d, fh), (0, 0, fh / 2)),
-             box_part(cls, matt, (w - 0.04, d - 0.06, mh), (0, 0.02, fh + mh / 2)),
-             box_part(cls, frame, (w + 0.04, 0.06, hb), (0, -d / 2 - 0.03, hb / 2))]
+    parts = [
+        box_part(cls, frame, (w, d, fh), (0, 0, fh / 2)),
+        box_part(cls, matt, (w - 0.04, d - 0.06, mh), (0, 0.02, fh + mh / 2)),
+        box_part(cls, frame, (w + 0.04, 0.06, hb), (0, -d / 2 - 0.03, hb / 2)),
+    ]
     bl = d * rng.uniform(0.55, 0.7)
     parts.append(box_part(cls, blanket, (w + 0.02, bl, 0.05), (0, d / 2 - bl / 2 + 0.01, fh + mh + 0.02)))
-    parts.append(box_part(cls, blanket, (0.03, bl, mh + 0.1), (w / 2 + 0.01, d / 2 - bl / 2 + 0.01, fh + mh / 2 - 0.03)))
-    parts.append(box_part(cls, blanket, (0.03, bl, mh + 0.1), (-w / 2 - 0.01, d / 2 - bl / 2 + 0.01, fh + mh / 2 - 0.03)))
+    parts.append(
+        box_part(cls, blanket, (0.03, bl, mh + 0.1), (w / 2 + 0.01, d / 2 - bl / 2 + 0.01, fh + mh / 2 - 0.03))
+    )
+    parts.append(
+        box_part(cls, blanket, (0.03, bl, mh + 0.1), (-w / 2 - 0.01, d / 2 - bl / 2 + 0.01, fh + mh / 2 - 0.03))
+    )
     n_p = 1 if w < 1.2 else 2
     pw = (w - 0.15) / n_p
     for i in range(n_p):
         x = -w / 2 + 0.075 + pw * (i + 0.5)
-        parts.append(Part("sphere", (pw / 2 - 0.03, 0.2, 0.07), rigid(None, (x, -d / 2 + 0.3, fh + mh + 0.06)), cls, pillow))
+        parts.append(
+            Part("sphere", (pw / 2 - 0.03, 0.2, 0.07), rigid(None, (x, -d / 2 + 0.3, fh + mh + 0.06)), cls, pillow)
+        )
     return parts, w, d, hb
 
 
@@ -477,8 +492,10 @@ def _obj_cabinet(rng, w=None, d=None, h=None) -> tuple[list[Part], float, float,
     body = make_material(rng, rng.choice(["wood", "paint"]))
     front = body if rng.random() < 0.6 else make_material(rng, rng.choice(["wood", "paint"]))
     handle = make_material(rng, "metal")
-    parts = [box_part(cls, body, (w, d - 0.02, h - 0.06), (0, -0.01, (h - 0.06) / 2 + 0.06)),
-             box_part(cls, body, (w - 0.04, d - 0.06, 0.06), (0, -0.03, 0.03))]
+    parts = [
+        box_part(cls, body, (w, d - 0.02, h - 0.06), (0, -0.01, (h - 0.06) / 2 + 0.06)),
+        box_part(cls, body, (w - 0.04, d - 0.06, 0.06), (0, -0.03, 0.03)),
+    ]
     n_doors = 1 if w < 0.6 else 2
     rows = 1 if h < 1.0 else int(rng.integers(1, 3))
     dw, dh = w / n_doors, (h - 0.08) / rows
@@ -499,9 +516,11 @@ def _obj_shelf(rng) -> tuple[list[Part], list[Part], float, float, float]:
     mat = make_material(rng, rng.choice(["wood", "paint"]))
     back = mat if rng.random() < 0.5 else make_material(rng, "paint")
     t = 0.025
-    parts = [box_part(cls, mat, (t, d, h), (-w / 2 + t / 2, 0, h / 2)),
-             box_part(cls, mat, (t, d, h), (w / 2 - t / 2, 0, h / 2)),
-             box_part(cls, back, (w, 0.01, h), (0, -d / 2 + 0.005, h / 2))]
+    parts = [
+        box_part(cls, mat, (t, d, h), (-w / 2 + t / 2, 0, h / 2)),
+        box_part(cls, mat, (t, d, h), (w / 2 - t / 2, 0, h / 2)),
+        box_part(cls, back, (w, 0.01, h), (0, -d / 2 + 0.005, h / 2)),
+    ]
     n = max(2, int(h / rng.uniform(0.3, 0.42)))
     clutter = []
     for i in range(n + 1):
@@ -518,8 +537,14 @@ def _obj_shelf(rng) -> tuple[list[Part], list[Part], float, float, float]:
                 bw = min(bw, w / 2 - t - 0.01 - x)
                 bh = min(gap - 0.02, rng.uniform(0.08, 0.3))
                 bd = rng.uniform(0.12, d - 0.04)
-                clutter.append(box_part(C["box"], make_material(rng, rng.choice(["bright", "cardboard", "paint", "fabric"])),
-                                        (bw, bd, bh), (x + bw / 2, -d / 2 + 0.02 + bd / 2, z + t + bh / 2)))
+                clutter.append(
+                    box_part(
+                        C["box"],
+                        make_material(rng, rng.choice(["bright", "cardboard", "paint", "fabric"])),
+                        (bw, bd, bh),
+                        (x + bw / 2, -d / 2 + 0.02 + bd / 2, z + t + bh / 2),
+                    )
+                )
                 x += bw + 0.005
     return parts, clutter, w, d, h
 
@@ -530,9 +555,11 @@ def _obj_floor_lamp(rng) -> tuple[list[Part], float]:
     shade = make_material(rng, rng.choice(["paint", "fabric"]))
     h = rng.uniform(1.3, 1.75)
     rs = rng.uniform(0.15, 0.25)
-    parts = [Part("frustum", (0.15, 0.13, 0.03), rigid(None, (0, 0, 0.015)), cls, base),
-             Part("frustum", (0.015, 0.015, h - 0.2), rigid(None, (0, 0, (h - 0.2) / 2)), cls, base),
-             Part("frustum", (rs, rs * 0.7, 0.3, 0), rigid(None, (0, 0, h - 0.15)), cls, shade)]
+    parts = [
+        Part("frustum", (0.15, 0.13, 0.03), rigid(None, (0, 0, 0.015)), cls, base),
+        Part("frustum", (0.015, 0.015, h - 0.2), rigid(None, (0, 0, (h - 0.2) / 2)), cls, base),
+        Part("frustum", (rs, rs * 0.7, 0.3, 0), rigid(None, (0, 0, h - 0.15)), cls, shade),
+    ]
     return parts, rs
 
 
@@ -542,9 +569,11 @@ def _obj_table_lamp(rng) -> list[Part]:
     shade = make_material(rng, rng.choice(["paint", "fabric"]))
     h = rng.uniform(0.3, 0.5)
     r = rng.uniform(0.08, 0.13)
-    return [Part("sphere", (0.07, 0.07, h * 0.3), rigid(None, (0, 0, h * 0.25)), cls, base),
-            Part("frustum", (0.012, 0.012, h * 0.4), rigid(None, (0, 0, h * 0.6)), cls, base),
-            Part("frustum", (r, r * 0.65, h * 0.35, 0), rigid(None, (0, 0, h - h * 0.175)), cls, shade)]
+    return [
+        Part("sphere", (0.07, 0.07, h * 0.3), rigid(None, (0, 0, h * 0.25)), cls, base),
+        Part("frustum", (0.012, 0.012, h * 0.4), rigid(None, (0, 0, h * 0.6)), cls, base),
+        Part("frustum", (r, r * 0.65, h * 0.35, 0), rigid(None, (0, 0, h - h * 0.175)), cls, shade),
+    ]
 
 
 def _obj_tv(rng, w=None) -> list[Part]:
@@ -555,10 +584,12 @@ def _obj_tv(rng, w=None) -> list[Part]:
     body = make_material(rng, "metal")
     screen = make_material(rng, "screen")
     lift = rng.uniform(0.06, 0.12)
-    return [box_part(cls, body, (w * 0.35, 0.18, 0.02), (0, 0, 0.01)),
-            box_part(cls, body, (0.05, 0.03, lift + 0.05), (0, -0.02, (lift + 0.05) / 2)),
-            box_part(cls, body, (w, 0.04, h), (0, 0, lift + h / 2)),
-            box_part(cls, screen, (w - 0.03, 0.006, h - 0.03), (0, 0.022, lift + h / 2))]
+    return [
+        box_part(cls, body, (w * 0.35, 0.18, 0.02), (0, 0, 0.01)),
+        box_part(cls, body, (0.05, 0.03, lift + 0.05), (0, -0.02, (lift + 0.05) / 2)),
+        box_part(cls, body, (w, 0.04, h), (0, 0, lift + h / 2)),
+        box_part(cls, screen, (w - 0.03, 0.006, h - 0.03), (0, 0.022, lift + h / 2)),
+    ]
 
 
 def _obj_plant(rng, small: bool = False) -> tuple[list[Part], float]:
@@ -566,14 +597,24 @@ def _obj_plant(rng, small: bool = False) -> tuple[list[Part], float]:
     pot = make_material(rng, rng.choice(["ceramic", "paint"]))
     leaves = make_material(rng, "green")
     s = rng.uniform(0.35, 0.55) if small else rng.uniform(0.8, 1.4)
-    rp = 0.22 * s ** 0.6
+    rp = 0.22 * s**0.6
     ph = rp * rng.uniform(1.0, 1.5)
-    parts = [Part("frustum", (rp * 0.75, rp, ph), rigid(None, (0, 0, ph / 2)), cls, pot),
-             Part("frustum", (0.015, 0.015, s * 0.5), rigid(None, (0, 0, ph + s * 0.25)), cls, leaves)]
+    parts = [
+        Part("frustum", (rp * 0.75, rp, ph), rigid(None, (0, 0, ph / 2)), cls, pot),
+        Part("frustum", (0.015, 0.015, s * 0.5), rigid(None, (0, 0, ph + s * 0.25)), cls, leaves),
+    ]
     for _ in range(int(rng.integers(2, 5))):
         r = s * rng.uniform(0.18, 0.3)
         c = (rng.normal(0, 0.12 * s), rng.normal(0, 0.12 * s), ph + s * rng.uniform(0.35, 0.8) - r * 0.3)
-        parts.append(Part("sphere", (r, r * rng.uniform(0.8, 1.2), r * rng.uniform(0.8, 1.2)), rigid(rot_z(rng.uniform(0, 6.3)), c), cls, leaves))
+        parts.append(
+            Part(
+                "sphere",
+                (r, r * rng.uniform(0.8, 1.2), r * rng.uniform(0.8, 1.2)),
+                rigid(rot_z(rng.uniform(0, 6.3)), c),
+                cls,
+                leaves,
+            )
+        )
     return parts, rp + 0.1 * s
 
 
@@ -589,7 +630,9 @@ def _obj_boxes(rng, max_h: float = 0.6) -> list[Part]:
             break
         mat = make_material(rng, rng.choice(["cardboard", "cardboard", "bright", "paint", "wood"]))
         yaw = rng.normal(0, 0.2)
-        parts.append(box_part(C["box"], mat, (w, d, h), (rng.normal(0, 0.03), rng.normal(0, 0.03), z + h / 2), rot_z(yaw)))
+        parts.append(
+            box_part(C["box"], mat, (w, d, h), (rng.normal(0, 0.03), rng.normal(0, 0.03), z + h / 2), rot_z(yaw))
+        )
         z += h
         w0 = w
     return parts
@@ -602,6 +645,7 @@ def placed(parts: list[Part], yaw: float, pos) -> list[Part]:
 
 
 # ----------------------------------------------------------------------------------------------- rooms
+
 
 @dataclass
 class SceneSpec:
@@ -733,16 +777,22 @@ def build_scene(rng: np.random.Generator) -> SceneSpec:
     # floor, ceiling
     T = 0.1
     parts.append(box_part(C["floor"], make_material(rng, "floor"), (Lx + 0.4, Ly + 0.4, T), (Lx / 2, Ly / 2, -T / 2)))
-    parts.append(box_part(C["ceiling"], make_material(rng, "paint"), (Lx + 0.4, Ly + 0.4, T), (Lx / 2, Ly / 2, Lz + T / 2)))
+    parts.append(
+        box_part(C["ceiling"], make_material(rng, "paint"), (Lx + 0.4, Ly + 0.4, T), (Lx / 2, Ly / 2, Lz + T / 2))
+    )
 
     # door: a panel set into the opening, a frame, a handle
     yaw = _WALL_YAW[door_wall]
     door_mat = make_material(rng, rng.choice(["wood", "paint"]))
     frame_mat = make_material(rng, rng.choice(["paint", "wood"]))
-    dp = [box_part(C["door"], door_mat, (dw, 0.04, dh), (0, -0.07, dh / 2)),
-          box_part(C["door"], make_material(rng, "metal"), (0.12, 0.05, 0.025), (dw / 2 - 0.1, -0.03, 1.0))]
+    dp = [
+        box_part(C["door"], door_mat, (dw, 0.04, dh), (0, -0.07, dh / 2)),
+        box_part(C["door"], make_material(rng, "metal"), (0.12, 0.05, 0.025), (dw / 2 - 0.1, -0.03, 1.0)),
+    ]
     for sx in (-1, 1):
-        dp.append(box_part(C["door"], frame_mat, (0.06, 0.02, dh + 0.06), (sx * (dw / 2 + 0.03), 0.01, (dh + 0.06) / 2)))
+        dp.append(
+            box_part(C["door"], frame_mat, (0.06, 0.02, dh + 0.06), (sx * (dw / 2 + 0.03), 0.01, (dh + 0.06) / 2))
+        )
     dp.append(box_part(C["door"], frame_mat, (dw + 0.12, 0.02, 0.06), (0, 0.01, dh + 0.03)))
     x, y = _wall_point(door_wall, ds, 0.0, L)
     parts += placed(dp, yaw, (x, y, 0.0))
@@ -805,13 +855,20 @@ def build_scene(rng: np.random.Generator) -> SceneSpec:
     if kind == "office" or rng.random() < 0.5:
         # desk against a wall with a monitor and a chair
         w, d, h = rng.uniform(1.0, 1.6), rng.uniform(0.6, 0.8), rng.uniform(0.72, 0.76)
-        tp = _obj_table(rng, w, d, h, make_material(rng, rng.choice(["wood", "paint"])), make_material(rng, rng.choice(["metal", "wood"])))
+        tp = _obj_table(
+            rng,
+            w,
+            d,
+            h,
+            make_material(rng, rng.choice(["wood", "paint"])),
+            make_material(rng, rng.choice(["metal", "wood"])),
+        )
         res = put_against_wall(tp, w, d + 0.5, h)
         if res is not None:
             yaw, x, y, wall = res
             off = rot_z(yaw) @ np.array([0, -0.25, 0])
             # the object was reserved with extra depth for the chair; shift the desk back
-            parts[-len(tp):] = placed(tp, yaw, (x + off[0], y + off[1], 0.0))
+            parts[-len(tp) :] = placed(tp, yaw, (x + off[0], y + off[1], 0.0))
             mon = _obj_tv(rng, rng.uniform(0.45, 0.7))
             moff = rot_z(yaw) @ np.array([rng.uniform(-0.2, 0.2) * w, -d / 2 + 0.15, 0])
             parts.extend(placed(mon, yaw, (x + off[0] + moff[0], y + off[1] + moff[1], h)))
@@ -848,15 +905,32 @@ def build_scene(rng: np.random.Generator) -> SceneSpec:
         yaw = rng.choice([0.0, math.pi / 2]) + rng.normal(0, 0.1)
         if rng.random() < 0.8:
             rw, rd = w + rng.uniform(0.8, 1.4), d + rng.uniform(0.8, 1.4)
-            parts.extend(placed([box_part(C["rug"], make_material(rng, "rug"), (rw, rd, 0.012), (0, 0, 0.006))],
-                                yaw + rng.normal(0, 0.05), (cx, cy, 0.0)))
-        tp = _obj_table(rng, w, d, h, make_material(rng, rng.choice(["wood", "paint", "metal"])), make_material(rng, rng.choice(["metal", "wood"])))
+            parts.extend(
+                placed(
+                    [box_part(C["rug"], make_material(rng, "rug"), (rw, rd, 0.012), (0, 0, 0.006))],
+                    yaw + rng.normal(0, 0.05),
+                    (cx, cy, 0.0),
+                )
+            )
+        tp = _obj_table(
+            rng,
+            w,
+            d,
+            h,
+            make_material(rng, rng.choice(["wood", "paint", "metal"])),
+            make_material(rng, rng.choice(["metal", "wood"])),
+        )
         parts.extend(placed(tp, yaw, (cx, cy, 0.0)))
         lay.add(_Layout.footprint(w, d, yaw, cx, cy), h)
         central_h = h
         if not coffee:
             n_ch = int(rng.integers(2, 5))
-            spots = [(0, d / 2 + 0.25, math.pi), (0, -d / 2 - 0.25, 0.0), (w / 2 + 0.25, 0, math.pi / 2), (-w / 2 - 0.25, 0, -math.pi / 2)]
+            spots = [
+                (0, d / 2 + 0.25, math.pi),
+                (0, -d / 2 - 0.25, 0.0),
+                (w / 2 + 0.25, 0, math.pi / 2),
+                (-w / 2 - 0.25, 0, -math.pi / 2),
+            ]
             for i in rng.permutation(4)[:n_ch]:
                 sx, sy, a = spots[i]
                 off = rot_z(yaw) @ np.array([sx + rng.normal(0, 0.05), sy + rng.normal(0, 0.08), 0])
@@ -867,13 +941,24 @@ def build_scene(rng: np.random.Generator) -> SceneSpec:
             px, py = rng.uniform(-0.35, 0.35) * w, rng.uniform(-0.3, 0.3) * d
             off = rot_z(yaw) @ np.array([px, py, 0])
             r = rng.random()
-            items = _obj_boxes(rng, 0.25) if r < 0.55 else _obj_plant(rng, small=True)[0] if r < 0.85 else _obj_table_lamp(rng)
+            items = (
+                _obj_boxes(rng, 0.25)
+                if r < 0.55
+                else _obj_plant(rng, small=True)[0]
+                if r < 0.85
+                else _obj_table_lamp(rng)
+            )
             parts.extend(placed(items, rng.uniform(0, 6.3), (cx + off[0], cy + off[1], h)))
     else:
         if rng.random() < 0.8:
             rw, rd = rng.uniform(1.4, 2.4), rng.uniform(1.0, 1.8)
-            parts.extend(placed([box_part(C["rug"], make_material(rng, "rug"), (rw, rd, 0.012), (0, 0, 0.006))],
-                                rng.uniform(0, 3.2), (cx, cy, 0.0)))
+            parts.extend(
+                placed(
+                    [box_part(C["rug"], make_material(rng, "rug"), (rw, rd, 0.012), (0, 0, 0.006))],
+                    rng.uniform(0, 3.2),
+                    (cx, cy, 0.0),
+                )
+            )
 
     # things on cabinets / nightstands / desks
     for yaw, x, y, w, d, h in tops:
@@ -881,7 +966,13 @@ def build_scene(rng: np.random.Generator) -> SceneSpec:
             px = rng.uniform(-0.3, 0.3) * w
             off = rot_z(yaw) @ np.array([px, rng.uniform(-0.15, 0.15) * d, 0])
             r = rng.random()
-            items = _obj_table_lamp(rng) if r < 0.4 else _obj_plant(rng, small=True)[0] if r < 0.65 else _obj_boxes(rng, 0.4)
+            items = (
+                _obj_table_lamp(rng)
+                if r < 0.4
+                else _obj_plant(rng, small=True)[0]
+                if r < 0.65
+                else _obj_boxes(rng, 0.4)
+            )
             parts.extend(placed(items, yaw + rng.normal(0, 0.3), (x + off[0], y + off[1], h)))
 
     # floor lamps, plants, box stacks in free spots along the walls
@@ -910,8 +1001,10 @@ def build_scene(rng: np.random.Generator) -> SceneSpec:
             continue
         x, y = _wall_point(wall, s, 0.3, L)
         foot = _Layout.footprint(pw, 0.6, _WALL_YAW[wall], x, y)
-        if any(foot[0] < a1 and a0 < foot[2] and foot[1] < b1 and b0 < foot[3] and hh > z0 - 0.05
-               for a0, b0, a1, b1, hh in lay.rects):
+        if any(
+            foot[0] < a1 and a0 < foot[2] and foot[1] < b1 and b0 < foot[3] and hh > z0 - 0.05
+            for a0, b0, a1, b1, hh in lay.rects
+        ):
             continue
         fm = make_material(rng, rng.choice(["wood", "metal", "paint"]))
         canvas = make_material(rng, "bright")
@@ -933,9 +1026,16 @@ def build_scene(rng: np.random.Generator) -> SceneSpec:
         lights.append((pos, float(rng.uniform(0.7, 1.2))))
     tot = sum(i for _, i in lights)
     lights = [(p, i * rng.uniform(1.3, 1.9) / tot) for p, i in lights]
-    return SceneSpec(parts, lights, L, ambient=float(rng.uniform(0.22, 0.35)), kind=kind,
-                     exposure=float(rng.uniform(1.1, 1.5)), central=(cx, cy),
-                     info={"central_height": central_h})
+    return SceneSpec(
+        parts,
+        lights,
+        L,
+        ambient=float(rng.uniform(0.22, 0.35)),
+        kind=kind,
+        exposure=float(rng.uniform(1.1, 1.5)),
+        central=(cx, cy),
+        info={"central_height": central_h},
+    )
 
 
 def _wall_s(wall: int, x: float, y: float, L) -> float:
@@ -950,6 +1050,7 @@ def _wall_s(wall: int, x: float, y: float, L) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- camera
+
 
 def default_intrinsics(height: int, width: int) -> np.ndarray:
     """Pinhole K (3, 3): fx = fy = 0.9·W (≈ 58° horizontal field of view, like ScanNet's depth camera),
@@ -994,18 +1095,21 @@ def camera_trajectory(rng: np.random.Generator, spec: SceneSpec, n: int) -> list
         a = total * k / max(n - 1, 1)  # angle travelled so far
         th = th0 + sign * a
         rad = 1.0 + 0.2 * math.sin(1.5 * a + ph[0])
-        eye = np.array([c[0] + ax * rad * math.cos(th), c[1] + ay * rad * math.sin(th),
-                        h0 + 0.13 * math.sin(1.2 * a + ph[1])])
+        eye = np.array(
+            [c[0] + ax * rad * math.cos(th), c[1] + ay * rad * math.sin(th), h0 + 0.13 * math.sin(1.2 * a + ph[1])]
+        )
         tth = th + math.pi + 0.55 * math.sin(0.9 * a + ph[2])
         trad = 0.55 + 0.4 * (0.5 + 0.5 * math.sin(0.7 * a + ph[3]))
-        target = np.array([c[0] + tx * trad * math.cos(tth), c[1] + ty * trad * math.sin(tth),
-                           1.0 + 0.45 * math.sin(0.8 * a + ph[4])])
+        target = np.array(
+            [c[0] + tx * trad * math.cos(tth), c[1] + ty * trad * math.sin(tth), 1.0 + 0.45 * math.sin(0.8 * a + ph[4])]
+        )
         roll = 0.06 * math.sin(1.1 * a + ph[5])
         poses.append(look_at(eye, target, roll))
     return poses
 
 
 # ----------------------------------------------------------------------------------------------- render
+
 
 class RoomRenderer:
     """Open3D raycasting scene of a :class:`SceneSpec` plus per-geometry class and material tables."""
@@ -1077,9 +1181,17 @@ def _pixel_rays(K: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return d, d[..., 2]
 
 
-def render_frame(renderer: RoomRenderer, K: np.ndarray, world_T_cam: np.ndarray, height: int, width: int,
-                 rng: np.random.Generator | None = None, depth_noise: bool = False,
-                 holes: bool = False, shadows: bool = True) -> dict[str, np.ndarray]:
+def render_frame(
+    renderer: RoomRenderer,
+    K: np.ndarray,
+    world_T_cam: np.ndarray,
+    height: int,
+    width: int,
+    rng: np.random.Generator | None = None,
+    depth_noise: bool = False,
+    holes: bool = False,
+    shadows: bool = True,
+) -> dict[str, np.ndarray]:
     """Render one view.
 
     Returns ``rgb`` (H, W, 3) uint8, ``depth`` (H, W) float32 metres along the optical axis (0 = invalid),
@@ -1106,8 +1218,14 @@ def render_frame(renderer: RoomRenderer, K: np.ndarray, world_T_cam: np.ndarray,
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     facing = np.einsum("ij,ij->i", n, dw)
     n[facing > 0] *= -1  # normals face the camera
-    mats = {"pattern": renderer.pattern[g], "c1": renderer.c1[g], "c2": renderer.c2[g], "scale": renderer.scale[g],
-            "angle": renderer.angle[g], "seed": renderer.seed[g]}
+    mats = {
+        "pattern": renderer.pattern[g],
+        "c1": renderer.c1[g],
+        "c2": renderer.c2[g],
+        "scale": renderer.scale[g],
+        "angle": renderer.angle[g],
+        "seed": renderer.seed[g],
+    }
     albedo = texture(renderer.uv(g, p, n), mats)
     spec = renderer.spec
     light = np.full(len(idx), spec.ambient) * (0.8 + 0.2 * np.abs(n[:, 2]))
@@ -1122,7 +1240,7 @@ def render_frame(renderer: RoomRenderer, K: np.ndarray, world_T_cam: np.ndarray,
             if lit.any():
                 occ[lit] = renderer.occluded(p[lit] + n[lit] * 2e-3, L[lit], tfar=0.999)
             lam = np.where(occ, 0.0, lam)
-        light += inten * lam / (1.0 + 0.08 * dist ** 2)
+        light += inten * lam / (1.0 + 0.08 * dist**2)
     em = renderer.emissive[g]
     col = albedo * np.where(em, 1.0, light)[:, None]
     rgb_lin = np.zeros((height * width, 3))
@@ -1135,10 +1253,22 @@ def render_frame(renderer: RoomRenderer, K: np.ndarray, world_T_cam: np.ndarray,
             raise ValueError("render_frame: depth_noise/holes need an rng")
         glass = np.zeros(height * width, bool)
         glass[idx] = renderer.emissive[g]  # window panes: no return from glass
-        depth = apply_sensor_effects(depth, rng, K, cos_incidence=_cos_map(facing, idx, height, width),
-                                     noise=depth_noise, holes=holes, no_return=glass.reshape(height, width))
-    return {"rgb": rgb, "depth": depth.astype(np.float32), "labels": labels.astype(np.uint8),
-            "t_hit": np.where(valid, t_hit, np.inf).astype(np.float32), "ray_dirs_cam": d_cam}
+        depth = apply_sensor_effects(
+            depth,
+            rng,
+            K,
+            cos_incidence=_cos_map(facing, idx, height, width),
+            noise=depth_noise,
+            holes=holes,
+            no_return=glass.reshape(height, width),
+        )
+    return {
+        "rgb": rgb,
+        "depth": depth.astype(np.float32),
+        "labels": labels.astype(np.uint8),
+        "t_hit": np.where(valid, t_hit, np.inf).astype(np.float32),
+        "ray_dirs_cam": d_cam,
+    }
 
 
 def _cos_map(facing: np.ndarray, idx: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -1147,8 +1277,15 @@ def _cos_map(facing: np.ndarray, idx: np.ndarray, h: int, w: int) -> np.ndarray:
     return out.reshape(h, w)
 
 
-def apply_sensor_effects(depth: np.ndarray, rng: np.random.Generator, K: np.ndarray, cos_incidence: np.ndarray,
-                         noise: bool = True, holes: bool = False, no_return: np.ndarray | None = None) -> np.ndarray:
+def apply_sensor_effects(
+    depth: np.ndarray,
+    rng: np.random.Generator,
+    K: np.ndarray,
+    cos_incidence: np.ndarray,
+    noise: bool = True,
+    holes: bool = False,
+    no_return: np.ndarray | None = None,
+) -> np.ndarray:
     """Kinect-like depth: noise σ(z) = 0.0012 + 0.0019 (z - 0.4)² m, disparity quantisation
     (1/8 px of a 580 px, 7.5 cm baseline sensor, whatever the output size), and optionally holes (random blobs,
     grazing angles > 80°, and ``no_return`` pixels such as window glass).
@@ -1183,6 +1320,7 @@ def apply_sensor_effects(depth: np.ndarray, rng: np.random.Generator, K: np.ndar
 
 # ---------------------------------------------------------------------------------------------- dataset
 
+
 def split_scenes(scene_ids: list[str], frames: dict[str, list[str]]) -> dict[str, list[str]]:
     """Splits by scene, 70/15/15 % with at least one scene each (≥ 3 scenes); with fewer scenes the last
     scene's frames are divided (2 scenes: train = scene 0, val/test = halves of scene 1)."""
@@ -1191,8 +1329,11 @@ def split_scenes(scene_ids: list[str], frames: dict[str, list[str]]) -> dict[str
         n_val = max(1, int(round(0.15 * n)))
         n_test = max(1, int(round(0.15 * n)))
         n_train = n - n_val - n_test
-        return {"train": scene_ids[:n_train], "val": scene_ids[n_train:n_train + n_val],
-                "test": scene_ids[n_train + n_val:]}
+        return {
+            "train": scene_ids[:n_train],
+            "val": scene_ids[n_train : n_train + n_val],
+            "test": scene_ids[n_train + n_val :],
+        }
     last = scene_ids[-1]
     fk = [f"{last}/{f}" for f in frames[last]]
     if n == 2:
@@ -1220,8 +1361,10 @@ def _prepare_output(out: Path) -> None:
             except json.JSONDecodeError:
                 meta = {}
         if (meta.get("generator") or {}).get("name") != "viewal.datasets.synthetic":
-            raise ValueError(f"generate: output directory {out} is not empty and was not written by "
-                                  "'viewal generate'; choose a new directory")
+            raise ValueError(
+                f"generate: output directory {out} is not empty and was not written by "
+                "'viewal generate'; choose a new directory"
+            )
         for p in out.iterdir():
             if p.is_dir() and (p.name.startswith("scene") or p.name == ".viewal_cache"):
                 shutil.rmtree(p)
@@ -1229,16 +1372,25 @@ def _prepare_output(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def generate_dataset(out: str | Path, scenes: int = DEFAULT_SCENES, frames: int = DEFAULT_FRAMES,
-                     height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH, seed: int = 0,
-                     depth_noise: bool = False, holes: bool = False, shadows: bool = True,
-                     color_ext: str = ".jpg", progress: bool = True) -> Path:
+def generate_dataset(
+    out: str | Path,
+    scenes: int = DEFAULT_SCENES,
+    frames: int = DEFAULT_FRAMES,
+    height: int = DEFAULT_HEIGHT,
+    width: int = DEFAULT_WIDTH,
+    seed: int = 0,
+    depth_noise: bool = False,
+    holes: bool = False,
+    shadows: bool = True,
+    color_ext: str = ".jpg",
+    progress: bool = True,
+) -> Path:
     """Generate ``scenes`` rooms × ``frames`` views into ``out`` (canonical layout) and return ``out``.
 
     Scene ``k`` depends only on ``(seed, k)``, so a larger ``scenes`` adds rooms without changing the
     first ones. Deterministic: the same arguments give byte-identical files.
     """
-    from tqdm import tqdm
+    from viewal.progress import progress_bar
 
     from .canonical import write_frame, write_meta, write_scene_intrinsics
 
@@ -1254,7 +1406,7 @@ def generate_dataset(out: str | Path, scenes: int = DEFAULT_SCENES, frames: int 
     scene_ids = [f"scene{k:04d}" for k in range(scenes)]
     frame_ids = {s: [f"{i:06d}" for i in range(frames)] for s in scene_ids}
     kinds = {}
-    bar = tqdm(total=scenes * frames, desc="generate", unit="frame", disable=not progress)
+    bar = progress_bar(total=scenes * frames, desc="generate", unit="frame", disable=not progress)
     for k, sid in enumerate(scene_ids):
         rng = np.random.default_rng([seed, k])
         spec = build_scene(rng)
@@ -1264,20 +1416,36 @@ def generate_dataset(out: str | Path, scenes: int = DEFAULT_SCENES, frames: int 
         write_scene_intrinsics(out, sid, K)
         for i, (fid, pose) in enumerate(zip(frame_ids[sid], poses)):
             frng = np.random.default_rng([seed, k, 2, i])
-            r = render_frame(renderer, K, pose, height, width, rng=frng, depth_noise=depth_noise, holes=holes,
-                             shadows=shadows)
-            write_frame(out, sid, fid, rgb=r["rgb"], depth=r["depth"], world_T_cam=pose, labels=r["labels"],
-                        color_ext=color_ext)
+            r = render_frame(
+                renderer, K, pose, height, width, rng=frng, depth_noise=depth_noise, holes=holes, shadows=shadows
+            )
+            write_frame(
+                out, sid, fid, rgb=r["rgb"], depth=r["depth"], world_T_cam=pose, labels=r["labels"], color_ext=color_ext
+            )
             bar.update(1)
     bar.close()
-    write_meta(out, class_names=CLASS_NAMES, splits=split_scenes(scene_ids, frame_ids), height=height, width=width,
-               generator={"name": "viewal.datasets.synthetic", "scenes": scenes, "frames": frames, "seed": seed,
-                          "depth_noise": depth_noise, "holes": holes, "shadows": shadows},
-               scene_kinds=kinds)
+    write_meta(
+        out,
+        class_names=CLASS_NAMES,
+        splits=split_scenes(scene_ids, frame_ids),
+        height=height,
+        width=width,
+        generator={
+            "name": "viewal.datasets.synthetic",
+            "scenes": scenes,
+            "frames": frames,
+            "seed": seed,
+            "depth_noise": depth_noise,
+            "holes": holes,
+            "shadows": shadows,
+        },
+        scene_kinds=kinds,
+    )
     return out
 
 
 # -------------------------------------------------------------------------------------------------- CLI
+
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", type=Path, help="output directory (canonical layout; created if missing)")
@@ -1286,19 +1454,38 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="image height in pixels")
     p.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="image width in pixels")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> byte-identical files)")
-    p.add_argument("--depth-noise", action=argparse.BooleanOptionalAction, default=False,
-                   help="Kinect-like depth noise with disparity quantisation")
-    p.add_argument("--holes", action=argparse.BooleanOptionalAction, default=False,
-                   help="depth holes: random blobs and grazing-angle dropouts set to 0")
+    p.add_argument(
+        "--depth-noise",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Kinect-like depth noise with disparity quantisation",
+    )
+    p.add_argument(
+        "--holes",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="depth holes: random blobs and grazing-angle dropouts set to 0",
+    )
     p.add_argument("--shadows", action=argparse.BooleanOptionalAction, default=True, help="cast shadows")
     p.add_argument("--png", action="store_true", help="write colour as lossless PNG instead of JPEG (quality 95)")
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    out = generate_dataset(args.out, scenes=args.scenes, frames=args.frames, height=args.height, width=args.width,
-                           seed=args.seed, depth_noise=args.depth_noise, holes=args.holes, shadows=args.shadows,
-                           color_ext=".png" if args.png else ".jpg")
-    print(f"wrote {args.scenes} scenes x {args.frames} frames ({args.width}x{args.height}) to {out} "
-          f"in {time.perf_counter() - t0:.1f} s; classes: {', '.join(CLASS_NAMES)}")
+    out = generate_dataset(
+        args.out,
+        scenes=args.scenes,
+        frames=args.frames,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
+        depth_noise=args.depth_noise,
+        holes=args.holes,
+        shadows=args.shadows,
+        color_ext=".png" if args.png else ".jpg",
+    )
+    print(
+        f"wrote {args.scenes} scenes x {args.frames} frames ({args.width}x{args.height}) to {out} "
+        f"in {time.perf_counter() - t0:.1f} s; classes: {', '.join(CLASS_NAMES)}"
+    )
     return 0

@@ -47,8 +47,17 @@ from viewal import geometry
 from viewal.io import read_image
 
 from .base import IGNORE_INDEX, SPLITS, DatasetError, Frame, RGBDDataset
-from .canonical import (default_splits, image_shape, load_label_png, make_frame, natural_key, pose_or_skip,
-                        resize_nearest, viewal_label_shift, warn_skipped)
+from .canonical import (
+    default_splits,
+    image_shape,
+    load_label_png,
+    make_frame,
+    natural_key,
+    pose_or_skip,
+    resize_nearest,
+    viewal_label_shift,
+    warn_skipped,
+)
 from .scannet import NYU40_CLASSES
 
 __all__ = ["read_viewal_original", "load_viewal_superpixels", "read_info", "split_name", "looks_like"]
@@ -182,7 +191,7 @@ def read_viewal_original(
                 f"{root}: no {color_dir}; only {lmdb_path} holds the images, and it stores Python pickles — "
                 f"unpickling a file can run arbitrary code. Pass allow_pickle=True if you trust this file.")
         db = _Lmdb(lmdb_path)
-        names = sorted((k for k in db.keys() if not k.startswith("__")), key=natural_key)
+        names = sorted((k for k in db.keys() if not k.startswith("__")), key=natural_key)  # noqa: SIM118 (not a dict)
         source = "lmdb"
     else:
         raise FileNotFoundError(f"{root}: no colour images: missing {color_dir} (and no {lmdb_path})")

@@ -16,7 +16,8 @@ exact method, where each frame gives at most one corresponding pixel. With F(v) 
     VD(x) = 1/|F(v)| * sum_{j in F(v)} KL(P_i(x) || m_j(v))
           = sum_c P_c(x) * (log2(P_c(x) + eps) - L_c(v) / |F(v)|),   L_c(v) = sum_j log2(m_jc(v) + eps)
 
-(frame i itself is in F(v)); VD is clamped at 0 (rounding in the sums of logs). Pixels with invalid depth get the single-view values (VE = H(P), VD = 0).
+(frame i itself is in F(v)); VD is clamped at 0 (rounding in the sums of logs). Pixels with invalid depth get
+the single-view values (VE = H(P), VD = 0).
 The grid origin is shifted by a fixed fraction of a voxel so that axis-aligned planes at round
 coordinates (synthetic rooms) do not fall on voxel boundaries.
 

@@ -1,4 +1,4 @@
-"""Superpixel overlap ("coverage") table of a scene, as a compact sparse table (METHODS.md section 1)."""
+"""Superpixel overlap ("coverage") table of a scene, as a compact sparse table (ViewAL Sec. 3.4)."""
 from __future__ import annotations
 
 import os
@@ -9,8 +9,8 @@ import numpy as np
 
 from viewal.io import atomic_path
 
-from ._math import VIEWAL_WORLD_DISTANCE
 from ._common import Scene, candidate_pairs, check_backend, check_scene, check_superpixels, relative_poses
+from ._math import VIEWAL_WORLD_DISTANCE
 
 __all__ = ["OverlapTable", "superpixel_overlap"]
 
@@ -73,7 +73,7 @@ class OverlapTable:
             np.savez_compressed(tmp, **{f: getattr(self, f) for f in _FIELDS}, n_superpixels=self.n_superpixels)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "OverlapTable":
+    def load(cls, path: str | os.PathLike) -> OverlapTable:
         """Read a table written by :meth:`save`; raises ValueError naming the file if it is malformed."""
         with np.load(path) as z:
             missing = [f for f in _FIELDS + ("n_superpixels",) if f not in z.files]
@@ -86,7 +86,7 @@ class OverlapTable:
         return t
 
     @classmethod
-    def from_dict(cls, d: dict[tuple[int, int, int, int], float], n_superpixels: np.ndarray) -> "OverlapTable":
+    def from_dict(cls, d: dict[tuple[int, int, int, int], float], n_superpixels: np.ndarray) -> OverlapTable:
         """Build from ``{(t, r, s, q): coverage}`` (rows sorted)."""
         keys = np.array(sorted(d), dtype=np.int64).reshape(-1, 4)
         cov = np.array([d[tuple(k)] for k in keys.tolist()], dtype=np.float32)

@@ -81,7 +81,7 @@ def matches(scene, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ve_vd_reference(probs: np.ndarray, scene) -> tuple[np.ndarray, np.ndarray]:
-    """View entropy and view divergence (METHODS.md 1), every frame against every frame.
+    """View entropy and view divergence (Siddiqui et al., CVPR 2020, Sec. 3.2), every frame against every frame.
 
     The set of target pixel x of frame i is (i, x) itself plus, for every other frame j, the pixels y of j
     matched with x: gather = x's point lands on y in j; splat (``scene.aggregation``) = y's point lands on x
@@ -115,7 +115,7 @@ def ve_vd_reference(probs: np.ndarray, scene) -> tuple[np.ndarray, np.ndarray]:
 
 
 def overlap_reference(superpixels: np.ndarray, counts: np.ndarray, scene) -> dict[tuple[int, int, int, int], float]:
-    """Superpixel overlap as a dict ``(t, r, s, q) -> cov`` (METHODS.md 1), every frame pair.
+    """Superpixel overlap as a dict ``(t, r, s, q) -> cov`` (ViewAL Sec. 3.4; docs/bench_kernels.md), every frame pair.
 
     cov(t, r; s, q) = #(depth-consistent pixels of superpixel q of frame s landing in r of frame t) / |r|.
     Self rows: each pixel corresponds to itself, so cov(s, q; s, q) = 1 for every non-empty q.

@@ -1,12 +1,12 @@
-"""Public entry point for view entropy / view divergence (METHODS.md section 1)."""
+"""Public entry point for view entropy / view divergence (ViewAL Sec. 3.2; docs/bench_kernels.md)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from ._math import AGG_SPLAT, VIEWAL_WORLD_DISTANCE
 from ._common import Scene, candidate_pairs, check_backend, check_probs, check_scene, far_bounds, relative_poses
+from ._math import AGG_SPLAT, VIEWAL_WORLD_DISTANCE
 
 EPS_KL = 1e-8
 

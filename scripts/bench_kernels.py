@@ -17,7 +17,7 @@
    per-pixel differences, at ViewAL's published 1.0 m and the 0.1 m its tables match. No timing.
 
 Scenes come from ``viewal.datasets.synthetic`` (Open3D ray-cast rooms, camera walking a loop; depth only)
-when it is importable, else from the analytic box room of ``viewal.kernels.testing``. Class
+when it is importable, else from the analytic box room of ``tests/twins.py``. Class
 distributions are a smooth random field over *world* space (consistent across views) plus a smaller
 per-view image-space field (so that views disagree), softmaxed — no model is involved.
 
@@ -31,6 +31,7 @@ import platform
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 # honest compile times: Numba compiles into a fresh cache directory (set before numba is imported)
@@ -39,7 +40,6 @@ if "--warm-cache" not in sys.argv:
 os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 import numpy as np  # noqa: E402
-
 
 # ------------------------------------------------------------------------------------------ scenes
 
@@ -63,7 +63,8 @@ def synthetic_geometry(n: int, h: int, w: int, seed: int = 0):
             depths[i] = np.where(np.isfinite(t), t * d_cam[..., 2], 0.0)
         return depths, np.repeat(K[None], n, 0), poses, "viewal.datasets.synthetic (Open3D room)"
     except ImportError:
-        from viewal.kernels.testing import intrinsics, look_at, raycast_box
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test scenes live with the tests
+        from twins import intrinsics, look_at, raycast_box
 
         rng = np.random.default_rng(seed)
         K = intrinsics(h, w, 60.0)
@@ -75,7 +76,7 @@ def synthetic_geometry(n: int, h: int, w: int, seed: int = 0):
             T = look_at(eye, tgt)
             poses.append(T)
             depths.append(raycast_box(K, T, h, w))
-        return np.stack(depths), np.repeat(K[None], n, 0), np.stack(poses), "analytic box room (kernels.testing)"
+        return np.stack(depths), np.repeat(K[None], n, 0), np.stack(poses), "analytic box room (tests/twins.py)"
 
 
 def field_probs(depths, Ks, poses, c: int, seed: int = 0, n_feat: int = 12):
@@ -122,7 +123,7 @@ def viewal_algorithm(probs, depths, Ks, poses, world_distance: float = 1.0):
     world = torch.zeros(4, n * hw)
     for i in range(n):
         d = torch.from_numpy(depths[i].reshape(-1))
-        I = torch.stack([u * d, v * d, d, torch.ones(hw)])
+        I = torch.stack([u * d, v * d, d, torch.ones(hw)])  # noqa: E741  (homogeneous image points, as ViewAL)
         Kinv = torch.from_numpy(np.linalg.inv(Ks[i])).float()
         cam = torch.cat([Kinv @ I[:3], I[3:]])
         world[:, i * hw:(i + 1) * hw] = torch.from_numpy(poses[i]).float() @ cam
@@ -190,11 +191,10 @@ def grid_superpixels(n: int, h: int, w: int, cell: int = 40) -> np.ndarray:
 
 
 def region_means(x: np.ndarray, sp: np.ndarray) -> np.ndarray:
-    out = []
-    for i in range(x.shape[0]):
-        s = sp[i].reshape(-1)
-        out.append(np.bincount(s, weights=x[i].reshape(-1)) / np.maximum(np.bincount(s), 1))
-    return np.concatenate(out)
+    """(R,) superpixel means of (N, H, W) maps: the package's one region mean (``viewal.selection.pool_frames``)."""
+    from viewal.selection import pool_frames
+
+    return pool_frames(x, sp)[0]
 
 
 def fmt(x, spec=".2f"):
@@ -231,18 +231,17 @@ def bench_exact(args, h, w):
         depths, Ks, poses, source = synthetic_geometry(n, h, w, seed=args.seed)
         for c in args.classes:
             probs = field_probs(depths, Ks, poses, c, seed=args.seed)
-            (ve, vd), t_cpu = timed(lambda: view_entropy_divergence(probs, depths, Ks, poses, mode="viewal",
-                                                                    aggregation=args.aggregation),
+            (ve, vd), t_cpu = timed(partial(view_entropy_divergence, probs, depths, Ks, poses, mode="viewal",
+                                            aggregation=args.aggregation),
                                     repeats=args.repeats)
             c_cpu = CPU_TIMES[-1]
             t_np = t_base = c_base = err = rho = None
             if n <= args.numpy_max_n:
-                (ve_r, vd_r), t_np = timed(lambda: view_entropy_divergence(probs, depths, Ks, poses, mode="viewal",
-                                                                           aggregation=args.aggregation,
-                                                                           backend="numpy"))
+                (ve_r, vd_r), t_np = timed(partial(view_entropy_divergence, probs, depths, Ks, poses, mode="viewal",
+                                                   aggregation=args.aggregation, backend="numpy"))
                 err = max(float(np.abs(ve - ve_r).max()), float(np.abs(vd - vd_r).max()))
             if n <= args.baseline_max_n:
-                (ve_b, vd_b), t_base = timed(lambda: viewal_algorithm(probs, depths, Ks, poses))
+                (ve_b, vd_b), t_base = timed(partial(viewal_algorithm, probs, depths, Ks, poses))
                 c_base = CPU_TIMES[-1]
                 valid = depths > 0
                 rho = float(np.corrcoef(ve[valid], ve_b[valid])[0, 1])
@@ -272,10 +271,10 @@ def bench_fused(args, h, w):
         depths, Ks, poses, _ = synthetic_geometry(n, h, w, seed=args.seed)
         probs = field_probs(depths, Ks, poses, args.fused_classes, seed=args.seed)
         sp = grid_superpixels(n, h, w)
-        (ve, vd), t_exact = timed(lambda: view_entropy_divergence(probs, depths, Ks, poses))
+        (ve, vd), t_exact = timed(partial(view_entropy_divergence, probs, depths, Ks, poses))
         me, md = region_means(ve, sp), region_means(vd, sp)
         for vs in args.voxel_sizes:
-            (vf, vdf), t_f = timed(lambda: view_entropy_divergence_fused(probs, depths, Ks, poses, voxel_size=vs))
+            (vf, vdf), t_f = timed(partial(view_entropy_divergence_fused, probs, depths, Ks, poses, voxel_size=vs))
             rows.append((n, vs, fmt(t_exact), fmt(t_f, ".3f"), fmt(t_exact / t_f, ".1f"),
                          fmt(spearmanr(me, region_means(vf, sp))[0], ".3f"),
                          fmt(spearmanr(md, region_means(vdf, sp))[0], ".3f")))
@@ -360,10 +359,10 @@ def bench_real(args):
         sp, D, K, T, names = load_real_scene(root, sid)
         n = len(names)
         probs = field_probs(D, K, T, 40, seed=args.seed)
-        _, t_z = timed(lambda: view_entropy_divergence(probs, D, K, T, mode="z"), repeats=args.repeats)
-        _, t_v = timed(lambda: view_entropy_divergence(probs, D, K, T, mode="viewal"), repeats=args.repeats)
-        _, t_f = timed(lambda: view_entropy_divergence_fused(probs, D, K, T, voxel_size=0.05), repeats=args.repeats)
-        tab, t_o = timed(lambda: superpixel_overlap(sp, D, K, T, mode="viewal"), repeats=args.repeats)
+        _, t_z = timed(partial(view_entropy_divergence, probs, D, K, T, mode="z"), repeats=args.repeats)
+        _, t_v = timed(partial(view_entropy_divergence, probs, D, K, T, mode="viewal"), repeats=args.repeats)
+        _, t_f = timed(partial(view_entropy_divergence_fused, probs, D, K, T, voxel_size=0.05), repeats=args.repeats)
+        tab, t_o = timed(partial(superpixel_overlap, sp, D, K, T, mode="viewal"), repeats=args.repeats)
         rows_t.append((sid, n, f"{(D > 0).mean():.3f}", fmt(t_z, ".3f"), fmt(t_v, ".3f"), fmt(t_f, ".3f"),
                        fmt(t_o, ".3f"), len(tab)))
         theirs = viewal_table(root, sid, names)

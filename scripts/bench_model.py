@@ -49,7 +49,7 @@ def bench_mc(encoders: list[str], size: tuple[int, int], batch: int, passes: int
         model = build_model(classes, enc).eval()
         x = torch.randn(batch, 3, *size)
 
-        def full_passes(seed: int) -> torch.Tensor:
+        def full_passes(seed: int, model=model, x=x) -> torch.Tensor:
             model.mc_dropout, model.generator = True, torch.Generator().manual_seed(seed)
             try:
                 with torch.no_grad():
@@ -61,7 +61,7 @@ def bench_mc(encoders: list[str], size: tuple[int, int], batch: int, passes: int
             finally:
                 model.mc_dropout, model.generator = False, None
 
-        def mc(seed: int) -> torch.Tensor:
+        def mc(seed: int, model=model, x=x) -> torch.Tensor:
             return mc_predict(model, x, passes, seed=seed, chunk=chunk)
 
         # warm-up (allocator, oneDNN primitive caches), reported apart
@@ -71,7 +71,7 @@ def bench_mc(encoders: list[str], size: tuple[int, int], batch: int, passes: int
         diff = float((a - b).abs().max())
         t_mc, t_full = [], []
         for r in range(repeats):
-            for name, fn, acc in (("mc", mc, t_mc), ("full", full_passes, t_full)) if r % 2 == 0 else \
+            for _name, fn, acc in (("mc", mc, t_mc), ("full", full_passes, t_full)) if r % 2 == 0 else \
                     (("full", full_passes, t_full), ("mc", mc, t_mc)):
                 t0 = time.perf_counter()
                 fn(r + 1)
@@ -109,7 +109,7 @@ def bench_simsiam(data: str, fraction: float, epochs: int, lr: float, ss_epochs:
     from viewal.datasets import open_dataset
     from viewal.model import build_model
     from viewal.simsiam import SimSiamConfig, pretrain
-    from viewal.train import TrainConfig, _train_subset, fit, evaluate
+    from viewal.train import TrainConfig, evaluate, fit, train_subset
 
     ds = open_dataset(data)
     train_all = ds.split("train")
@@ -136,7 +136,7 @@ def bench_simsiam(data: str, fraction: float, epochs: int, lr: float, ss_epochs:
               flush=True)
     out = {"ss_seconds": ss_secs, "ss_history": hist, "runs": []}
     for seed in seeds:
-        labelled = _train_subset(train_all, fraction, seed)
+        labelled = train_subset(train_all, fraction, seed)
         for init in inits:
             torch.manual_seed(seed)
             model = build_model(ds.num_classes, encoder)
@@ -184,7 +184,8 @@ def main(argv=None) -> int:
     g.add_argument("--ss-lr", type=float, default=0.05)
     g.add_argument("--seeds", default="0,1")
     g.add_argument("--lr", type=float, default=4e-3, help="supervised lr (encoder; head x10)")
-    g.add_argument("--ss-weights", default=None, help="use encoder weights from 'viewal pretrain' instead of pretraining")
+    g.add_argument("--ss-weights", default=None,
+                   help="use encoder weights from 'viewal pretrain' instead of pretraining")
     g.add_argument("--train-size", default="120x160", help="working size of the supervised runs")
     g.add_argument("--encoder", default="mobilenet_v2")
     g.add_argument("--inits", default="random,simsiam", help="which initialisations to train")

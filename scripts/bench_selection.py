@@ -9,8 +9,8 @@ Reported (medians of ``--repeats`` runs, warm-up i.e. Numba compilation apart):
   * adjacency build from the coverage table (once per run: the geometry does not change between cycles),
   * one selection cycle (sort by VE + the flag/choose loop) = the <= 1 s target,
   * greedy selection with the same dedup,
-  * the plain-Python loop (``select_viewal_naive``, written straight from METHODS.md, like ViewAL's loop)
-    on a ``--naive-superpixels`` pool, extrapolated linearly to the full pool size.
+  * the plain-Python loop (``select_viewal_naive`` in tests/twins.py, written straight from the paper, like
+    ViewAL's loop) on a ``--naive-superpixels`` pool, extrapolated linearly to the full pool size.
 
     python scripts/bench_selection.py            # 1M superpixels
     python scripts/bench_selection.py --quick    # smoke run (50k)
@@ -23,13 +23,16 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 import numpy as np  # noqa: E402
 
-from viewal.selection import (RegionPool, adjacency_from_edges, overlap_adjacency, select_greedy,  # noqa: E402
-                              select_viewal, select_viewal_naive)
+from viewal.selection import RegionPool, overlap_adjacency, select_greedy, select_viewal  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the naive twin lives with the tests
+from twins import select_viewal_naive  # noqa: E402
 
 SP_PER_FRAME = 40
 PIXELS_PER_SP = 320 * 240 // SP_PER_FRAME

@@ -48,13 +48,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output prefix (OUT.csv, OUT.json, OUT.png)")
     args = p.parse_args(argv)
 
-    import numpy as np
     import torch
 
+    from viewal.data import parse_size
     from viewal.datasets import open_dataset
     from viewal.model import build_model
     from viewal.train import TrainConfig, fit
-    from viewal.data import parse_size
 
     size = parse_size(args.size)
     ds = open_dataset(args.data, height=size[0], width=size[1])

@@ -28,6 +28,8 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 import numpy as np
 
+from viewal.layout import RunLayout  # noqa: E402
+
 
 def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
     """Result rows of the seeds for which every method finished every cycle (read from the ledgers)."""
@@ -38,7 +40,7 @@ def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
     for s in seeds:
         per = {}
         for m in methods:
-            path = out / "ledgers" / f"{m}-s{s}.sqlite"
+            path = RunLayout(out).ledger(m, s)
             res = Ledger(path).results() if path.is_file() else []
             per[m] = [r for r in res if r["cycle"] <= cycles]
         if all(len(v) == cycles + 1 for v in per.values()):
@@ -52,7 +54,8 @@ def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
 #: fit_stats keys reported per training aid: (key, column title, scale)
 AID_STATS = {"augment": [("theta_dev", "mean abs(θ − I)", 1.0), ("entropy_warped", "H warped", 1.0),
                          ("entropy_identity", "H identity", 1.0), ("kept", "fine-tuned model kept", None)],
-             "pseudo_labels": [("precision", "pseudo-label precision %", 100.0), ("coverage", "pool pixels pseudo-labelled %", 100.0),
+             "pseudo_labels": [("precision", "pseudo-label precision %", 100.0),
+                               ("coverage", "pool pixels pseudo-labelled %", 100.0),
                                ("negative_precision", "negative-label precision %", 100.0)]}
 
 
@@ -68,7 +71,7 @@ def training_aid_table(out: Path, methods: list[str], seeds: list[int], cycles: 
             cols = AID_STATS.get(aid, [])  # the rotation aid reports nothing of its own
             per_cycle: dict[int, list[dict]] = {}
             for s in seeds:
-                path = out / "ledgers" / f"{m}-s{s}.sqlite"
+                path = RunLayout(out).ledger(m, s)
                 if not path.is_file():
                     continue
                 led = Ledger(path)
@@ -112,7 +115,7 @@ def noise_floor(dataset, base, out: Path, method: str, seed: int, cycles: int,
     cache = json.loads(path.read_text()) if path.is_file() else {}
     if key in cache:
         return cache[key]
-    ledger = out / "ledgers" / f"{key}.sqlite"
+    ledger = RunLayout(out).ledger(method, seed)
     with Ledger(ledger) as led:
         res = {int(r["cycle"]): float(r["miou"]) for r in led.results()}
     if cycles not in res:
@@ -144,7 +147,7 @@ def sampling_ablation(dataset, base, out: Path, methods: list[str], seed: int, c
     path = out / "sampling_ablation.json"
     cache = json.loads(path.read_text()) if path.is_file() else {}
     for m in methods:
-        ledger = out / "ledgers" / f"{m}-s{seed}.sqlite"
+        ledger = RunLayout(out).ledger(m, seed)
         with Ledger(ledger) as led:
             res = {int(r["cycle"]): float(r["miou"]) for r in led.results()}
         cfg = replace(experiment.method_config(base, m, seed), sampling=other)
@@ -170,7 +173,7 @@ def labels_per_sample(out: Path, methods: list[str], seeds: list[int], cycles: i
 
     from viewal.ledger import Ledger
 
-    rows = [f"| method | " + " | ".join(f"cycle {c}" for c in range(cycles + 1)) + " |",
+    rows = ["| method | " + " | ".join(f"cycle {c}" for c in range(cycles + 1)) + " |",
             "|---|" + "---|" * (cycles + 1)]
     for m in methods:
         per_cycle = defaultdict(list)
@@ -247,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, budgets, out, base,
                                                full_data=True, frame_step=args.frame_step)
-    write_results(out / "results.csv", rows)
+    write_results(RunLayout(out).results, rows)
     floor = noise_floor(dataset, base, out, args.noise_floor, seeds[0], args.cycles) if args.noise_floor else None
     ablation, abl_mode = {}, None
     if args.sampling_ablation:
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot_groups:
         groups = [(t.strip(), [m.strip() for m in ms.split(",") if m.strip()])
                   for t, _, ms in (g.partition(":") for g in args.plot_groups.split(";") if g.strip())]
-    plot_curves(rows, out / "curves.png", full_miou=full, target_share=args.target, groups=groups,
+    plot_curves(rows, RunLayout(out).curves, full_miou=full, target_share=args.target, groups=groups,
                 noise_floor=floor["std"] if floor else None,
                 title=f"{dataset.root.name}: {len(seeds)} seeds, {args.budget}% of pixels per cycle")
     plot_curves(rows, out / "costs.png", full_miou=full, target_share=args.target, cost=["pixels", "regions", "frames"],
@@ -283,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{100 * a['miou'][-1]:.1f} ± {100 * a['miou_std'][-1]:.1f} |")
     floor_lines = []
     if floor:
-        floor_lines = ["", f"**Noise floor** (same labels, other training seeds): `{floor['method']}` seed {floor['seed']} "
+        floor_lines = ["", "**Noise floor** (same labels, other training seeds): "
+                       f"`{floor['method']}` seed {floor['seed']} "
                        f"retrained with train seeds {floor['train_seeds']}: seed set "
                        + ", ".join(f"{100 * v:.1f}" for v in floor["cycle0"]) + "; last cycle "
                        + ", ".join(f"{100 * v:.1f}" for v in floor["last"])
@@ -313,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Full-data mIoU (same recipe, all train labels): **{100 * full:.1f}**; target "
         f"{100 * args.target:.0f}% of it = {100 * target:.1f}.", "",
         *lines, *floor_lines, "",
-        "Per cycle (mIoU % mean ± std @ % of pixels labelled):", "", "```", format_table(rows, full, args.target), "```",
+        "Per cycle (mIoU % mean ± std @ % of pixels labelled):", "",
+        "```", format_table(rows, full, args.target), "```",
         *(["", "What the training aids measured (mean over seeds per cycle; from each cycle's `fit_stats` in the "
             "ledgers):", *aids] if aids else []),
         "", f"![curves]({args.name}.png)", "", f"![annotation costs]({args.name}_costs.png)", "",

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 NORMALISATIONS = {"0.5/0.5": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
@@ -25,24 +24,24 @@ NORMALISATIONS = {"0.5/0.5": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 
 
 def main(argv=None) -> int:
-    from viewal.pretrained import imagenet_categories, lite0_classifier
+    from viewal.pretrained import centre_crop, classify_images, imagenet_categories, lite0_classifier
     from viewal.sample import scannet_sample_path
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sample", default=str(scannet_sample_path()))
     args = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from test_pretrained import CLEAR_CUT, _centre_crop, _classify
+    from test_pretrained import CLEAR_CUT  # the frames that show one ImageNet object clearly
 
     color = Path(args.sample) / "raw" / "selections" / "color"
     files = sorted(color.glob("*.jpg"))
     if not files:
         raise SystemExit(f"no frames in {color}")
-    rgbs = [_centre_crop(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)) for f in files]
+    rgbs = [centre_crop(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)) for f in files]
     cats = imagenet_categories()
     net = lite0_classifier()
     torch.set_num_threads(1)
-    logp = {n: _classify(net, rgbs, *mv) for n, mv in NORMALISATIONS.items()}
+    logp = {n: classify_images(net, rgbs, *mv) for n, mv in NORMALISATIONS.items()}
     print(f"{'frame':24s}" + "".join(f"{n:>34s}" for n in NORMALISATIONS))
     for i, f in enumerate(files):
         cells = []

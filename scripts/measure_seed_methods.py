@@ -33,7 +33,6 @@ import torch
 
 def region_truth(probs: np.ndarray, gt: np.ndarray, sp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-region mean CE and error rate over pixels with known gt. probs (C,H,W), gt/sp (H,W)."""
-    C = probs.shape[0]
     known = gt != 255
     g = np.where(known, gt, 0).astype(np.int64)
     p = np.take_along_axis(probs, g[None], 0)[0]
@@ -49,7 +48,11 @@ def region_truth(probs: np.ndarray, gt: np.ndarray, sp: np.ndarray) -> tuple[np.
 
 def render(res: dict) -> str:
     """Markdown tables of a measurement JSON."""
-    f = lambda v: "n/a" if v is None or (isinstance(v, float) and v != v) else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    def f(v) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return "n/a"
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
     L = [f"Command: `{res.get('command')}` — data `{res.get('data')}`, working size {res.get('size')}, "
          f"{res.get('labelled_frames')} fully labelled frames, {res.get('pool_frames')} pool frames, "
          f"{res.get('val_frames')} validation frames, {res.get('epochs')} epochs (lr {res.get('lr')}); "
@@ -72,7 +75,8 @@ def render(res: dict) -> str:
                      f"| {f(v.get('n_negative'))} |")
         L.append("")
     if "max_entropy" in res:
-        L += [f"Max-entropy STN (segmenter frozen; {res.get('stn_steps', 40)} Adam steps, lr {res.get('stn_lr', 1e-3)}, "
+        L += ["Max-entropy STN (segmenter frozen; "
+              f"{res.get('stn_steps', 40)} Adam steps, lr {res.get('stn_lr', 1e-3)}, "
               f"batches of 4 labelled frames):", "",
               "| configuration | mean abs(θ − I) | entropy, identity | entropy, warped | in-image fraction |",
               "|---|---|---|---|---|"]
@@ -124,9 +128,9 @@ def main(argv=None) -> int:
     from viewal.model import build_model, images_from_rgb
     from viewal.needs import NeedContext, compute_needs
     from viewal.scorers import NEEDS, build_scene_inputs
-    from viewal.scorers.seeds import pal_select
+    from viewal.scorers.pal import pal_select
     from viewal.superpixels import SuperpixelCache
-    from viewal.train import TrainConfig, evaluate, fit
+    from viewal.train import TrainConfig, fit
 
     torch.set_num_threads(args.threads)
     size = parse_size(args.size)
@@ -145,7 +149,8 @@ def main(argv=None) -> int:
     C = ds.num_classes
     out: dict = {"command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])), "data": str(args.data),
                  "size": list(size), "labelled_frames": n_lab, "pool_frames": n_pool, "val_frames": len(val),
-                 "epochs": epochs, "lr": args.lr, "stn_steps": stn_steps, "stn_lr": args.stn_lr, "python": platform.python_version(), "torch": torch.__version__}
+                 "epochs": epochs, "lr": args.lr, "stn_steps": stn_steps, "stn_lr": args.stn_lr,
+                 "python": platform.python_version(), "torch": torch.__version__}
     t0 = time.time()
 
     # ---- one model with both auxiliary heads
@@ -169,9 +174,10 @@ def main(argv=None) -> int:
     names = ["entropy", "flip_consistency", "loss_prediction", "consistency_loss", "pal"]
     region_scores = {n: [] for n in names}
     truth_ce, truth_err = [], []
-    for sid, frames in by_scene.items():
+    for frames in by_scene.values():
         sp = np.stack([cache.get(f) for f in frames])
-        ctx = NeedContext(model=model, frames=frames, mc_passes=8, batch_size=4, options={"superpixels": sp, "size": size})
+        ctx = NeedContext(model=model, frames=frames, mc_passes=8, batch_size=4,
+                          options={"superpixels": sp, "size": size})
         needs = sorted(set().union(*[scorers.get(n).needs for n in names]) - {"views"})
         arrays = compute_needs(needs, ctx)
         core = {k: arrays.get(k) for k in ("probs", "mc_probs", "features")}
@@ -222,7 +228,7 @@ def main(argv=None) -> int:
 
     # ---- max-entropy STN: seed configuration and remedies
     out["max_entropy"] = {}
-    imgs = augment._item_images(items, size)
+    imgs = augment.item_images(items, size)
     configs = {"seed (unbounded, discriminator)": dict(bound=None, discriminator=True),
                "unbounded, no discriminator": dict(bound=None, discriminator=False),
                "bounded 0.3, no discriminator": dict(bound=0.3, discriminator=False),

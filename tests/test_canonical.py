@@ -9,8 +9,16 @@ import pytest
 
 from viewal import geometry as g
 from viewal.datasets import DatasetError, Frame, open_dataset
-from viewal.datasets.canonical import (default_splits, load_depth_png, read_canonical, resize_nearest, select_frames,
-                                       write_frame, write_meta, write_scene_intrinsics)
+from viewal.datasets.canonical import (
+    default_splits,
+    load_depth_png,
+    read_canonical,
+    resize_nearest,
+    select_frames,
+    write_frame,
+    write_meta,
+    write_scene_intrinsics,
+)
 
 K = np.array([[300.0, 0, 159.5], [0, 310.0, 119.5], [0, 0, 1]])
 

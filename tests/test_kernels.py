@@ -4,15 +4,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from twins import intrinsics, look_at, raycast_box, room_scene, smooth_probs
 from viewal.geometry import GeometryError
 from viewal.kernels import candidate_pairs, view_entropy_divergence
 from viewal.kernels._common import check_scene
 from viewal.kernels.reference import camera_points, correspond_points, matches
-from viewal.kernels.testing import intrinsics, look_at, raycast_box, room_scene, smooth_probs
 
 ATOL = 1e-5
 FAST_BACKENDS = ["cpu"]
@@ -248,10 +249,12 @@ def test_bad_inputs(backend):
 def test_numba_cache_is_used_from_the_installed_package(tmp_path):
     """Two fresh processes: the second loads the CPU kernel from Numba's on-disk cache (cache=True)."""
     code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "import numpy as np\n"
         "from viewal.kernels import view_entropy_divergence\n"
         "from viewal.kernels import cpu\n"
-        "from viewal.kernels.testing import room_scene\n"
+        "from twins import room_scene\n"
         "P, D, K, T = room_scene(n=2, seed=0)\n"
         "view_entropy_divergence(P, D, K, T, backend='cpu')\n"
         "print(sum(cpu.ve_vd_kernel.stats.cache_hits.values()), cpu.ve_vd_kernel.stats.cache_path)\n"

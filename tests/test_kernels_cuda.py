@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-sim_only = pytest.mark.skipif(not SIM, reason="runs in the simulator subprocess (see test_cuda_backend_under_simulator)")
+sim_only = pytest.mark.skipif(not SIM,
+                              reason="runs in the simulator subprocess (see test_cuda_backend_under_simulator)")
 ATOL = 1e-5
 
 
@@ -31,7 +32,7 @@ def test_cuda_backend_under_simulator():
 
 
 def _tiny(seed: int = 0, **kw):
-    from viewal.kernels.testing import room_scene
+    from twins import room_scene
 
     return room_scene(n=3, h=8, w=10, c=4, seed=seed, **kw)
 

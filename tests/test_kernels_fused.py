@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from twins import room_scene
 from viewal.kernels import view_entropy_divergence, view_entropy_divergence_fused
-from viewal.kernels.testing import room_scene
 
 ATOL = 1e-5
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from twins import room_scene
 from viewal.kernels import OverlapTable, superpixel_overlap
-from viewal.kernels.testing import room_scene
 
 
 def grid_superpixels(n: int, h: int, w: int, cell: tuple[int, int] = (6, 8)) -> np.ndarray:

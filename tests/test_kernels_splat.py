@@ -6,11 +6,10 @@ import math
 import numpy as np
 import pytest
 
+from twins import intrinsics, look_at, raycast_box, room_scene
 from viewal.geometry import backproject, project
-from viewal.kernels import view_entropy_divergence, view_entropy_divergence_fused
-from viewal.kernels import _math
+from viewal.kernels import _math, view_entropy_divergence, view_entropy_divergence_fused
 from viewal.kernels.reference import correspond_points
-from viewal.kernels.testing import intrinsics, look_at, raycast_box, room_scene
 
 BACKENDS = ("numpy", "cpu")
 
@@ -116,7 +115,7 @@ def test_vectorised_test_equals_the_scalar_one_bit_for_bit():
     depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
     depth[rng.random((h, w)) < 0.1] = 0.0
     n_pass = 0
-    for trial in range(20):
+    for _trial in range(20):
         R = look_at(np.zeros(3), rng.normal(0, 0.2, 3) + np.array([0.0, 0.0, 1.0]))[:3, :3]
         M = np.concatenate([R, rng.normal(0, 0.3, (3, 1))], axis=1)
         pts = rng.uniform([-2, -2, 0.3], [2, 2, 4], (400, 3))

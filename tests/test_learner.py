@@ -12,15 +12,6 @@ from viewal.ledger import Ledger
 FAST = dict(epochs=1, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from viewal.datasets.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("tiny") / "data"
-    generate_dataset(root, scenes=4, frames=5, height=64, width=80, seed=3, progress=False)
-    return root
-
-
 def test_query_label_contract(tiny, tmp_path):
     ds = open_dataset(tiny)
     learner = viewal.ActiveLearner(ds, scorer="view_entropy", ledger=tmp_path / "run.sqlite", **FAST)

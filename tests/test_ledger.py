@@ -145,7 +145,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     cmd = [sys.executable, str(script), str(db), str(cycles), str(per_cycle)]
     rng = np.random.default_rng(1234)
     progress = []
-    for attempt in range(6):
+    for _attempt in range(6):
         # let the worker commit a random number of steps, then SIGKILL it at a random moment of the next ones
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         target = int(rng.integers(3, 30))

@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from viewal.model import (SegModel, build_model, images_from_rgb, load_encoder_weights, mc_predict,
-                          predict_frames)
 from viewal.datasets.base import Frame
+from viewal.model import SegModel, build_model, images_from_rgb, load_encoder_weights, mc_predict, predict_frames
 
 torch.set_num_threads(1)
 

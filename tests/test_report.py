@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from viewal.report import ResultRow, aggregate, format_table, fraction_to_reach, plot_curves, read_results, write_results
+from viewal.report import (
+    ResultRow,
+    aggregate,
+    format_table,
+    fraction_to_reach,
+    plot_curves,
+    read_results,
+    write_results,
+)
 
 
 def _rows():
@@ -17,7 +25,10 @@ def test_csv_round_trip(tmp_path):
     rows = _rows()
     write_results(tmp_path / "r.csv", rows)
     back = read_results(tmp_path / "r.csv")
-    key = lambda r: (r.method, r.seed, r.cycle)
+
+    def key(r):
+        return r.method, r.seed, r.cycle
+
     for a, b in zip(sorted(back, key=key), sorted(rows, key=key), strict=True):
         assert key(a) == key(b)
         assert a.miou == pytest.approx(b.miou, abs=1e-6) and a.labelled_fraction == pytest.approx(b.labelled_fraction)
@@ -32,7 +43,8 @@ def test_cost_axes(tmp_path):
     # regions to reach a target, read off the regions axis: 0.25 + 0.15 c reaches 0.475 at c = 1.5 -> 20 regions
     a = agg["view_entropy"]
     assert fraction_to_reach(a["regions"], a["miou"], 0.475) == pytest.approx(20.0)
-    out = plot_curves(_rows(), tmp_path / "c.png", full_miou=0.6, cost=["pixels", "regions", "frames"], noise_floor=0.01)
+    out = plot_curves(_rows(), tmp_path / "c.png", full_miou=0.6, cost=["pixels", "regions", "frames"],
+                      noise_floor=0.01)
     assert out.stat().st_size > 10_000
     with pytest.raises(ValueError, match="cost must be one of"):
         plot_curves(_rows(), tmp_path / "d.png", cost="clicks")

@@ -86,7 +86,8 @@ def _kill_and_resume(tiny, tmp_path, reference, spec):
     ref_out, ref = reference
     out = tmp_path / "run"
     killed = experiment(tiny, out, kill_at=spec)
-    assert killed.returncode == -signal.SIGKILL, f"not killed at {spec}: rc {killed.returncode}\n{killed.stderr[-2000:]}"
+    assert killed.returncode == -signal.SIGKILL, \
+        f"not killed at {spec}: rc {killed.returncode}\n{killed.stderr[-2000:]}"
     phase, cycle = parse_kill_spec(spec)
     part = snapshot(out / "ledgers" / "view_entropy-s0.sqlite")
     assert int(part["cycle"][0] if part["cycle"] else 0) == cycle  # killed inside that cycle

@@ -10,8 +10,15 @@ import viewal.scorers as scorers
 from viewal.datasets.base import Frame
 from viewal.datasets.canonical import read_canonical, write_frame, write_meta, write_scene_intrinsics
 from viewal.scorers import SceneInputs, build_scene_inputs
-from viewal.scorers.baselines import (bald_map, ceal_pseudo_labels, ceal_threshold, confidence_map, entropy_map,
-                                      margin_map, mc_entropy_map)
+from viewal.scorers.baselines import (
+    bald_map,
+    ceal_pseudo_labels,
+    ceal_threshold,
+    confidence_map,
+    entropy_map,
+    margin_map,
+    mc_entropy_map,
+)
 
 ALL = ["bald", "ceal", "confidence", "coreset", "entropy", "margin", "mc_entropy", "random", "view_entropy"]
 

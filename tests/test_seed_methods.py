@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from viewal import augment, heads, pseudo
-from viewal.scorers import SceneInputs, get, names, pool_regions
-from viewal.scorers import seeds
+from viewal.scorers import SceneInputs, consistency, get, names, pal, pool_regions
 
 
 def _softmax(z, axis):
@@ -21,14 +20,14 @@ def _softmax(z, axis):
 def test_identical_predictions_give_zero_inconsistency():
     rng = np.random.default_rng(0)
     p = _softmax(rng.normal(size=(2, 5, 6, 7)), 1)
-    ci = seeds.class_inconsistency(p, p.copy())
+    ci = consistency.class_inconsistency(p, p.copy())
     assert ci.shape == (2, 6, 7)
     np.testing.assert_allclose(ci, 0.0, atol=1e-6)
     regions = rng.integers(0, 4, size=(6, 7))
     a = p[0].argmax(0)
-    li = seeds.localisation_inconsistency_map(a, a.copy(), regions)
+    li = consistency.localisation_inconsistency_map(a, a.copy(), regions)
     np.testing.assert_allclose(li, 0.0)
-    np.testing.assert_allclose(seeds.flip_consistency_map(ci[0], a, a, regions), 0.0, atol=1e-6)
+    np.testing.assert_allclose(consistency.flip_consistency_map(ci[0], a, a, regions), 0.0, atol=1e-6)
 
 
 def test_class_inconsistency_known_value():
@@ -37,8 +36,8 @@ def test_class_inconsistency_known_value():
     q = np.array([0.9, 0.1]).reshape(2, 1, 1)
     kl_pq = 0.5 * np.log(0.5 / 0.9) + 0.5 * np.log(0.5 / 0.1)
     kl_qp = 0.9 * np.log(0.9 / 0.5) + 0.1 * np.log(0.1 / 0.5)
-    assert seeds.class_inconsistency(p, q)[0, 0] == pytest.approx(0.5 * (kl_pq + kl_qp), rel=1e-5)
-    assert seeds.class_inconsistency(p, q)[0, 0] == pytest.approx(seeds.class_inconsistency(q, p)[0, 0])
+    assert consistency.class_inconsistency(p, q)[0, 0] == pytest.approx(0.5 * (kl_pq + kl_qp), rel=1e-5)
+    assert consistency.class_inconsistency(p, q)[0, 0] == pytest.approx(consistency.class_inconsistency(q, p)[0, 0])
 
 
 def test_region_iou_hand_computed():
@@ -50,9 +49,9 @@ def test_region_iou_hand_computed():
                   [0, 1, 2, 2]])
     # region 0: class 0: A={(0,0),(0,1),(1,0)}, B={(0,0),(1,0)} -> 2/3; class 1: A={(1,1)}, B={(0,1),(1,1)} -> 1/2
     # region 1: class 1: A=4 px, B=2 px, inter 2 -> 1/2; class 2: A=0, B=2 -> 0
-    iou = seeds.region_iou(a, b, regions)
+    iou = consistency.region_iou(a, b, regions)
     np.testing.assert_allclose(iou, [(2 / 3 + 1 / 2) / 2, (1 / 2 + 0) / 2])
-    li = seeds.localisation_inconsistency_map(a, b, regions)
+    li = consistency.localisation_inconsistency_map(a, b, regions)
     np.testing.assert_allclose(li[:, :2], 1 - iou[0], rtol=1e-6)
     np.testing.assert_allclose(li[:, 2:], 1 - iou[1], rtol=1e-6)
 
@@ -62,10 +61,10 @@ def test_flip_consistency_map_pools_to_lcon():
     p = _softmax(rng.normal(size=(4, 8, 9)), 0)
     q = _softmax(rng.normal(size=(4, 8, 9)), 0)
     regions = rng.integers(0, 5, size=(8, 9))
-    ci = seeds.class_inconsistency(p, q)
-    m = seeds.flip_consistency_map(ci, p.argmax(0), q.argmax(0), regions)
+    ci = consistency.class_inconsistency(p, q)
+    m = consistency.flip_consistency_map(ci, p.argmax(0), q.argmax(0), regions)
     pooled = pool_regions(m, regions)
-    expect = pool_regions(ci, regions) + (1 - seeds.region_iou(p.argmax(0), q.argmax(0), regions))
+    expect = pool_regions(ci, regions) + (1 - consistency.region_iou(p.argmax(0), q.argmax(0), regions))
     np.testing.assert_allclose(pooled, expect, rtol=1e-5)
 
 
@@ -144,7 +143,7 @@ def test_pal_scorer_components():
     probs[1] = 0.0
     probs[1, 0] = 1.0  # frame 1 certain -> low S_C
     inputs = SceneInputs("s", ["0", "1"], sp, probs=probs, extras={"rotation_score": np.array([1.0, 3.0], np.float32)})
-    sc_map = seeds.uniform_kl_score(probs)
+    sc_map = pal.uniform_kl_score(probs)
     np.testing.assert_allclose(sc_map[0], 0.0, atol=1e-6)  # uniform -> KL(U||P) = 0
     assert (sc_map[1] < -5).all()
     s = get("pal")(inputs).pixel

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+import viewal.scorers.consistency  # noqa: F401  (registers the consistency need providers)
+import viewal.scorers.pal  # noqa: F401  (registers the rotation_score need provider)
 from viewal import augment, heads, pseudo
 from viewal.datasets.base import Frame
 from viewal.model import build_model, images_from_rgb
-import viewal.scorers.seeds  # noqa: F401  (registers the seed need providers)
 
 
 @pytest.fixture(autouse=True)
@@ -174,7 +175,7 @@ def test_rotation_extra_loss_with_fit():
 
 
 def test_pal_select_budget_and_diversity():
-    from viewal.scorers.seeds import pal_select
+    from viewal.scorers.pal import pal_select
     from viewal.selection import queries_from_selection
 
     torch.manual_seed(0)
@@ -234,7 +235,7 @@ def test_pseudo_label_items_from_model():
             if mode == "confidence" else pseudo.pseudo_label_items(model, frames, mode, mc_passes=3, batch_size=2,
                                                                    with_precision=True)
         assert stats["mode"] == mode and stats["frames"] == 3
-        for fr, lab, ex in items:
+        for _fr, lab, ex in items:
             assert lab.shape == (32, 32) and lab.dtype == np.int64
             if mode == "ups":
                 assert ex["negative"].shape == (2, 32, 32) and ex["negative"].dtype == bool

@@ -2,10 +2,24 @@
 import numpy as np
 import pytest
 
+from twins import select_viewal_naive
 from viewal.selection import (
-    RegionPool, adjacency_from_edges, build_pool, concat_pools, empty_adjacency, kcenter_greedy, labelled_regions,
-    overlap_adjacency, overlap_edges, pool_frames, queries_from_selection, region_features, select, select_greedy,
-    select_viewal, select_viewal_naive, whole_image_regions,
+    RegionPool,
+    adjacency_from_edges,
+    build_pool,
+    concat_pools,
+    empty_adjacency,
+    kcenter_greedy,
+    labelled_regions,
+    overlap_adjacency,
+    overlap_edges,
+    pool_frames,
+    queries_from_selection,
+    region_features,
+    select,
+    select_greedy,
+    select_viewal,
+    whole_image_regions,
 )
 
 
@@ -111,7 +125,7 @@ def test_labelled_regions_excluded():
 
 def test_budget_accounting_never_over_by_more_than_one_region():
     rng = np.random.default_rng(3)
-    for trial in range(20):
+    for _trial in range(20):
         R = 300
         sizes = rng.integers(1, 50, R)
         pool = make_pool(rng.random(R), rng.random(R), sizes)
@@ -128,7 +142,7 @@ def test_budget_accounting_never_over_by_more_than_one_region():
 
 def test_fast_loop_matches_plain_python_twin():
     rng = np.random.default_rng(0)
-    for trial in range(15):
+    for _trial in range(15):
         R = int(rng.integers(5, 200))
         score = rng.random(R).round(1)         # rounding: many ties, exercises tie-breaking
         view = rng.random(R).round(1)

@@ -7,8 +7,7 @@ import torch
 
 from viewal.datasets.base import Frame
 from viewal.model import build_model
-from viewal.simsiam import (SimSiam, SimSiamConfig, augment_batch, output_std, pretrain, save_encoder,
-                            simsiam_loss)
+from viewal.simsiam import SimSiamConfig, augment_batch, output_std, pretrain, save_encoder, simsiam_loss
 
 torch.set_num_threads(1)
 

@@ -172,7 +172,8 @@ def test_camera_height_and_roll(room):
 def test_depth_noise_and_holes_leave_labels_and_rgb_exact(tmp_path):
     kw = dict(scenes=1, frames=2, height=H, width=W, seed=2, progress=False, color_ext=".png")
     clean = open_dataset(syn.generate_dataset(tmp_path / "clean", **kw)).frames("scene0000")
-    noisy = open_dataset(syn.generate_dataset(tmp_path / "noisy", depth_noise=True, holes=True, **kw)).frames("scene0000")
+    noisy = open_dataset(syn.generate_dataset(tmp_path / "noisy", depth_noise=True, holes=True,
+                                              **kw)).frames("scene0000")
     for a, b in zip(clean, noisy):
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_array_equal(a.rgb, b.rgb)
@@ -206,8 +207,10 @@ def test_cli_generate_and_preview(tmp_path):
     from viewal.cli import main
 
     out = tmp_path / "cli"
-    assert main(["generate", str(out), "--scenes", "1", "--frames", "2", "--height", "48", "--width", "64",
-                 "--seed", "1"]) == 0
+    assert (
+        main(["generate", str(out), "--scenes", "1", "--frames", "2", "--height", "48", "--width", "64", "--seed", "1"])
+        == 0
+    )
     ds = open_dataset(out)
     assert len(ds) == 2 and ds.height == 48
     png = tmp_path / "prev.png"

@@ -3,11 +3,20 @@ import numpy as np
 import pytest
 import torch
 
-from viewal.datasets.base import Frame
 from viewal.data import SegmentationDataset, parse_size
+from viewal.datasets.base import Frame
 from viewal.model import build_model
-from viewal.train import (CheckpointError, TrainConfig, confusion_matrix, evaluate, fit, iou_from_confusion,
-                          load_checkpoint, save_checkpoint, segmentation_loss)
+from viewal.train import (
+    CheckpointError,
+    TrainConfig,
+    confusion_matrix,
+    evaluate,
+    fit,
+    iou_from_confusion,
+    load_checkpoint,
+    save_checkpoint,
+    segmentation_loss,
+)
 
 torch.set_num_threads(1)
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from viewal_port import compare, random_pixel_probs, superpixel_means, viewal_ve_vd
+from viewal_port import compare, random_pixel_probs, viewal_ve_vd
 
 
 def test_port_equals_package_on_a_synthetic_room():
     """Where float32 rounding cannot decide (box room, depth far from thresholds), the port and the package
     agree on nearly every valid pixel; VD of the port can be slightly negative, the package's cannot."""
+    from twins import room_scene
     from viewal.kernels import view_entropy_divergence
-    from viewal.kernels.testing import room_scene
 
     _, D, Ks, T = room_scene(n=4, h=24, w=32, seed=1, hole_frac=0.05)
     P = random_pixel_probs(4, 6, 24, 32, seed=3)

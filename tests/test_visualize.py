@@ -5,9 +5,18 @@ import numpy as np
 import pytest
 
 from viewal.selection import RegionQuery
-from viewal.visualize import (colorize_values, crop_box, majority_class, mask_contours, outline_mask,
-                              query_contact_sheet, region_bbox, render_point_cloud_png, view_entropy_point_cloud,
-                              view_entropy_points)
+from viewal.visualize import (
+    colorize_values,
+    crop_box,
+    majority_class,
+    mask_contours,
+    outline_mask,
+    query_contact_sheet,
+    region_bbox,
+    render_point_cloud_png,
+    view_entropy_point_cloud,
+    view_entropy_points,
+)
 
 
 @pytest.fixture(scope="module")

@@ -44,8 +44,8 @@ def world_points(depths: np.ndarray, K: np.ndarray, poses: np.ndarray) -> np.nda
     out = np.empty((4, n * h * w), F32)
     for i in range(n):
         d = depths[i].reshape(-1).astype(F32)
-        I = np.stack([u.reshape(-1) * d, v.reshape(-1) * d, d, np.ones_like(d)])
-        out[:, i * h * w:(i + 1) * h * w] = poses[i].astype(F32) @ (Kinv4 @ I)
+        hom = np.stack([u.reshape(-1) * d, v.reshape(-1) * d, d, np.ones_like(d)])
+        out[:, i * h * w:(i + 1) * h * w] = poses[i].astype(F32) @ (Kinv4 @ hom)
     return out
 
 
@@ -78,8 +78,8 @@ def viewal_ve_vd(probs: np.ndarray, depths: np.ndarray, K: np.ndarray, poses: np
         px, py = x[sel], y[sel]
         flat = (py * w + px).astype(np.int64)
         dt = depths[t].reshape(-1).astype(F32)[flat]
-        I = np.stack([px * dt, py * dt, dt, np.ones_like(dt)])
-        back = (poses[t].astype(F32) @ (Kinv4 @ I))[:3]
+        hom = np.stack([px * dt, py * dt, dt, np.ones_like(dt)])
+        back = (poses[t].astype(F32) @ (Kinv4 @ hom))[:3]
         keep = np.linalg.norm(X[:3, sel] - back, axis=0) < F32(world_distance)
         if not depth0_quirks:
             keep &= dt > 0

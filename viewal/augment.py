@@ -1,4 +1,4 @@
-"""Max-entropy augmentation (seed 002, METHODS.md §5): a spatial transformer learns per-image affine warps
+"""Max-entropy augmentation (seed 002, docs/methods.md §4): a spatial transformer learns per-image affine warps
 that make the (frozen) segmenter uncertain; the segmenter is then fine-tuned on the warped images.
 
 Pieces (pure functions first):
@@ -21,7 +21,7 @@ Pieces (pure functions first):
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 __all__ = [
     "IGNORE", "identity_theta", "affine_grid", "warp_images", "warp_labels", "entropy_map",
     "max_entropy_loss", "LocalisationNet", "Discriminator", "MaxEntropyAugmenter", "max_entropy_augmenter",
-    "inside_mask", "train_with_max_entropy",
+    "inside_mask", "item_images", "train_with_max_entropy", "max_entropy_finetune",
 ]
 
 IGNORE = 255
@@ -210,8 +210,8 @@ class MaxEntropyAugmenter:
             raise ValueError("images: no batch to train the STN on")
         it = range(int(steps))
         if progress:
-            from tqdm import tqdm
-            it = tqdm(it, desc="max-entropy STN", leave=False)
+            from viewal.progress import progress_bar
+            it = progress_bar(it, desc="max-entropy STN", leave=False)
         try:
             for step in it:
                 x = batches[step % len(batches)].to(dev)
@@ -352,48 +352,65 @@ def max_entropy_augmenter(model, images: Sequence[torch.Tensor] | torch.Tensor, 
     return aug
 
 
-def _item_images(items: Sequence, size: tuple[int, int] | None) -> torch.Tensor:
+def item_images(items: Sequence, size: tuple[int, int] | None) -> torch.Tensor:
     """(M, 3, h, w) normalised images of training items' frames at the working size."""
-    import numpy as np
+    from viewal.data import as_items
+    from viewal.model import frame_images
 
-    from viewal.data import as_items, resize_rgb
-    from viewal.model import images_from_rgb
-
-    frames = [it[0] for it in as_items(items)]
-    return images_from_rgb(np.stack([resize_rgb(np.asarray(f.rgb), size) for f in frames]))
+    return frame_images([it[0] for it in as_items(items)], size)
 
 
 def train_with_max_entropy(model, train_items: Sequence, val_items: Sequence, config=None, *, extra_loss=None,
-                           stn_steps: int = 100, stn_batch: int = 4, finetune_epochs: int | None = None,
-                           bound: float | None = 0.3, reg_weight: float = 0.0, discriminator: bool = False,
-                           adv_weight: float = 2.0, aug_weight: float = 1.0, lr: float = 1e-3,
-                           keep_best: bool = True, progress: bool = True, desc: str = "train"):
-    """The ``--augment max_entropy`` training option: fit → train the STN (segmenter frozen) → fine-tune the
-    segmenter on original + warped images.
+                           progress: bool = True, desc: str = "train", **options):
+    """The ``--augment max_entropy`` training option: fit → :func:`max_entropy_finetune` (train the STN with
+    the segmenter frozen, then fine-tune the segmenter on original + warped images).
 
     Args:
         model, train_items, val_items, config, extra_loss: as ``viewal.train.fit``.
+        options: as :func:`max_entropy_finetune`.
+    Returns:
+        (fit result of the last fit, augmenter, stats) as :func:`max_entropy_finetune`.
+    """
+    from viewal.train import TrainConfig, fit
+
+    cfg = config or TrainConfig()
+    res1 = fit(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=f"{desc} base")
+    return max_entropy_finetune(model, train_items, val_items, cfg, res1, extra_loss=extra_loss, progress=progress,
+                                desc=desc, **options)
+
+
+def max_entropy_finetune(model, train_items: Sequence, val_items: Sequence, config, base_result, *,
+                         extra_loss=None, stn_steps: int = 100, stn_batch: int = 4, finetune_epochs: int | None = None,
+                         bound: float | None = 0.3, reg_weight: float = 0.0, discriminator: bool = False,
+                         adv_weight: float = 2.0, aug_weight: float = 1.0, lr: float = 1e-3, keep_best: bool = True,
+                         progress: bool = True, desc: str = "train"):
+    """Max-entropy augmentation of a trained ``model``: train the STN (segmenter frozen) → fine-tune the
+    segmenter on original + warped images.
+
+    Args:
+        model, train_items, val_items, config, extra_loss: as ``viewal.train.fit``; ``model`` is trained.
+        base_result: the ``FitResult`` of the fit that trained ``model`` (its best validation mIoU decides
+            ``keep_best``).
         stn_steps, stn_batch: STN optimisation (Adam, ``lr``) on the labelled frames' images.
         finetune_epochs: epochs of the fine-tuning fit (default max(1, config.epochs // 5)); its loss is
             CE(original) + ``aug_weight`` · CE(warped) (+ ``extra_loss``).
         bound, reg_weight, discriminator, adv_weight: see :class:`MaxEntropyAugmenter`.
         keep_best: when validation frames exist and the fine-tuned model's best validation mIoU is lower than
-            the first fit's, restore the first fit's weights (``stats["kept"]`` says which).
+            ``base_result``'s, restore the weights ``model`` came with (``stats["kept"]`` says which).
     Returns:
-        (fit result of the last fit, augmenter, stats) with stats ``theta_dev`` (mean |θ − I| on the training
+        (fit result kept, augmenter, stats) with stats ``theta_dev`` (mean |θ − I| on the training
         images), ``entropy_identity`` / ``entropy_warped`` (mean prediction entropy of the frozen segmenter
         before/after the warp), ``val_miou_base``, ``val_miou_finetuned``, ``kept``.
     """
     import copy as _copy
-    import dataclasses
 
     from viewal.heads import combine_extra_losses
-    from viewal.train import TrainConfig, fit
+    from viewal.train import fit
 
-    cfg = config or TrainConfig()
-    res1 = fit(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=f"{desc} base")
+    cfg = config
+    res1 = base_result
     base_state = _copy.deepcopy(model.state_dict())
-    images = _item_images(train_items, cfg.size)
+    images = item_images(train_items, cfg.size)
     dev = torch.device(cfg.device)
     aug = max_entropy_augmenter(model, images, steps=stn_steps, batch_size=stn_batch, bound=bound,
                                 reg_weight=reg_weight, discriminator=discriminator, adv_weight=adv_weight, lr=lr,

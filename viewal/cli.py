@@ -15,14 +15,17 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("viewal.datasets.synthetic", "generate the synthetic multi-view RGB-D scene dataset (Open3D raycasting)"),
+    "generate": ("viewal.datasets.synthetic",
+                 "generate the synthetic multi-view RGB-D scene dataset (Open3D raycasting)"),
     "preview": ("viewal.datasets.preview", "draw a contact sheet of frames: RGB, depth, labels, superpixels"),
     "superpixels": ("viewal.superpixels", "compute and cache SEEDS/SLIC superpixels for every frame of a dataset"),
     "train": ("viewal.train", "train DeepLabv3+ on all labels of the train split (the full-data reference)"),
     "pretrain": ("viewal.simsiam", "SimSiam self-supervised pretraining of the encoder on unlabelled frames"),
-    "experiment": ("viewal.experiment", "active-learning experiment: methods x seeds x cycles -> results.csv, curves.png"),
+    "experiment": ("viewal.experiment",
+                   "active-learning experiment: methods x seeds x cycles -> results.csv, curves.png"),
     "query": ("viewal.hitl", "human in the loop: export region queries as PNG masks + JSON, import labelled masks"),
-    "visualize": ("viewal.visualize", "pictures of a run: contact sheet of the selected regions, view-entropy point cloud (PLY)"),
+    "visualize": ("viewal.visualize",
+                  "pictures of a run: contact sheet of the selected regions, view-entropy point cloud (PLY)"),
 }
 
 DESCRIPTION = """\

@@ -9,7 +9,8 @@ A training *item* is ``(frame, label_map)`` or ``(frame, label_map, extras)``:
   (e.g. ``"negative"`` (C, H, W) bool, ``"superpixels"`` (H, W) int): arrays whose last two axes are
   (H, W) are resized (nearest) and flipped with the image; anything else is passed unchanged.
 
-Samples are dicts ``{"image": (3, h, w) float32 RGB in [0, 1] (the model normalises for its encoder), "label": (h, w) int64, "index": int, ...}``
+Samples are dicts ``{"image": (3, h, w) float32 RGB in [0, 1] (the model normalises for its encoder),
+"label": (h, w) int64, "index": int, ...}``
 at the working size (h, w). RGB is area-resized, labels and extras nearest-resized.
 
 Augmentation (ViewAL's recipe): horizontal flip with probability 1/2, Gaussian blur with probability
@@ -17,7 +18,8 @@ Augmentation (ViewAL's recipe): horizontal flip with probability 1/2, Gaussian b
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from viewal.io import write_json
+from viewal.layout import RunLayout, seedset_name
 from viewal.report import ResultRow, format_table, plot_curves, write_results
 
 __all__ = ["configure_parser", "run", "run_experiment", "run_cycles", "open_learners", "check_run_setting",
            "check_experiment_args", "check_budget_total", "parse_seeds", "parse_methods", "parse_scorer_options",
            "clean_run", "full_data_miou", "retrain_miou", "result_row",
-           "parse_budgets", "budget_for_cycle", "config_from_args", "open_from_args", "parse_method", "method_config", "seedset_name",
-           "TRAINING_AIDS"]
+           "parse_budgets", "budget_for_cycle", "config_from_args", "open_from_args", "parse_method", "method_config",
+           "seedset_name", "parse_size_arg", "RunLayout", "TRAINING_AIDS"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -127,18 +128,6 @@ def method_config(base, spec: str, seed: int):
     """The ALConfig of one method spec (see :func:`parse_method`) and seed."""
     scorer, overrides = parse_method(spec)
     return replace(base, scorer=scorer, seed=seed, **overrides)
-
-
-def seedset_name(cfg) -> str:
-    """File name of the cycle-0 model shared by every method of a seed whose training recipe is ``cfg``'s:
-    plain segmentation gives ``seedset-s{seed}.pt``; a scorer head (``Scorer.training``), augmentation or
-    pseudo-labels each add a tag, so a model is only shared between methods that train it identically."""
-    import viewal.scorers as scorers
-
-    tags = [scorers.get(cfg.scorer).training, "rotation_head" if cfg.auxiliary == "rotation" else "",
-            cfg.augment if cfg.augment != "none" else "", cfg.pseudo_labels if cfg.pseudo_labels != "none" else ""]
-    tag = "-".join(dict.fromkeys(t for t in tags if t))  # PAL + rotation aid: one head, one tag
-    return f"seedset-s{cfg.seed}{'-' + tag if tag else ''}.pt"
 
 
 def parse_budgets(text: str | float) -> list[float]:
@@ -294,14 +283,13 @@ def result_row(method: str, seed: int, r: dict) -> ResultRow:
 
 def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
     """Train on every label of the train split with the experiment's recipe; cached in ``out``."""
-    from viewal.model import build_model
-    from viewal.train import TrainConfig, evaluate, fit
-
     import torch
 
     from viewal.learner import pool_signature, train_config, training_key
+    from viewal.model import build_model
+    from viewal.train import evaluate, fit
 
-    path = out / "full_data.json"
+    path = RunLayout(out).full_data
     train = dataset.split("train")
     # the cached reference is reused only for the same recipe and the same train frames
     recipe = {"train": training_key(replace(base, scorer="random", scorer_options={}, seed=0, train_seed=None)),
@@ -338,14 +326,15 @@ def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, s
     alone (the labels of cycle 0); ``cycle``: the labels recorded up to that cycle (default: all)."""
     import torch
 
-    from viewal.ledger import Ledger
     from viewal.learner import train_config
+    from viewal.ledger import Ledger
     from viewal.model import build_model
     from viewal.train import evaluate, fit
 
     with Ledger(ledger_path) as led:
         if seed_set_only:
-            keys = list(dict.fromkeys(f"{r['scene_id']}/{r['frame_id']}" for r in led.labels() if r["source"] == "seed"))
+            keys = list(dict.fromkeys(f"{r['scene_id']}/{r['frame_id']}" for r in led.labels()
+                                      if r["source"] == "seed"))
             items = [dataset.frame(k) for k in keys]
         else:
             shape = (dataset.height, dataset.width)
@@ -381,24 +370,15 @@ def _flag_text(v) -> str:
 
 
 def clean_run(out: Path) -> list[Path]:
-    """``--overwrite``: delete what an earlier run left in ``out`` (ledgers, checkpoints, results,
-    full-data reference, plots, query sheets); returns the deleted paths. Nothing else is touched."""
-    names = ["results.csv", "table.txt", "curves.png", "full_data.json"]
-    paths = [out / n for n in names] + sorted(out.glob("queries_*.png"))
-    paths += sorted((out / "ledgers").glob("*.sqlite*")) + sorted((out / "models").glob("*.pt"))
-    paths += sorted((out / "models").glob(".*.pt"))
+    """``--overwrite``: delete what an earlier run left in ``out`` (``RunLayout.run_files``: ledgers,
+    checkpoints, results, full-data reference, plots, query sheets); returns the deleted paths. Nothing
+    else is touched."""
     gone = []
-    for p in paths:
+    for p in RunLayout(out).run_files():
         if p.is_file():
             p.unlink()
             gone.append(p)
     return gone
-
-
-def _drop_partial_checkpoints(out: Path) -> None:
-    """Temporary files of checkpoints whose save was killed (``.name.pt.XXXX.pt``, never renamed)."""
-    for p in (out / "models").glob(".*.pt"):
-        p.unlink(missing_ok=True)
 
 
 def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[float], out: Path, base,
@@ -415,7 +395,7 @@ def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[f
         for seed in seeds:
             for method in methods:
                 cfg = method_config(base, method, seed)
-                led = Ledger(out / "ledgers" / f"{method}-s{seed}.sqlite")
+                led = Ledger(RunLayout(out).ledger(method, seed))
                 try:  # the flags first: a changed --frame-step is named as such, not as a changed pool
                     check_run_setting(led, "budget", budgets, "--budget")
                     check_run_setting(led, "frame_step", int(frame_step), "--frame-step")
@@ -442,19 +422,17 @@ def run_cycles(learner, method: str, seed: int, cycles: int, budgets: list[float
     Resumable at any point: queries recorded once (a resumed cycle labels the pending rest), a checkpoint
     reused only when it was trained on exactly the ledger's labels with this recipe
     (``ActiveLearner.checkpoint_is_current``; otherwise retrained and overwritten)."""
-    from tqdm.auto import tqdm
-
     from viewal.faults import kill_point
+    from viewal.progress import progress_bar
 
-    models = out / "models"
-    shared0 = models / seedset_name(learner.config)  # cycle 0: same seed set and recipe, one model
-    bar = tqdm(total=cycles + 1, initial=min(learner.ledger.cycle(), cycles + 1), unit="cycle",
-               desc=f"{method} seed {seed}", disable=not progress)
+    layout = RunLayout(out)  # cycle 0: same seed set and recipe, one model (RunLayout.seedset)
+    bar = progress_bar(total=cycles + 1, initial=min(learner.ledger.cycle(), cycles + 1), unit="cycle",
+                       desc=f"{method} seed {seed}", disable=not progress)
     while (c := learner.ledger.cycle()) <= cycles:
-        ckpt = shared0 if c == 0 else models / f"{method}-s{seed}-c{c}.pt"
+        ckpt = layout.checkpoint(method, learner.config, c)
         if c > 0:
             if not learner.ledger.queries(c):
-                prev = shared0 if c == 1 else models / f"{method}-s{seed}-c{c - 1}.pt"
+                prev = layout.checkpoint(method, learner.config, c - 1)
                 if learner.model is None and learner.checkpoint_is_current(prev):
                     learner.load_model(prev)
                 learner.query(int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)), progress=False)
@@ -477,15 +455,16 @@ def run_cycles(learner, method: str, seed: int, cycles: int, budgets: list[float
     bar.close()
 
 
-def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, budget_pct: float | list[float], out: Path,
-                   base, *, full_data: bool = True, progress: bool = True,
+def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, budget_pct: float | list[float],
+                   out: Path, base, *, full_data: bool = True, progress: bool = True,
                    frame_step: int = 1) -> tuple[list[ResultRow], float | None]:
     """Run (or resume) every method × seed; returns the result rows and the full-data mIoU.
 
     ``frame_step`` is recorded in the ledgers (a resume with another one is refused); ``dataset`` must
     already be reduced to it."""
     out.mkdir(parents=True, exist_ok=True)
-    _drop_partial_checkpoints(out)
+    for p in RunLayout(out).partial_checkpoints():  # saves killed before their rename
+        p.unlink(missing_ok=True)
     rows: list[ResultRow] = []
     budgets = parse_budgets(",".join(map(str, budget_pct)) if isinstance(budget_pct, (list, tuple)) else budget_pct)
     learners = open_learners(dataset, methods, seeds, budgets, out, base, frame_step)
@@ -522,8 +501,9 @@ def run(args: argparse.Namespace) -> int:
     # every frame the run will read, once, before any training (cached by file size and mtime)
     check_frames(dataset.split("train") + [f for s in ("val", "test") if s in dataset.splits
                                            for f in dataset.split(s)],
-                 cache=Path(args.out) / "frame_check.json")
+                 cache=RunLayout(Path(args.out)).frame_check)
     out = Path(args.out)
+    layout = RunLayout(out)
     if args.overwrite:
         gone = clean_run(out)
         if gone:
@@ -531,11 +511,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     rows, full = run_experiment(dataset, methods, seeds, args.cycles, budgets, out, base,
                                 full_data=not args.no_full_data, frame_step=args.frame_step)
-    write_results(out / "results.csv", rows)
-    plot_curves(rows, out / "curves.png", full_miou=full,
+    write_results(layout.results, rows)
+    plot_curves(rows, layout.curves, full_miou=full,
                 title=f"{Path(args.data).name}: {len(seeds)} seed(s), {args.budget}% per cycle")
     table = format_table(rows, full_miou=full)
-    (out / "table.txt").write_text(table + "\n")
+    layout.table.write_text(table + "\n")
     print(table)
-    print(f"\nresults: {out / 'results.csv'}\nplot:    {out / 'curves.png'}\n({time.time() - t0:.0f} s)")
+    print(f"\nresults: {layout.results}\nplot:    {layout.curves}\n({time.time() - t0:.0f} s)")
     return 0

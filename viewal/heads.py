@@ -6,14 +6,14 @@ stage 0 is the input itself, then strides 2, 4, 8, 16, 32) and train alongside s
 A head is attached to the model as a sub-module (:func:`attach_loss_head`, :func:`attach_rotation_head`)
 so that it is saved, moved and optimised with the model, and the scorers find it on the model they get.
 
-Loss prediction (METHODS.md §3):
+Loss prediction (docs/methods.md §2):
     per stage s: GAP → FC → ReLU;  concat over stages → FC → l̂ (one number per image).
     Region variant: the GAP is replaced by a masked average inside each superpixel, giving l̂ per region.
     Trained with the pairwise ranking loss  max(0, −sign(l_i − l_j)·(l̂_i − l̂_j) + ξ), ξ = 1, over all
     pairs (i < j) of the batch (images) or of the batch's labelled regions (region variant); the target
     loss l (mean cross-entropy over the labelled pixels of the image / region) is detached.
 
-Rotation (METHODS.md §4, PAL): 2×2 average pooling of the deepest stage → FC → ReLU → FC → 4 logits
+Rotation (docs/methods.md §3, PAL): 2×2 average pooling of the deepest stage → FC → ReLU → FC → 4 logits
 (0/90/180/270°; ``grid=1`` gives plain GAP).
 PAL's self-supervision score of an image is the rotation loss summed over its four rotations,
 S_S(x) = Σ_k CE(g(rot_k x), k)  (= Σ_k KL(onehot_k ‖ g(rot_k x))).
@@ -21,7 +21,7 @@ S_S(x) = Σ_k CE(g(rot_k x), k)  (= Σ_k KL(onehot_k ‖ g(rot_k x))).
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -173,7 +173,8 @@ class LossPredictionHead(nn.Module):
         hs = []
         for s, fc in zip(self.stages, self.fcs):
             f = features[s]
-            w = onehot if tuple(onehot.shape[-2:]) == tuple(f.shape[-2:]) else F.adaptive_avg_pool2d(onehot, f.shape[-2:])
+            same = tuple(onehot.shape[-2:]) == tuple(f.shape[-2:])
+            w = onehot if same else F.adaptive_avg_pool2d(onehot, f.shape[-2:])
             pooled, _ = masked_average_pool(f, w)
             hs.append(F.relu(fc(pooled)))
         return self.out(torch.cat(hs, -1)).squeeze(-1), present

@@ -9,8 +9,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,8 @@ def unpickle_reason(e: BaseException) -> str:
     """One line saying why ``torch.load(..., weights_only=True)`` refused a file, without torch's advice to
     retry with ``weights_only=False`` (that would run whatever code the file carries)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    keep = [ln for ln in lines if "weights_only" not in ln and "Re-running" not in ln and "torch.serialization" not in ln
+    keep = [ln for ln in lines
+            if "weights_only" not in ln and "Re-running" not in ln and "torch.serialization" not in ln
             and not ln.startswith(("(1)", "(2)", "Check the documentation"))]
     best = next((ln for ln in keep if "Unsupported global" in ln or "WeightsUnpickler" in ln), None)
     reason = best or (keep[0] if keep else type(e).__name__)

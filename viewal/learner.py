@@ -17,19 +17,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
 
 import numpy as np
 
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
 from viewal.faults import kill_point
 from viewal.ledger import LabelItem, Ledger, LedgerError
-from viewal.seeding import stream_rng, stream_seed
 from viewal.oracle import Oracle
-from viewal.selection import (RegionQuery, build_pool, concat_pools, overlap_adjacency, queries_from_selection,
-                              select, whole_image_regions)
+from viewal.seeding import stream_rng, stream_seed
+from viewal.selection import (
+    RegionQuery,
+    SelectionContext,
+    build_pool,
+    concat_pools,
+    overlap_adjacency,
+    queries_from_selection,
+)
 
 __all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
            "model_fingerprint", "pool_signature", "integer_class_ids", "KERNEL_BACKENDS"]
@@ -41,7 +47,7 @@ def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1
     return max(at_least, -(-iterations // per_epoch))
 
 
-def train_config(c: "ALConfig", n_items: int, seed: int | None = None):
+def train_config(c: ALConfig, n_items: int, seed: int | None = None):
     """The training recipe of an :class:`ALConfig` for ``n_items`` labelled items: exactly ``c.steps``
     SGD steps with ``c.validations`` validations when steps are set, else ``c.epochs`` epochs raised to
     at least ``c.min_iterations`` steps. One function for the learner's fits and the full-data reference."""
@@ -66,7 +72,7 @@ TRAINING_FIELDS = ("encoder", "init", "epochs", "batch_size", "lr", "size", "min
 KERNEL_BACKENDS = ("cpu", "numpy", "cuda")
 
 
-def training_key(c: "ALConfig") -> dict:
+def training_key(c: ALConfig) -> dict:
     """What a fit depends on besides its labels: the training fields, the train seed and the scorer's
     training tag (``Scorer.training``: a head it trains); with a head, also its options and regions.
     Equal keys and equal labels give interchangeable models (the experiment shares the seed-set model)."""
@@ -74,6 +80,9 @@ def training_key(c: "ALConfig") -> dict:
 
     d = json.loads(json.dumps({k: getattr(c, k) for k in TRAINING_FIELDS}))
     d["train_seed"] = c.seed if c.train_seed is None else int(c.train_seed)
+    if c.augment != "none" and c.pseudo_labels != "none":
+        # before issue 13 such a fit ran the augmentation alone: its checkpoints must not be reused now
+        d["aids"] = "composed"
     tag = scorers.get(c.scorer, **c.scorer_options).training
     if tag:
         d.update(training=tag, scorer_options=c.scorer_options, region=c.region, superpixels=c.superpixels,
@@ -81,7 +90,7 @@ def training_key(c: "ALConfig") -> dict:
     return d
 
 
-def model_fingerprint(c: "ALConfig", labels_digest: str) -> str:
+def model_fingerprint(c: ALConfig, labels_digest: str) -> str:
     """SHA-1 binding a model to its training recipe (:func:`training_key`) and its labels
     (``Ledger.labels_digest``): a checkpoint is reused only when its fingerprint is the current one."""
     text = json.dumps({"train": training_key(c), "labels": labels_digest}, sort_keys=True)
@@ -166,7 +175,8 @@ class ALConfig:
         if self.augment not in ("none", "max_entropy"):
             raise ValueError(f"augment must be 'none' or 'max_entropy', got {self.augment!r}")
         if self.pseudo_labels not in ("none", "confidence", "classwise", "ups"):
-            raise ValueError(f"pseudo_labels must be one of none, confidence, classwise, ups; got {self.pseudo_labels!r}")
+            raise ValueError(f"pseudo_labels must be one of none, confidence, classwise, ups; "
+                             f"got {self.pseudo_labels!r}")
         if self.auxiliary not in ("none", "rotation"):
             raise ValueError(f"auxiliary must be 'none' or 'rotation', got {self.auxiliary!r}")
         if self.sampling not in ("uniform", "labels", "crops"):
@@ -204,7 +214,7 @@ class ALConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "ALConfig":
+    def from_json(cls, d: dict) -> ALConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -259,6 +269,7 @@ class ActiveLearner:
                 raise ValueError(f"device {cfg.device!r}: no CUDA GPU found (torch.cuda.is_available() is False); "
                                  f"use device='cpu'")
         self.scorer = scorers.get(cfg.scorer, **cfg.scorer_options)
+        self.selector = self.scorer.selector(dedup=cfg.dedup)  # how the pooled scores become a selection
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         stored = self.ledger.config()
         if isinstance(stored.get("al"), dict):
@@ -376,9 +387,6 @@ class ActiveLearner:
         table.save(path)
         return table
 
-    def _needs_adjacency(self) -> bool:
-        return self.scorer.selection == "viewal" or (self.scorer.selection == "greedy" and self.config.dedup)
-
     # ------------------------------------------------------------------------------------------ model
     def train_config(self, n_items: int | None = None):
         """The :class:`~viewal.train.TrainConfig` of this run's fits (see :func:`train_config`)."""
@@ -401,22 +409,20 @@ class ActiveLearner:
         return items
 
     def _new_model(self):
-        """A freshly initialised model (seeded), prepared for the scorer; returns (model, extra_loss)."""
+        """A freshly initialised model (seeded), prepared for the scorer and the auxiliary tasks
+        (``viewal.aids.model_aids``); returns (model, extra_loss)."""
         import torch
 
+        from viewal.aids import model_aids
+        from viewal.heads import combine_extra_losses
         from viewal.model import build_model
 
         c = self.config
         torch.manual_seed(self.train_seed)
         model = build_model(self.dataset.num_classes, encoder=c.encoder, encoder_weights=c.init,
                             decoder_channels=c.decoder_channels)
-        extra = self.scorer.prepare_model(model)
-        if c.auxiliary == "rotation" and not hasattr(model, "rotation_head"):
-            from viewal.heads import attach_rotation_head, combine_extra_losses, rotation_extra_loss
-
-            attach_rotation_head(model)
-            extra = combine_extra_losses(extra, rotation_extra_loss())
-        return model, extra
+        hooks = [self.scorer.prepare_model(model)] + [aid.prepare_model(model) for aid in model_aids(c)]
+        return model, combine_extra_losses(*hooks)
 
     def save_model(self, path: str | Path) -> Path:
         """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on."""
@@ -465,36 +471,29 @@ class ActiveLearner:
         self._model_labels = int(meta.get("labelled_pixels", -1))
         self._model_fingerprint = str(meta.get("fingerprint", ""))
 
-    def fit(self, progress: bool = True):
-        """Re-initialise the model and train it on every label in the ledger (best-val checkpoint kept)."""
-        from viewal.train import fit
+    def fit_steps(self) -> list:
+        """The ordered steps of a fit (``viewal.aids.fit_steps``): the fit on the labelled pixels, then the
+        training aids of the config (max-entropy augmentation, pseudo-labels)."""
+        from viewal.aids import fit_steps
 
-        c = self.config
+        return fit_steps(self.config, pool=self.pool, item_extras=lambda f: {"superpixels": self.regions(f)})
+
+    def fit(self, progress: bool = True):
+        """Re-initialise the model and train it on every label in the ledger (best-val checkpoint kept), then
+        apply the training aids in order (:meth:`fit_steps`); ``fit_stats`` holds what they measured."""
+        from viewal.aids import FitState, run_steps
+
         model, extra = self._new_model()
         kill_point("train", self.ledger.cycle())
         items = self.training_items()
-        cfg = self.train_config(len(items))
-        desc = f"{c.scorer} c{self.ledger.cycle()}"
-        self.fit_stats = {}
-        if c.augment == "max_entropy":
-            from viewal.augment import train_with_max_entropy
-
-            result, _, self.fit_stats = train_with_max_entropy(model, items, self.val, cfg, extra_loss=extra,
-                                                               progress=progress, desc=desc)
-        elif c.pseudo_labels != "none":
-            from viewal.pseudo import train_with_pseudo_labels
-
-            result, self.fit_stats = train_with_pseudo_labels(model, items, self.pool, self.val, cfg,
-                                                              mode=c.pseudo_labels, extra_loss=extra,
-                                                              mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
-                                                              item_extras=lambda f: {"superpixels": self.regions(f)},
-                                                              progress=progress, desc=desc)
-        else:
-            result = fit(model, items, self.val, cfg, extra_loss=extra, progress=progress, desc=desc)
+        state = FitState(model, items, self.val, self.train_config(len(items)), extra_loss=extra, progress=progress,
+                         desc=f"{self.config.scorer} c{self.ledger.cycle()}")
+        run_steps(self.fit_steps(), state)
+        self.fit_stats = state.stats
         self.model = model
         self._model_labels = self.ledger.labelled_pixels()
         self._model_fingerprint = self.current_fingerprint()
-        return result
+        return state.result
 
     def evaluate(self, split: str = "test") -> dict:
         """mIoU and per-class IoU of the current model on ``split`` (``{"miou", "per_class_iou", ...}``)."""
@@ -509,44 +508,40 @@ class ActiveLearner:
 
     # ------------------------------------------------------------------------------------------ querying
     def score_pool(self, progress: bool = True):
-        """Score every region of the pool with the scorer: returns the concatenated ``RegionPool``."""
-        from tqdm.auto import tqdm
-
+        """Score every region of the pool with the scorer: returns the concatenated ``RegionPool`` (with
+        the scorer's region features when it has any)."""
         from viewal.needs import NeedContext, compute_needs
-        from viewal.scorers import NEEDS, build_scene_inputs
+        from viewal.progress import progress_bar
+        from viewal.scorers import build_scene_inputs
 
         c = self.config
         pools = []
-        self._region_features = []
         cycle = self.ledger.cycle()
         hw = (self.dataset.height, self.dataset.width)
-        for scene_id, frames in tqdm(self._scenes(), desc=f"score ({c.scorer})", unit="scene", disable=not progress):
+        for scene_id, frames in progress_bar(self._scenes(), desc=f"score ({c.scorer})", unit="scene",
+                                             disable=not progress):
             sp = np.stack([self.regions(f) for f in frames])
             # MC-dropout masks and random scores keyed by (run seed, cycle, scene): a resumed run draws
             # what the uninterrupted one drew, whatever torch's global RNG went through before
-            rng = stream_rng(c.seed, "score", cycle, scene_id)
             ctx = NeedContext(model=self.model, frames=frames, mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
                               device=c.device, options={"superpixels": sp, "size": c.size},
                               seed=stream_seed(c.seed, "mc", cycle, scene_id))
-            arrays = compute_needs(sorted(set(self.scorer.needs) - {"views"}), ctx) if self.scorer.needs else {}
-            core = {k: arrays.get(k) for k in ("probs", "mc_probs", "features")}
-            extras = {k: v for k, v in arrays.items() if k not in NEEDS}
-            inputs = build_scene_inputs(frames, sp, self.scorer.needs, extras=extras, rng=rng, **core)
+            inputs = build_scene_inputs(frames, sp, self.scorer.needs, **compute_needs(self.scorer.needs, ctx),
+                                        rng=stream_rng(c.seed, "score", cycle, scene_id))
             scores = self.scorer(inputs)
-            if self.scorer.selection == "kcenter":
-                self._region_features.append(self.scorer.region_features(inputs))
             labelled = np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames])
             pools.append(build_pool(scene_id, [f.frame_id for f in frames], sp, scores.pixel, scores.view,
-                                    labelled=labelled))
+                                    labelled=labelled, features=self.scorer.region_features(inputs)))
             kill_point("score", cycle)
         return concat_pools(pools)
 
     def _adjacency_for(self, pool):
         if self._adjacency is None or self._adjacency.shape[0] != pool.n_regions:
-            from tqdm.auto import tqdm
+            from viewal.progress import progress_bar
 
             tables = [(sid, [f.frame_id for f in frames], self.overlap_table(sid, frames))
-                      for sid, frames in tqdm(self._scenes(), desc="overlap tables", unit="scene", leave=False)]
+                      for sid, frames in progress_bar(self._scenes(), desc="overlap tables", unit="scene",
+                                                      leave=False)]
             self._adjacency = overlap_adjacency(pool, tables)
         return self._adjacency
 
@@ -568,26 +563,15 @@ class ActiveLearner:
             self.fit(progress=progress)
         pool = self.score_pool(progress=progress)
         kill_point("select", cycle)
-        adjacency = self._adjacency_for(pool) if self._needs_adjacency() else None
         frames = [self.dataset.frame(s, f) for s, f in zip(pool.scene_ids, pool.frame_ids)]
-        sel = self.scorer.select_pool(self.model, pool, frames, lambda i: self.regions(frames[i]), int(budget_pixels),
-                                      adjacency=adjacency, device=self.config.device, size=self.config.size,
-                                      batch_size=self.config.infer_batch_size, progress=progress)
-        if sel is None:
-            sel = select(self.scorer.selection, pool, int(budget_pixels), adjacency=adjacency,
-                         dedup=self.config.dedup, **self._kcenter_inputs(pool))
+        context = SelectionContext(adjacency=lambda: self._adjacency_for(pool), model=self.model, frames=frames,
+                                   device=self.config.device, size=self.config.size,
+                                   batch_size=self.config.infer_batch_size, progress=progress)
+        sel = self.selector.select(pool, int(budget_pixels), context)
         queries = queries_from_selection(pool, sel, lambda i: self.regions(frames[i]), cycle=cycle)
         recorded = self.ledger.record_queries(cycle, queries)
         kill_point("queried", cycle)
         return recorded
-
-    def _kcenter_inputs(self, pool) -> dict:
-        """Region features of the pool (and the labelled regions' as initial centres) for k-centre rules."""
-        if self.scorer.selection != "kcenter":
-            return {}
-        X = np.concatenate(self._region_features)
-        labelled = ~pool.available & (pool.sizes > 0)
-        return {"features": X, "centres": X[labelled] if labelled.any() else None}
 
     # ------------------------------------------------------------------------------------------ labelling
     def label(self, queries: Sequence[RegionQuery] | None = None) -> int:

@@ -28,9 +28,10 @@ import json
 import sqlite3
 import time
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -141,7 +142,7 @@ class LabelItem:
     query_id: int | None = None
 
     @classmethod
-    def from_query(cls, query: Any, labels: np.ndarray, source: str = "oracle") -> "LabelItem":
+    def from_query(cls, query: Any, labels: np.ndarray, source: str = "oracle") -> LabelItem:
         """Label item answering a :class:`viewal.selection.RegionQuery` (recorded by the ledger)."""
         return cls(query.scene_id, query.frame_id, np.asarray(query.mask, dtype=bool), np.asarray(labels), source,
                    int(query.region_id), query.query_id)
@@ -230,7 +231,7 @@ class Ledger:
     def close(self) -> None:
         self._con.close()
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc) -> None:

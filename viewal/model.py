@@ -27,16 +27,17 @@ calls of ``model(images)`` with ``model.mc_dropout = True`` and ``model.generato
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["SegModel", "build_model", "mc_predict", "Prediction", "predict_frames", "iter_predict_frames",
+__all__ = ["SegModel", "build_model", "frame_images", "mc_predict", "Prediction", "predict_frames",
+           "iter_predict_frames",
            "images_from_rgb", "load_encoder_weights", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD",
            "OUTPUT_STRIDE", "DEFAULT_PASSES", "DEFAULT_ENCODER", "DEFAULT_INIT", "init_label"]
 
@@ -179,7 +180,8 @@ def build_model(num_classes: int, encoder: str = DEFAULT_ENCODER, dropout: float
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     try:
-        net = smp.DeepLabV3Plus(encoder_name=canonical_encoder(encoder), encoder_weights=None, encoder_output_stride=OUTPUT_STRIDE,
+        net = smp.DeepLabV3Plus(encoder_name=canonical_encoder(encoder), encoder_weights=None,
+                                encoder_output_stride=OUTPUT_STRIDE,
                                 decoder_channels=decoder_channels, decoder_aspp_dropout=aspp_dropout,
                                 classes=num_classes)
     except KeyError as e:
@@ -236,6 +238,13 @@ def images_from_rgb(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"rgb must be (B, H, W, 3) or (H, W, 3), got shape {tuple(x.shape)}")
     return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def frame_images(frames: Sequence, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """(B, 3, h, w) float32 network input of frames, RGB area-resized to the working ``size`` (None = as is)."""
+    from viewal.data import resize_rgb
+
+    return images_from_rgb(np.stack([resize_rgb(np.asarray(f.rgb), size) for f in frames]))
 
 
 # ---------------------------------------------------------------------------------------------- MC dropout
@@ -354,11 +363,11 @@ def iter_predict_frames(model: SegModel, frames: Sequence, passes: int = DEFAULT
     ``size``: working (H, W) for the network (RGB area-resized); probabilities are bilinearly
     resized back to each frame's own resolution. ``seed`` seeds one generator for the whole run.
     """
-    from tqdm.auto import tqdm
+    from viewal.progress import progress_bar
 
     model.to(device)
     gen = torch.Generator(device=device).manual_seed(int(seed)) if seed is not None else None
-    bar = tqdm(total=len(frames), desc=desc, unit="frame", disable=not progress, leave=False)
+    bar = progress_bar(total=len(frames), desc=desc, unit="frame", disable=not progress, leave=False)
     try:
         for s in range(0, len(frames), batch_size):
             batch = frames[s:s + batch_size]
@@ -370,7 +379,7 @@ def iter_predict_frames(model: SegModel, frames: Sequence, passes: int = DEFAULT
                 pred = Prediction(probs=pred)
             frame_hw = tuple(batch[0].rgb.shape[:2])
 
-            def back(p: torch.Tensor) -> np.ndarray:  # (n, C, h, w) -> frame resolution, numpy float32
+            def back(p: torch.Tensor, frame_hw=frame_hw) -> np.ndarray:  # (n, C, h, w) -> frame size, float32
                 if tuple(p.shape[-2:]) != frame_hw:
                     p = F.interpolate(p, size=frame_hw, mode="bilinear", align_corners=False)
                     p = p / p.sum(1, keepdim=True)

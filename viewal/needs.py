@@ -1,24 +1,47 @@
-"""Providers of what scorers need, registered by name (the loop has no per-scorer special cases).
+"""What scorers need, registered by name: the one needs registry, below the scorers.
 
 A scorer declares ``needs`` (e.g. ``{"probs", "views"}``); :func:`compute_needs` calls the provider
-registered for each need on the frames of one scene and returns a dict of arrays that fills
+registered for each need on the frames of one scene and returns a flat dict of arrays that fills
 :class:`viewal.scorers.SceneInputs`. Providers share a per-scene ``cache`` so that one MC pass over the
 frames serves ``probs``, ``mc_probs`` and ``features`` together.
 
-Plug-ins register further needs with :func:`register_provider` (and
-``viewal.scorers.register_need`` so that scorers may declare them); their arrays arrive in
-``SceneInputs.extras``.
+Built-in needs (:data:`NEEDS`) fill the named fields of ``SceneInputs``; plug-ins register further
+needs with :func:`register_provider` (or :func:`register_need` for the name alone) and their arrays
+arrive in ``SceneInputs.extras``. This module imports nothing from ``viewal.scorers``: scorers
+import it, never the other way round.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from viewal.scorers.base import NEEDS, register_need
+__all__ = ["NEEDS", "NEED_FIELDS", "NeedContext", "register_need", "known_needs", "register_provider",
+           "compute_needs", "providers"]
 
-__all__ = ["NeedContext", "register_provider", "compute_needs", "providers"]
+#: Built-in needs. ``probs``: mean MC softmax (N, C, H, W); ``mc_probs``: per-pass softmax (T, N, C, H, W);
+#: ``features``: pooled encoder features (N, D); ``views``: depths (N, H, W), Ks (N, 3, 3),
+#: world_T_cams (N, 4, 4). Plug-ins may register further needs (they arrive in ``extras``).
+NEEDS = ("probs", "mc_probs", "features", "views")
+
+#: ``SceneInputs`` fields filled by each built-in need
+NEED_FIELDS = {"probs": ("probs",), "mc_probs": ("mc_probs",), "features": ("features",),
+               "views": ("depths", "Ks", "world_T_cams")}
+
+#: needs registered by plug-ins: name -> description
+_EXTRA_NEEDS: dict[str, str] = {}
+
+
+def register_need(name: str, description: str) -> None:
+    """Make ``name`` a need scorers may declare (its provider: :func:`register_provider`)."""
+    _EXTRA_NEEDS[name] = description
+
+
+def known_needs() -> list[str]:
+    """Every need a scorer may declare: the built-in ones and those registered by plug-ins."""
+    return sorted(set(NEEDS) | set(_EXTRA_NEEDS))
 
 
 @dataclass
@@ -30,7 +53,7 @@ class NeedContext:
         frames: the scene's pool frames (``viewal.datasets.Frame``), in sequence order.
         mc_passes: number of MC-dropout passes T.
         batch_size, device: inference settings.
-        options: further settings (e.g. kernel ``mode``/``backend``/``depth_tol``) by name.
+        options: further settings by name (``"superpixels"`` (N, H, W), ``"size"`` the working (H, W)).
         seed: seeds the MC-dropout masks of the scene (``viewal.seeding.stream_seed`` of run seed,
             cycle and scene), so that a resumed run draws the masks an uninterrupted one drew; None:
             torch's global RNG.
@@ -52,7 +75,8 @@ _PROVIDERS: dict[str, Provider] = {}
 
 
 def register_provider(need: str, description: str = "") -> Callable[[Provider], Provider]:
-    """Decorator: ``provider(ctx) -> {field or extras name: array}`` for ``need``."""
+    """Decorator: ``provider(ctx) -> {field or extras name: array}`` for ``need`` (registered as a need
+    when it is not one yet)."""
 
     def deco(fn: Provider) -> Provider:
         _PROVIDERS[need] = fn
@@ -108,7 +132,8 @@ def _views(ctx: NeedContext) -> dict[str, np.ndarray]:
 
 
 def compute_needs(needs: Sequence[str], ctx: NeedContext) -> dict[str, np.ndarray]:
-    """Compute every need; returns ``{"probs": ..., "extras": {...}}``-style flat dict of arrays."""
+    """Compute every need through its provider; returns one flat dict of arrays (``SceneInputs`` field
+    names for the built-in needs, the need's own name for plug-in ones)."""
     out: dict[str, Any] = {}
     ctx.cache["needs"] = set(needs)
     for need in sorted(needs):

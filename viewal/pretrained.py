@@ -22,7 +22,7 @@ import torch
 
 __all__ = ["ENCODER_ALIASES", "canonical_encoder", "input_normalisation", "lite0_weights_path", "lite0_key_map",
            "lite0_state_dict", "load_imagenet_encoder", "lite0_classifier", "imagenet_categories",
-           "IMAGENET_MEAN", "IMAGENET_STD", "HALF"]
+           "IMAGENET_MEAN", "IMAGENET_STD", "HALF", "centre_crop", "classify_images"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -155,3 +155,24 @@ def imagenet_categories() -> list[str]:
     from torchvision.models import ResNet50_Weights
 
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def centre_crop(rgb, size: int = 224):
+    """(size, size, 3) bicubic resize of the centred square crop of an (H, W, 3) image (ImageNet's eval crop)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return cv2.resize(rgb[y:y + s, x:x + s], (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def classify_images(net, rgbs, mean, std) -> torch.Tensor:
+    """(N, 1000) log-probabilities of an ImageNet classifier (:func:`lite0_classifier`) on (N,) uint8 RGB images
+    (equal sizes), normalised with ``mean``/``std`` per channel (values in [0, 1])."""
+    import numpy as np
+
+    x = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2).float() / 255.0
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return net(x).log_softmax(1)

@@ -1,6 +1,6 @@
 """Pseudo-labels for unlabelled pixels: confidence-only, class-wise thresholds, and UPS.
 
-Seeds 000 and 004 (METHODS.md §3 and §6). Every rule is a pure function on probability maps that
+Seeds 000 and 004 (docs/methods.md §5 "Pseudo-labels"). Every rule is a pure function on probability maps that
 returns a label map (255 = no pseudo-label) and, for UPS, a negative-label mask:
 
 * :func:`confidence_pseudo_labels` — one threshold for every class (the comparison; also what CEAL's
@@ -20,7 +20,7 @@ enters the rules). :func:`negative_loss_hook` turns the negative loss into a ``v
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,7 +28,7 @@ __all__ = [
     "IGNORE", "confidence_pseudo_labels", "classwise_thresholds", "classwise_pseudo_labels",
     "ups_pseudo_labels", "pseudo_labels", "negative_label_loss", "negative_loss_hook",
     "pseudo_label_precision", "negative_label_precision", "ceal_threshold", "MODES", "thresholds_from_confidence",
-    "pseudo_label_items", "train_with_pseudo_labels",
+    "pseudo_label_items", "train_with_pseudo_labels", "pseudo_label_finetune",
 ]
 
 IGNORE = 255
@@ -373,19 +373,41 @@ def pseudo_label_items(model, frames, mode: str, *, labels=None, mc_passes: int 
 
 
 def train_with_pseudo_labels(model, train_items, pool_frames, val_items, config=None, mode: str = "ups", *,
-                             extra_loss=None, negative_weight: float = 1.0, finetune_epochs: int | None = None,
-                             mc_passes: int = 20, batch_size: int = 4, max_frames: int | None = None,
-                             with_precision: bool = True, item_extras=None, progress: bool = True,
-                             desc: str = "train", **options):
-    """The ``--pseudo-labels MODE`` training option: fit on the labelled items → pseudo-label the pool →
-    fine-tune on labelled + pseudo-labelled pixels (UPS: plus ``negative_weight`` · negative loss).
+                             extra_loss=None, progress: bool = True, desc: str = "train", **options):
+    """The ``--pseudo-labels MODE`` training option: fit on the labelled items → :func:`pseudo_label_finetune`
+    (pseudo-label the pool, fine-tune on labelled + pseudo-labelled pixels).
 
     Args:
         model, train_items, val_items, config, extra_loss: as ``viewal.train.fit``.
+        pool_frames, mode, options: as :func:`pseudo_label_finetune`; ``mode="none"`` is a plain fit.
+    Returns:
+        (fit result, stats) as :func:`pseudo_label_finetune`.
+    """
+    from viewal.train import TrainConfig, fit
+
+    cfg = config or TrainConfig()
+    res = fit(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=f"{desc} base")
+    if mode == "none":
+        return res, {"mode": "none"}
+    return pseudo_label_finetune(model, train_items, pool_frames, val_items, cfg, res, mode, extra_loss=extra_loss,
+                                 progress=progress, desc=desc, **options)
+
+
+def pseudo_label_finetune(model, train_items, pool_frames, val_items, config, base_result, mode: str = "ups", *,
+                          extra_loss=None, negative_weight: float = 1.0, finetune_epochs: int | None = None,
+                          mc_passes: int = 20, batch_size: int = 4, max_frames: int | None = None,
+                          with_precision: bool = True, item_extras=None, progress: bool = True,
+                          desc: str = "train", **options):
+    """Pseudo-labels for a trained ``model``: pseudo-label the pool → fine-tune on labelled +
+    pseudo-labelled pixels (UPS: plus ``negative_weight`` · negative loss).
+
+    Args:
+        model, train_items, val_items, config, extra_loss: as ``viewal.train.fit``; ``model`` is trained.
+        base_result: the ``FitResult`` of the fit that trained ``model`` (reported as ``val_miou_base``).
         pool_frames: the unlabelled pool's frames (frames that also appear in ``train_items`` keep their
             labels, which take precedence over pseudo-labels).
-        mode: one of :data:`MODES`; ``"none"`` is a plain fit.
-        finetune_epochs: epochs of the second fit (default max(1, config.epochs // 2)).
+        mode: one of :data:`MODES` but ``"none"``.
+        finetune_epochs: epochs of the fine-tuning fit (default max(1, config.epochs // 2)).
         max_frames: keep at most this many pseudo-labelled frames (those with the most pseudo-labelled pixels).
         with_precision: measure pseudo-label precision against the frames' ground truth (reports only).
         item_extras: ``frame -> dict`` giving a pool frame's training extras (e.g. its ``"superpixels"``)
@@ -395,16 +417,15 @@ def train_with_pseudo_labels(model, train_items, pool_frames, val_items, config=
     Returns:
         (fit result, stats) — stats from :func:`pseudo_label_items` (``precision``, ``coverage``, ...).
     """
-    import dataclasses
-
     from viewal.data import as_items
     from viewal.heads import combine_extra_losses
-    from viewal.train import TrainConfig, fit
+    from viewal.train import fit
 
-    cfg = config or TrainConfig()
-    res = fit(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=f"{desc} base")
-    if mode == "none":
-        return res, {"mode": "none"}
+    if mode == "none" or mode not in MODES:
+        raise ValueError(f"pseudo_label_finetune: mode must be one of {', '.join(m for m in MODES if m != 'none')}, "
+                         f"got {mode!r}")
+    cfg = config
+    res = base_result
     items = as_items(train_items)
     given = {it[0].key: (it[1] if it[1] is not None else np.asarray(it[0].labels)) for it in items}
     pool_frames = list(pool_frames)

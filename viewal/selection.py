@@ -4,16 +4,19 @@ The pool is every region (superpixel, or the whole frame in whole-image mode) of
 unlabelled pool. Frame ``f`` owns the global ids ``offsets[f] .. offsets[f+1]-1``; region ``r`` of frame
 ``f`` (its id in the frame's region map) has global id ``offsets[f] + r``.
 
-Selection rules (``Scorer.selection``):
+Selectors (``Scorer.selector()``; the functional form: :func:`select` by rule name):
 
-* ``"viewal"`` — ViewAL's selection (METHODS.md §1 "Selection"): visit regions by pooled score (VE),
-  highest first; for each region ``r`` neither labelled nor flagged, the candidates are ``r`` and every
-  unflagged region whose overlap with ``r`` exceeds the threshold (0.25) in either direction; the
-  candidate with the highest pooled view score (VD, compared as floats) is labelled; all candidates and
-  every region overlapping the winner are flagged. Stops when the labelled pixels reach the budget.
-* ``"greedy"`` — regions by score, highest first, until the budget is reached; with an overlap
-  adjacency (``dedup``) each pick flags the regions overlapping it (same dedup, no view choice).
-* ``"kcenter"`` — k-centre greedy (core-set) on region features: :func:`kcenter_greedy`.
+* :class:`ViewALSelector` (``"viewal"``) — ViewAL's selection (Siddiqui et al., CVPR 2020, Sec. 3.4): visit
+  regions by pooled score (VE), highest first; for each region ``r`` neither labelled nor flagged, the
+  candidates are ``r`` and every unflagged region whose overlap with ``r`` exceeds the threshold (0.25) in
+  either direction; the candidate with the highest pooled view score (VD, compared as floats) is labelled;
+  all candidates and every region overlapping the winner are flagged. Stops when the labelled pixels reach
+  the budget.
+* :class:`GreedySelector` (``"greedy"``) — regions by score, highest first, until the budget is reached;
+  with ``dedup`` each pick flags the regions overlapping it (same dedup, no view choice).
+* :class:`KCenterSelector` (``"kcenter"``) — k-centre greedy (core-set) on the pool's region features:
+  :func:`kcenter_greedy`.
+* PAL's sub-queries live with the PAL scorer (``viewal.scorers.pal.PALSelector``).
 
 Whole-image selection is the same machinery with one region per frame (region map all zeros,
 :func:`whole_image_regions`); the overlap table of all-zero maps is a frame-level overlap.
@@ -32,27 +35,30 @@ same, since labelled regions are excluded through ``RegionPool.available``, not 
     pools, tables = [], []
     for scene, frames in pool_frames_by_scene:                 # unlabelled-pool frames of each scene
         sp = region maps (N, H, W)                             # superpixels, or whole_image_regions(...)
-        s = scorer(build_scene_inputs(frames, sp, scorer.needs, probs=..., mc_probs=..., features=..., rng=...))
-        pools.append(build_pool(scene, fids, sp, s.pixel, s.view, labelled=ledger masks (N, H, W)))
+        inputs = build_scene_inputs(frames, sp, scorer.needs, **compute_needs(scorer.needs, ctx), rng=...)
+        s = scorer(inputs)
+        pools.append(build_pool(scene, fids, sp, s.pixel, s.view, labelled=ledger masks (N, H, W),
+                                features=scorer.region_features(inputs)))
         tables.append((scene, fids, viewal.kernels.superpixel_overlap(sp, depths, Ks, poses)))
     pool = concat_pools(pools)
-    A = overlap_adjacency(pool, tables)                        # "viewal", or greedy with dedup
-    sel = select(scorer.selection, pool, budget_pixels, adjacency=A, dedup=False,
-                 features=..., centres=...)                    # kcenter: scorer.region_features per scene
+    context = SelectionContext(adjacency=lambda: overlap_adjacency(pool, tables), model=..., frames=...)
+    sel = scorer.selector(dedup=False).select(pool, budget_pixels, context)
     queries = queries_from_selection(pool, sel, regions_of=lambda f: region map of pool frame f, cycle=c)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 __all__ = [
     "RegionQuery", "RegionPool", "Selection", "OVERLAP_THRESHOLD", "whole_image_regions", "region_sizes",
     "pool_frames", "build_pool", "concat_pools", "labelled_regions", "overlap_edges", "adjacency_from_edges",
-    "overlap_adjacency", "empty_adjacency", "select_viewal", "select_greedy", "select_viewal_naive",
+    "overlap_adjacency", "empty_adjacency", "select_viewal", "select_greedy",
     "kcenter_greedy", "region_features", "select", "queries_from_selection",
+    "SelectionContext", "Selector", "GreedySelector", "ViewALSelector", "KCenterSelector",
 ]
 
 #: ViewAL's overlap threshold: two regions are "the same 3D region" if either covers the other by more.
@@ -109,6 +115,8 @@ class RegionPool:
         view: (R,) float64 pooled view score (ViewAL: VD); equals ``score`` when a scorer has none.
         sizes: (R,) int64 pixels per region.
         available: (R,) bool, False for already-labelled or empty regions (never selected).
+        features: (R, D) float32 one feature vector per region (``Scorer.region_features``), for
+            set-level selectors (k-centre); None for scorers that rank by score.
     """
 
     scene_ids: list[str]
@@ -118,6 +126,7 @@ class RegionPool:
     view: np.ndarray
     sizes: np.ndarray
     available: np.ndarray
+    features: np.ndarray | None = None
 
     @property
     def n_regions(self) -> int:
@@ -248,7 +257,7 @@ def labelled_regions(regions: np.ndarray, labelled: np.ndarray, min_fraction: fl
 
 def build_pool(scene_id: str, frame_ids: Sequence[str], regions: np.ndarray, pixel: np.ndarray,
                view: np.ndarray | None = None, labelled: np.ndarray | None = None,
-               labelled_fraction: float | None = None) -> RegionPool:
+               labelled_fraction: float | None = None, features: np.ndarray | None = None) -> RegionPool:
     """Pool the pixel scores of one scene's pool frames into regions.
 
     Args:
@@ -259,6 +268,7 @@ def build_pool(scene_id: str, frame_ids: Sequence[str], regions: np.ndarray, pix
         view: (N, H, W) view scores (``Scores.view``) or None (= ``pixel``).
         labelled: (N, H, W) bool already-labelled pixels, or None.
         labelled_fraction: see :func:`labelled_regions`.
+        features: (R, D) region features in the pool's global order (``Scorer.region_features``), or None.
     """
     if len(frame_ids) != len(regions):
         raise ValueError(f"frame_ids has {len(frame_ids)} entries but regions has {len(regions)} frames")
@@ -267,8 +277,10 @@ def build_pool(scene_id: str, frame_ids: Sequence[str], regions: np.ndarray, pix
     available = sizes > 0
     if labelled is not None:
         available &= ~labelled_regions(regions, labelled, labelled_fraction)
+    if features is not None and len(features) != len(sizes):
+        raise ValueError(f"features has {len(features)} rows, the pool {len(sizes)} regions")
     return RegionPool(scene_ids=[scene_id] * len(frame_ids), frame_ids=list(map(str, frame_ids)), offsets=offsets,
-                      score=score, view=vscore, sizes=sizes, available=available)
+                      score=score, view=vscore, sizes=sizes, available=available, features=features)
 
 
 def concat_pools(pools: Sequence[RegionPool]) -> RegionPool:
@@ -289,6 +301,8 @@ def concat_pools(pools: Sequence[RegionPool]) -> RegionPool:
         view=np.concatenate([p.view for p in pools]).astype(np.float64),
         sizes=np.concatenate([p.sizes for p in pools]).astype(np.int64),
         available=np.concatenate([p.available for p in pools]).astype(bool),
+        features=(np.concatenate([p.features for p in pools]).astype(np.float32)
+                  if all(p.features is not None for p in pools) else None),
     )
 
 
@@ -509,47 +523,6 @@ def select_greedy(pool: RegionPool, budget_pixels: int, adjacency=None) -> Selec
     return _run(pool, adjacency, budget_pixels, choose_view=False)
 
 
-def select_viewal_naive(score: Sequence[float], view: Sequence[float], sizes: Sequence[int],
-                        available: Sequence[bool], coverage: dict[tuple[int, int], float], budget_pixels: int,
-                        threshold: float = OVERLAP_THRESHOLD, choose_view: bool = True) -> list[int]:
-    """Plain-Python twin of :func:`select_viewal`, written straight from METHODS.md (tests, benchmark).
-
-    ``coverage[(t, s)]`` = fraction of region t covered by region s (global ids). Returns picked ids.
-    """
-    n = len(score)
-    over: dict[int, set[int]] = {i: set() for i in range(n)}
-    for (t, s), c in coverage.items():
-        if c > threshold and t != s:
-            over[t].add(s)
-            over[s].add(t)
-    flagged = [not a for a in available]
-    key = [(-(x if x == x else -np.inf), i) for i, x in enumerate(score)]
-    order = [i for _, i in sorted(key)]
-    v = [(-np.inf if x != x else x) for x in view]
-    picked, total = [], 0
-    if budget_pixels <= 0:
-        return picked
-    for r in order:
-        if flagged[r]:
-            continue
-        cands = [r] + sorted(q for q in over[r] if not flagged[q])
-        best = cands[0]
-        if choose_view:
-            for q in cands[1:]:
-                if v[q] > v[best]:
-                    best = q
-        for q in cands:
-            flagged[q] = True
-        for q in over[best]:
-            flagged[q] = True
-        flagged[best] = True
-        picked.append(best)
-        total += sizes[best]
-        if total >= budget_pixels:
-            break
-    return picked
-
-
 # --------------------------------------------------------------------------------------------- core-set
 
 def region_features(features: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -633,11 +606,102 @@ def kcenter_greedy(features: np.ndarray, sizes: np.ndarray, budget_pixels: int, 
     return np.asarray(ids, dtype=np.int64), np.asarray(dists, dtype=np.float64)
 
 
-# --------------------------------------------------------------------------------------------- dispatch
+# --------------------------------------------------------------------------------------------- selectors
+
+@dataclass
+class SelectionContext:
+    """What a :class:`Selector` may use besides the pooled scores (the loop fills it the same way for every
+    scorer; a selector reads what it needs).
+
+    Attributes:
+        adjacency: (R, R) overlap adjacency over the pool (:func:`overlap_adjacency`), or a zero-argument
+            callable returning it (computed on first use, so that selectors without dedup never pay for the
+            overlap tables); None: no overlaps known.
+        model: the current segmentation model (selectors that look at the network, e.g. PAL's sub-queries).
+        frames: (F,) the pool's frames in pool order.
+        device, size, batch_size: inference settings (working size (H, W) or None).
+        progress: show progress bars.
+    """
+
+    adjacency: Any = None
+    model: Any = None
+    frames: Sequence = ()
+    device: str = "cpu"
+    size: tuple[int, int] | None = None
+    batch_size: int = 4
+    progress: bool = True
+
+    def overlaps(self):
+        """The overlap adjacency (computed now when it was given as a callable); ValueError when none."""
+        adj = self.adjacency
+        if adj is None:
+            raise ValueError("this selection needs the overlap adjacency (SelectionContext.adjacency)")
+        if callable(adj) and not hasattr(adj, "shape"):
+            adj = self.adjacency = adj()
+        return adj
+
+
+class Selector:
+    """How regions are picked from a scored pool: one method, :meth:`select`. Each scorer owns one
+    (``Scorer.selector``), so the loop makes the same call whatever the scorer."""
+
+    name: ClassVar[str] = ""
+
+    def select(self, pool: RegionPool, budget_pixels: int, context: SelectionContext) -> Selection:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+@dataclass(frozen=True)
+class GreedySelector(Selector):
+    """Highest pooled score first until the budget (:func:`select_greedy`); ``dedup``: each pick flags the
+    regions overlapping it (the context's adjacency), no view choice."""
+
+    dedup: bool = False
+    name: ClassVar[str] = "greedy"
+
+    def select(self, pool: RegionPool, budget_pixels: int, context: SelectionContext) -> Selection:
+        return select_greedy(pool, budget_pixels, context.overlaps() if self.dedup else None)
+
+
+class ViewALSelector(Selector):
+    """ViewAL's selection: view entropy ranks, view divergence picks the view, cross-view dedup always
+    (:func:`select_viewal`)."""
+
+    name: ClassVar[str] = "viewal"
+
+    def select(self, pool: RegionPool, budget_pixels: int, context: SelectionContext) -> Selection:
+        return select_viewal(pool, context.overlaps(), budget_pixels)
+
+
+class KCenterSelector(Selector):
+    """k-centre greedy (core-set) on ``pool.features``, the labelled regions' features as initial centres
+    (:func:`kcenter_greedy`)."""
+
+    name: ClassVar[str] = "kcenter"
+
+    def select(self, pool: RegionPool, budget_pixels: int, context: SelectionContext) -> Selection:
+        if pool.features is None:
+            raise ValueError("k-centre selection needs region features (RegionPool.features, from "
+                             "Scorer.region_features)")
+        labelled = ~np.asarray(pool.available, dtype=bool) & (pool.sizes > 0)
+        centres = pool.features[labelled] if labelled.any() else None
+        return _kcenter(pool, budget_pixels, pool.features, centres)
+
+
+def _kcenter(pool: RegionPool, budget_pixels: int, features: np.ndarray, centres: np.ndarray | None) -> Selection:
+    if len(features) != pool.n_regions:
+        raise ValueError(f"features has {len(features)} rows, pool has {pool.n_regions} regions")
+    ids, dist = kcenter_greedy(features, pool.sizes, budget_pixels, pool.available, centres)
+    return Selection(ids=ids, anchors=ids.copy(), score=dist, view=pool.view[ids].astype(np.float64),
+                     pixels=int(pool.sizes[ids].sum()))
+
 
 def select(rule: str, pool: RegionPool, budget_pixels: int, *, adjacency=None, dedup: bool = False,
            features: np.ndarray | None = None, centres: np.ndarray | None = None) -> Selection:
-    """Apply a scorer's selection rule (``Scorer.selection``) to a pool.
+    """Apply a selection rule by name to a pool (the functional form of the :class:`Selector` classes).
 
     Args:
         rule: ``"viewal"``, ``"greedy"`` or ``"kcenter"``.
@@ -648,6 +712,8 @@ def select(rule: str, pool: RegionPool, budget_pixels: int, *, adjacency=None, d
         features: (R, D) region features (``kcenter``); centres: (L, D) labelled-set features.
     """
     if rule == "viewal":
+        if adjacency is None:
+            raise ValueError("select_viewal needs the overlap adjacency (use empty_adjacency(n) for none)")
         return select_viewal(pool, adjacency, budget_pixels)
     if rule == "greedy":
         if dedup and adjacency is None:
@@ -656,11 +722,7 @@ def select(rule: str, pool: RegionPool, budget_pixels: int, *, adjacency=None, d
     if rule == "kcenter":
         if features is None:
             raise ValueError("k-centre selection needs region features (Scorer.region_features)")
-        if len(features) != pool.n_regions:
-            raise ValueError(f"features has {len(features)} rows, pool has {pool.n_regions} regions")
-        ids, dist = kcenter_greedy(features, pool.sizes, budget_pixels, pool.available, centres)
-        return Selection(ids=ids, anchors=ids.copy(), score=dist, view=pool.view[ids].astype(np.float64),
-                         pixels=int(pool.sizes[ids].sum()))
+        return _kcenter(pool, budget_pixels, features, centres)
     raise ValueError(f"unknown selection rule {rule!r}; valid: 'viewal', 'greedy', 'kcenter'")
 
 

@@ -1,4 +1,5 @@
-"""SimSiam self-supervised pretraining of the segmentation encoder (METHODS.md §6; Chen & He, CVPR 2021).
+"""SimSiam self-supervised pretraining of the segmentation encoder (docs/model.md "SimSiam pretraining";
+Chen & He, CVPR 2021).
 
 No ImageNet weights exist offline, so the encoder gets its start from the frames themselves: two
 augmentations of each image (random resized crop, horizontal flip, colour jitter, random grey, Gaussian
@@ -19,9 +20,9 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -117,7 +118,8 @@ def output_std(z: torch.Tensor) -> float:
 
 def augment_batch(rgbs: Sequence[np.ndarray], size: tuple[int, int], min_scale: float = 0.2,
                   generator: torch.Generator | None = None,
-                  normalisation: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD)) -> torch.Tensor:
+                  normalisation: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
+                  ) -> torch.Tensor:
     """One SimSiam view of each image: uint8 (H, W, 3) images -> float32 (B, 3, h, w), normalised with
     ``normalisation`` = (mean, std), the encoder's own (:func:`viewal.pretrained.input_normalisation`).
 
@@ -177,7 +179,7 @@ def pretrain(frames: Sequence, config: SimSiamConfig | None = None, *, progress:
         (the trained :class:`SimSiam` (its ``encoder`` is an smp encoder), history: one dict per epoch
         with ``loss`` (mean), ``std`` (mean :func:`output_std` over the epoch's batches), ``seconds``).
     """
-    from tqdm.auto import tqdm
+    from viewal.progress import progress_bar, progress_write
 
     cfg = config or SimSiamConfig()
     frames = list(frames)
@@ -211,7 +213,8 @@ def pretrain(frames: Sequence, config: SimSiamConfig | None = None, *, progress:
         model.train()
         perm = torch.randperm(len(ds), generator=gen).tolist()
         losses, stds = [], []
-        bar = tqdm(range(steps_per_epoch), desc=f"simsiam {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+        bar = progress_bar(range(steps_per_epoch), desc=f"simsiam {epoch}/{cfg.epochs}", disable=not progress,
+                           leave=False)
         for s in bar:
             lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
             for gparam in opt.param_groups:
@@ -234,8 +237,9 @@ def pretrain(frames: Sequence, config: SimSiamConfig | None = None, *, progress:
                "seconds": time.perf_counter() - t0}
         history.append(rec)
         if progress if log_epochs is None else log_epochs:
-            tqdm.write(f"simsiam epoch {epoch}/{cfg.epochs}: loss {rec['loss']:.4f}, z std {rec['std']:.4f} "
-                       f"(1/sqrt(d) = {1 / math.sqrt(cfg.proj_dim):.4f}; 0 = collapse) ({rec['seconds']:.1f} s)", file=sys.stdout)
+            progress_write(f"simsiam epoch {epoch}/{cfg.epochs}: loss {rec['loss']:.4f}, z std {rec['std']:.4f} "
+                       f"(1/sqrt(d) = {1 / math.sqrt(cfg.proj_dim):.4f}; 0 = collapse) ({rec['seconds']:.1f} s)",
+                       file=sys.stdout)
             sys.stdout.flush()
     model.eval()
     return model, history

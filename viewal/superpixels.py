@@ -15,14 +15,16 @@ synthetic dataset (``viewal generate data/demo``: 240 frames at 320×240;
 ``viewal superpixels data/demo --stats``): SEEDS, defaults: 48 regions on every frame (mean 48.0,
 min 48, max 48). SLIC (SLICO) with ``num=40`` (region size 44 px, a 7×5 grid, small fragments merged):
 mean 34.8, min 32, max 37. On the 37 real ScanNet frames of ViewAL's sample: SEEDS 48 on every frame
-(ViewAL's own reSEEDS files: 42), SLIC mean 35.0. Cost (2 shared cores, contended): SEEDS ~35 ms, SLIC ~100 ms per frame.
+(ViewAL's own reSEEDS files: 42), SLIC mean 35.0. Cost (2 shared cores, contended): SEEDS ~35 ms, SLIC ~100 ms
+per frame.
 
 Output of every method: (H, W) int32 ids ``0..R-1``, contiguous (relabelled in raster order of first
 appearance). A SEEDS superpixel need not be connected.
 
 Cache: ``<root>/.viewal_cache/superpixels/<method>-<hash>/<scene>/<frame>.png`` (16-bit PNG, atomic
-writes; ``cache_dir=`` / ``--cache-dir`` puts it elsewhere), where ``<hash>`` covers the method, every setting and the image size, so a changed setting
-never reads a stale cache. ``settings.json`` in that directory records what the hash stands for.
+writes; ``cache_dir=`` / ``--cache-dir`` puts it elsewhere), where ``<hash>`` covers the method, every setting
+and the image size, so a changed setting never reads a stale cache. ``settings.json`` in that directory records
+what the hash stands for.
 """
 from __future__ import annotations
 
@@ -225,11 +227,12 @@ class SuperpixelCache:
 def compute_all(dataset, method: str = "seeds", progress: bool = True, cache_dir: str | Path | None = None,
                 **settings) -> SuperpixelCache:
     """Compute (or find cached) superpixels of every frame of ``dataset``; returns the cache."""
-    from tqdm import tqdm
+    from viewal.progress import progress_bar
 
     cache = SuperpixelCache(dataset.root, method, size=(dataset.height, dataset.width), cache_dir=cache_dir,
                             **settings)
-    for frame in tqdm(list(dataset.all_frames()), desc=f"superpixels ({method})", unit="frame", disable=not progress):
+    for frame in progress_bar(list(dataset.all_frames()), desc=f"superpixels ({method})", unit="frame",
+                              disable=not progress):
         cache.get(frame)
     return cache
 

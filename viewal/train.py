@@ -1,8 +1,8 @@
 """Training on partial labels, evaluation (mIoU from a confusion matrix), checkpoints, ``viewal train``.
 
-Recipe (ViewAL, METHODS.md §1): cross-entropy with ignore index 255 (unlabelled pixels contribute
-nothing), horizontal flip + Gaussian blur, SGD momentum 0.9, weight decay 5e-4, lr 4e-4 for the encoder
-and ×10 for ASPP + decoder + head, batch 6, step schedule (γ 0.1 at 70 % of the epochs: 35 of 50),
+Recipe (ViewAL; docs/model.md "Training on partial labels"): cross-entropy with ignore index 255 (unlabelled
+pixels contribute nothing), horizontal flip + Gaussian blur, SGD momentum 0.9, weight decay 5e-4, lr 4e-4 for the
+encoder and ×10 for ASPP + decoder + head, batch 6, step schedule (γ 0.1 at 70 % of the epochs: 35 of 50),
 best-validation-mIoU weights restored at the end. Epochs and the working image size are options so
 that CPU runs stay short.
 
@@ -18,9 +18,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,8 @@ from viewal.model import SegModel, build_model
 from viewal.pretrained import canonical_encoder
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
-           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "configure_parser", "run"]
+           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "configure_parser", "run",
+           "train_subset"]
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
 
@@ -114,7 +116,7 @@ class TrainConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
-    def with_epochs(self, epochs: int) -> "TrainConfig":
+    def with_epochs(self, epochs: int) -> TrainConfig:
         """A copy that trains ``epochs`` epochs (of ``steps_per_epoch`` steps when steps are counted)."""
         import dataclasses
 
@@ -196,7 +198,7 @@ def evaluate(model: SegModel, frames: Sequence, num_classes: int, batch_size: in
         ``{"miou": float, "per_class_iou": (C,) float64 with NaN for absent classes,
         "confusion": (C, C) int64 (rows = ground truth), "pixel_accuracy": float}``.
     """
-    from tqdm.auto import tqdm
+    from viewal.progress import progress_bar
 
     ds = SegmentationDataset(frames, parse_size(size), augment=False, cache=False)
     conf = np.zeros((num_classes, num_classes), np.int64)
@@ -204,7 +206,7 @@ def evaluate(model: SegModel, frames: Sequence, num_classes: int, batch_size: in
     model.eval()
     model.to(device)
     try:
-        for s in tqdm(range(0, len(ds), batch_size), desc=desc, disable=not progress, leave=False):
+        for s in progress_bar(range(0, len(ds), batch_size), desc=desc, disable=not progress, leave=False):
             batch = collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))])
             pred = model(batch["image"].to(device)).argmax(1).cpu().numpy()
             conf += confusion_matrix(pred, batch["label"].numpy(), num_classes)
@@ -358,7 +360,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     Returns:
         :class:`FitResult`.
     """
-    from tqdm.auto import tqdm
+    from viewal.progress import progress_bar, progress_write
 
     cfg = config or TrainConfig()
     if not isinstance(model, SegModel):
@@ -404,7 +406,8 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         per = 4 if cfg.sampling == "crops" else 1
         batches = epoch_batches(len(ds), cfg.batch_size * per, gen, n_steps, weights)
         losses = []
-        bar = tqdm(batches, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="batch")
+        bar = progress_bar(batches, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False,
+                           unit="batch")
         for idx in bar:
             if per > 1:
                 batch = collate([label_mosaic([ds[i] for i in idx[k:k + per]], gen) for k in range(0, len(idx), per)])
@@ -449,7 +452,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
             msg = f"{desc} epoch {epoch}/{cfg.epochs}: loss {rec['loss']:.4f}"
             if rec["val_miou"] is not None:
                 msg += f", val mIoU {rec['val_miou']:.4f}"
-            tqdm.write(msg + f" ({rec['seconds']:.1f} s)")
+            progress_write(msg + f" ({rec['seconds']:.1f} s)")
             sys.stdout.flush()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -500,7 +503,8 @@ def load_checkpoint(path: str | Path, model: SegModel | None = None, *, num_clas
 
         raise CheckpointError(f"{path}: not a loadable checkpoint ({unpickle_reason(e)})") from None
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a viewal checkpoint (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r})")
+        fmt = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{path}: not a viewal checkpoint (format {fmt!r})")
     want_c = num_classes if num_classes is not None else (model.num_classes if model is not None else None)
     want_e = encoder if encoder is not None else (model.encoder_name if model is not None else None)
     if want_c is not None and int(obj["num_classes"]) != int(want_c):
@@ -556,7 +560,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _train_subset(frames: list, fraction: float, seed: int) -> list:
+def train_subset(frames: list, fraction: float, seed: int) -> list:
+    """A seeded random share ``fraction`` of ``frames`` (at least 2, in their order); all of them at 1."""
     if not 0 < fraction <= 1:
         raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}")
     if fraction >= 1:
@@ -573,7 +578,7 @@ def run(args: argparse.Namespace) -> int:
     train = [f for f in ds.split("train") if f.has_labels]
     if not train:
         raise ValueError(f"{args.data}: no labelled frames in the train split")
-    train = _train_subset(train, args.train_fraction, args.seed)
+    train = train_subset(train, args.train_fraction, args.seed)
     val = [f for f in ds.split("val") if f.has_labels] if "val" in ds.splits else []
     test = [f for f in ds.split("test") if f.has_labels] if "test" in ds.splits else []
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, size=parse_size(args.size),
@@ -606,7 +611,8 @@ def run(args: argparse.Namespace) -> int:
         "threads": torch.get_num_threads(), "config": {k: (list(v) if isinstance(v, tuple) else v)
                                                       for k, v in asdict(cfg).items()},
         "history": res.history,
-        "miou_convention": "IoU=TP/(TP+FP+FN) over non-ignore GT pixels; classes absent from GT and prediction excluded",
+        "miou_convention": "IoU=TP/(TP+FP+FN) over non-ignore GT pixels; "
+                           "classes absent from GT and prediction excluded",
     }
     save_checkpoint(out / "model.pt", model, meta={k: metrics[k] for k in ("data", "size", "val_miou", "test_miou",
                                                                            "best_epoch", "init")})

@@ -24,14 +24,16 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from viewal.datasets import IGNORE_INDEX
 from viewal.datasets.preview import class_palette
 from viewal.io import atomic_path
+from viewal.layout import RunLayout
 
 __all__ = [
     "region_bbox", "crop_box", "mask_contours", "outline_mask", "majority_class", "query_contact_sheet",
@@ -225,16 +227,16 @@ def scene_view_entropy(model, frames: Sequence, mc_passes: int, *, size: tuple[i
     Returns:
         ve, vd: (N, H, W) float32.
     """
+    from viewal.datasets.base import stack_scene
     from viewal.kernels import view_entropy_divergence
     from viewal.model import predict_frames
 
     frames = list(frames)
     probs = predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device, size=size,
                            seed=seed, progress=progress, desc="view entropy")
-    depths = np.stack([f.depth for f in frames]).astype(np.float32)
-    Ks = np.stack([f.K for f in frames])
-    poses = np.stack([f.world_T_cam for f in frames])
-    return view_entropy_divergence(probs, depths, Ks, poses, mode=mode, depth_tol=tuple(depth_tol), backend=backend)
+    geo = stack_scene(frames)
+    return view_entropy_divergence(probs, geo["depths"], geo["Ks"], geo["world_T_cams"], mode=mode,
+                                   depth_tol=tuple(depth_tol), backend=backend)
 
 
 def view_entropy_points(frames: Sequence, ve: np.ndarray, stride: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -385,10 +387,6 @@ def render_point_cloud_png(points: np.ndarray, values: np.ndarray, out_png: str 
 
 # --------------------------------------------------------------------------------------------- runs
 
-def _ledger_path(run_dir: Path, method: str, seed: int) -> Path:
-    return Path(run_dir) / "ledgers" / f"{method}-s{seed}.sqlite"
-
-
 def _last_query_cycle(ledger) -> int | None:
     cycles = sorted({q.cycle for q in ledger.queries()})
     return cycles[-1] if cycles else None
@@ -406,7 +404,8 @@ def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[st
 
     out = []
     for method in methods:
-        path = _ledger_path(Path(run_dir), method, seed)
+        layout = RunLayout(Path(run_dir))
+        path = layout.ledger(method, seed)
         if not path.is_file():
             continue
         with Ledger(path) as led:
@@ -414,7 +413,7 @@ def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[st
             qs = led.queries(c) if c is not None else []
         if not qs:
             continue
-        png = Path(run_dir) / f"queries_{method}_c{c}.png"
+        png = layout.query_sheet(method, c)
         try:
             out.append(query_contact_sheet(dataset, qs, png, title=f"{method}, seed {seed}, cycle {c}: {len(qs)} "
                                            f"regions, {sum(q.n_pixels for q in qs)} px", **kw))
@@ -459,11 +458,10 @@ def run(args: argparse.Namespace) -> int:
     from viewal.datasets import open_dataset
     from viewal.ledger import Ledger
 
-    run_dir = Path(args.run)
-    lpath = _ledger_path(run_dir, args.method, args.seed)
+    layout = RunLayout(Path(args.run))
+    lpath = layout.ledger(args.method, args.seed)
     if not lpath.is_file():
-        have = sorted(p.name for p in (run_dir / "ledgers").glob("*.sqlite")) if (run_dir / "ledgers").is_dir() else []
-        raise FileNotFoundError(f"no ledger {lpath} (ledgers in {run_dir / 'ledgers'}: {have or 'none'})")
+        raise FileNotFoundError(f"no ledger {lpath} (ledgers in {layout.ledgers}: {layout.ledger_names() or 'none'})")
     with Ledger(lpath) as led:
         cfg = led.config()
         al = cfg.get("al", {})
@@ -478,7 +476,7 @@ def run(args: argparse.Namespace) -> int:
     if cycle is None:
         cycle = 0
     if queries:
-        png = run_dir / f"queries_{args.method}_c{cycle}.png"
+        png = layout.query_sheet(args.method, cycle)
         query_contact_sheet(dataset, queries, png, max_queries=args.max_queries, cols=args.cols,
                             title=f"{args.method}, seed {args.seed}, cycle {cycle}: {len(queries)} regions, "
                                   f"{sum(q.n_pixels for q in queries)} px")
@@ -486,10 +484,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{lpath}: no queries recorded for cycle {cycle}; no contact sheet")
     if args.ply:
+        from viewal.learner import ALConfig
         from viewal.train import load_checkpoint
 
-        name = f"{args.method}-s{args.seed}-c{cycle}.pt" if cycle > 0 else f"seedset-s{args.seed}.pt"
-        ckpt = run_dir / "models" / name
+        # the run's own config: cycle 0's seed-set name carries its recipe tags (PAL's head, the aids)
+        ckpt = layout.checkpoint(args.method, ALConfig.from_json({**al, "seed": args.seed}), cycle)
         model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
         frames = dataset.frames(args.ply)
         mc = args.mc_passes or int(al.get("mc_passes", 8))
@@ -497,7 +496,7 @@ def run(args: argparse.Namespace) -> int:
                                    batch_size=int(al.get("infer_batch_size", 4)), mode=al.get("overlap_mode", "z"),
                                    depth_tol=tuple(al.get("depth_tol", (0.05, 0.02))),
                                    backend=al.get("kernel_backend", "cpu"), seed=args.seed)
-        ply = run_dir / f"view_entropy_{args.ply}.ply"
+        ply = layout.point_cloud(args.ply)
         info = view_entropy_point_cloud(frames, ve, ply, stride=args.stride, colormap=args.colormap,
                                         voxel_size=args.voxel or None)
         img = render_point_cloud_png(info["xyz"], info["values"], ply.with_suffix(".png"), colormap=args.colormap,

@@ -1,6 +1,16 @@
 """Scorers, registered by name: ``viewal.scorers.names()`` lists them, ``viewal.scorers.get(name)`` makes one."""
-from .base import (NEEDS, SceneInputs, Scorer, Scores, build_scene_inputs, get, names, pool_regions, register,
-                   register_need)
+from .base import (
+                   NEEDS,
+                   SceneInputs,
+                   Scorer,
+                   Scores,
+                   build_scene_inputs,
+                   get,
+                   names,
+                   pool_regions,
+                   register,
+                   register_need,
+)
 
 __all__ = ["NEEDS", "SceneInputs", "Scorer", "Scores", "build_scene_inputs", "get", "names", "pool_regions", "register",
            "register_need"]

@@ -4,27 +4,27 @@ A scorer turns what the model (and, for ViewAL, the scene geometry) gives about 
 scene** into per-pixel informativeness maps. It never sees ground-truth labels: the
 :class:`SceneInputs` it receives has no label field.
 
-What a scorer needs is declared, not special-cased: ``needs`` is a set of names from
-:data:`NEEDS`; the active-learning loop computes exactly those (through the providers registered in
-``viewal.needs``) and fills the matching fields of :class:`SceneInputs` (or ``extras`` for needs
-registered by plug-ins).
+What a scorer needs is declared, not special-cased: ``needs`` is a set of names from the needs registry
+(``viewal.needs``, below this module); the active-learning loop computes exactly those through their
+providers and fills the matching fields of :class:`SceneInputs` (or ``extras`` for needs registered by
+plug-ins). How a scorer's pooled scores become a selection is its :meth:`Scorer.selector`, so the loop
+makes the same ``selector.select(pool, budget, context)`` call for every scorer.
 
-Pooling over regions (superpixels, or whole images) is shared: :func:`pool_regions`.
+Pooling over regions (superpixels, or whole images) is shared: ``viewal.selection.pool_frames`` (and
+:func:`pool_regions` for one frame).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["NEEDS", "SceneInputs", "Scores", "Scorer", "register", "get", "names", "pool_regions",
-           "build_scene_inputs"]
+from viewal.needs import NEED_FIELDS, NEEDS, known_needs, register_need
+from viewal.selection import GreedySelector, Selector, pool_frames
 
-#: Known needs. ``probs``: mean MC softmax (N, C, H, W); ``mc_probs``: per-pass softmax (T, N, C, H, W);
-#: ``features``: pooled encoder features (N, D); ``views``: depths (N, H, W), Ks (N, 3, 3),
-#: world_T_cams (N, 4, 4). Plug-ins may register further needs (they arrive in ``extras``).
-NEEDS = ("probs", "mc_probs", "features", "views")
+__all__ = ["NEEDS", "SceneInputs", "Scores", "Scorer", "register", "get", "names", "pool_regions",
+           "build_scene_inputs", "register_need"]
 
 
 @dataclass
@@ -75,10 +75,10 @@ class Scores:
 class Scorer:
     """Base class: subclasses set ``name`` and ``needs`` and implement :meth:`score_pixels`.
 
-    ``selection`` tells the loop how regions are picked from the pooled scores: ``"greedy"``
-    (highest first, optional cross-view dedup), ``"viewal"`` (ViewAL's selection with cross-view dedup
-    and view choice by ``Scores.view``), ``"kcenter"`` (set-level k-centre greedy on the features of
-    :meth:`region_features`, e.g. core-set). Selection itself lives in ``viewal.selection.select``.
+    :meth:`selector` gives the :class:`~viewal.selection.Selector` that picks regions from the pooled
+    scores: greedy (highest first, optional cross-view dedup) by default; ViewAL's selection with
+    cross-view dedup and view choice by ``Scores.view``; k-centre greedy on :meth:`region_features`
+    (core-set); PAL's sub-queries. ``selection`` names it (a label for reports; the loop never reads it).
     """
 
     name: ClassVar[str] = ""
@@ -118,15 +118,14 @@ class Scorer:
         view = None if out.view is None else np.where(np.isfinite(out.view), out.view, -np.inf).astype(np.float32)
         return Scores(pixel=pix, view=view)
 
-    def select_pool(self, model, pool, frames, regions_of, budget_pixels: int, *, adjacency=None,
-                    device: str = "cpu", size=None, batch_size: int = 4, progress: bool = True):
-        """A scorer-specific selection over the whole scored pool (e.g. PAL's sub-queries with fine-tuning),
-        returning a ``viewal.selection.Selection``; ``None`` (default) = the rule named by ``selection``."""
-        return None
+    def selector(self, dedup: bool = False) -> Selector:
+        """How this scorer's pooled scores are turned into a selection. Default: greedy, with cross-view
+        dedup when ``dedup`` (``ALConfig.dedup``)."""
+        return GreedySelector(dedup=bool(dedup))
 
     def region_features(self, inputs: SceneInputs) -> np.ndarray | None:
-        """(R, D) one feature vector per region (global order over the scene's frames) for set-level rules
-        (``selection = "kcenter"``); ``None`` for scorers that rank by score."""
+        """(R, D) one feature vector per region (global order over the scene's frames) for set-level
+        selectors (k-centre); ``None`` for scorers that rank by score."""
         return None
 
     def __repr__(self) -> str:
@@ -140,27 +139,19 @@ def register(cls: type[Scorer]) -> type[Scorer]:
     """Class decorator: make a scorer available by its ``name``."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    unknown = set(cls.needs) - set(NEEDS) - set(_EXTRA_NEEDS)
+    unknown = set(cls.needs) - set(known_needs())
     if unknown:
-        raise ValueError(f"scorer {cls.name!r} declares unknown needs {sorted(unknown)}; "
-                         f"known: {sorted(set(NEEDS) | set(_EXTRA_NEEDS))}")
+        raise ValueError(f"scorer {cls.name!r} declares unknown needs {sorted(unknown)}; known: {known_needs()}")
     _REGISTRY[cls.name] = cls
     return cls
-
-
-#: needs registered by plug-ins (name -> description); providers live in ``viewal.needs``.
-_EXTRA_NEEDS: dict[str, str] = {}
-
-
-def register_need(name: str, description: str) -> None:
-    _EXTRA_NEEDS[name] = description
 
 
 def _load_builtin() -> None:
     # importing the modules registers their scorers
     import importlib
 
-    for mod in ("viewal.scorers.baselines", "viewal.scorers.viewal_scorer", "viewal.scorers.seeds"):
+    for mod in ("viewal.scorers.baselines", "viewal.scorers.viewal_scorer", "viewal.scorers.consistency",
+                "viewal.scorers.pal"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -183,7 +174,7 @@ def get(name: str, **options) -> Scorer:
 
 
 def pool_regions(pixel: np.ndarray, regions: np.ndarray, n_regions: int | None = None) -> np.ndarray:
-    """Mean of pixel scores per region.
+    """Mean of pixel scores per region of one frame (``viewal.selection.pool_frames`` on a stack of one).
 
     Args:
         pixel: (H, W) float scores.
@@ -192,30 +183,30 @@ def pool_regions(pixel: np.ndarray, regions: np.ndarray, n_regions: int | None =
     Returns:
         (R,) float64 mean score per region (NaN for empty ids); ``-inf`` pixels make their region ``-inf``.
     """
-    r = np.asarray(regions).ravel()
-    s = np.asarray(pixel, dtype=np.float64).ravel()
-    R = int(r.max()) + 1 if n_regions is None else int(n_regions)
-    cnt = np.bincount(r, minlength=R).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        tot = np.bincount(r, weights=s, minlength=R)
-        return np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+    regions = np.asarray(regions)
+    score, _, _ = pool_frames(np.asarray(pixel)[None], regions[None])
+    R = len(score) if n_regions is None else int(n_regions)
+    return np.concatenate([score, np.full(max(0, R - len(score)), np.nan)])[:R]
 
 
 def build_scene_inputs(frames, superpixels: np.ndarray, needs=(), *, probs: np.ndarray | None = None,
                        mc_probs: np.ndarray | None = None, features: np.ndarray | None = None,
-                       extras: dict[str, np.ndarray] | None = None,
-                       rng: np.random.Generator | None = None) -> SceneInputs:
-    """Assemble the :class:`SceneInputs` of one scene from its frames and the model's outputs.
+                       depths: np.ndarray | None = None, Ks: np.ndarray | None = None,
+                       world_T_cams: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None,
+                       rng: np.random.Generator | None = None, **more: np.ndarray) -> SceneInputs:
+    """Assemble the :class:`SceneInputs` of one scene from its frames and what the need providers gave.
 
-    Only what ``needs`` names is filled in; geometry (``"views"``) is read from the frames' depth, ``K``
-    and ``world_T_cam``. Ground-truth labels are never read (``Frame.labels`` is not touched), so no
-    scorer can see them.
+    Only what ``needs`` names is filled in; geometry (``"views"``) not given is stacked from the frames
+    (``viewal.datasets.base.stack_scene``, the ``views`` provider). Ground-truth labels are never read
+    (``Frame.labels`` is not touched), so no scorer can see them.
 
     Args:
         frames: (N,) ``viewal.datasets.Frame`` of one scene, in sequence order.
         superpixels: (N, H, W) int region ids per frame (or all zeros for whole-image regions).
         needs: the scorer's ``needs``.
-        probs: (N, C, H, W); mc_probs: (T, N, C, H, W); features: (N, D) or (N, D, h, w); extras: plug-in needs.
+        probs: (N, C, H, W); mc_probs: (T, N, C, H, W); features: (N, D) or (N, D, h, w).
+        depths: (N, H, W); Ks: (N, 3, 3); world_T_cams: (N, 4, 4) (the ``views`` need).
+        extras, more: plug-in needs by name (``**compute_needs(...)`` passes them as keywords).
         rng: generator for random scorers (default ``default_rng(0)``).
     """
     frames = list(frames)
@@ -236,10 +227,13 @@ def build_scene_inputs(frames, superpixels: np.ndarray, needs=(), *, probs: np.n
     if "probs" in needs and kw["probs"].shape[0] != len(frames):
         raise ValueError(f"probs has {kw['probs'].shape[0]} frames, expected {len(frames)}")
     if "views" in needs:
-        kw["depths"] = np.stack([np.asarray(f.depth, dtype=np.float32) for f in frames])
-        kw["Ks"] = np.stack([np.asarray(f.K, dtype=np.float64) for f in frames])
-        kw["world_T_cams"] = np.stack([np.asarray(f.world_T_cam, dtype=np.float64) for f in frames])
-    ex = {k: v for k, v in (extras or {}).items() if k in needs}
+        geo = {"depths": depths, "Ks": Ks, "world_T_cams": world_T_cams}
+        if any(v is None for v in geo.values()):
+            from viewal.datasets.base import stack_scene
+
+            geo = stack_scene(frames)
+        kw.update({k: np.asarray(geo[k]) for k in NEED_FIELDS["views"]})
+    ex = {k: v for k, v in {**more, **(extras or {})}.items() if k in needs}
     missing = needs - set(NEEDS) - set(ex)
     if missing:
         raise ValueError(f"build_scene_inputs: needs {sorted(missing)} have no array in extras")

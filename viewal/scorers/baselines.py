@@ -1,15 +1,17 @@
-"""Baseline scorers (METHODS.md §2): random, softmax entropy, margin, least confidence, MC-dropout entropy,
+"""Baseline scorers (ViewAL's baselines, Siddiqui et al., CVPR 2020, Sec. 4): random, softmax entropy, margin,
+least confidence, MC-dropout entropy,
 BALD, core-set and CEAL.
 
 The per-pixel maths are small pure functions on arrays; the class axis is axis ``-3`` everywhere, so
 each works on one frame ``(C, H, W)`` or a stack ``(N, C, H, W)``; MC functions take the passes on
 axis 0 (``(T, C, H, W)`` or ``(T, N, C, H, W)``). Entropies use the natural log (ranking does not depend
-on the base). Pooling over regions is shared (``viewal.scorers.base.pool_regions`` /
-``viewal.selection.pool_frames``), never done here.
+on the base). Pooling over regions is shared (``viewal.selection.pool_frames``), never done here.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from viewal.selection import KCenterSelector
 
 from .base import SceneInputs, Scorer, Scores, register
 
@@ -190,10 +192,10 @@ class BALDScorer(Scorer):
 class CoresetScorer(Scorer):
     """Core-set (k-centre greedy on pooled encoder features): a set-level rule, ``selection = "kcenter"``.
 
-    How the loop calls it: pixel scores are all zero (nothing to rank); the loop asks
-    :meth:`region_features` for one feature vector per region (global order of
-    ``viewal.selection.pool_frames``) and the same for the labelled set (the initial centres), then
-    ``viewal.selection.select("kcenter", pool, budget, features=..., centres=...)``.
+    How the loop calls it: pixel scores are all zero (nothing to rank); the loop stores
+    :meth:`region_features` (one feature vector per region, global order of ``viewal.selection.pool_frames``)
+    in the pool (``RegionPool.features``), and :class:`~viewal.selection.KCenterSelector` takes the labelled
+    regions' features as the initial centres.
     With ``features`` of shape (N, D) (one pooled vector per frame), use whole-image regions
     (``viewal.selection.whole_image_regions``): ViewAL's and Sener's setting. With feature maps
     (N, D, h, w) regions are pooled by masked averaging (superpixel core-set).
@@ -202,6 +204,10 @@ class CoresetScorer(Scorer):
     name = "coreset"
     needs = frozenset({"features"})
     selection = "kcenter"
+
+    def selector(self, dedup: bool = False) -> KCenterSelector:
+        """k-centre greedy (no dedup: distance in feature space already spreads the picks)."""
+        return KCenterSelector()
 
     def score_pixels(self, inputs: SceneInputs) -> Scores:
         return Scores(pixel=np.zeros(np.asarray(inputs.superpixels).shape, dtype=np.float32))

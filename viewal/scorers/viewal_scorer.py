@@ -1,8 +1,8 @@
-"""ViewAL's scorer (METHODS.md §1): view entropy ranks regions, view divergence picks the view.
+"""ViewAL's scorer (Siddiqui et al., CVPR 2020, Sec. 3): view entropy ranks regions, view divergence picks the view.
 
 Per pixel, ``viewal.kernels.view_entropy_divergence`` cross-projects the scene's mean MC-dropout
 distributions between its views (depth test, occlusion) and returns VE and VD maps; this scorer only
-wires its inputs and declares ``selection = "viewal"`` so the loop applies ViewAL's selection with
+wires its inputs, and its selector (``viewal.selection.ViewALSelector``) applies ViewAL's selection with
 cross-view dedup (``viewal.selection.select_viewal``) on the pooled maps: region score = mean VE over
 the superpixel, view score = mean VD.
 
@@ -14,6 +14,8 @@ absent = the mode's own: splat for mode ``"viewal"``, ViewAL's computation), and
 from __future__ import annotations
 
 import numpy as np
+
+from viewal.selection import ViewALSelector
 
 from .base import SceneInputs, Scorer, Scores, register
 
@@ -29,6 +31,10 @@ class ViewEntropyScorer(Scorer):
     option_names = frozenset({"mode", "depth_tol", "backend", "world_distance", "aggregation"})
     needs = frozenset({"probs", "views"})
     selection = "viewal"
+
+    def selector(self, dedup: bool = False) -> ViewALSelector:
+        """ViewAL's VE-then-VD selection, always with cross-view dedup (``dedup`` is implied)."""
+        return ViewALSelector()
 
     def score_pixels(self, inputs: SceneInputs) -> Scores:
         from viewal import kernels

@@ -1,10 +1,16 @@
-"""Tiny synthetic scenes for the kernel tests and bench: a box room of planes ray-cast analytically with NumPy.
+"""Test twins, not part of the package: naive reference implementations the tests compare the fast ones with,
+and tiny synthetic scenes (a box room of planes ray-cast analytically with NumPy) for the kernel tests and
+benchmarks.
 
-Independent of ``viewal.datasets.synthetic`` (used when that generator is absent).
+Independent of ``viewal.datasets.synthetic``. The benchmark scripts import this module from ``tests/``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+OVERLAP_THRESHOLD = 0.25  # viewal.selection.OVERLAP_THRESHOLD, restated: the twin is written from the paper
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
@@ -85,3 +91,44 @@ def room_scene(n: int = 4, h: int = 24, w: int = 32, c: int = 5, seed: int = 0, 
         depths.append(d)
     Ks = np.repeat(K[None], n, axis=0)
     return smooth_probs(rng, n, c, h, w), np.stack(depths), Ks, np.stack(poses)
+
+
+def select_viewal_naive(score: Sequence[float], view: Sequence[float], sizes: Sequence[int],
+                        available: Sequence[bool], coverage: dict[tuple[int, int], float], budget_pixels: int,
+                        threshold: float = OVERLAP_THRESHOLD, choose_view: bool = True) -> list[int]:
+    """Plain-Python twin of :func:`select_viewal`, written straight from ViewAL's paper (tests, benchmark).
+
+    ``coverage[(t, s)]`` = fraction of region t covered by region s (global ids). Returns picked ids.
+    """
+    n = len(score)
+    over: dict[int, set[int]] = {i: set() for i in range(n)}
+    for (t, s), c in coverage.items():
+        if c > threshold and t != s:
+            over[t].add(s)
+            over[s].add(t)
+    flagged = [not a for a in available]
+    key = [(-(x if x == x else -np.inf), i) for i, x in enumerate(score)]
+    order = [i for _, i in sorted(key)]
+    v = [(-np.inf if x != x else x) for x in view]
+    picked, total = [], 0
+    if budget_pixels <= 0:
+        return picked
+    for r in order:
+        if flagged[r]:
+            continue
+        cands = [r] + sorted(q for q in over[r] if not flagged[q])
+        best = cands[0]
+        if choose_view:
+            for q in cands[1:]:
+                if v[q] > v[best]:
+                    best = q
+        for q in cands:
+            flagged[q] = True
+        for q in over[best]:
+            flagged[q] = True
+        flagged[best] = True
+        picked.append(best)
+        total += sizes[best]
+        if total >= budget_pixels:
+            break
+    return picked

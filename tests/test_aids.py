@@ -1,0 +1,132 @@
+"""Training aids compose: every combination a method spec accepts runs every step it names, in order."""
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+import viewal
+from viewal import aids
+from viewal.datasets import open_dataset
+from viewal.experiment import TRAINING_AIDS, method_config, parse_method
+from viewal.learner import ALConfig
+
+
+def accepted_aid_specs() -> list[str]:
+    """Every ``+aid`` combination (any order of the names is the same method) that parse_method accepts."""
+    names = sorted(TRAINING_AIDS)
+    specs = []
+    for k in range(1, len(names) + 1):
+        for combo in combinations(names, k):
+            spec = "entropy+" + "+".join(combo)
+            try:
+                parse_method(spec)
+            except ValueError:
+                continue
+            specs.append(spec)
+    return specs
+
+
+def test_the_refused_combinations_are_two_pseudo_label_aids():
+    specs = accepted_aid_specs()
+    assert "entropy+classwise+max_entropy" in specs and "entropy+max_entropy+rotation+ups" in specs
+    for a, b in combinations(["confidence", "classwise", "ups"], 2):
+        with pytest.raises(ValueError, match="two pseudo_labels aids"):
+            parse_method(f"entropy+{a}+{b}")
+    assert len(specs) == 15  # {-, max_entropy} x {-, confidence, classwise, ups} x {-, rotation}, minus none
+
+
+class _Recorder:
+    """Stand-ins for the training functions: record the calls, change nothing but the result."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        import viewal.augment
+        import viewal.pseudo
+        import viewal.train
+
+        def fit(model, items, val, cfg, **kw):
+            self.calls.append("fit")
+            return "fit-result"
+
+        def max_entropy(model, items, val, cfg, base, **kw):
+            assert base is not None, "max-entropy ran before the fit"
+            self.calls.append("max_entropy")
+            return "me-result", None, {"theta_dev": 0.1}
+
+        def pseudo(model, items, pool, val, cfg, base, mode, **kw):
+            assert base is not None, "pseudo-labels ran before the fit"
+            self.calls.append(f"pseudo_labels:{mode}")
+            return f"pl-result-{mode}", {"precision": 0.5}
+
+        monkeypatch.setattr(viewal.train, "fit", fit)
+        monkeypatch.setattr(viewal.augment, "max_entropy_finetune", max_entropy)
+        monkeypatch.setattr(viewal.pseudo, "pseudo_label_finetune", pseudo)
+
+
+@pytest.mark.parametrize("spec", accepted_aid_specs())
+def test_every_accepted_combination_runs_all_its_aids(spec, monkeypatch):
+    rec = _Recorder(monkeypatch)
+    cfg = method_config(ALConfig(), spec, seed=0)
+    _, overrides = parse_method(spec)
+    steps = aids.fit_steps(cfg, pool=["frame"])
+    state = aids.run_steps(steps, aids.FitState(model=None, items=[], val=[], config=None, progress=False))
+    expected = ["fit"]
+    if "augment" in overrides:
+        expected.append("max_entropy")
+    if "pseudo_labels" in overrides:
+        expected.append(f"pseudo_labels:{overrides['pseudo_labels']}")
+    assert rec.calls == expected  # every aid ran, in the order fit -> augmentation -> pseudo-labels
+    assert state.stats.get("steps", "fit") == ",".join(expected)
+    assert state.result == {"fit": "fit-result", "max_entropy": "me-result"}.get(expected[-1],
+                                                                               f"pl-result-{cfg.pseudo_labels}")
+    assert [a.name for a in aids.model_aids(cfg)] == (["rotation"] if "auxiliary" in overrides else [])
+
+
+def test_rotation_auxiliary_attaches_one_head():
+    import torch
+
+    from viewal.model import build_model
+
+    model = build_model(3, encoder="resnet18", encoder_weights=None, decoder_channels=16)
+    aux = aids.RotationAuxiliary()
+    hook = aux.prepare_model(model)
+    assert hook is not None and model.rotation_head is not None
+    head = model.rotation_head
+    assert aux.prepare_model(model) is None and model.rotation_head is head  # PAL + rotation: one head, one loss
+    assert isinstance(head, torch.nn.Module)
+
+
+def test_unknown_aid_values_are_refused():
+    with pytest.raises(ValueError, match="augment"):
+        ALConfig(augment="flip")
+    with pytest.raises(ValueError, match="pseudo_labels"):
+        ALConfig(pseudo_labels="bogus")
+
+
+def test_max_entropy_classwise_and_rotation_all_run_in_one_fit(tiny, tmp_path):
+    """The combination issue 13 found silently dropped: entropy+max_entropy+classwise (+ rotation) trains
+    the STN, pseudo-labels the pool and trains the rotation head, all in one fit."""
+    ds = open_dataset(tiny)
+    cfg = method_config(ALConfig(epochs=1, steps=2, validations=1, mc_passes=2, seed_fraction=0.3, num_threads=1,
+                                 batch_size=2, infer_batch_size=4, decoder_channels=16, encoder="resnet18",
+                                 init=None), "entropy+max_entropy+classwise+rotation", seed=0)
+    learner = viewal.ActiveLearner(ds, ledger=tmp_path / "a.sqlite", config=cfg)
+    assert [s.name for s in learner.fit_steps()] == ["fit", "max_entropy", "pseudo_labels"]
+    learner.fit(progress=False)
+    st = learner.fit_stats
+    assert st["steps"] == "fit,max_entropy,pseudo_labels:classwise"
+    assert "theta_dev" in st and st["kept"] in ("base", "finetuned")  # max-entropy ran
+    assert st["mode"] == "classwise" and "thresholds" in st and "coverage" in st  # pseudo-labels ran
+    assert learner.model.rotation_head is not None  # the rotation auxiliary ran
+    assert np.isfinite(learner.evaluate()["miou"])
+
+
+def test_checkpoints_of_the_old_augment_only_fit_are_not_reused():
+    """Before the aids composed, max_entropy + pseudo-labels trained the augmentation alone; that recipe's
+    fingerprint differs from the composed one, so an old checkpoint is retrained, not reused."""
+    from viewal.learner import training_key
+
+    both = method_config(ALConfig(), "entropy+max_entropy+classwise", seed=0)
+    assert training_key(both)["aids"] == "composed"
+    assert "aids" not in training_key(method_config(ALConfig(), "entropy+max_entropy", seed=0))
+    assert "aids" not in training_key(method_config(ALConfig(), "entropy+ups", seed=0))

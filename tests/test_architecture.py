@@ -1,0 +1,131 @@
+"""Issue 13's structure, checked: a scorer-neutral loop, one needs registry below the scorers, one run
+layout, progress bars that do not flood logs, no pure test twins in the package."""
+import ast
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+import viewal
+import viewal.scorers as scorers
+from viewal.layout import RunLayout, seedset_name
+from viewal.learner import ALConfig
+from viewal.progress import LogBar, progress_bar
+from viewal.selection import (
+    GreedySelector,
+    KCenterSelector,
+    SelectionContext,
+    Selector,
+    ViewALSelector,
+    empty_adjacency,
+)
+
+PKG = Path(viewal.__file__).parent
+
+
+def test_every_scorer_owns_a_selector():
+    for name in scorers.names():
+        sel = scorers.get(name).selector(dedup=False)
+        assert isinstance(sel, Selector), name
+    assert isinstance(scorers.get("view_entropy").selector(), ViewALSelector)
+    assert isinstance(scorers.get("coreset").selector(), KCenterSelector)
+    assert scorers.get("entropy").selector(dedup=True) == GreedySelector(dedup=True)
+    assert type(scorers.get("pal").selector()).__name__ == "PALSelector"
+
+
+def test_the_learner_has_no_branch_on_scorer_kinds():
+    src = (PKG / "learner.py").read_text()
+    for needle in ("scorer.selection", "select_pool", "rotation_head", "_region_features", '"views"', "kcenter",
+                   "augment ==", "pseudo_labels !="):
+        assert needle not in src, needle
+    tree = next(n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ClassDef) and n.name == "ActiveLearner")
+    assigned = {t.attr for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name != "__init__"
+                for t in ast.walk(node) if isinstance(t, ast.Attribute) and isinstance(t.ctx, ast.Store)
+                and isinstance(t.value, ast.Name) and t.value.id == "self"}
+    init = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    in_init = {t.attr for t in ast.walk(init) if isinstance(t, ast.Attribute) and isinstance(t.ctx, ast.Store)}
+    assert assigned <= in_init, f"attributes created outside __init__: {sorted(assigned - in_init)}"
+
+
+def test_needs_registry_sits_below_the_scorers():
+    src = (PKG / "needs.py").read_text()
+    assert not re.search(r"^\s*(from|import) viewal\.scorers", src, re.M)
+    from viewal.needs import NEEDS, known_needs
+
+    assert scorers.NEEDS is NEEDS and set(NEEDS) <= set(known_needs())
+    scorers.names()  # the plug-in needs of the built-in scorers are registered
+    assert {"flip_consistency", "loss_pred", "rotation_score"} <= set(known_needs())
+
+
+def test_test_twins_are_not_in_the_package():
+    import viewal.selection as selection
+
+    assert not hasattr(selection, "select_viewal_naive")
+    assert not (PKG.parent / "kernels" / "testing.py").exists()
+
+
+def test_selection_context_computes_the_adjacency_once_and_only_when_asked():
+    calls = []
+
+    def overlaps():
+        calls.append(1)
+        return empty_adjacency(3)
+
+    ctx = SelectionContext(adjacency=overlaps)
+    assert calls == []
+    assert ctx.overlaps().shape == (3, 3) and ctx.overlaps().shape == (3, 3)
+    assert calls == [1]
+    with pytest.raises(ValueError, match="adjacency"):
+        SelectionContext().overlaps()
+
+
+def test_run_layout_names_and_the_tagged_seed_set():
+    lay = RunLayout("runs/x")
+    pal = ALConfig(scorer="pal", seed=2)
+    aided = ALConfig(scorer="random", seed=1, augment="max_entropy", pseudo_labels="ups")
+    assert lay.ledger("random+ups", 3) == Path("runs/x/ledgers/random+ups-s3.sqlite")
+    assert lay.checkpoint("pal", pal, 0) == Path("runs/x/models") / seedset_name(pal)
+    assert lay.checkpoint("pal", pal, 0).name == "seedset-s2-rotation_head.pt"
+    assert lay.checkpoint("random+max_entropy+ups", aided, 0).name == "seedset-s1-max_entropy-ups.pt"
+    assert lay.checkpoint("random", aided, 2) == Path("runs/x/models/random-s1-c2.pt")
+    assert lay.query_sheet("random", 1).name == "queries_random_c1.png"
+
+
+def test_scripts_and_visualize_use_the_run_layout():
+    root = PKG.parent
+    for path in [PKG / "visualize.py", PKG / "experiment.py", root / "scripts" / "benchmark_label_efficiency.py"]:
+        src = path.read_text()
+        assert '"ledgers"' not in src and '"models"' not in src and "seedset-s" not in src, path
+
+
+def test_scripts_import_no_private_helpers():
+    for path in sorted((PKG.parent / "scripts").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                    and isinstance(node.value, ast.Name) and node.value.id in ("experiment", "augment", "train"):
+                pytest.fail(f"{path.name} uses {node.value.id}.{node.attr}")
+
+
+def test_log_bar_prints_a_few_lines_for_a_long_run():
+    out = io.StringIO()
+    bar = LogBar(total=480, desc="generate", unit="frame", file=out)
+    for _ in range(480):
+        bar.update(1)
+    bar.set_postfix(scene=11)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert 2 <= len(lines) <= 5 and "\r" not in out.getvalue()
+    assert lines[0] == "generate: start, 480 frame" and lines[-1].startswith("generate: 480/480 frame")
+    assert "scene=11" in lines[-1] and lines[-1].endswith("done")
+    inner = io.StringIO()
+    assert list(LogBar(range(5), desc="inner", leave=False, file=inner)) == [0, 1, 2, 3, 4]
+    assert inner.getvalue() == ""  # inner bars say nothing in a log
+
+
+def test_progress_bar_is_a_log_bar_off_a_terminal():
+    assert isinstance(progress_bar(range(3), desc="x", file=io.StringIO()), LogBar)

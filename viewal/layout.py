@@ -1,0 +1,102 @@
+"""One run folder layout: where ``viewal experiment`` writes and ``viewal visualize`` and the scripts read.
+
+::
+
+    OUT/ledgers/<method>-s<seed>.sqlite      one ledger per method and seed (the run's state)
+    OUT/models/<seedset>.pt                  cycle 0: the seed-set model shared by methods that train alike
+    OUT/models/<method>-s<seed>-c<N>.pt      cycle N >= 1
+    OUT/results.csv, table.txt, curves.png, full_data.json, frame_check.json
+    OUT/queries_<method>_c<N>.png            contact sheets of the queried regions
+    OUT/view_entropy_<scene>.ply (+ .png)    view-entropy point clouds
+
+The cycle-0 name carries the recipe tags of :func:`seedset_name` (a scorer's head, the training aids), so a
+PAL run or a run with aids finds its own seed-set model, never another recipe's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RunLayout", "seedset_name", "recipe_tags"]
+
+
+def recipe_tags(cfg) -> list[str]:
+    """What the cycle-0 model of ``cfg`` (an ``ALConfig``) trains besides plain segmentation: the scorer's
+    head (``Scorer.training``), the rotation auxiliary, the augmentation and the pseudo-labels, in this
+    order, each once (PAL + the rotation aid: one head, one tag)."""
+    import viewal.scorers as scorers
+
+    tags = [scorers.get(cfg.scorer).training, "rotation_head" if cfg.auxiliary == "rotation" else "",
+            cfg.augment if cfg.augment != "none" else "", cfg.pseudo_labels if cfg.pseudo_labels != "none" else ""]
+    return list(dict.fromkeys(t for t in tags if t))
+
+
+def seedset_name(cfg) -> str:
+    """File name of the cycle-0 model shared by every method of a seed whose training recipe is ``cfg``'s:
+    plain segmentation gives ``seedset-s{seed}.pt``; each recipe tag (:func:`recipe_tags`) is added, so a
+    model is only shared between methods that train it identically."""
+    tag = "-".join(recipe_tags(cfg))
+    return f"seedset-s{cfg.seed}{'-' + tag if tag else ''}.pt"
+
+
+def _in_root(name: str, doc: str) -> property:
+    """A read-only path ``root / name`` of a :class:`RunLayout`."""
+    return property(lambda self: self.root / name, doc=f"``OUT/{name}``: {doc}.")
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of one experiment folder (``viewal experiment --out``)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def ledgers(self) -> Path:
+        return self.root / "ledgers"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    def ledger(self, method: str, seed: int) -> Path:
+        return self.ledgers / f"{method}-s{int(seed)}.sqlite"
+
+    def seedset(self, cfg) -> Path:
+        """The cycle-0 checkpoint of ``cfg``'s recipe and seed (:func:`seedset_name`)."""
+        return self.models / seedset_name(cfg)
+
+    def checkpoint(self, method: str, cfg, cycle: int) -> Path:
+        """The checkpoint of ``method`` (``cfg`` its ``ALConfig``, with its seed) after ``cycle``."""
+        if int(cycle) == 0:
+            return self.seedset(cfg)
+        return self.models / f"{method}-s{int(cfg.seed)}-c{int(cycle)}.pt"
+
+    results = _in_root("results.csv", "method, seed, cycle, labelled fraction, mIoU per row")
+    table = _in_root("table.txt", "the printed table")
+    curves = _in_root("curves.png", "mIoU against the labelled fraction")
+    full_data = _in_root("full_data.json", "the full-data reference (same recipe, every train label)")
+    frame_check = _in_root("frame_check.json", "the cache of the frame check run before training")
+
+    def query_sheet(self, method: str, cycle: int) -> Path:
+        return self.root / f"queries_{method}_c{int(cycle)}.png"
+
+    def point_cloud(self, scene: str) -> Path:
+        return self.root / f"view_entropy_{scene}.ply"
+
+    def ledger_names(self) -> list[str]:
+        """File names of the ledgers present."""
+        return sorted(p.name for p in self.ledgers.glob("*.sqlite")) if self.ledgers.is_dir() else []
+
+    def partial_checkpoints(self) -> list[Path]:
+        """Temporary files of checkpoints whose save was killed (``.name.pt.XXXX.pt``, never renamed)."""
+        return sorted(self.models.glob(".*.pt"))
+
+    def run_files(self) -> list[Path]:
+        """Everything a run writes (what ``--overwrite`` deletes): results, table, plot, full-data reference,
+        query sheets, ledgers (with their SQLite side files), checkpoints (and partial ones)."""
+        paths = [self.results, self.table, self.curves, self.full_data] + sorted(self.root.glob("queries_*.png"))
+        paths += sorted(self.ledgers.glob("*.sqlite*")) + sorted(self.models.glob("*.pt"))
+        return paths + self.partial_checkpoints()
