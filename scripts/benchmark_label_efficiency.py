@@ -178,7 +178,7 @@ def labels_per_sample(out: Path, methods: list[str], seeds: list[int], cycles: i
     for m in methods:
         per_cycle = defaultdict(list)
         for s in seeds:
-            path = out / "ledgers" / f"{m}-s{s}.sqlite"
+            path = RunLayout(out).ledger(m, s)
             if not path.is_file():
                 continue
             with Ledger(path) as led:

@@ -80,7 +80,9 @@ def training_key(c: ALConfig) -> dict:
 
     d = json.loads(json.dumps({k: getattr(c, k) for k in TRAINING_FIELDS}))
     d["train_seed"] = c.seed if c.train_seed is None else int(c.train_seed)
-    if c.augment != "none" and c.pseudo_labels != "none":
+    from viewal.aids import fit_steps
+
+    if len(fit_steps(c)) > 2:  # fit + augmentation + pseudo-labels
         # before issue 13 such a fit ran the augmentation alone: its checkpoints must not be reused now
         d["aids"] = "composed"
     tag = scorers.get(c.scorer, **c.scorer_options).training
