@@ -56,11 +56,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "crops: each sample a 2x2 mosaic of half-size crops centred on labelled pixels (packs "
                         "sparse region labels); uniform: passes over the labelled frames")
     p.add_argument("--decoder-channels", type=int, default=256, help="ASPP/decoder width (DeepLabv3+: 256)")
-    p.add_argument("--encoder", default="efficientnet-lite0",
-                   help="efficientnet-lite0 (offline ImageNet start), mobilenet_v2 (ViewAL's), resnet18, resnet34")
-    p.add_argument("--init", default="imagenet",
-                   help="encoder start: imagenet (efficientnet-lite0 only), random, or a file from 'viewal pretrain' "
-                        "or 'viewal train'")
+    from viewal.model import add_network_arguments
+
+    add_network_arguments(p)
     p.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for scoring")
     p.add_argument("--seed-fraction", type=float, default=0.05, help="share of train frames in the seed set")
     p.add_argument("--region", choices=("superpixel", "image"), default="superpixel")

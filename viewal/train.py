@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from viewal.data import SegmentationDataset, as_items, collate, parse_size
 from viewal.datasets.base import IGNORE_INDEX
 from viewal.io import atomic_path, write_json
-from viewal.model import SegModel, build_model
+from viewal.model import SegModel, add_network_arguments, build_model
 from viewal.pretrained import canonical_encoder
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
@@ -542,11 +542,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset directory (any format viewal.datasets.open_dataset reads)")
     p.add_argument("--out", required=True, help="output directory: model.pt (best-val checkpoint) + metrics.json")
     p.add_argument("--epochs", type=int, default=50, help="training epochs (ViewAL: 50)")
-    p.add_argument("--encoder", default="efficientnet-lite0",
-                   help="efficientnet-lite0 (offline ImageNet start), mobilenet_v2 (ViewAL's), resnet18, resnet34")
-    p.add_argument("--init", default="imagenet",
-                   help="encoder start: imagenet (efficientnet-lite0 only), random, or a file from 'viewal pretrain' "
-                        "or a checkpoint")
+    add_network_arguments(p)
     p.add_argument("--size", default=None, help="working size HxW (e.g. 120x160); default: the dataset's resolution")
     p.add_argument("--batch-size", type=int, default=6)
     p.add_argument("--lr", type=float, default=4e-4, help="encoder lr (ASPP + decoder: x10)")
