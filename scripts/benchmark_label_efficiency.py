@@ -310,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Dataset: `{dataset.root}` ({dataset.format}), {len(dataset.split('train'))} pool frames at "
         f"{dataset.width}×{dataset.height}, {dataset.num_classes} classes; seeds {seeds}; {args.cycles} cycles of "
         f"{args.budget}% of the pool's pixels after a seed set of {100 * args.seed_fraction:.1f}% of the frames; "
-        f"{args.iterations} SGD steps per training (sampling: {args.sampling}), lr {args.lr}, encoder {args.encoder} "
+        + (f"{args.iterations} SGD steps per training" if args.epochs is None else
+           f"{args.epochs} epochs over the labelled frames per training, at least {args.iterations} SGD steps")
+        + f" (sampling: {args.sampling}), lr {args.lr}, encoder {args.encoder} "
         f"(init {args.init}), decoder {args.decoder_channels} channels, {args.mc_passes} MC passes"
         + (f"; oracle wrong-label rate {100 * args.wrong_label_rate:.0f}% of regions" if args.wrong_label_rate else "")
         + ".", "",

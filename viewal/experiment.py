@@ -46,7 +46,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame-step", type=int, default=1, help="keep every K-th frame of each scene")
     p.add_argument("--size", default=None, help="working size HxW (frames resized on load), e.g. 96x128")
     p.add_argument("--iterations", type=int, default=300,
-                   help="SGD steps per training, however many frames carry labels (docs/model.md)")
+                   help="SGD steps per training, however many frames carry labels (docs/model.md); with --epochs, "
+                        "the least number of steps")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="steps that grow with the labels: each fit runs E passes over its labelled frames (as "
+                        "ViewAL's epochs), at least --iterations steps; default: exactly --iterations steps")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-2,
                    help="encoder SGD lr (x10 for ASPP+decoder+head). From the ImageNet start 1e-2 learns fastest "
@@ -165,10 +169,19 @@ def config_from_args(args: argparse.Namespace):
     return ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
                     superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
                     overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
-                    init=args.init, batch_size=args.batch_size, lr=args.lr, epochs=1, steps=args.iterations,
+                    init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
                     sampling=args.sampling, decoder_channels=args.decoder_channels,
                     num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
                     pseudo_labels=args.pseudo_labels, scorer_options=parse_scorer_options(args.scorer_options))
+
+
+def steps_from_args(args: argparse.Namespace) -> dict:
+    """ALConfig step fields of ``--iterations`` / ``--epochs``: exactly ``iterations`` steps per fit, or, with
+    ``--epochs E``, ``max(iterations, E * ceil(labelled frames / batch))`` steps (``learner.train_config``)."""
+    epochs = getattr(args, "epochs", None)
+    if epochs is None:
+        return {"epochs": 1, "steps": args.iterations}
+    return {"epochs": int(epochs), "steps": None, "min_iterations": args.iterations}
 
 
 def open_from_args(args: argparse.Namespace):
@@ -234,6 +247,8 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
             "--superpixel-num": (args.superpixel_num, 1), "--decoder-channels": (args.decoder_channels, 1)}
     if args.threads is not None:
         ints["--threads"] = (args.threads, 1)
+    if getattr(args, "epochs", None) is not None:
+        ints["--epochs"] = (args.epochs, 1)
     for flag, (v, lo) in ints.items():
         if v < lo:
             raise ValueError(f"{flag} must be >= {lo}, got {v}")
