@@ -257,3 +257,26 @@ def test_rotation_aid_trains_a_rotation_head_for_any_scorer(tiny, tmp_path):
     assert moved > 1e-4
     with pytest.raises(ValueError, match="auxiliary"):
         ALConfig(auxiliary="jigsaw")
+
+
+def test_epochs_make_the_steps_grow_with_the_labelled_frames():
+    import argparse
+
+    from viewal import experiment
+    from viewal.learner import train_config
+
+    p = argparse.ArgumentParser()
+    experiment.configure_parser(p)
+    fixed = experiment.config_from_args(p.parse_args(["--data", "d", "--out", "o", "--iterations", "150"]))
+    grow = experiment.config_from_args(p.parse_args(["--data", "d", "--out", "o", "--iterations", "150",
+                                                     "--epochs", "8", "--batch-size", "8"]))
+
+    def steps(c, n):
+        cfg = train_config(c, n)
+        return cfg.steps if cfg.steps is not None else cfg.epochs * -(-n // 8)
+
+    assert [steps(fixed, n) for n in (11, 300, 560)] == [150, 150, 150]
+    # 8 passes over n frames in batches of 8, never fewer than --iterations steps
+    assert [steps(grow, n) for n in (11, 150, 300, 561)] == [150, 152, 304, 568]
+    with pytest.raises(ValueError, match="--epochs"):
+        experiment.check_experiment_args(p.parse_args(["--data", "d", "--out", "o", "--epochs", "0"]))
