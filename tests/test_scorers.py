@@ -155,6 +155,19 @@ def test_view_entropy_scorer_wiring(monkeypatch):
     assert (out.pixel == 2.0).all() and (out.view == 3.0).all()
     with pytest.raises(ValueError, match="missing"):
         scorers.get("view_entropy")(SceneInputs("s", ["0"], np.zeros((1, H, W), np.int32)))
+    # the ablation options stay out of the kernel: VD ranks the regions; greedy selection, dedup as asked
+    seen.clear()
+    vd_only = scorers.get("view_entropy", rank="vd", selection="greedy")
+    out = vd_only(inp)
+    assert "rank" not in seen and "selection" not in seen
+    assert (out.pixel == 3.0).all() and (out.view == 3.0).all()
+    from viewal.selection import GreedySelector, ViewALSelector
+
+    assert type(scorers.get("view_entropy").selector(dedup=False)) is ViewALSelector
+    assert vd_only.selector(dedup=True).dedup is True and vd_only.selector(dedup=False).dedup is False
+    assert type(vd_only.selector()) is GreedySelector
+    with pytest.raises(ValueError, match="'rank' must be one of"):
+        scorers.get("view_entropy", rank="kl")
 
 
 @pytest.mark.skipif(not kernel_available(), reason="viewal.kernels.view_entropy_divergence not built yet")

@@ -10,12 +10,18 @@ Options (all passed to the kernel when given): ``mode`` (depth-test mode; the ke
 absent), ``backend`` (``"numpy"``, ``"cpu"``, ``"cuda"``...), ``aggregation`` (``"gather"``/``"splat"``;
 absent = the mode's own: splat for mode ``"viewal"``, ViewAL's computation), and any further kernel keyword
 (e.g. depth tolerances, ``world_distance``).
+
+Ablation options (not passed to the kernel; ``docs/label_efficiency.md`` runs them): ``rank`` — what ranks
+the regions, ``"ve"`` (ViewAL) or ``"vd"`` (view divergence ranks and still picks the view); ``selection`` —
+``"viewal"`` (VE-then-VD with dedup, ViewAL) or ``"greedy"`` (the ranked region itself is asked, no view
+choice; cross-view dedup only with ``--dedup``). So ``{"selection": "greedy"}`` with ``--dedup`` is "VE
+only" (no view divergence), and without ``--dedup`` "dedup off".
 """
 from __future__ import annotations
 
 import numpy as np
 
-from viewal.selection import ViewALSelector
+from viewal.selection import GreedySelector, ViewALSelector
 
 from .base import SceneInputs, Scorer, Scores, register
 
@@ -28,12 +34,24 @@ class ViewEntropyScorer(Scorer):
 
     name = "view_entropy"
     #: keyword arguments of ``viewal.kernels.view_entropy_divergence``
-    option_names = frozenset({"mode", "depth_tol", "backend", "world_distance", "aggregation"})
+    kernel_options = frozenset({"mode", "depth_tol", "backend", "world_distance", "aggregation"})
+    #: ablations of ViewAL's selection (module docstring)
+    ablation_options = {"rank": ("ve", "vd"), "selection": ("viewal", "greedy")}
+    option_names = kernel_options | frozenset(ablation_options)
     needs = frozenset({"probs", "views"})
     selection = "viewal"
 
-    def selector(self, dedup: bool = False) -> ViewALSelector:
-        """ViewAL's VE-then-VD selection, always with cross-view dedup (``dedup`` is implied)."""
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        for k, valid in self.ablation_options.items():
+            if k in options and options[k] not in valid:
+                raise ValueError(f"scorer 'view_entropy': option {k!r} must be one of {valid}, got {options[k]!r}")
+
+    def selector(self, dedup: bool = False) -> ViewALSelector | GreedySelector:
+        """ViewAL's VE-then-VD selection, always with cross-view dedup (``dedup`` is implied); with the
+        option ``selection="greedy"``, greedy selection with ``dedup`` as given."""
+        if self.options.get("selection", "viewal") == "greedy":
+            return GreedySelector(dedup=dedup)
         return ViewALSelector()
 
     def score_pixels(self, inputs: SceneInputs) -> Scores:
@@ -45,7 +63,10 @@ class ViewEntropyScorer(Scorer):
         fn = getattr(kernels, "view_entropy_divergence", None)
         if fn is None:
             raise RuntimeError("view_entropy: viewal.kernels.view_entropy_divergence is not available in this build")
-        kw = {k: v for k, v in self.options.items() if v is not None}
+        kw = {k: v for k, v in self.options.items() if v is not None and k in self.kernel_options}
         ve, vd = fn(np.asarray(inputs.probs, dtype=np.float32), np.asarray(inputs.depths, dtype=np.float32),
                     np.asarray(inputs.Ks, dtype=np.float64), np.asarray(inputs.world_T_cams, dtype=np.float64), **kw)
-        return Scores(pixel=np.asarray(ve, dtype=np.float32), view=np.asarray(vd, dtype=np.float32))
+        ve, vd = np.asarray(ve, dtype=np.float32), np.asarray(vd, dtype=np.float32)
+        if self.options.get("rank", "ve") == "vd":
+            return Scores(pixel=vd, view=vd)
+        return Scores(pixel=ve, view=vd)
