@@ -174,6 +174,24 @@ def test_method_specs_parse_into_scorer_and_training_aids():
     assert parse_method("entropy@superpixel+ups") == ("entropy", {"region": "superpixel", "pseudo_labels": "ups"})
     with pytest.raises(ValueError, match="unknown region kind 'pixel'"):
         parse_method("random@pixel")
+    # :key=value items: a scorer's options or a few ALConfig fields, so ablations share one run
+    assert parse_method("view_entropy:selection=greedy:dedup=true") == (
+        "view_entropy", {"dedup": True, "scorer_options": {"selection": "greedy"}})
+    assert parse_method("view_entropy@image:rank=vd") == ("view_entropy", {"region": "image",
+                                                                          "scorer_options": {"rank": "vd"}})
+    with pytest.raises(ValueError, match="unknown option"):
+        parse_method("entropy:rank=vd")
+    with pytest.raises(ValueError, match="'rank' must be one of"):
+        parse_method("view_entropy:rank=kl")
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_method("view_entropy:rank")
+    with pytest.raises(ValueError, match="dedup must be true or false"):
+        parse_method("view_entropy:dedup=2")
+    from viewal.experiment import method_config
+    from viewal.learner import ALConfig
+
+    cfg = method_config(ALConfig(scorer_options={"backend": "numpy"}), "view_entropy:rank=vd", seed=3)
+    assert (cfg.scorer, cfg.seed, cfg.scorer_options) == ("view_entropy", 3, {"backend": "numpy", "rank": "vd"})
 
 
 def test_budget_schedule_and_annotation_costs(tiny, tmp_path):

@@ -93,8 +93,24 @@ TRAINING_AIDS = {"max_entropy": ("augment", "max_entropy"), "confidence": ("pseu
 REGION_KINDS = ("superpixel", "image")
 
 
+#: ALConfig fields a method spec may set with ``:key=value`` (everything else is a scorer option)
+METHOD_CONFIG_KEYS = ("dedup", "overlap_mode")
+
+
+def _spec_value(text: str):
+    """``"true"``/``"false"`` → bool, a JSON number → number, anything else → the string itself."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()
+    return v if isinstance(v, (int, float)) else text.strip()
+
+
 def parse_method(spec: str) -> tuple[str, dict]:
-    """``"scorer[@region][+aid[+aid]]"`` → (scorer name, ALConfig overrides).
+    """``"scorer[@region][+aid[+aid]][:key=value[:key=value]]"`` → (scorer name, ALConfig overrides).
 
     ``@image`` / ``@superpixel`` sets the region kind of that method alone (``random@image`` ranks whole
     images at random, as ViewAL's own RAND baseline; plain ``random`` picks random superpixels), so one
@@ -104,10 +120,15 @@ def parse_method(spec: str) -> tuple[str, dict]:
     ``confidence``, ``classwise``, ``ups`` (pseudo-labels) and ``rotation`` (PAL's rotation head as an
     auxiliary task). The spec names the method's ledger and curve, so
     ``random,random+ups`` compares selection-equal runs with and without UPS in one experiment.
+
+    ``:key=value`` items set that method's scorer options (merged over ``--scorer-options``) or one of
+    :data:`METHOD_CONFIG_KEYS`; so ablations share one run, e.g.
+    ``view_entropy,view_entropy:selection=greedy:dedup=true,view_entropy:rank=vd``.
     """
     import viewal.scorers as scorers
 
-    head, *aids = [t.strip() for t in str(spec).split("+")]
+    base, *items = [t.strip() for t in str(spec).split(":")]
+    head, *aids = [t.strip() for t in base.split("+")]
     scorer, at, region = (t.strip() for t in head.partition("@"))
     if scorer not in scorers.names():
         raise ValueError(f"method {spec!r}: unknown scorer {scorer!r}; available: {', '.join(scorers.names())}")
@@ -123,12 +144,32 @@ def parse_method(spec: str) -> tuple[str, dict]:
         if key in overrides:
             raise ValueError(f"method {spec!r}: two {key} aids ({overrides[key]!r}, {value!r})")
         overrides[key] = value
+    options: dict = {}
+    for item in items:
+        key, eq, value = (t.strip() for t in item.partition("="))
+        if not key or not eq or not value:
+            raise ValueError(f"method {spec!r}: {item!r} is not key=value")
+        target = overrides if key in METHOD_CONFIG_KEYS else options
+        if key in target:
+            raise ValueError(f"method {spec!r}: {key!r} is set twice")
+        target[key] = _spec_value(value)
+    if "dedup" in overrides and not isinstance(overrides["dedup"], bool):
+        raise ValueError(f"method {spec!r}: dedup must be true or false, got {overrides['dedup']!r}")
+    if options:
+        try:
+            scorers.get(scorer, **options)
+        except ValueError as e:
+            raise ValueError(f"method {spec!r}: {e}") from None
+        overrides["scorer_options"] = options
     return scorer, overrides
 
 
 def method_config(base, spec: str, seed: int):
-    """The ALConfig of one method spec (see :func:`parse_method`) and seed."""
+    """The ALConfig of one method spec (see :func:`parse_method`) and seed; the spec's scorer options are
+    merged over the base's."""
     scorer, overrides = parse_method(spec)
+    if "scorer_options" in overrides:
+        overrides["scorer_options"] = {**base.scorer_options, **overrides["scorer_options"]}
     return replace(base, scorer=scorer, seed=seed, **overrides)
 
 
@@ -262,7 +303,7 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     options = parse_scorer_options(args.scorer_options)
     for m in methods:
         try:
-            scorers.get(parse_method(m)[0], **options)
+            scorers.get(parse_method(m)[0], **{**options, **parse_method(m)[1].get("scorer_options", {})})
         except ValueError as e:
             raise ValueError(f"--scorer-options: {e}") from None
     check_budget_total(budgets, args.cycles, args.seed_fraction)
