@@ -187,6 +187,9 @@ def test_method_specs_parse_into_scorer_and_training_aids():
         parse_method("view_entropy:rank")
     with pytest.raises(ValueError, match="dedup must be true or false"):
         parse_method("view_entropy:dedup=2")
+    assert parse_method("random@image:min_iterations=560") == ("random", {"region": "image", "min_iterations": 560})
+    with pytest.raises(ValueError, match="min_iterations must be an integer >= 1"):
+        parse_method("random:min_iterations=0.5")
     from viewal.experiment import method_config
     from viewal.learner import ALConfig
 

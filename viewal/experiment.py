@@ -93,8 +93,9 @@ TRAINING_AIDS = {"max_entropy": ("augment", "max_entropy"), "confidence": ("pseu
 REGION_KINDS = ("superpixel", "image")
 
 
-#: ALConfig fields a method spec may set with ``:key=value`` (everything else is a scorer option)
-METHOD_CONFIG_KEYS = ("dedup", "overlap_mode")
+#: ALConfig fields a method spec may set with ``:key=value`` (everything else is a scorer option);
+#: ``min_iterations`` gives one method more steps, e.g. a compute control for a baseline
+METHOD_CONFIG_KEYS = ("dedup", "overlap_mode", "min_iterations")
 
 
 def _spec_value(text: str):
@@ -155,6 +156,9 @@ def parse_method(spec: str) -> tuple[str, dict]:
         target[key] = _spec_value(value)
     if "dedup" in overrides and not isinstance(overrides["dedup"], bool):
         raise ValueError(f"method {spec!r}: dedup must be true or false, got {overrides['dedup']!r}")
+    mi = overrides.get("min_iterations")
+    if mi is not None and (isinstance(mi, bool) or not isinstance(mi, int) or mi < 1):
+        raise ValueError(f"method {spec!r}: min_iterations must be an integer >= 1, got {mi!r}")
     if options:
         try:
             scorers.get(scorer, **options)
