@@ -301,3 +301,10 @@ def test_epochs_make_the_steps_grow_with_the_labelled_frames():
     assert [steps(grow, n) for n in (11, 150, 300, 561)] == [150, 152, 304, 568]
     with pytest.raises(ValueError, match="--epochs"):
         experiment.check_experiment_args(p.parse_args(["--data", "d", "--out", "o", "--epochs", "0"]))
+    # --validations: one validation = one epoch of all the steps (the demo's cut)
+    once = experiment.config_from_args(p.parse_args(["--data", "d", "--out", "o", "--iterations", "40",
+                                                     "--validations", "1"]))
+    assert once.validations == 1 and train_config(once, 20).steps_per_epoch == 40
+    assert train_config(fixed, 20).steps_per_epoch == 30  # 150 steps, 5 validations
+    with pytest.raises(ValueError, match="--validations"):
+        experiment.check_experiment_args(p.parse_args(["--data", "d", "--out", "o", "--validations", "0"]))

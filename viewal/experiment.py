@@ -52,6 +52,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="steps that grow with the labels: each fit runs E passes over its labelled frames (as "
                         "ViewAL's epochs), at least --iterations steps; default: exactly --iterations steps")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--validations", type=int, default=5,
+                   help="validations per fit (the best one's weights are kept); each costs a precise-BN pass and "
+                        "an evaluation of the val split")
     p.add_argument("--lr", type=float, default=1e-2,
                    help="encoder SGD lr (x10 for ASPP+decoder+head). From the ImageNet start 1e-2 learns fastest "
                         "in a few hundred CPU steps; ViewAL's 4e-4 is for 50 GPU epochs (docs/model.md)")
@@ -215,6 +218,7 @@ def config_from_args(args: argparse.Namespace):
                     superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
                     overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
                     init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
+                    validations=getattr(args, "validations", 5),
                     sampling=args.sampling, decoder_channels=args.decoder_channels,
                     num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
                     pseudo_labels=args.pseudo_labels, scorer_options=parse_scorer_options(args.scorer_options))
@@ -288,6 +292,7 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     budgets = parse_budgets(args.budget)
     seeds = parse_seeds(args.seeds)
     ints = {"--cycles": (args.cycles, 0), "--iterations": (args.iterations, 1), "--batch-size": (args.batch_size, 1),
+            "--validations": (getattr(args, "validations", 5), 1),
             "--mc-passes": (args.mc_passes, 1), "--frame-step": (args.frame_step, 1),
             "--superpixel-num": (args.superpixel_num, 1), "--decoder-channels": (args.decoder_channels, 1)}
     if args.threads is not None:
