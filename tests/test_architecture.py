@@ -94,7 +94,8 @@ def test_run_layout_names_and_the_tagged_seed_set():
 
 def test_scripts_and_visualize_use_the_run_layout():
     root = PKG.parent
-    for path in [PKG / "visualize.py", PKG / "experiment.py", root / "scripts" / "benchmark_label_efficiency.py"]:
+    for path in [PKG / "visualize.py", PKG / "experiment.py", PKG / "cli" / "visualize.py",
+                 PKG / "cli" / "experiment.py", root / "scripts" / "benchmark_label_efficiency.py"]:
         src = path.read_text()
         assert '"ledgers"' not in src and '"models"' not in src and "seedset-s" not in src, path
 

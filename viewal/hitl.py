@@ -12,7 +12,7 @@ ids 0..C-1, and 255 for "not labelled". ``import_labels(out_dir, dataset)`` read
 that each file exists, has the frame's size and only valid values (errors name the file), and returns
 :class:`viewal.ledger.LabelItem` s with ``source="human"``.
 
-Command line (against a ledger)::
+Command line (against a ledger; :mod:`viewal.cli.query`)::
 
     viewal query export --ledger run.sqlite --out queries/ --data data/demo
     viewal query import --ledger run.sqlite --dir queries/ --data data/demo

@@ -8,7 +8,7 @@
   :func:`scene_view_entropy` computes the per-pixel view entropy of a scene with a model;
   :func:`render_point_cloud_png` draws the cloud with matplotlib (two views, no GL needed).
 
-Command line (``viewal visualize``)::
+Command line (``viewal visualize``, :mod:`viewal.cli.visualize`)::
 
     viewal visualize --run OUT [--method view_entropy] [--seed 0] [--cycle N] [--ply SCENE]
 
