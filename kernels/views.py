@@ -36,9 +36,10 @@ def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any,
     """View entropy and view divergence of every pixel of one scene.
 
     For pixel x of frame i, S_x is (i, x) itself plus the pixels (j, y) of the other frames matched with x
-    by the aggregation: ``"gather"`` (METHODS.md) — the pixel y that x cross-projects to in each frame j, if
-    it passes the depth test (at most one per view); ``"splat"`` (ViewAL's) — every valid pixel y of every
-    other frame whose point cross-projects onto x and passes the test against D_i (any number per view).
+    by the aggregation: ``"gather"`` (docs/methods.md, "ViewAL's own computation") — the pixel y that x
+    cross-projects to in each frame j, if it passes the depth test (at most one per view); ``"splat"``
+    (ViewAL's) — every valid pixel y of every other frame whose point cross-projects onto x and passes the
+    test against D_i (any number per view).
     A pixel with invalid depth has S_x = {(i, x)} either way. ``ve`` = entropy (log2, eps 1e-12) of the
     normalised sum of P_j(y) over S_x; ``vd`` = mean over S_x of KL(P_i(x) || P_j(y)) (log2, eps 1e-8),
     clamped at 0.
@@ -54,7 +55,8 @@ def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any,
         world_distance: mode ``"viewal"``'s threshold in metres (ViewAL's published constant: 1.0; its
             shipped coverage tables match 0.1).
         aggregation: ``"gather"``, ``"splat"``, or None = the mode's own: gather for ``"z"``, splat for
-            ``"viewal"`` (so that mode ``"viewal"`` computes ViewAL's numbers; METHODS.md lists the departures).
+            ``"viewal"`` (so that mode ``"viewal"`` computes ViewAL's numbers; docs/methods.md,
+            "ViewAL's own computation", lists the departures).
         backend: ``"numpy"`` (reference, every frame pair), ``"cpu"`` (Numba, parallel) or ``"cuda"``
             (Numba CUDA; chosen explicitly, never guessed). All agree within 1e-5.
     Returns:

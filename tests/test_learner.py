@@ -283,7 +283,7 @@ def test_rotation_aid_trains_a_rotation_head_for_any_scorer(tiny, tmp_path):
 def test_epochs_make_the_steps_grow_with_the_labelled_frames():
     import argparse
 
-    from viewal import experiment
+    from viewal.cli import experiment
     from viewal.learner import train_config
 
     p = argparse.ArgumentParser()

@@ -1,10 +1,11 @@
 """The package's mode "viewal" against a port of ViewAL's own code (tests/viewal_port.py) on the real sample.
 
 Same depth (nearest-resized), ViewAL's halved intrinsics, poses and random per-pixel distributions on both
-sides; ViewAL's depth-0 quirks switched off in the port (they are documented departures, METHODS.md).
+sides; ViewAL's depth-0 quirks switched off in the port (documented departures:
+docs/methods.md, "ViewAL's own computation").
 Rankings: superpixel means (ViewAL's SEEDS superpixels) of VE and VD, compared as ViewAL ranks them (a pixel
 with invalid depth scores 0 in ViewAL: nothing lands on it). Every remaining per-pixel difference is
-explained in docs/methods.md ("ViewAL mode").
+explained in docs/bench_kernels.md ("Mode "viewal" against ViewAL's own code").
 """
 from __future__ import annotations
 

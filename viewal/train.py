@@ -1,4 +1,5 @@
-"""Training on partial labels, evaluation (mIoU from a confusion matrix), checkpoints, ``viewal train``.
+"""Training on partial labels, evaluation (mIoU from a confusion matrix), checkpoints (the library of
+``viewal train``, :mod:`viewal.cli.train`).
 
 Recipe (ViewAL; docs/model.md "Training on partial labels"): cross-entropy with ignore index 255 (unlabelled
 pixels contribute nothing), horizontal flip + Gaussian blur, SGD momentum 0.9, weight decay 5e-4, lr 4e-4 for the
@@ -12,14 +13,13 @@ ground truth and never predicted) has IoU NaN and is left out of the mean.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,13 @@ import torch.nn.functional as F
 
 from viewal.data import SegmentationDataset, as_items, collate, parse_size
 from viewal.datasets.base import IGNORE_INDEX
-from viewal.io import atomic_path, write_json
-from viewal.model import SegModel, add_network_arguments, build_model
+from viewal.io import atomic_path
+from viewal.model import SegModel, build_model
 from viewal.pretrained import canonical_encoder
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
-           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "configure_parser", "run",
-           "train_subset"]
+           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "train_subset",
+           "set_threads"]
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
 
@@ -334,7 +334,8 @@ def recalibrate_bn(model: SegModel, images: Sequence[torch.Tensor], batch_size: 
         model.train(was_training)
 
 
-def _set_threads(n: int | None) -> None:
+def set_threads(n: int | None) -> None:
+    """``torch.set_num_threads(n)`` for a positive ``n``; None (or <= 0) leaves torch's default."""
     if n is not None and n > 0:
         torch.set_num_threads(int(n))
 
@@ -368,7 +369,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     train_items = as_items(train_items)
     if not train_items:
         raise ValueError("fit: no training items")
-    _set_threads(cfg.num_threads)
+    set_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(cfg.device)
@@ -536,26 +537,6 @@ def checkpoint_meta(path: str | Path) -> dict:
     return dict(obj.get("meta", {}))
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset directory (any format viewal.datasets.open_dataset reads)")
-    p.add_argument("--out", required=True, help="output directory: model.pt (best-val checkpoint) + metrics.json")
-    p.add_argument("--epochs", type=int, default=50, help="training epochs (ViewAL: 50)")
-    add_network_arguments(p)
-    p.add_argument("--size", default=None, help="working size HxW (e.g. 120x160); default: the dataset's resolution")
-    p.add_argument("--batch-size", type=int, default=6)
-    p.add_argument("--lr", type=float, default=4e-4, help="encoder lr (ASPP + decoder: x10)")
-    p.add_argument("--dropout", type=float, default=0.25, help="MC Dropout2d p")
-    p.add_argument("--train-fraction", type=float, default=1.0,
-                   help="use a random fraction of the train frames (label-efficiency / pretraining comparisons)")
-    p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
 def train_subset(frames: list, fraction: float, seed: int) -> list:
     """A seeded random share ``fraction`` of ``frames`` (at least 2, in their order); all of them at 1."""
     if not 0 < fraction <= 1:
@@ -565,56 +546,3 @@ def train_subset(frames: list, fraction: float, seed: int) -> list:
     n = max(2, int(round(fraction * len(frames))))
     idx = np.sort(np.random.default_rng(seed).choice(len(frames), size=min(n, len(frames)), replace=False))
     return [frames[i] for i in idx]
-
-
-def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-
-    ds = open_dataset(args.data)
-    train = [f for f in ds.split("train") if f.has_labels]
-    if not train:
-        raise ValueError(f"{args.data}: no labelled frames in the train split")
-    train = train_subset(train, args.train_fraction, args.seed)
-    val = [f for f in ds.split("val") if f.has_labels] if "val" in ds.splits else []
-    test = [f for f in ds.split("test") if f.has_labels] if "test" in ds.splits else []
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, size=parse_size(args.size),
-                      seed=args.seed, num_threads=args.threads, device=args.device, eval_every=args.eval_every)
-    _set_threads(cfg.num_threads)
-    torch.manual_seed(args.seed)
-    model = build_model(ds.num_classes, args.encoder, dropout=args.dropout, encoder_weights=args.init)
-    size_txt = "x".join(map(str, cfg.size)) if cfg.size else f"{ds.height}x{ds.width}"
-    print(f"viewal train: {ds!r}\n  train {len(train)} frames, val {len(val)}, test {len(test)}; "
-          f"{args.encoder}, size {size_txt}, {cfg.epochs} epochs, threads {torch.get_num_threads()}"
-          + (f", init {args.init}" if args.init else ""), flush=True)
-    res = fit(model, train, val, cfg, progress=not args.no_progress, log_epochs=True)
-    out = Path(args.out)
-    t0 = time.perf_counter()
-    val_m = evaluate(model, val, ds.num_classes, cfg.eval_batch_size, cfg.device, size=cfg.size) if val else None
-    test_m = evaluate(model, test, ds.num_classes, cfg.eval_batch_size, cfg.device, size=cfg.size) if test else None
-    eval_s = time.perf_counter() - t0
-
-    def per_class(m):
-        return None if m is None else {n: (None if not np.isfinite(v) else round(float(v), 4))
-                                       for n, v in zip(ds.class_names, m["per_class_iou"])}
-
-    metrics = {
-        "data": str(args.data), "encoder": args.encoder, "init": args.init, "size": size_txt,
-        "train_frames": len(train), "val_frames": len(val), "test_frames": len(test),
-        "train_fraction": args.train_fraction,
-        "val_miou": None if val_m is None else val_m["miou"], "test_miou": None if test_m is None else test_m["miou"],
-        "val_per_class_iou": per_class(val_m), "test_per_class_iou": per_class(test_m),
-        "best_epoch": res.best_epoch, "train_seconds": round(res.seconds, 1), "eval_seconds": round(eval_s, 1),
-        "threads": torch.get_num_threads(), "config": {k: (list(v) if isinstance(v, tuple) else v)
-                                                      for k, v in asdict(cfg).items()},
-        "history": res.history,
-        "miou_convention": "IoU=TP/(TP+FP+FN) over non-ignore GT pixels; "
-                           "classes absent from GT and prediction excluded",
-    }
-    save_checkpoint(out / "model.pt", model, meta={k: metrics[k] for k in ("data", "size", "val_miou", "test_miou",
-                                                                           "best_epoch", "init")})
-    write_json(out / "metrics.json", metrics)
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    print(f"viewal train: best epoch {res.best_epoch}; val mIoU {fmt(metrics['val_miou'])}, "
-          f"test mIoU {fmt(metrics['test_miou'])}; train {res.seconds:.0f} s; wrote {out / 'model.pt'} and "
-          f"{out / 'metrics.json'}")
-    return 0

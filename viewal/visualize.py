@@ -8,7 +8,7 @@
   :func:`scene_view_entropy` computes the per-pixel view entropy of a scene with a model;
   :func:`render_point_cloud_png` draws the cloud with matplotlib (two views, no GL needed).
 
-Command line (``viewal visualize``)::
+Command line (``viewal visualize``, :mod:`viewal.cli.visualize`)::
 
     viewal visualize --run OUT [--method view_entropy] [--seed 0] [--cycle N] [--ply SCENE]
 
@@ -21,7 +21,6 @@ All drawing uses matplotlib's Agg canvas; every file is written atomically (:fun
 """
 from __future__ import annotations
 
-import argparse
 import os
 import warnings
 from collections.abc import Sequence
@@ -38,7 +37,7 @@ from viewal.layout import RunLayout
 __all__ = [
     "region_bbox", "crop_box", "mask_contours", "outline_mask", "majority_class", "query_contact_sheet",
     "scene_view_entropy", "view_entropy_points", "colorize_values", "view_entropy_point_cloud",
-    "render_point_cloud_png", "write_query_sheets", "configure_parser", "run",
+    "render_point_cloud_png", "write_query_sheets", "last_query_cycle",
 ]
 
 OUTLINE_COLOR = (1.0, 0.15, 0.1)  # region outline on the crops (red)
@@ -387,7 +386,8 @@ def render_point_cloud_png(points: np.ndarray, values: np.ndarray, out_png: str 
 
 # --------------------------------------------------------------------------------------------- runs
 
-def _last_query_cycle(ledger) -> int | None:
+def last_query_cycle(ledger) -> int | None:
+    """The last cycle with recorded queries in ``ledger`` (None when it holds none)."""
     cycles = sorted({q.cycle for q in ledger.queries()})
     return cycles[-1] if cycles else None
 
@@ -409,7 +409,7 @@ def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[st
         if not path.is_file():
             continue
         with Ledger(path) as led:
-            c = _last_query_cycle(led) if cycle is None else int(cycle)
+            c = last_query_cycle(led) if cycle is None else int(cycle)
             qs = led.queries(c) if c is not None else []
         if not qs:
             continue
@@ -422,87 +422,3 @@ def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[st
                 raise
             warnings.warn(f"contact sheet of {path} not written: {e}", stacklevel=2)
     return out
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, type=Path, help="experiment output directory (viewal experiment --out)")
-    p.add_argument("--method", default="view_entropy", help="method (ledger OUT/ledgers/<method>-s<seed>.sqlite)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run")
-    p.add_argument("--cycle", type=int, default=None, help="cycle (default: the last cycle with queries)")
-    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one in the ledger)")
-    p.add_argument("--format", default="auto", help="dataset format")
-    p.add_argument("--size", default=None, help="dataset working size HxW (default: the queries' mask size)")
-    p.add_argument("--max-queries", type=int, default=24, help="regions drawn on the contact sheet")
-    p.add_argument("--cols", type=int, default=6, help="crops per row")
-    p.add_argument("--ply", default=None, metavar="SCENE",
-                   help="also write OUT/view_entropy_<SCENE>.ply (+ .png) from the cycle's checkpoint")
-    p.add_argument("--stride", type=int, default=2, help="pixel step of the point cloud")
-    p.add_argument("--voxel", type=float, default=0.0, help="voxel size (m) to downsample the PLY (0 = none)")
-    p.add_argument("--colormap", default="viridis")
-    p.add_argument("--mc-passes", type=int, default=None, help="MC-dropout passes (default: the run's)")
-
-
-def _run_size(ledger, al: dict, args) -> tuple[int, int] | None:
-    """The dataset size of the run: --size, else the recorded masks' size, else ALConfig.size, else native."""
-    if args.size:
-        from viewal.data import parse_size
-
-        return tuple(parse_size(args.size))
-    qs = ledger.queries()
-    if qs:
-        return tuple(qs[0].mask.shape)
-    return tuple(al["size"]) if al.get("size") else None
-
-
-def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-    from viewal.ledger import Ledger
-
-    layout = RunLayout(Path(args.run))
-    lpath = layout.ledger(args.method, args.seed)
-    if not lpath.is_file():
-        raise FileNotFoundError(f"no ledger {lpath} (ledgers in {layout.ledgers}: {layout.ledger_names() or 'none'})")
-    with Ledger(lpath) as led:
-        cfg = led.config()
-        al = cfg.get("al", {})
-        cycle = _last_query_cycle(led) if args.cycle is None else int(args.cycle)
-        size = _run_size(led, al, args)
-        queries = led.queries(cycle) if cycle is not None else []
-    data = args.data or cfg.get("dataset")
-    if not data:
-        raise ValueError(f"{lpath}: no dataset path in the ledger config; pass --data")
-    kw = {"height": size[0], "width": size[1]} if size else {}
-    dataset = open_dataset(data, format=args.format, **kw)
-    if cycle is None:
-        cycle = 0
-    if queries:
-        png = layout.query_sheet(args.method, cycle)
-        query_contact_sheet(dataset, queries, png, max_queries=args.max_queries, cols=args.cols,
-                            title=f"{args.method}, seed {args.seed}, cycle {cycle}: {len(queries)} regions, "
-                                  f"{sum(q.n_pixels for q in queries)} px")
-        print(f"contact sheet: {png}")
-    else:
-        print(f"{lpath}: no queries recorded for cycle {cycle}; no contact sheet")
-    if args.ply:
-        from viewal.learner import ALConfig
-        from viewal.train import load_checkpoint
-
-        # the run's own config: cycle 0's seed-set name carries its recipe tags (PAL's head, the aids)
-        ckpt = layout.checkpoint(args.method, ALConfig.from_json({**al, "seed": args.seed}), cycle)
-        model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
-        frames = dataset.frames(args.ply)
-        mc = args.mc_passes or int(al.get("mc_passes", 8))
-        ve, _ = scene_view_entropy(model, frames, mc, size=tuple(al["size"]) if al.get("size") else None,
-                                   batch_size=int(al.get("infer_batch_size", 4)), mode=al.get("overlap_mode", "z"),
-                                   depth_tol=tuple(al.get("depth_tol", (0.05, 0.02))),
-                                   backend=al.get("kernel_backend", "cpu"), seed=args.seed)
-        ply = layout.point_cloud(args.ply)
-        info = view_entropy_point_cloud(frames, ve, ply, stride=args.stride, colormap=args.colormap,
-                                        voxel_size=args.voxel or None)
-        img = render_point_cloud_png(info["xyz"], info["values"], ply.with_suffix(".png"), colormap=args.colormap,
-                                     vmin=info["vmin"], vmax=info["vmax"],
-                                     title=f"view entropy of {args.ply} ({len(frames)} frames, {mc} MC passes) - "
-                                           f"{args.method} model after cycle {cycle}")
-        print(f"point cloud: {ply} ({info['written']} points; VE {info['vmin']:.3f}-{info['vmax']:.3f} bits)\n"
-              f"rendering:   {img}")
-    return 0
