@@ -26,7 +26,8 @@ from viewal.report import ResultRow
 
 __all__ = ["run_experiment", "run_cycles", "open_learners", "check_run_setting", "check_budget_total", "parse_seeds",
            "parse_methods", "parse_scorer_options", "clean_run", "full_data_miou", "retrain_miou", "result_row",
-           "parse_budgets", "budget_for_cycle", "parse_method", "method_config", "METHOD_CONFIG_KEYS", "seedset_name", "parse_size_arg",
+           "parse_budgets", "budget_for_cycle", "parse_method", "method_config", "METHOD_CONFIG_KEYS", "seedset_name",
+           "parse_size_arg",
            "RunLayout", "TRAINING_AIDS", "REGION_KINDS"]
 
 
