@@ -27,7 +27,8 @@ __all__ = ["configure_parser", "run", "run_experiment", "run_cycles", "open_lear
            "check_experiment_args", "check_budget_total", "parse_seeds", "parse_methods", "parse_scorer_options",
            "clean_run", "full_data_miou", "retrain_miou", "result_row",
            "parse_budgets", "budget_for_cycle", "config_from_args", "open_from_args", "parse_method", "method_config",
-           "seedset_name", "parse_size_arg", "RunLayout", "TRAINING_AIDS"]
+           "seedset_name", "parse_size_arg", "RunLayout", "TRAINING_AIDS", "add_depth_test_arguments",
+           "depth_test_from_args"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -69,7 +70,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--superpixels", choices=("seeds", "slic"), default="seeds")
     p.add_argument("--superpixel-num", type=int, default=40)
     p.add_argument("--dedup", action="store_true", help="cross-view dedup for greedy scorers too")
-    p.add_argument("--overlap-mode", choices=("z", "viewal"), default="z")
+    add_depth_test_arguments(p)
     p.add_argument("--wrong-label-rate", type=float, default=0.0, help="simulated oracle's per-region error rate")
     p.add_argument("--augment", choices=("none", "max_entropy"), default="none",
                    help="training option: max-entropy spatial-transformer augmentation (seed 002)")
@@ -81,6 +82,61 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="delete the earlier run in --out (ledgers, checkpoints, results) and start over; without it "
                         "an earlier run is resumed, and refused when a setting differs")
+
+
+# --------------------------------------------------------------------------------------------- the depth test
+
+def add_depth_test_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of the run's one depth test (``viewal.kernels.DepthTest``; :func:`depth_test_from_args`).
+    Absent flags take ``DepthTest()``'s values."""
+    from viewal.kernels import AGGREGATIONS, MODES
+    from viewal.kernels.depth_test import BACKENDS, DEPTH_TEST, FLAGS
+
+    d = DEPTH_TEST
+    g = p.add_argument_group("depth test", "one setting for view entropy, the overlap table and viewal visualize, "
+                                           "stored with the run (docs/methods.md)")
+    g.add_argument(FLAGS["mode"], dest="depth_test", choices=tuple(MODES), default=None,
+                   help=f"z: |depth difference| <= abs + rel x depth (--depth-tol); viewal: ViewAL's test, the "
+                        f"back-projected points closer than --depth-distance (default {d.mode})")
+    g.add_argument("--overlap-mode", dest="overlap_mode", choices=tuple(MODES), default=None,
+                   help="deprecated alias of --depth-test (it now sets view entropy's test too)")
+    g.add_argument(FLAGS["depth_tol"], dest="depth_tol", default=None, metavar="ABS,REL",
+                   help=f"mode z's tolerances: metres, share of the depth "
+                        f"(default {d.depth_tol[0]:g},{d.depth_tol[1]:g})")
+    g.add_argument(FLAGS["world_distance"], dest="depth_distance", type=float, default=None, metavar="M",
+                   help=f"mode viewal's distance in metres (default {d.world_distance:g}, ViewAL's published "
+                        f"constant; its shipped coverage tables match 0.1)")
+    g.add_argument(FLAGS["aggregation"], dest="aggregation", choices=tuple(AGGREGATIONS), default=None,
+                   help="view entropy: gather (one pixel per view) or splat (ViewAL's: every point that lands on "
+                        "the pixel); default: the mode's own, gather for z, splat for viewal")
+    g.add_argument(FLAGS["backend"], dest="kernel_backend", choices=BACKENDS, default=None,
+                   help=f"kernels' backend (default {d.backend}); changes no number, a resume may change it")
+
+
+def depth_test_from_args(args: argparse.Namespace):
+    """The :class:`~viewal.kernels.DepthTest` of :func:`add_depth_test_arguments`' flags; ValueError naming the
+    flag on a bad value. ``--overlap-mode`` (deprecated) is ``--depth-test``, with a warning."""
+    import warnings
+
+    from viewal.kernels import DepthTest
+
+    mode = getattr(args, "depth_test", None)
+    alias = getattr(args, "overlap_mode", None)
+    if alias is not None:
+        warnings.warn("--overlap-mode is deprecated, use --depth-test (one depth test for view entropy and the "
+                      "overlap table)", FutureWarning, stacklevel=2)
+        if mode is not None and mode != alias:
+            raise ValueError(f"--overlap-mode {alias} and --depth-test {mode} disagree; pass --depth-test alone")
+        mode = alias
+    kw: dict = {"mode": mode, "world_distance": getattr(args, "depth_distance", None),
+                "aggregation": getattr(args, "aggregation", None), "backend": getattr(args, "kernel_backend", None)}
+    tol = getattr(args, "depth_tol", None)
+    if tol is not None:
+        try:
+            kw["depth_tol"] = tuple(float(t) for t in str(tol).split(","))
+        except ValueError:
+            raise ValueError(f"--depth-tol must be two numbers ABS,REL (e.g. 0.05,0.02), got {tol!r}") from None
+    return DepthTest(**{k: v for k, v in kw.items() if v is not None})
 
 
 #: training aids a method spec may add to its scorer: ``scorer+aid`` (e.g. ``random+ups``)
@@ -168,7 +224,7 @@ def config_from_args(args: argparse.Namespace):
 
     return ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
                     superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
-                    overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
+                    depth_test=depth_test_from_args(args), wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
                     init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
                     sampling=args.sampling, decoder_channels=args.decoder_channels,
                     num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
@@ -259,6 +315,7 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     if not (0 <= args.wrong_label_rate <= 1):
         raise ValueError(f"--wrong-label-rate must lie in [0, 1], got {args.wrong_label_rate}")
     parse_size_arg(args.size)
+    depth_test_from_args(args)
     options = parse_scorer_options(args.scorer_options)
     for m in methods:
         try:

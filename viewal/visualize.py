@@ -25,6 +25,7 @@ import argparse
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import numpy as np
 from viewal.datasets import IGNORE_INDEX
 from viewal.datasets.preview import class_palette
 from viewal.io import atomic_path
+from viewal.kernels.depth_test import BACKENDS, DEPTH_TEST, DepthTest
 from viewal.layout import RunLayout
 
 __all__ = [
@@ -216,13 +218,12 @@ def query_contact_sheet(dataset, queries: Sequence[Any], out_png: str | os.PathL
 # --------------------------------------------------------------------------------------------- view entropy cloud
 
 def scene_view_entropy(model, frames: Sequence, mc_passes: int, *, size: tuple[int, int] | None = None,
-                       batch_size: int = 4, device: str = "cpu", mode: str = "z",
-                       depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu", seed: int | None = 0,
-                       progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                       batch_size: int = 4, device: str = "cpu", depth_test: DepthTest = DEPTH_TEST,
+                       seed: int | None = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel view entropy and view divergence of one scene's frames under ``model``.
 
     MC-dropout mean softmax (:func:`viewal.model.predict_frames`, ``mc_passes`` passes), then
-    :func:`viewal.kernels.view_entropy_divergence`.
+    :func:`viewal.kernels.view_entropy_divergence` with ``depth_test`` (a run's: ``ALConfig.depth_test``).
 
     Returns:
         ve, vd: (N, H, W) float32.
@@ -235,8 +236,7 @@ def scene_view_entropy(model, frames: Sequence, mc_passes: int, *, size: tuple[i
     probs = predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device, size=size,
                            seed=seed, progress=progress, desc="view entropy")
     geo = stack_scene(frames)
-    return view_entropy_divergence(probs, geo["depths"], geo["Ks"], geo["world_T_cams"], mode=mode,
-                                   depth_tol=tuple(depth_tol), backend=backend)
+    return view_entropy_divergence(probs, geo["depths"], geo["Ks"], geo["world_T_cams"], depth_test=depth_test)
 
 
 def view_entropy_points(frames: Sequence, ve: np.ndarray, stride: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -440,6 +440,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voxel", type=float, default=0.0, help="voxel size (m) to downsample the PLY (0 = none)")
     p.add_argument("--colormap", default="viridis")
     p.add_argument("--mc-passes", type=int, default=None, help="MC-dropout passes (default: the run's)")
+    p.add_argument("--kernel-backend", choices=BACKENDS, default=None,
+                   help="kernels' backend of the point cloud (default: the run's; the rest of the run's depth test "
+                        "is always its own)")
 
 
 def _run_size(ledger, al: dict, args) -> tuple[int, int] | None:
@@ -487,15 +490,18 @@ def run(args: argparse.Namespace) -> int:
         from viewal.learner import ALConfig
         from viewal.train import load_checkpoint
 
-        # the run's own config: cycle 0's seed-set name carries its recipe tags (PAL's head, the aids)
-        ckpt = layout.checkpoint(args.method, ALConfig.from_json({**al, "seed": args.seed}), cycle)
+        # the run's own config: cycle 0's seed-set name carries its recipe tags (PAL's head, the aids), and
+        # its depth test is the one its view entropy used (only the backend may be changed here)
+        run_cfg = ALConfig.from_json({**al, "seed": args.seed})
+        ckpt = layout.checkpoint(args.method, run_cfg, cycle)
+        depth_test = run_cfg.depth_test
+        if args.kernel_backend:
+            depth_test = replace(depth_test, backend=args.kernel_backend)
         model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
         frames = dataset.frames(args.ply)
         mc = args.mc_passes or int(al.get("mc_passes", 8))
         ve, _ = scene_view_entropy(model, frames, mc, size=tuple(al["size"]) if al.get("size") else None,
-                                   batch_size=int(al.get("infer_batch_size", 4)), mode=al.get("overlap_mode", "z"),
-                                   depth_tol=tuple(al.get("depth_tol", (0.05, 0.02))),
-                                   backend=al.get("kernel_backend", "cpu"), seed=args.seed)
+                                   batch_size=run_cfg.infer_batch_size, depth_test=depth_test, seed=args.seed)
         ply = layout.point_cloud(args.ply)
         info = view_entropy_point_cloud(frames, ve, ply, stride=args.stride, colormap=args.colormap,
                                         voxel_size=args.voxel or None)

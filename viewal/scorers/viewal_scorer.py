@@ -6,10 +6,9 @@ wires its inputs, and its selector (``viewal.selection.ViewALSelector``) applies
 cross-view dedup (``viewal.selection.select_viewal``) on the pooled maps: region score = mean VE over
 the superpixel, view score = mean VD.
 
-Options (all passed to the kernel when given): ``mode`` (depth-test mode; the kernel's default when
-absent), ``backend`` (``"numpy"``, ``"cpu"``, ``"cuda"``...), ``aggregation`` (``"gather"``/``"splat"``;
-absent = the mode's own: splat for mode ``"viewal"``, ViewAL's computation), and any further kernel keyword
-(e.g. depth tolerances, ``world_distance``).
+No options of its own: the depth test (mode, tolerances or distance, aggregation, backend) is the run's
+(``ALConfig.depth_test``, a :class:`viewal.kernels.DepthTest` given to the scorer when it is built), passed
+unchanged to the kernel, as to the overlap table.
 """
 from __future__ import annotations
 
@@ -27,8 +26,6 @@ class ViewEntropyScorer(Scorer):
     """ViewAL: pixel score = view entropy VE, view score = view divergence VD."""
 
     name = "view_entropy"
-    #: keyword arguments of ``viewal.kernels.view_entropy_divergence``
-    option_names = frozenset({"mode", "depth_tol", "backend", "world_distance", "aggregation"})
     needs = frozenset({"probs", "views"})
     selection = "viewal"
 
@@ -45,7 +42,7 @@ class ViewEntropyScorer(Scorer):
         fn = getattr(kernels, "view_entropy_divergence", None)
         if fn is None:
             raise RuntimeError("view_entropy: viewal.kernels.view_entropy_divergence is not available in this build")
-        kw = {k: v for k, v in self.options.items() if v is not None}
         ve, vd = fn(np.asarray(inputs.probs, dtype=np.float32), np.asarray(inputs.depths, dtype=np.float32),
-                    np.asarray(inputs.Ks, dtype=np.float64), np.asarray(inputs.world_T_cams, dtype=np.float64), **kw)
+                    np.asarray(inputs.Ks, dtype=np.float64), np.asarray(inputs.world_T_cams, dtype=np.float64),
+                    depth_test=self.depth_test)
         return Scores(pixel=np.asarray(ve, dtype=np.float32), view=np.asarray(vd, dtype=np.float32))
