@@ -124,7 +124,7 @@ def depth_test_from_args(args: argparse.Namespace):
     alias = getattr(args, "overlap_mode", None)
     if alias is not None:
         warnings.warn("--overlap-mode is deprecated, use --depth-test (one depth test for view entropy and the "
-                      "overlap table)", FutureWarning, stacklevel=2)
+                      "overlap table)", FutureWarning, stacklevel=1)
         if mode is not None and mode != alias:
             raise ValueError(f"--overlap-mode {alias} and --depth-test {mode} disagree; pass --depth-test alone")
         mode = alias
