@@ -172,7 +172,8 @@ def test_old_view_entropy_configs_upgrade_or_say_why_not():
     old = {**OLD_CONFIG, "scorer": "view_entropy"}
     assert ALConfig.from_json(old).depth_test == DEPTH_TEST
     # the scorer's depth-test options move into the one test when they agree with the overlap table's
-    vv = {**old, "overlap_mode": "viewal", "scorer_options": {"mode": "viewal", "backend": "numpy", "aggregation": None}}
+    vv = {**old, "overlap_mode": "viewal",
+          "scorer_options": {"mode": "viewal", "backend": "numpy", "aggregation": None}}
     up = upgrade_config(vv)
     assert up["scorer_options"] == {} and "overlap_mode" not in up
     assert ALConfig.from_json(vv).depth_test == DepthTest(mode="viewal", aggregation="splat", backend="numpy")
