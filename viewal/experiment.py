@@ -88,28 +88,28 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def add_depth_test_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of the run's one depth test (``viewal.kernels.DepthTest``; :func:`depth_test_from_args`).
-    Absent flags take ``DepthTest()``'s values."""
+    Absent flags are absent from the namespace and take ``DepthTest()``'s values."""
     from viewal.kernels import AGGREGATIONS, MODES
     from viewal.kernels.depth_test import BACKENDS, DEPTH_TEST, FLAGS
 
     d = DEPTH_TEST
     g = p.add_argument_group("depth test", "one setting for view entropy, the overlap table and viewal visualize, "
                                            "stored with the run (docs/methods.md)")
-    g.add_argument(FLAGS["mode"], dest="depth_test", choices=tuple(MODES), default=None,
+    g.add_argument(FLAGS["mode"], dest="depth_test", choices=tuple(MODES), default=argparse.SUPPRESS,
                    help=f"z: |depth difference| <= abs + rel x depth (--depth-tol); viewal: ViewAL's test, the "
                         f"back-projected points closer than --depth-distance (default {d.mode})")
-    g.add_argument("--overlap-mode", dest="overlap_mode", choices=tuple(MODES), default=None,
+    g.add_argument("--overlap-mode", dest="overlap_mode", choices=tuple(MODES), default=argparse.SUPPRESS,
                    help="deprecated alias of --depth-test (it now sets view entropy's test too)")
-    g.add_argument(FLAGS["depth_tol"], dest="depth_tol", default=None, metavar="ABS,REL",
+    g.add_argument(FLAGS["depth_tol"], dest="depth_tol", default=argparse.SUPPRESS, metavar="ABS,REL",
                    help=f"mode z's tolerances: metres, share of the depth "
                         f"(default {d.depth_tol[0]:g},{d.depth_tol[1]:g})")
-    g.add_argument(FLAGS["world_distance"], dest="depth_distance", type=float, default=None, metavar="M",
+    g.add_argument(FLAGS["world_distance"], dest="depth_distance", type=float, default=argparse.SUPPRESS, metavar="M",
                    help=f"mode viewal's distance in metres (default {d.world_distance:g}, ViewAL's published "
                         f"constant; its shipped coverage tables match 0.1)")
-    g.add_argument(FLAGS["aggregation"], dest="aggregation", choices=tuple(AGGREGATIONS), default=None,
+    g.add_argument(FLAGS["aggregation"], dest="aggregation", choices=tuple(AGGREGATIONS), default=argparse.SUPPRESS,
                    help="view entropy: gather (one pixel per view) or splat (ViewAL's: every point that lands on "
                         "the pixel); default: the mode's own, gather for z, splat for viewal")
-    g.add_argument(FLAGS["backend"], dest="kernel_backend", choices=BACKENDS, default=None,
+    g.add_argument(FLAGS["backend"], dest="kernel_backend", choices=BACKENDS, default=argparse.SUPPRESS,
                    help=f"kernels' backend (default {d.backend}); changes no number, a resume may change it")
 
 

@@ -440,7 +440,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voxel", type=float, default=0.0, help="voxel size (m) to downsample the PLY (0 = none)")
     p.add_argument("--colormap", default="viridis")
     p.add_argument("--mc-passes", type=int, default=None, help="MC-dropout passes (default: the run's)")
-    p.add_argument("--kernel-backend", choices=BACKENDS, default=None,
+    p.add_argument("--kernel-backend", choices=BACKENDS, default=argparse.SUPPRESS,
                    help="kernels' backend of the point cloud (default: the run's; the rest of the run's depth test "
                         "is always its own)")
 
@@ -495,7 +495,7 @@ def run(args: argparse.Namespace) -> int:
         run_cfg = ALConfig.from_json({**al, "seed": args.seed})
         ckpt = layout.checkpoint(args.method, run_cfg, cycle)
         depth_test = run_cfg.depth_test
-        if args.kernel_backend:
+        if getattr(args, "kernel_backend", None):
             depth_test = replace(depth_test, backend=args.kernel_backend)
         model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
         frames = dataset.frames(args.ply)
