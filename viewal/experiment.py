@@ -95,7 +95,7 @@ def add_depth_test_arguments(p: argparse.ArgumentParser) -> None:
     d = DEPTH_TEST
     g = p.add_argument_group("depth test", "one setting for view entropy, the overlap table and viewal visualize, "
                                            "stored with the run (docs/methods.md)")
-    g.add_argument(FLAGS["mode"], dest="depth_test", choices=tuple(MODES), default=argparse.SUPPRESS,
+    g.add_argument(FLAGS["mode"], dest="depth_test_mode", choices=tuple(MODES), default=argparse.SUPPRESS,
                    help=f"z: |depth difference| <= abs + rel x depth (--depth-tol); viewal: ViewAL's test, the "
                         f"back-projected points closer than --depth-distance (default {d.mode})")
     g.add_argument("--overlap-mode", dest="overlap_mode", choices=tuple(MODES), default=argparse.SUPPRESS,
@@ -120,7 +120,7 @@ def depth_test_from_args(args: argparse.Namespace):
 
     from viewal.kernels import DepthTest
 
-    mode = getattr(args, "depth_test", None)
+    mode = getattr(args, "depth_test_mode", None)
     alias = getattr(args, "overlap_mode", None)
     if alias is not None:
         warnings.warn("--overlap-mode is deprecated, use --depth-test (one depth test for view entropy and the "
