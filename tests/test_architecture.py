@@ -258,3 +258,20 @@ def test_method_citations_point_to_sections_of_docs_methods_md():
                 assert any(title.group(1) in h for h in headings), f"{path}: no section {title.group(1)!r}"
                 cited += 1
     assert cited >= 8  # the scorers, aids and kernels cite their sections
+def test_the_depth_test_has_one_definition_and_one_default():
+    """Issue 12 §2: the depth test's values are written once (kernels/depth_test.py); every other module takes a
+    DepthTest, none has depth-test keywords or a default tolerance of its own."""
+    from dataclasses import fields
+
+    root = PKG.parent
+    sources = [p for d in (PKG, root / "kernels") for p in sorted(d.rglob("*.py")) if p.name != "depth_test.py"]
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = {a.arg for a in node.args.args + node.args.kwonlyargs}
+                assert not names & {"depth_tol", "world_distance", "aggregation"}, (path.name, node.name)
+                for d in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
+                    tol = isinstance(d, ast.Tuple) and [getattr(e, "value", None) for e in d.elts] == [0.05, 0.02]
+                    assert not tol, (path.name, node.name)
+    names = {f.name for f in fields(ALConfig)}
+    assert "depth_test" in names and not {"overlap_mode", "depth_tol", "kernel_backend"} & names

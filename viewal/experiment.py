@@ -43,7 +43,7 @@ REGION_KINDS = ("superpixel", "image")
 
 #: ALConfig fields a method spec may set with ``:key=value`` (everything else is a scorer option);
 #: ``min_iterations`` gives one method more steps, e.g. a compute control for a baseline
-METHOD_CONFIG_KEYS = ("dedup", "overlap_mode", "min_iterations")
+METHOD_CONFIG_KEYS = ("dedup", "min_iterations")
 
 
 def _spec_value(text: str):

@@ -25,6 +25,7 @@ import numpy as np
 
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
 from viewal.faults import kill_point
+from viewal.kernels.depth_test import DEPTH_TEST, FLAGS, DepthTest, refuse_depth_test_options
 from viewal.ledger import LabelItem, Ledger, LedgerError
 from viewal.oracle import Oracle
 from viewal.seeding import stream_rng, stream_seed
@@ -38,7 +39,8 @@ from viewal.selection import (
 )
 
 __all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
-           "model_fingerprint", "pool_signature", "integer_class_ids", "KERNEL_BACKENDS"]
+           "model_fingerprint", "pool_signature", "integer_class_ids", "EXECUTION_SETTINGS", "LEGACY_DEPTH_TEST_KEYS",
+           "run_identity", "upgrade_config"]
 
 
 def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1) -> int:
@@ -62,14 +64,65 @@ def train_config(c: ALConfig, n_items: int, seed: int | None = None):
     return TrainConfig(epochs=epochs, eval_every=max(1, epochs // c.validations), **kw)
 
 
-#: ALConfig fields that say how a run executes, not what it is: a ledger resumes when only these change
-EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "kernel_backend")
+#: ALConfig settings that say how a run executes, not what it is: a ledger resumes when only these change
+#: (``a.b`` = key ``b`` of the stored dict ``a``)
+EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "depth_test.backend")
+
+#: ALConfig keys of configs stored before the depth test was one setting -> the DepthTest field they set
+LEGACY_DEPTH_TEST_KEYS = {"overlap_mode": "mode", "depth_tol": "depth_tol", "kernel_backend": "backend"}
 
 #: ALConfig fields that decide what a fit learns from its labels (the labels themselves are in the ledger)
 TRAINING_FIELDS = ("encoder", "init", "epochs", "batch_size", "lr", "size", "min_iterations", "steps", "sampling",
                    "decoder_channels", "validations", "augment", "pseudo_labels", "auxiliary", "mc_passes")
 
-KERNEL_BACKENDS = ("cpu", "numpy", "cuda")
+
+def run_identity(al: dict) -> dict:
+    """A stored ALConfig (``ALConfig.to_json()``) without its :data:`EXECUTION_SETTINGS`: two configs with
+    equal identities are the same run (a ledger resumes with either)."""
+    out = json.loads(json.dumps(al))
+    for path in EXECUTION_SETTINGS:
+        *head, last = path.split(".")
+        node = out
+        for k in head:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
+def _same_test(a: DepthTest, b: DepthTest) -> bool:
+    """Same decision for every point: same mode and that mode's parameter (tolerances or distance)."""
+    return a.mode == b.mode and (a.depth_tol == b.depth_tol if a.mode == "z" else a.world_distance == b.world_distance)
+
+
+def upgrade_config(d: dict) -> dict:
+    """An ALConfig dict stored before the depth test was one setting, as today's equivalent.
+
+    Such a config has ``overlap_mode``, ``depth_tol`` and ``kernel_backend`` (the overlap table's test and
+    backend) and, for the view-entropy scorer, maybe depth-test scorer options (``mode``, ``depth_tol``,
+    ``world_distance``, ``aggregation``, ``backend``; absent = the kernel's defaults then, which are
+    :data:`~viewal.kernels.DEPTH_TEST`'s). They become one ``depth_test`` dict. When the view entropy and the
+    overlap table of a view-entropy run used two different tests, no single setting reproduces the run:
+    ValueError, naming both. A config without the old keys is returned unchanged (a copy).
+    """
+    legacy = {k: d[k] for k in LEGACY_DEPTH_TEST_KEYS if k in d}
+    if not legacy:
+        return dict(d)
+    if "depth_test" in d:
+        raise ValueError(f"ALConfig: {', '.join(legacy)} and depth_test both given; depth_test holds "
+                         f"{', '.join(LEGACY_DEPTH_TEST_KEYS.values())} now")
+    out = {k: v for k, v in d.items() if k not in legacy}
+    overlap = DepthTest.from_dict({LEGACY_DEPTH_TEST_KEYS[k]: v for k, v in legacy.items()})
+    if out.get("scorer", ALConfig.scorer) != "view_entropy":
+        return {**out, "depth_test": overlap.to_dict()}
+    opts = dict(out.get("scorer_options") or {})
+    moved = {k: opts.pop(k) for k in list(opts) if k in FLAGS}
+    view = DepthTest.from_dict({"backend": overlap.backend, **{k: v for k, v in moved.items() if v is not None}})
+    if not _same_test(view, overlap):
+        raise ValueError(f"ALConfig: this run's view entropy used the depth test {view.computes()} and its overlap "
+                         f"table {overlap.computes()}; a run has one depth test now (ALConfig.depth_test), so it "
+                         f"cannot be resumed as it was: start a new run")
+    return {**out, "scorer_options": opts, "depth_test": view.to_dict()}
 
 
 def training_key(c: ALConfig) -> dict:
@@ -117,8 +170,9 @@ class ALConfig:
         dedup: cross-view dedup for greedy scorers (ViewAL's own selection always dedups).
         seed_fraction: share of the training frames fully labelled before the first cycle (ViewAL: 1.5 %).
         mc_passes: MC-dropout passes for scoring.
-        overlap_mode, depth_tol: the depth test of the overlap table (``"z"`` or ``"viewal"``).
-        kernel_backend: ``"cpu"``, ``"numpy"`` or ``"cuda"``.
+        depth_test: :class:`~viewal.kernels.DepthTest`, the run's one depth test (mode, tolerances or
+            distance, aggregation, kernel backend), given unchanged to the view-entropy scorer and the
+            overlap table (and read back by ``viewal visualize``). A dict is read with ``DepthTest.from_dict``.
         wrong_label_rate: simulated oracle's per-region error rate.
         encoder, init: network encoder and optional encoder weights (SimSiam) path.
         epochs, batch_size, lr, size, num_threads, device: training (``viewal.train.TrainConfig``).
@@ -150,9 +204,7 @@ class ALConfig:
     dedup: bool = False
     seed_fraction: float = 0.015
     mc_passes: int = 20
-    overlap_mode: str = "z"
-    depth_tol: tuple[float, float] = (0.05, 0.02)
-    kernel_backend: str = "cpu"
+    depth_test: DepthTest = DEPTH_TEST
     wrong_label_rate: float = 0.0
     encoder: str = "efficientnet-lite0"
     init: str | None = "imagenet"
@@ -197,28 +249,38 @@ class ALConfig:
             raise ValueError(f"wrong_label_rate must lie in [0, 1], got {self.wrong_label_rate}")
         if self.min_iterations < 0:
             raise ValueError(f"min_iterations must be >= 0, got {self.min_iterations}")
-        if self.kernel_backend not in KERNEL_BACKENDS:
-            raise ValueError(f"kernel_backend must be one of {', '.join(KERNEL_BACKENDS)}, got {self.kernel_backend!r}")
+        if isinstance(self.depth_test, dict):
+            self.depth_test = DepthTest.from_dict(self.depth_test)
+        if not isinstance(self.depth_test, DepthTest):
+            raise ValueError(f"depth_test must be a viewal.kernels.DepthTest (or a dict of its settings), "
+                             f"got {type(self.depth_test).__name__}")
         if not isinstance(self.scorer_options, dict):
             raise ValueError(f"scorer_options must be a dict, got {type(self.scorer_options).__name__}")
+        refuse_depth_test_options(self.scorer_options, "scorer_options")
         if self.region not in ("superpixel", "image"):
             raise ValueError(f"region must be 'superpixel' or 'image', got {self.region!r}")
         if not 0 < self.seed_fraction <= 1:
             raise ValueError(f"seed_fraction must lie in (0, 1], got {self.seed_fraction}")
-        self.depth_tol = tuple(float(x) for x in self.depth_tol)
         if self.size is not None:
             self.size = tuple(int(x) for x in self.size)
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["depth_tol"] = list(self.depth_tol)
+        d["depth_test"] = self.depth_test.to_dict()
         d["size"] = None if self.size is None else list(self.size)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> ALConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """The config of a dict written by :meth:`to_json` (absent keys: the defaults). Unknown keys are
+        refused, naming them; a config stored before the depth test was one setting is read as its
+        equivalent (:func:`upgrade_config`)."""
+        d = upgrade_config(d)
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known), key=str)
+        if unknown:
+            raise ValueError(f"ALConfig: unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+        return cls(**d)
 
 
 def integer_class_ids(labels: np.ndarray, what: str) -> np.ndarray:
@@ -260,7 +322,7 @@ class ActiveLearner:
         if overrides:
             cfg = ALConfig.from_json({**cfg.to_json(), **overrides})
         self.config = cfg
-        if cfg.kernel_backend == "cuda":
+        if cfg.depth_test.backend == "cuda":
             from viewal.kernels import check_backend
 
             check_backend("cuda")  # no GPU: say so now, not as a raw CudaSupportError mid-cycle
@@ -270,20 +332,23 @@ class ActiveLearner:
             if not torch.cuda.is_available():
                 raise ValueError(f"device {cfg.device!r}: no CUDA GPU found (torch.cuda.is_available() is False); "
                                  f"use device='cpu'")
-        self.scorer = scorers.get(cfg.scorer, **cfg.scorer_options)
+        self.scorer = scorers.get(cfg.scorer, depth_test=cfg.depth_test, **cfg.scorer_options)
         self.selector = self.scorer.selector(dedup=cfg.dedup)  # how the pooled scores become a selection
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         stored = self.ledger.config()
         if isinstance(stored.get("al"), dict):
-            # a ledger written before a setting existed ran with that setting's default: upgrading viewal
+            # a ledger written before a setting existed ran with that setting's default, and one written
+            # before the depth test was one setting with its equivalent (upgrade_config): upgrading viewal
             # must not make an old run unresumable
-            defaults = ALConfig().to_json()
-            old = {**{k: defaults[k] for k in defaults if k not in stored["al"]}, **stored["al"]}
+            try:
+                old = json.loads(json.dumps(ALConfig.from_json(stored["al"]).to_json()))
+            except ValueError as e:
+                raise LedgerError(f"{self.ledger.path}: its stored config cannot be read: {e}") from None
             # how a run executes (threads, device, batch size of inference, kernel backend) is not what it
             # is: resuming on another machine keeps the run
             new = json.loads(json.dumps(cfg.to_json()))
-            if all(old.get(k) == new.get(k) for k in new if k not in EXECUTION_SETTINGS):
-                old.update({k: new[k] for k in EXECUTION_SETTINGS if k in new})
+            if run_identity(old) == run_identity(new):
+                old = new
             if old != stored["al"]:
                 self.ledger.set_config({**stored, "al": old}, overwrite=True)
         self.ledger.set_config({"al": cfg.to_json(), "dataset": str(self.dataset.root),
@@ -369,10 +434,16 @@ class ActiveLearner:
     def _overlap_cache_path(self, scene_id: str, frames: Sequence) -> Path:
         c = self.config
         key = json.dumps({"frames": [f.frame_id for f in frames], "region": c.region, "sp": c.superpixels,
-                          "num": c.superpixel_num, "mode": c.overlap_mode, "tol": list(c.depth_tol),
+                          "num": c.superpixel_num, **self._overlap_test_key(),
                           "size": [self.dataset.height, self.dataset.width], "v": 1}, sort_keys=True)
         h = hashlib.sha1(key.encode()).hexdigest()[:16]
         return Path(self.dataset.root) / ".viewal_cache" / "overlap" / h / f"{scene_id}.npz"
+
+    def _overlap_test_key(self) -> dict:
+        """What of the depth test an overlap table depends on: its mode and tolerances, and the distance of
+        mode "viewal" (mode "z" keys are those of the tables cached before the depth test was one setting)."""
+        t = self.config.depth_test
+        return {"mode": t.mode, "tol": list(t.depth_tol), **({"dist": t.world_distance} if t.mode == "viewal" else {})}
 
     def overlap_table(self, scene_id: str, frames: Sequence):
         """Superpixel overlap table of a scene's pool frames (computed once, cached beside the dataset)."""
@@ -384,8 +455,7 @@ class ActiveLearner:
             return OverlapTable.load(path)
         sp = np.stack([self.regions(f) for f in frames])
         geo = stack_scene(frames)
-        table = superpixel_overlap(sp, geo["depths"], geo["Ks"], geo["world_T_cams"], mode=self.config.overlap_mode,
-                                   depth_tol=self.config.depth_tol, backend=self.config.kernel_backend)
+        table = superpixel_overlap(sp, geo["depths"], geo["Ks"], geo["world_T_cams"], depth_test=self.config.depth_test)
         table.save(path)
         return table
 

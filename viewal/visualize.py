@@ -32,6 +32,7 @@ import numpy as np
 from viewal.datasets import IGNORE_INDEX
 from viewal.datasets.preview import class_palette
 from viewal.io import atomic_path
+from viewal.kernels.depth_test import DEPTH_TEST, DepthTest
 from viewal.layout import RunLayout
 
 __all__ = [
@@ -215,13 +216,12 @@ def query_contact_sheet(dataset, queries: Sequence[Any], out_png: str | os.PathL
 # --------------------------------------------------------------------------------------------- view entropy cloud
 
 def scene_view_entropy(model, frames: Sequence, mc_passes: int, *, size: tuple[int, int] | None = None,
-                       batch_size: int = 4, device: str = "cpu", mode: str = "z",
-                       depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu", seed: int | None = 0,
-                       progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                       batch_size: int = 4, device: str = "cpu", depth_test: DepthTest = DEPTH_TEST,
+                       seed: int | None = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel view entropy and view divergence of one scene's frames under ``model``.
 
     MC-dropout mean softmax (:func:`viewal.model.predict_frames`, ``mc_passes`` passes), then
-    :func:`viewal.kernels.view_entropy_divergence`.
+    :func:`viewal.kernels.view_entropy_divergence` with ``depth_test`` (a run's: ``ALConfig.depth_test``).
 
     Returns:
         ve, vd: (N, H, W) float32.
@@ -234,8 +234,7 @@ def scene_view_entropy(model, frames: Sequence, mc_passes: int, *, size: tuple[i
     probs = predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device, size=size,
                            seed=seed, progress=progress, desc="view entropy")
     geo = stack_scene(frames)
-    return view_entropy_divergence(probs, geo["depths"], geo["Ks"], geo["world_T_cams"], mode=mode,
-                                   depth_tol=tuple(depth_tol), backend=backend)
+    return view_entropy_divergence(probs, geo["depths"], geo["Ks"], geo["world_T_cams"], depth_test=depth_test)
 
 
 def view_entropy_points(frames: Sequence, ve: np.ndarray, stride: int = 2) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewal.cli.options import add_network_arguments
+from viewal.cli.options import add_depth_test_arguments, add_network_arguments, depth_test_from_args
 from viewal.experiment import (
     check_budget_total,
     clean_run,
@@ -73,7 +73,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--superpixels", choices=("seeds", "slic"), default="seeds")
     p.add_argument("--superpixel-num", type=int, default=40)
     p.add_argument("--dedup", action="store_true", help="cross-view dedup for greedy scorers too")
-    p.add_argument("--overlap-mode", choices=("z", "viewal"), default="z")
+    add_depth_test_arguments(p)
     p.add_argument("--wrong-label-rate", type=float, default=0.0, help="simulated oracle's per-region error rate")
     p.add_argument("--augment", choices=("none", "max_entropy"), default="none",
                    help="training option: max-entropy spatial-transformer augmentation (seed 002)")
@@ -94,7 +94,7 @@ def config_from_args(args: argparse.Namespace):
 
     return ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
                     superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
-                    overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
+                    depth_test=depth_test_from_args(args), wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
                     init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
                     validations=getattr(args, "validations", 5),
                     sampling=args.sampling, decoder_channels=args.decoder_channels,
@@ -147,6 +147,7 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     if not (0 <= args.wrong_label_rate <= 1):
         raise ValueError(f"--wrong-label-rate must lie in [0, 1], got {args.wrong_label_rate}")
     parse_size_arg(args.size)
+    depth_test_from_args(args)
     options = parse_scorer_options(args.scorer_options)
     for m in methods:
         try:

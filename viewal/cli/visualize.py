@@ -3,7 +3,10 @@ regions and, with ``--ply SCENE``, the view-entropy point cloud of a scene from 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
+
+from viewal.kernels.depth_test import BACKENDS
 
 from viewal.layout import RunLayout
 from viewal.visualize import (
@@ -33,6 +36,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voxel", type=float, default=0.0, help="voxel size (m) to downsample the PLY (0 = none)")
     p.add_argument("--colormap", default="viridis")
     p.add_argument("--mc-passes", type=int, default=None, help="MC-dropout passes (default: the run's)")
+    p.add_argument("--kernel-backend", choices=BACKENDS, default=argparse.SUPPRESS,
+                   help="kernels' backend of the point cloud (default: the run's; the rest of the run's depth test "
+                        "is always its own)")
 
 
 def _run_size(ledger, al: dict, args) -> tuple[int, int] | None:
@@ -80,15 +86,18 @@ def run(args: argparse.Namespace) -> int:
         from viewal.learner import ALConfig
         from viewal.train import load_checkpoint
 
-        # the run's own config: cycle 0's seed-set name carries its recipe tags (PAL's head, the aids)
-        ckpt = layout.checkpoint(args.method, ALConfig.from_json({**al, "seed": args.seed}), cycle)
+        # the run's own config: cycle 0's seed-set name carries its recipe tags (PAL's head, the aids), and
+        # its depth test is the one its view entropy used (only the backend may be changed here)
+        run_cfg = ALConfig.from_json({**al, "seed": args.seed})
+        ckpt = layout.checkpoint(args.method, run_cfg, cycle)
+        depth_test = run_cfg.depth_test
+        if getattr(args, "kernel_backend", None):
+            depth_test = replace(depth_test, backend=args.kernel_backend)
         model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
         frames = dataset.frames(args.ply)
         mc = args.mc_passes or int(al.get("mc_passes", 8))
         ve, _ = scene_view_entropy(model, frames, mc, size=tuple(al["size"]) if al.get("size") else None,
-                                   batch_size=int(al.get("infer_batch_size", 4)), mode=al.get("overlap_mode", "z"),
-                                   depth_tol=tuple(al.get("depth_tol", (0.05, 0.02))),
-                                   backend=al.get("kernel_backend", "cpu"), seed=args.seed)
+                                   batch_size=run_cfg.infer_batch_size, depth_test=depth_test, seed=args.seed)
         ply = layout.point_cloud(args.ply)
         info = view_entropy_point_cloud(frames, ve, ply, stride=args.stride, colormap=args.colormap,
                                         voxel_size=args.voxel or None)
