@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from viewal.kernels.depth_test import BACKENDS
-
 from viewal.layout import RunLayout
 from viewal.visualize import (
     last_query_cycle,
