@@ -250,8 +250,13 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     """Every argument of ``viewal experiment`` checked before any data is read or model trained.
 
     Returns ``{"methods", "budgets", "seeds"}`` parsed; raises ValueError naming the flag otherwise."""
+    import os
+
     import viewal.scorers as scorers
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("viewal experiment does not run under torchrun (every rank would write the ledgers); "
+                         "torchrun runs 'viewal train', and --ray spreads the scoring (docs/scale.md)")
     methods = parse_methods(args.methods)
     budgets = parse_budgets(args.budget)
     seeds = parse_seeds(args.seeds)

@@ -420,16 +420,20 @@ class ActiveLearner:
         return model, combine_extra_losses(*hooks)
 
     def save_model(self, path: str | Path) -> Path:
-        """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on."""
+        """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on (on rank 0
+        only under ``torchrun``)."""
         from viewal.train import save_checkpoint
 
         if self.model is None:
             raise RuntimeError("save_model: no model yet; call fit() first")
+        from viewal.distributed import is_main
         from viewal.io import atomic_path
 
         meta = {"labelled_pixels": self._model_labels, "scorer": self.config.scorer,
                 "fingerprint": self._model_fingerprint}
         path = Path(path)
+        if not is_main():  # under torchrun every rank holds the same model: rank 0 writes it
+            return path
         with atomic_path(path) as tmp:
             save_checkpoint(tmp, self.model, meta)
             kill_point("save", self.ledger.cycle())
