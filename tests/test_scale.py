@@ -2,7 +2,8 @@
 
 The Ray tests skip when ``ray`` is not importable (``pip install 'viewal[ray]'``; the ``test`` extra has it).
 Ray runs locally with ``ray.init(num_cpus=2)``; the driver scores with one torch thread, as the Ray workers
-do (Ray sets ``OMP_NUM_THREADS`` to a task's CPUs), so that local and Ray scores are computed alike.
+do (Ray sets ``OMP_NUM_THREADS`` to a task's CPUs). Selections are compared exactly, scores to 1e-5
+relative (float rounding: a worker process sums in another order).
 """
 import os
 import sys
@@ -75,15 +76,16 @@ def start_ray(ray, init, attempts=3):
 def ray_local():
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        start_ray(ray, lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False))
+        start_ray(ray, lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                                        _node_ip_address="127.0.0.1"))
     yield ray
     ray.shutdown()
 
 
 def assert_same_queries(got, want):
     assert _selection(got) == _selection(want)
-    np.testing.assert_allclose([q.score for q in got], [q.score for q in want], rtol=1e-6)
-    np.testing.assert_allclose([q.view_score for q in got], [q.view_score for q in want], rtol=1e-6)
+    np.testing.assert_allclose([q.score for q in got], [q.score for q in want], rtol=1e-5)
+    np.testing.assert_allclose([q.view_score for q in got], [q.view_score for q in want], rtol=1e-5)
 
 
 def test_ray_scoring_equals_local(tiny, tmp_path, reference, ray_local):
@@ -96,8 +98,10 @@ def test_ray_scoring_equals_local(tiny, tmp_path, reference, ray_local):
     np.testing.assert_array_equal(pool.available, want_pool.available)
     fin = np.isfinite(want_pool.score)
     assert fin.sum() > 20 and np.ptp(want_pool.score[fin]) > 0
-    np.testing.assert_allclose(pool.score[fin], want_pool.score[fin], rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(pool.view[fin], want_pool.view[fin], rtol=1e-6, atol=1e-9)
+    # float rounding only: up to 4.5e-6 relative seen (a worker process sums in another order); the
+    # selections below are exact
+    np.testing.assert_allclose(pool.score[fin], want_pool.score[fin], rtol=1e-5)
+    np.testing.assert_allclose(pool.view[fin], want_pool.view[fin], rtol=1e-5)
     assert len(learner._overlaps) == len(set(pool.scene_ids))  # each task returned its scene's overlap rows
     assert_same_queries(learner.query(BUDGET, progress=False), want_queries)
     learner.ledger.close()
@@ -195,3 +199,46 @@ def test_experiment_ray_flag_sets_the_executor():
     assert executor_from_args(p.parse_args(base + ["--ray", "127.0.0.1:6379", "--max-retries", "1"])) == {
         "executor": "ray", "ray_address": "127.0.0.1:6379", "max_retries": 1}
 
+
+
+EXPERIMENT = ["--methods", "view_entropy", "--cycles", "1", "--budget", "4", "--seeds", "1", "--iterations", "2",
+              "--mc-passes", "2", "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4",
+              "--decoder-channels", "16", "--init", "random", "--no-full-data"]
+
+
+def _queries(out):
+    import sqlite3
+
+    con = sqlite3.connect(str(out / "ledgers" / "view_entropy-s0.sqlite"))
+    try:
+        return con.execute("SELECT cycle, rank, scene_id, frame_id, region_id, n_pixels, mask FROM queries "
+                           "ORDER BY cycle, rank").fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_two_ray_nodes_on_localhost_run_the_same_experiment(tiny, tmp_path):
+    """``scripts/ray_two_nodes.sh``: a head and a second node joined by address, one CPU each; the experiment
+    on that cluster selects what the local experiment selects."""
+    import socket
+    import subprocess
+    from pathlib import Path
+
+    pytest.importorskip("ray")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "omp", "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
+           "RAY_PORT": str(port)}
+    local = subprocess.run([sys.executable, "-m", "viewal.cli", "experiment", "--data", str(tiny), "--out",
+                            str(tmp_path / "local"), *EXPERIMENT], env=env, capture_output=True, text=True)
+    assert local.returncode == 0, local.stderr[-2000:]
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ray_two_nodes.sh"
+    two = subprocess.run(["bash", str(script), str(tiny), str(tmp_path / "two"), *EXPERIMENT], env=env,
+                         capture_output=True, text=True, timeout=1800)
+    assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
+    assert "2 nodes alive" in two.stdout
+    want = _queries(tmp_path / "local")
+    assert len(want) >= 2 and _queries(tmp_path / "two") == want
+    assert (tmp_path / "two" / "results.csv").read_text() == (tmp_path / "local" / "results.csv").read_text()
