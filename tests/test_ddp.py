@@ -73,8 +73,9 @@ def _train(root, freeze_bn: bool):
 
 
 def _rank(rank, world, port, root, freeze_bn, out):
+    # gloo on the loopback interface: the two processes talk over 127.0.0.1 only
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), NUMBA_THREADING_LAYER="omp")
+                      LOCAL_RANK=str(rank), NUMBA_THREADING_LAYER="omp", GLOO_SOCKET_IFNAME="lo")
     import torch.distributed as dist
 
     from viewal.distributed import init_from_env
