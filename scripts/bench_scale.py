@@ -36,6 +36,7 @@ from pathlib import Path
 
 os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 os.environ.setdefault("RAY_worker_niceness", "0")  # Ray's default 15 starves workers on a shared machine
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # single-node Ray on 127.0.0.1 (read at import)
 
 import numpy as np
 
@@ -120,7 +121,7 @@ def time_ray(model, scorer, jobs, spec, workers: int, overhead_tasks: int):
 
     from viewal.scoring import RayExecutor
 
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"NUMBA_THREADING_LAYER": "omp"}})
     try:
         ex = RayExecutor()

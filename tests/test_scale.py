@@ -12,6 +12,9 @@ import sys
 # Ray runs its workers at niceness 15; on this shared 2-core machine they would starve (the raylet reads
 # RAY_<setting> from the environment)
 os.environ.setdefault("RAY_worker_niceness", "0")
+# a single-node Ray on the loopback address (Ray resolves 127.0.0.1 to the machine's interface address
+# unless its cluster mode is off; read when ray is imported, so set before)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import numpy as np
 import pytest
@@ -82,8 +85,7 @@ def start_ray(ray, init, attempts=3):
 def ray_local():
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        start_ray(ray, lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                                        _node_ip_address="127.0.0.1"))
+        start_ray(ray, lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False))
     yield ray
     ray.shutdown()
 
@@ -229,9 +231,12 @@ def _queries(out):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("VIEWAL_TEST_RAY_NODES") != "1",
+                    reason="a multi-node Ray binds to the machine's interface address, not loopback: "
+                           "set VIEWAL_TEST_RAY_NODES=1 where that is allowed (docs/scale.md)")
 def test_two_ray_nodes_on_localhost_run_the_same_experiment(tiny, tmp_path):
     """``scripts/ray_two_nodes.sh``: a head and a second node joined by address, one CPU each; the experiment
-    on that cluster selects what the local experiment selects."""
+    on that cluster selects what the local experiment selects. Not run yet (see the skip reason)."""
     import socket
     import subprocess
     from pathlib import Path
@@ -241,7 +246,7 @@ def test_two_ray_nodes_on_localhost_run_the_same_experiment(tiny, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "NUMBA_THREADING_LAYER": "omp", "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
-           "RAY_PORT": str(port)}
+           "RAY_PORT": str(port), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
     local = subprocess.run([sys.executable, "-m", "viewal.cli", "experiment", "--data", str(tiny), "--out",
                             str(tmp_path / "local"), *EXPERIMENT], env=env, capture_output=True, text=True)
     assert local.returncode == 0, local.stderr[-2000:]

@@ -295,8 +295,8 @@ class RayExecutor:
 
     Args:
         address: Ray cluster to join (``"auto"``, ``"host:port"``, ``"ray://..."``); None: the one
-            ``RAY_ADDRESS`` names, else a local Ray started here, bound to the loopback address. Ignored
-            when Ray is already initialised in this process (e.g. ``ray.init(num_cpus=2)`` by the caller).
+            ``RAY_ADDRESS`` names, else a local Ray started here. Ignored when Ray is already initialised
+            in this process (e.g. ``ray.init(num_cpus=2)`` by the caller).
         max_retries: times a task is re-run when its worker process dies (Ray's ``max_retries``).
         num_cpus, num_gpus: resources of one task (default: 1 CPU, and 1 GPU when ``device`` is CUDA).
     """
@@ -315,10 +315,8 @@ class RayExecutor:
         ray = require_ray()
         if not ray.is_initialized():
             env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-            local = self.address is None and not os.environ.get("RAY_ADDRESS")
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": env} if env else None,
-                     **({"_node_ip_address": "127.0.0.1"} if local else {}))  # a one-machine Ray: loopback only
+                     runtime_env={"env_vars": env} if env else None)
         return ray
 
     def map(self, model, scorer, jobs: Sequence[SceneJob], spec: ScoringSpec) -> Iterator[SceneResult]:
