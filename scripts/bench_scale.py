@@ -121,7 +121,7 @@ def time_ray(model, scorer, jobs, spec, workers: int, overhead_tasks: int):
 
     from viewal.scoring import RayExecutor
 
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"NUMBA_THREADING_LAYER": "omp"}})
     try:
         ex = RayExecutor()

@@ -85,7 +85,7 @@ def start_ray(ray, init, attempts=3):
 def ray_local():
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        start_ray(ray, lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False))
+        start_ray(ray, lambda: ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False))
     yield ray
     ray.shutdown()
 

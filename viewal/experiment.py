@@ -79,7 +79,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="score the pool on Ray, one task per scene (pip install 'viewal[ray]'); ADDRESS joins a "
-                        "cluster ('auto', 'host:6379'); without it: RAY_ADDRESS, else a local Ray (docs/scale.md)")
+                        "cluster ('auto': the one 'ray start' runs here; 'host:6379'); without it: RAY_ADDRESS, "
+                        "else a new local Ray (docs/scale.md)")
     p.add_argument("--max-retries", type=int, default=3, help="with --ray: reruns of a task whose worker died")
     p.add_argument("--no-full-data", action="store_true", help="skip the full-data reference training")
     p.add_argument("--overwrite", action="store_true",

@@ -295,8 +295,9 @@ class RayExecutor:
 
     Args:
         address: Ray cluster to join (``"auto"``, ``"host:port"``, ``"ray://..."``); None: the one
-            ``RAY_ADDRESS`` names, else a local Ray started here. Ignored when Ray is already initialised
-            in this process (e.g. ``ray.init(num_cpus=2)`` by the caller).
+            ``RAY_ADDRESS`` names, else a new local Ray started here (``"auto"`` joins the cluster
+            ``ray start`` runs on this machine). Ignored when Ray is already initialised in this process
+            (e.g. ``ray.init(num_cpus=2)`` by the caller).
         max_retries: times a task is re-run when its worker process dies (Ray's ``max_retries``).
         num_cpus, num_gpus: resources of one task (default: 1 CPU, and 1 GPU when ``device`` is CUDA).
     """
@@ -315,7 +316,9 @@ class RayExecutor:
         ray = require_ray()
         if not ray.is_initialized():
             env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+            # no address: RAY_ADDRESS, else a new local Ray (never, silently, a cluster `ray start` left here)
+            address = self.address or os.environ.get("RAY_ADDRESS") or "local"
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": env} if env else None)
         return ray
 
