@@ -115,7 +115,7 @@ def test_scorer_options_that_carried_the_depth_test_are_refused_at_config_build(
 # ------------------------------------------------------------------------------------------ the CLI
 
 def _experiment_args(*extra):
-    from viewal.experiment import configure_parser
+    from viewal.cli.experiment import configure_parser
 
     p = argparse.ArgumentParser()
     configure_parser(p)
@@ -123,7 +123,7 @@ def _experiment_args(*extra):
 
 
 def test_cli_flags_build_the_configs_depth_test():
-    from viewal.experiment import config_from_args
+    from viewal.cli.experiment import config_from_args
 
     args = _experiment_args("--depth-test", "viewal", "--depth-distance", "0.1", "--aggregation", "gather",
                             "--kernel-backend", "numpy", "--depth-tol", "0.1,0.01")

@@ -3,6 +3,7 @@
 ::
 
     OUT/ledgers/<method>-s<seed>.sqlite      one ledger per method and seed (the run's state)
+    OUT/ledgers/<method>-s<seed>.scores/     per-scene scores of the running cycle (viewal.scoring.SceneStore)
     OUT/models/<seedset>.pt                  cycle 0: the seed-set model shared by methods that train alike
     OUT/models/<method>-s<seed>-c<N>.pt      cycle N >= 1
     OUT/results.csv, table.txt, curves.png, full_data.json, frame_check.json
@@ -98,5 +99,6 @@ class RunLayout:
         """Everything a run writes (what ``--overwrite`` deletes): results, table, plot, full-data reference,
         query sheets, ledgers (with their SQLite side files), checkpoints (and partial ones)."""
         paths = [self.results, self.table, self.curves, self.full_data] + sorted(self.root.glob("queries_*.png"))
-        paths += sorted(self.ledgers.glob("*.sqlite*")) + sorted(self.models.glob("*.pt"))
+        paths += sorted(self.ledgers.glob("*.sqlite*")) + sorted(self.ledgers.glob("*.scores/c*/*.npz"))
+        paths += sorted(self.models.glob("*.pt"))
         return paths + self.partial_checkpoints()

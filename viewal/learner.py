@@ -28,11 +28,9 @@ from viewal.faults import kill_point
 from viewal.kernels.depth_test import DEPTH_TEST, FLAGS, DepthTest, refuse_depth_test_options
 from viewal.ledger import LabelItem, Ledger, LedgerError
 from viewal.oracle import Oracle
-from viewal.seeding import stream_rng, stream_seed
 from viewal.selection import (
     RegionQuery,
     SelectionContext,
-    build_pool,
     concat_pools,
     overlap_adjacency,
     queries_from_selection,
@@ -188,6 +186,9 @@ class ALConfig:
             floor is measured by retraining the same labels with other train seeds.
         validations: about this many validations per fit (the best one's weights are kept).
         augment: ``"none"`` or ``"max_entropy"`` (spatial-transformer augmentation, ``viewal.augment``).
+        executor: where the pool is scored, scene by scene (``viewal.scoring``): ``"local"`` (this process)
+            or ``"ray"`` (one Ray task per scene; ``ray_address`` the cluster, None: ``RAY_ADDRESS`` or a
+            local Ray); max_retries: reruns of a Ray task whose worker died. Selections do not depend on it.
         pseudo_labels: ``"none"``, ``"confidence"``, ``"classwise"`` or ``"ups"`` (``viewal.pseudo``): after
             the fit, pseudo-label the pool and fine-tune on labelled + pseudo-labelled pixels.
         auxiliary: ``"none"`` or ``"rotation"``: train PAL's rotation head (self-supervised, labels unused)
@@ -224,8 +225,18 @@ class ALConfig:
     augment: str = "none"
     pseudo_labels: str = "none"
     auxiliary: str = "none"
+    executor: str = "local"
+    ray_address: str | None = None
+    max_retries: int = 3
 
     def __post_init__(self) -> None:
+        from viewal.scoring import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, (int, np.integer)) \
+                or self.max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
         if self.augment not in ("none", "max_entropy"):
             raise ValueError(f"augment must be 'none' or 'max_entropy', got {self.augment!r}")
         if self.pseudo_labels not in ("none", "confidence", "classwise", "ups"):
@@ -332,6 +343,9 @@ class ActiveLearner:
             if not torch.cuda.is_available():
                 raise ValueError(f"device {cfg.device!r}: no CUDA GPU found (torch.cuda.is_available() is False); "
                                  f"use device='cpu'")
+        from viewal.scoring import make_executor
+
+        self.executor = make_executor(cfg)  # no Ray installed for executor="ray": says what to install, now
         self.scorer = scorers.get(cfg.scorer, depth_test=cfg.depth_test, **cfg.scorer_options)
         self.selector = self.scorer.selector(dedup=cfg.dedup)  # how the pooled scores become a selection
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
@@ -364,9 +378,12 @@ class ActiveLearner:
         self._model_labels = -1  # labelled-pixel count the current model was trained on
         self._model_fingerprint = ""  # model_fingerprint of the current model's recipe and labels
         self.fit_stats: dict = {}  # what a training option measured (theta deviation, pseudo-label precision)
-        self._sp_cache = None
-        self._adjacency = None
-        self._regions: dict[str, np.ndarray] = {}
+        from viewal.scoring import RegionMaps, SceneStore
+
+        self._region_maps = RegionMaps.of(self.dataset, cfg)
+        # per-scene scoring results of the running cycle, beside the ledger (resume without rescoring)
+        self.scene_store = SceneStore(self.ledger.path.with_name(self.ledger.path.stem + ".scores"))
+        self._overlaps: dict[str, object] = {}  # scene -> overlap table, from the last scoring
         if not self.ledger.labelled_frames():
             self._label_seed_set()
 
@@ -399,18 +416,7 @@ class ActiveLearner:
 
     def regions(self, frame) -> np.ndarray:
         """(H, W) int32 region map of a pool frame: its superpixels, or zeros for whole-image selection."""
-        if self.config.region == "image":
-            return np.zeros((self.dataset.height, self.dataset.width), np.int32)
-        key = frame.key
-        if key not in self._regions:
-            if self._sp_cache is None:
-                from viewal.superpixels import SuperpixelCache
-
-                self._sp_cache = SuperpixelCache(self.dataset.root, self.config.superpixels,
-                                                 size=(self.dataset.height, self.dataset.width),
-                                                 num=self.config.superpixel_num)
-            self._regions[key] = self._sp_cache.get(frame)
-        return self._regions[key]
+        return self._region_maps(frame)
 
     def _scenes(self) -> list[tuple[str, list]]:
         by: dict[str, list] = {}
@@ -431,33 +437,14 @@ class ActiveLearner:
         self.ledger.record_labels(0, items)
 
     # ------------------------------------------------------------------------------------------ overlap
-    def _overlap_cache_path(self, scene_id: str, frames: Sequence) -> Path:
-        c = self.config
-        key = json.dumps({"frames": [f.frame_id for f in frames], "region": c.region, "sp": c.superpixels,
-                          "num": c.superpixel_num, **self._overlap_test_key(),
-                          "size": [self.dataset.height, self.dataset.width], "v": 1}, sort_keys=True)
-        h = hashlib.sha1(key.encode()).hexdigest()[:16]
-        return Path(self.dataset.root) / ".viewal_cache" / "overlap" / h / f"{scene_id}.npz"
-
-    def _overlap_test_key(self) -> dict:
-        """What of the depth test an overlap table depends on: its mode and tolerances, and the distance of
-        mode "viewal" (mode "z" keys are those of the tables cached before the depth test was one setting)."""
-        t = self.config.depth_test
-        return {"mode": t.mode, "tol": list(t.depth_tol), **({"dist": t.world_distance} if t.mode == "viewal" else {})}
-
     def overlap_table(self, scene_id: str, frames: Sequence):
-        """Superpixel overlap table of a scene's pool frames (computed once, cached beside the dataset)."""
-        from viewal.datasets.base import stack_scene
-        from viewal.kernels import OverlapTable, superpixel_overlap
+        """Superpixel overlap table of a scene's pool frames (computed once, cached beside the dataset;
+        ``viewal.scoring.scene_overlap_table``)."""
+        from viewal.scoring import scene_overlap_table
 
-        path = self._overlap_cache_path(scene_id, frames)
-        if path.is_file():
-            return OverlapTable.load(path)
-        sp = np.stack([self.regions(f) for f in frames])
-        geo = stack_scene(frames)
-        table = superpixel_overlap(sp, geo["depths"], geo["Ks"], geo["world_T_cams"], depth_test=self.config.depth_test)
-        table.save(path)
-        return table
+        if any(f.scene_id != scene_id for f in frames):
+            raise ValueError(f"overlap_table: frames of other scenes than {scene_id!r}")
+        return scene_overlap_table(frames, self.config, self._region_maps)
 
     # ------------------------------------------------------------------------------------------ model
     def train_config(self, n_items: int | None = None):
@@ -497,16 +484,20 @@ class ActiveLearner:
         return model, combine_extra_losses(*hooks)
 
     def save_model(self, path: str | Path) -> Path:
-        """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on."""
+        """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on (on rank 0
+        only under ``torchrun``)."""
         from viewal.train import save_checkpoint
 
         if self.model is None:
             raise RuntimeError("save_model: no model yet; call fit() first")
+        from viewal.distributed import is_main
         from viewal.io import atomic_path
 
         meta = {"labelled_pixels": self._model_labels, "scorer": self.config.scorer,
                 "fingerprint": self._model_fingerprint}
         path = Path(path)
+        if not is_main():  # under torchrun every rank holds the same model: rank 0 writes it
+            return path
         with atomic_path(path) as tmp:
             save_checkpoint(tmp, self.model, meta)
             kill_point("save", self.ledger.cycle())
@@ -579,43 +570,55 @@ class ActiveLearner:
         return {"miou": float(out["miou"]), "per_class_iou": [float(x) for x in np.asarray(out["per_class_iou"])]}
 
     # ------------------------------------------------------------------------------------------ querying
+    def score_key(self) -> str:
+        """What a stored scene result must have been made with to be reused: the model's weights, the run's
+        settings (those that change scores: not the executor), the cycle and the ledger's labels."""
+        from viewal.scoring import weights_digest
+
+        if self.model is None:
+            raise RuntimeError("score_pool: no model yet; call fit() first")
+        conf = {k: v for k, v in self.config.to_json().items() if k not in ("executor", "ray_address", "max_retries")}
+        text = json.dumps({"weights": weights_digest(self.model), "config": conf, "cycle": self.ledger.cycle(),
+                           "labels": self.ledger.labels_digest(), "overlaps": self.selector.needs_overlaps},
+                          sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()
+
     def score_pool(self, progress: bool = True):
-        """Score every region of the pool with the scorer: returns the concatenated ``RegionPool`` (with
-        the scorer's region features when it has any)."""
-        from viewal.needs import NeedContext, compute_needs
+        """Score every region of the pool with the scorer, scene by scene on the run's executor
+        (``viewal.scoring``): returns the concatenated ``RegionPool`` (with the scorer's region features
+        when it has any). Each scene's result is stored as it arrives (:attr:`scene_store`); scenes already
+        stored for this cycle, model and settings are not scored again."""
         from viewal.progress import progress_bar
-        from viewal.scorers import build_scene_inputs
+        from viewal.scoring import SceneJob, ScoringSpec
 
         c = self.config
-        pools = []
         cycle = self.ledger.cycle()
         hw = (self.dataset.height, self.dataset.width)
-        for scene_id, frames in progress_bar(self._scenes(), desc=f"score ({c.scorer})", unit="scene",
-                                             disable=not progress):
-            sp = np.stack([self.regions(f) for f in frames])
-            # MC-dropout masks and random scores keyed by (run seed, cycle, scene): a resumed run draws
-            # what the uninterrupted one drew, whatever torch's global RNG went through before
-            ctx = NeedContext(model=self.model, frames=frames, mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
-                              device=c.device, options={"superpixels": sp, "size": c.size},
-                              seed=stream_seed(c.seed, "mc", cycle, scene_id))
-            inputs = build_scene_inputs(frames, sp, self.scorer.needs, **compute_needs(self.scorer.needs, ctx),
-                                        rng=stream_rng(c.seed, "score", cycle, scene_id))
-            scores = self.scorer(inputs)
-            labelled = np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames])
-            pools.append(build_pool(scene_id, [f.frame_id for f in frames], sp, scores.pixel, scores.view,
-                                    labelled=labelled, features=self.scorer.region_features(inputs)))
+        key = self.score_key()
+        self.scene_store.clear(keep_cycle=cycle)  # results of earlier cycles are spent
+        scenes = self._scenes()
+        done = {sid: r for sid, _ in scenes if (r := self.scene_store.load(cycle, sid, key)) is not None}
+        jobs = [SceneJob(sid, frames, np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames]))
+                for sid, frames in scenes if sid not in done]
+        spec = ScoringSpec(config=c, cycle=cycle, regions=self._region_maps, overlaps=self.selector.needs_overlaps)
+        bar = progress_bar(total=len(scenes), initial=len(done), desc=f"score ({c.scorer}, {self.executor.name})",
+                           unit="scene", disable=not progress)
+        for result in self.executor.map(self.model, self.scorer, jobs, spec):
+            self.scene_store.save(cycle, result, key)
+            done[result.scene_id] = result
+            bar.update(1)
             kill_point("score", cycle)
-        return concat_pools(pools)
+        bar.close()
+        self._overlaps = {sid: done[sid].overlap for sid, _ in scenes if done[sid].overlap is not None}
+        return concat_pools([done[sid].pool for sid, _ in scenes])
 
     def _adjacency_for(self, pool):
-        if self._adjacency is None or self._adjacency.shape[0] != pool.n_regions:
-            from viewal.progress import progress_bar
-
-            tables = [(sid, [f.frame_id for f in frames], self.overlap_table(sid, frames))
-                      for sid, frames in progress_bar(self._scenes(), desc="overlap tables", unit="scene",
-                                                      leave=False)]
-            self._adjacency = overlap_adjacency(pool, tables)
-        return self._adjacency
+        """Overlap adjacency of ``pool`` from the scenes' overlap tables (those the scoring returned; any
+        other read from the cache beside the dataset)."""
+        tables = [(sid, [f.frame_id for f in frames],
+                   self._overlaps[sid] if sid in self._overlaps else self.overlap_table(sid, frames))
+                  for sid, frames in self._scenes()]
+        return overlap_adjacency(pool, tables)
 
     def query(self, budget_pixels: int, progress: bool = True) -> list[RegionQuery]:
         """The next regions to label, about ``budget_pixels`` pixels in all (never over by more than one region).
@@ -642,6 +645,7 @@ class ActiveLearner:
         sel = self.selector.select(pool, int(budget_pixels), context)
         queries = queries_from_selection(pool, sel, lambda i: self.regions(frames[i]), cycle=cycle)
         recorded = self.ledger.record_queries(cycle, queries)
+        self.scene_store.clear()  # the queries are in the ledger: the cycle's scene scores are spent
         kill_point("queried", cycle)
         return recorded
 

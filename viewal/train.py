@@ -76,6 +76,10 @@ class TrainConfig:
             forward, dropout off, equal-weight average; "precise BN"). 0 disables. Needed from random
             initialisation: with dropout active in training and weights moving fast, the running
             averages lag and eval-mode predictions collapse to the majority class.
+        freeze_bn: BatchNorm layers keep their running statistics during training (eval mode; no
+            recalibration). Under ``torchrun`` on CPUs, where SyncBatchNorm is unavailable, each rank
+            otherwise normalises its share of the batch with that share's own statistics; frozen, a
+            data-parallel step computes exactly the single-process step (docs/scale.md).
     """
 
     epochs: int = 50
@@ -98,6 +102,7 @@ class TrainConfig:
     steps: int | None = None
     steps_per_epoch: int | None = None
     sampling: str = "uniform"
+    freeze_bn: bool = False
 
     def __post_init__(self) -> None:
         self.size = parse_size(self.size)
@@ -334,6 +339,25 @@ def recalibrate_bn(model: SegModel, images: Sequence[torch.Tensor], batch_size: 
         model.train(was_training)
 
 
+class _Step(nn.Module):
+    """One training step's loss as a module, so that ``DistributedDataParallel`` sees every parameter the
+    step uses (the model's and the extra modules'). ``weight`` scales the cross-entropy of this rank's
+    share so that the ranks' average is the global batch's mean over its labelled pixels."""
+
+    def __init__(self, model: SegModel, extra_loss: ExtraLoss | None, extra_modules: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.model, self.extra = model, nn.ModuleList(extra_modules)
+        self.extra_loss = extra_loss
+
+    def forward(self, batch: dict, weight: float) -> torch.Tensor:
+        feats = self.model.encode(batch["image"])
+        logits = self.model.decode(feats)
+        loss = segmentation_loss(logits, batch["label"]) * weight
+        if self.extra_loss is not None:
+            loss = loss + self.extra_loss(self.model, batch, logits, feats)
+        return loss
+
+
 def set_threads(n: int | None) -> None:
     """``torch.set_num_threads(n)`` for a positive ``n``; None (or <= 0) leaves torch's default."""
     if n is not None and n > 0:
@@ -358,9 +382,18 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         progress: tqdm bar per epoch.
         log_epochs: print one line per epoch (loss, val mIoU, time); default: same as ``progress``.
 
+    Under ``torchrun`` (a process group initialised, ``viewal.distributed.init_from_env``) the step is
+    ``DistributedDataParallel``: every rank draws and assembles the same global batch and runs the network
+    on its rows (``viewal.distributed.shard``); gradients are averaged over the ranks with each share's
+    cross-entropy weighted by its labelled pixels, so a step equals the single-process step on the global
+    batch up to BatchNorm (SyncBatchNorm on GPUs, per-rank statistics on CPUs, or ``freeze_bn``) and the
+    masks of the random layers (dropout, drop-path: one generator stream per rank). Every rank returns the
+    same weights and result.
+
     Returns:
         :class:`FitResult`.
     """
+    from viewal.distributed import shard, world
     from viewal.progress import progress_bar, progress_write
 
     cfg = config or TrainConfig()
@@ -389,6 +422,22 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epoch, gamma=cfg.gamma)
 
+    w = world()
+    step_fn: nn.Module = _Step(model, extra_loss, extra_modules)
+    if w.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if device.type == "cuda":
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: the model's BatchNorms become synced
+        step_fn = DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
+        # random layers (dropout, drop-path) draw their masks from torch's global generator: one stream per
+        # rank, or every rank would drop the same channels of its share. The batches, augmentations and
+        # crops come from generators that stay equal on every rank (each rank assembles the global batch).
+        from viewal.seeding import stream_seed
+
+        torch.manual_seed(stream_seed(cfg.seed, "rank", w.rank))
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     weights = None
     if cfg.sampling in ("labels", "crops"):
         weights = np.array([float((ds._load(i)[1] != IGNORE_INDEX).sum()) for i in range(len(ds))])
@@ -401,6 +450,9 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         model.train()
         for m in extra_modules:
             m.train()
+        if cfg.freeze_bn:
+            for m in bns:
+                m.eval()
         n_steps = cfg.steps_per_epoch
         if cfg.steps is not None:
             n_steps = min(cfg.steps_per_epoch, cfg.steps - step)
@@ -415,17 +467,29 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
             else:
                 batch = collate([ds[i] for i in idx])
             batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-            feats = model.encode(batch["image"])
-            logits = model.decode(feats)
-            loss = segmentation_loss(logits, batch["label"])
-            if extra_loss is not None:
-                loss = loss + extra_loss(model, batch, logits, feats)
-            if not torch.isfinite(loss):
+            weight = 1.0
+            if w.distributed:
+                n_global = int(batch["image"].shape[0])
+                batch = shard(batch, w, n_global)
+                if len(batch["image"]) < (1 if cfg.freeze_bn else 2):
+                    raise ValueError(f"{desc}: a batch of {n_global} items leaves rank {w.rank} of {w.size} fewer "
+                                     f"than 2 (BatchNorm needs 2); raise the batch size")
+                n_lab = torch.tensor([float((batch["label"] != IGNORE_INDEX).sum())], dtype=torch.float64)
+                total = n_lab.clone().to(device)
+                torch.distributed.all_reduce(total)
+                weight = float(n_lab) * w.size / float(total) if float(total) > 0 else 1.0
+            loss = step_fn(batch, weight)
+            shown = loss.detach()
+            if w.distributed:  # the global batch's loss: the ranks' mean of their weighted losses
+                shown = shown.clone()
+                torch.distributed.all_reduce(shown)
+                shown = shown / w.size
+            if not torch.isfinite(shown):
                 raise FloatingPointError(f"{desc}: non-finite loss at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(shown))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         bar.close()
         step += len(batches)
@@ -435,7 +499,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
                "train_seconds": time.perf_counter() - t0}
         last = epoch == cfg.epochs
         validate = bool(val_items) and (epoch % max(1, cfg.eval_every) == 0 or last)
-        if cfg.bn_recalibrate > 0 and (validate or last):
+        if cfg.bn_recalibrate > 0 and not cfg.freeze_bn and (validate or last):
             n = min(cfg.bn_recalibrate, len(ds))
             pick = torch.randperm(len(ds), generator=gen)[:n].tolist()
             plain = SegmentationDataset([train_items[i] for i in pick], cfg.size, augment=False, cache=False)

@@ -81,6 +81,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="training option: pseudo-label the pool and fine-tune (seeds 000/004)")
     p.add_argument("--scorer-options", default="{}", help="JSON dict of scorer options, e.g. '{\"sub_queries\": 4}'")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="score the pool on Ray, one task per scene (pip install 'viewal[ray]'); ADDRESS joins a "
+                        "cluster ('auto': the one 'ray start' runs here; 'host:6379'); without it: RAY_ADDRESS, "
+                        "else a new local Ray (docs/scale.md)")
+    p.add_argument("--max-retries", type=int, default=3, help="with --ray: reruns of a task whose worker died")
     p.add_argument("--no-full-data", action="store_true", help="skip the full-data reference training")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the earlier run in --out (ledgers, checkpoints, results) and start over; without it "
@@ -99,7 +104,16 @@ def config_from_args(args: argparse.Namespace):
                     validations=getattr(args, "validations", 5),
                     sampling=args.sampling, decoder_channels=args.decoder_channels,
                     num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
-                    pseudo_labels=args.pseudo_labels, scorer_options=parse_scorer_options(args.scorer_options))
+                    pseudo_labels=args.pseudo_labels, scorer_options=parse_scorer_options(args.scorer_options),
+                    **executor_from_args(args))
+
+
+def executor_from_args(args: argparse.Namespace) -> dict:
+    """ALConfig executor fields of ``--ray [ADDRESS]`` / ``--max-retries``."""
+    ray = getattr(args, "ray", None)
+    if ray is None:
+        return {}
+    return {"executor": "ray", "ray_address": ray or None, "max_retries": int(getattr(args, "max_retries", 3))}
 
 
 def steps_from_args(args: argparse.Namespace) -> dict:
@@ -124,8 +138,13 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     """Every argument of ``viewal experiment`` checked before any data is read or model trained.
 
     Returns ``{"methods", "budgets", "seeds"}`` parsed; raises ValueError naming the flag otherwise."""
+    import os
+
     import viewal.scorers as scorers
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("viewal experiment does not run under torchrun (every rank would write the ledgers); "
+                         "torchrun runs 'viewal train', and --ray spreads the scoring (docs/scale.md)")
     methods = parse_methods(args.methods)
     budgets = parse_budgets(args.budget)
     seeds = parse_seeds(args.seeds)
@@ -135,6 +154,14 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
             "--superpixel-num": (args.superpixel_num, 1), "--decoder-channels": (args.decoder_channels, 1)}
     if args.threads is not None:
         ints["--threads"] = (args.threads, 1)
+    if getattr(args, "ray", None) is not None:
+        from viewal.scoring import require_ray
+
+        try:
+            require_ray()
+        except ValueError as e:
+            raise ValueError(f"--ray: {e}") from None
+        ints["--max-retries"] = (args.max_retries, 0)
     if getattr(args, "epochs", None) is not None:
         ints["--epochs"] = (args.epochs, 1)
     for flag, (v, lo) in ints.items():

@@ -38,8 +38,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``viewal train``; under ``torchrun --nproc_per_node N`` data-parallel (``viewal.distributed``), with
+    only rank 0 printing and writing the checkpoint and metrics."""
     from viewal.datasets import open_dataset
+    from viewal.distributed import init_from_env
 
+    w = init_from_env(args.device)
+    main = w.rank == 0
     ds = open_dataset(args.data)
     train = [f for f in ds.split("train") if f.has_labels]
     if not train:
@@ -47,16 +52,23 @@ def run(args: argparse.Namespace) -> int:
     train = train_subset(train, args.train_fraction, args.seed)
     val = [f for f in ds.split("val") if f.has_labels] if "val" in ds.splits else []
     test = [f for f in ds.split("test") if f.has_labels] if "test" in ds.splits else []
+    device = args.device
+    if device.startswith("cuda") and w.distributed:
+        device = f"cuda:{torch.cuda.current_device()}"  # each rank its own GPU (LOCAL_RANK)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, size=parse_size(args.size),
-                      seed=args.seed, num_threads=args.threads, device=args.device, eval_every=args.eval_every)
+                      seed=args.seed, num_threads=args.threads, device=device, eval_every=args.eval_every)
     set_threads(cfg.num_threads)
     torch.manual_seed(args.seed)
     model = build_model(ds.num_classes, args.encoder, dropout=args.dropout, encoder_weights=args.init)
     size_txt = "x".join(map(str, cfg.size)) if cfg.size else f"{ds.height}x{ds.width}"
-    print(f"viewal train: {ds!r}\n  train {len(train)} frames, val {len(val)}, test {len(test)}; "
-          f"{args.encoder}, size {size_txt}, {cfg.epochs} epochs, threads {torch.get_num_threads()}"
-          + (f", init {args.init}" if args.init else ""), flush=True)
-    res = fit(model, train, val, cfg, progress=not args.no_progress, log_epochs=True)
+    if main:
+        print(f"viewal train: {ds!r}\n  train {len(train)} frames, val {len(val)}, test {len(test)}; "
+              f"{args.encoder}, size {size_txt}, {cfg.epochs} epochs, threads {torch.get_num_threads()}"
+              + (f", init {args.init}" if args.init else "")
+              + (f", {w.size} processes (global batch {cfg.batch_size})" if w.distributed else ""), flush=True)
+    res = fit(model, train, val, cfg, progress=main and not args.no_progress, log_epochs=main)
+    if not main:
+        return 0  # rank 0 evaluates and writes
     out = Path(args.out)
     t0 = time.perf_counter()
     val_m = evaluate(model, val, ds.num_classes, cfg.eval_batch_size, cfg.device, size=cfg.size) if val else None
@@ -74,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         "val_miou": None if val_m is None else val_m["miou"], "test_miou": None if test_m is None else test_m["miou"],
         "val_per_class_iou": per_class(val_m), "test_per_class_iou": per_class(test_m),
         "best_epoch": res.best_epoch, "train_seconds": round(res.seconds, 1), "eval_seconds": round(eval_s, 1),
-        "threads": torch.get_num_threads(), "config": {k: (list(v) if isinstance(v, tuple) else v)
+        "threads": torch.get_num_threads(), "processes": w.size, "config": {k: (list(v) if isinstance(v, tuple) else v)
                                                       for k, v in asdict(cfg).items()},
         "history": res.history,
         "miou_convention": "IoU=TP/(TP+FP+FN) over non-ignore GT pixels; "
