@@ -151,3 +151,89 @@ def test_cli_export_import_against_ledger(tmp_path, dataset, capsys):
     assert cli_main(["query", "status", "--ledger", str(db)]) == 0
     assert "1 pending" in capsys.readouterr().out
     assert cli_main(["query", "status", "--ledger", str(tmp_path / "nope.sqlite")]) == 1
+
+
+def test_coco_export_import_round_trip(tmp_path, dataset):
+    from viewal.formats import coco_decode, coco_encode
+
+    out = tmp_path / "q"
+    export_queries(queries(), out, dataset=dataset, format="coco")
+    doc = json.loads((out / "queries.json").read_text())
+    coco = json.loads((out / "coco.json").read_text())
+    assert doc["label_format"] == "coco" and not (out / "masks").exists()
+    assert [c["name"] for c in coco["categories"]] == ["wall", "floor", "chair"]
+    assert [c["id"] for c in coco["categories"]] == [1, 2, 3]
+    assert [(i["id"], i["height"], i["width"], i["query_id"]) for i in coco["images"]] == [(1, H, W, 7),
+                                                                                           (2, H, W, None)]
+    for r, q in zip(coco["regions"], queries()):
+        assert np.array_equal(coco_decode(r["segmentation"], (H, W)), q.mask)
+    img = cv2.imread(str(out / coco["images"][0]["file_name"]))[..., ::-1]
+    assert np.array_equal(img, dataset.frame("scene0", "000").rgb)
+    # the labeller: query 0 all chair, then floor over its left column (later wins) and one pixel outside the
+    # region; query 1 as a polygon (a rectangle covering the region's top-left 2x2 pixels) of class wall
+    q0, q1 = queries()
+    left = np.zeros((H, W), bool)
+    left[:, 2] = True
+    outside = np.zeros((H, W), bool)
+    outside[0, 0] = True
+    x0, y0 = 8, 6
+    poly = [[x0, y0, x0 + 2, y0, x0 + 2, y0 + 2, x0, y0 + 2]]
+    coco["annotations"] = [
+        {"id": 1, "image_id": 1, "category_id": 3, "segmentation": coco_encode(q0.mask)},
+        {"id": 2, "image_id": 1, "category_id": 2, "segmentation": coco_encode(left)},
+        {"id": 3, "image_id": 1, "category_id": 1, "segmentation": coco_encode(outside)},
+        {"id": 4, "image_id": 2, "category_id": 1, "segmentation": poly}]
+    (out / "labels.json").write_text(json.dumps(coco))
+    items = import_labels(out, dataset)
+    assert [it.query_id for it in items] == [7, None] and all("labels.json" in it.origin for it in items)
+    exp0 = np.full((H, W), 255)
+    exp0[q0.mask] = 2
+    exp0[q0.mask & left] = 1
+    assert np.array_equal(items[0].mask, q0.mask) and np.array_equal(items[0].labels, exp0)
+    from pycocotools import mask as cocomask
+
+    pm = cocomask.decode(cocomask.merge(cocomask.frPyObjects(poly, H, W))).astype(bool) & q1.mask
+    assert pm.sum() >= 4 and np.array_equal(items[1].mask, pm) and (items[1].labels[pm] == 0).all()
+    # errors name the file and the annotation
+    coco["annotations"][1]["image_id"] = 9
+    (out / "labels.json").write_text(json.dumps(coco))
+    with pytest.raises(LabelImportError, match="labels.json: annotation 2: image_id 9 is not a query"):
+        import_labels(out, dataset)
+    coco["annotations"][1]["image_id"] = 1
+    coco["categories"][2]["name"] = "sofa"
+    (out / "labels.json").write_text(json.dumps(coco))
+    with pytest.raises(LabelImportError, match="category 3 'sofa' is not a class"):
+        import_labels(out, dataset)
+    coco["categories"][2]["name"] = "chair"
+    coco["annotations"] = coco["annotations"][:3]
+    (out / "labels.json").write_text(json.dumps(coco))
+    with pytest.raises(LabelImportError, match="no annotation for query 1 \\(image_id 2, scene0/001\\)"):
+        import_labels(out, dataset)
+    assert len(import_labels(out, dataset, missing="skip")) == 1
+
+
+def test_cli_coco_into_ledger(tmp_path, dataset, capsys):
+    from viewal.formats import coco_encode
+
+    db = tmp_path / "run.sqlite"
+    with Ledger(db) as led:
+        led.set_config({"num_classes": 3})
+        recorded = led.record_queries(0, queries())
+    out = tmp_path / "q"
+    assert cli_main(["query", "export", "--ledger", str(db), "--out", str(out), "--data", str(dataset.root),
+                     "--format", "coco"]) == 0
+    coco = json.loads((out / "coco.json").read_text())
+    coco["annotations"] = [{"id": k, "image_id": k + 1, "category_id": 2, "segmentation": coco_encode(q.mask)}
+                           for k, q in enumerate(recorded)]
+    labels = tmp_path / "from_tool.json"
+    labels.write_text(json.dumps(coco))
+    assert cli_main(["query", "import", str(out), "--ledger", str(db), "--labels", str(labels)]) == 0
+    with Ledger(db) as led:
+        assert led.pending_queries() == [] and led.labelled_pixels() == sum(q.n_pixels for q in recorded)
+        assert (led.label_map("scene0/001")[recorded[1].mask] == 1).all()
+        assert all(r["origin"] == f"coco labels {labels.resolve()}" for r in led.labels())
+    # the same file again: skipped; a PNG-format import flag on a COCO export: refused
+    assert cli_main(["query", "import", str(out), "--ledger", str(db), "--labels", str(labels)]) == 0
+    assert "already labelled from this source" in capsys.readouterr().out
+    assert cli_main(["query", "import", str(out), "--ledger", str(db), "--format", "png"]) == 1
+    assert "an export in coco format, not png" in capsys.readouterr().err
