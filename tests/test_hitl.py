@@ -237,3 +237,107 @@ def test_cli_coco_into_ledger(tmp_path, dataset, capsys):
     assert "already labelled from this source" in capsys.readouterr().out
     assert cli_main(["query", "import", str(out), "--ledger", str(db), "--format", "png"]) == 1
     assert "an export in coco format, not png" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ several annotators
+
+def team_queries():
+    """Six disjoint 2x3 boxes, three on each frame."""
+    out = []
+    for k in range(6):
+        m = np.zeros((H, W), bool)
+        m[2 + 3 * (k // 2 % 3): 4 + 3 * (k // 2 % 3), 1 + 7 * (k % 2): 4 + 7 * (k % 2)] = True
+        out.append(RegionQuery("scene0", f"{k % 2:03d}", m, 1.0 - k / 10, region_id=k))
+    return out
+
+
+def label_batch(folder, value):
+    """The annotator of ``folder`` labels every region of the batch with class ``value``; returns
+    {query_id: mask}."""
+    doc = json.loads((folder / "queries.json").read_text())
+    got = {}
+    for e in doc["queries"]:
+        m = cv2.imread(str(folder / e["mask"]), cv2.IMREAD_UNCHANGED) > 0
+        write_label(folder / e["label"], np.where(m, value, 255))
+        got[e["query_id"]] = m
+    return got
+
+
+def _import_worker(args):
+    import contextlib
+    import io
+
+    barrier, argv = args
+    err = io.StringIO()
+    barrier.wait(timeout=60)
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli_main(argv)
+    return rc, err.getvalue()
+
+
+def test_annotators_export_disjoint_batches(tmp_path, dataset):
+    db = tmp_path / "run.sqlite"
+    with Ledger(db) as led:
+        led.set_config({"num_classes": 3})
+        rec = led.record_queries(1, team_queries())
+    out = tmp_path / "team"
+    assert cli_main(["query", "export", "--ledger", str(db), "--out", str(out), "--data", str(dataset.root),
+                     "--annotators", "4"]) == 0
+    ids = [q.query_id for q in rec]
+    docs = [json.loads((out / f"annotator-{k}" / "queries.json").read_text()) for k in range(1, 5)]
+    assert [[e["query_id"] for e in d["queries"]] for d in docs] == [[ids[0], ids[4]], [ids[1], ids[5]], [ids[2]],
+                                                                     [ids[3]]]
+    assert [d["annotator"] for d in docs] == ["1 of 4", "2 of 4", "3 of 4", "4 of 4"]
+    assert [e["index"] for e in docs[0]["queries"]] == [0, 4]     # the cycle's ranks name the files
+    assert docs[0]["queries"][1]["label"].startswith("labels/q0004_")
+
+
+def test_concurrent_imports_from_annotators(tmp_path, dataset):
+    import multiprocessing as mp
+
+    db = tmp_path / "run.sqlite"
+    with Ledger(db) as led:
+        led.set_config({"num_classes": 3})
+        rec = led.record_queries(1, team_queries())
+    out = tmp_path / "team"
+    assert cli_main(["query", "export", "--ledger", str(db), "--out", str(out), "--annotators", "3"]) == 0
+    masks = {}
+    for k in range(1, 4):
+        masks.update({q: (m, k - 1) for q, m in label_batch(out / f"annotator-{k}", k - 1).items()})
+    # a fourth person labelled annotator 1's batch again (another folder, class 2 everywhere)
+    import shutil
+
+    shutil.copytree(out / "annotator-1", tmp_path / "second-opinion")
+    label_batch(tmp_path / "second-opinion", 2)
+    folders = [out / f"annotator-{k}" for k in (1, 2, 3)] + [tmp_path / "second-opinion"]
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(len(folders))
+        with ctx.Pool(len(folders)) as pool:
+            res = pool.map(_import_worker, [(barrier, ["query", "import", str(f), "--ledger", str(db)])
+                                            for f in folders])
+    rcs = [r[0] for r in res]
+    assert rcs[1] == 0 and rcs[2] == 0                     # disjoint batches: both recorded
+    assert sorted([rcs[0], rcs[3]]) == [0, 1]               # annotator 1 or the second opinion, never both
+    loser, winner = (0, 3) if rcs[0] == 1 else (3, 0)
+    msg = res[loser][1]
+    assert "is already labelled" in msg and "nothing of this step was recorded" in msg
+    src = {i: f"png labels {(folders[i] / 'labels').resolve()}" for i in range(4)}
+    assert f"from {src[winner]}" in msg and f"second label from {src[loser]}" in msg
+    with Ledger(db) as led:
+        rows = led.labels()
+        assert sorted(r["query_id"] for r in rows) == sorted(q.query_id for q in rec)   # each region once
+        assert led.pending_queries() == []
+        for rank, q in enumerate(rec):
+            (row,) = [r for r in rows if r["query_id"] == q.query_id]
+            assert row["n_pixels"] == int(q.mask.sum()) == int(masks[q.query_id][0].sum())
+            owner = rank % 3                                # round-robin batches of the cycle's ranks
+            where = src[winner] if owner == 0 else src[owner]
+            assert row["origin"] == f"{where} (annotator {owner + 1} of 3)" and row["source"] == "human"
+        for f in ("000", "001"):
+            expect = np.full((H, W), 255)
+            for q in rec:
+                if q.frame_id == f:
+                    v = masks[q.query_id][1]
+                    expect[q.mask] = 2 if (v == 0 and winner == 3) else v
+            assert np.array_equal(led.label_map(f"scene0/{f}"), expect)
