@@ -519,6 +519,8 @@ def _import(led, ds, args) -> int:
     if fmt == "label-studio":
         from viewal.labelstudio import import_label_studio
 
+        if ds is None and not cfg.get("class_names") and cfg.get("dataset"):
+            ds = _dataset(cfg["dataset"], led)  # brush labels are class names: the run's dataset has them
         names = list(ds.class_names) if ds is not None else cfg.get("class_names")
         items = import_label_studio(src, class_names=names, dataset=ds, num_classes=cfg.get("num_classes"),
                                     missing="skip" if args.skip_missing else "error")
