@@ -23,9 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("viewal.simsiam", "SimSiam self-supervised pretraining of the encoder on unlabelled frames"),
     "experiment": ("viewal.experiment",
                    "active-learning experiment: methods x seeds x cycles -> results.csv, curves.png"),
-    "query": ("viewal.hitl", "human in the loop: export region queries as PNG masks + JSON, import labelled masks"),
+    "query": ("viewal.hitl", "human in the loop: export region queries (PNG, COCO RLE, Label Studio), import labels"),
     "visualize": ("viewal.visualize",
                   "pictures of a run: contact sheet of the selected regions, view-entropy point cloud (PLY)"),
+    "report": ("viewal.cycle_report", "one self-contained HTML page of a run's cycles: queries, heat-maps, scores, "
+                                      "learning curve, view-entropy point cloud"),
 }
 
 DESCRIPTION = """\
