@@ -5,5 +5,8 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test]'
+# the Label Studio format's brush converter (label-studio-sdk) without the SDK's dependencies: the converter needs
+# numpy alone, and the SDK's declared opencv-python-headless would replace opencv-contrib's cv2 (docs/labelling.md)
+.venv/bin/pip install -q --no-deps 'label-studio-sdk>=2.0'
 export NUMBA_THREADING_LAYER=omp
 .venv/bin/python -m pytest -q -m "not slow" "$@"

@@ -81,11 +81,26 @@ def coco_decode(rle: dict, shape: tuple[int, int] | None = None, what: str = "ma
 
 # --------------------------------------------------------------------------------------------- brush RLE
 
+def _brush_converter():
+    """``label_studio_sdk.converter.brush`` (its ``mask2rle`` and ``decode_rle`` need numpy alone). The SDK's
+    ``converter`` package prints a missing optional module of its other converters on import (when installed
+    with ``--no-deps``, see docs/labelling.md); that line is kept off viewal's output."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            from label_studio_sdk.converter import brush
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"the Label Studio format needs label-studio-sdk ({e}); see docs/labelling.md "
+                                  f"(pip install --no-deps label-studio-sdk)") from None
+    return brush
+
+
 def brush_encode(mask: np.ndarray) -> list[int]:
     """(H, W) bool → Label Studio brush RLE (a list of byte values) with the SDK's ``mask2rle``
     (255 inside, 0 outside, in all four RGBA channels)."""
-    from label_studio_sdk.converter.brush import mask2rle
-
+    mask2rle = _brush_converter().mask2rle
     m = np.asarray(mask)
     if m.ndim != 2:
         raise ValueError(f"brush_encode: mask must be (H, W), got shape {m.shape}")
@@ -99,8 +114,7 @@ def brush_decode(rle: Sequence[int], shape: tuple[int, int], what: str = "brush"
         rle: the ``value.rle`` list of a ``brushlabels`` result. shape: ``(original_height, original_width)``.
         what: names the result in error messages.
     """
-    from label_studio_sdk.converter.brush import decode_rle
-
+    decode_rle = _brush_converter().decode_rle
     h, w = int(shape[0]), int(shape[1])
     if not isinstance(rle, (list, tuple)) or not rle or not all(isinstance(v, int) and 0 <= v <= 255 for v in rle):
         raise RleError(f"{what}: brush RLE must be a non-empty list of byte values")
