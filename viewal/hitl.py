@@ -1,21 +1,29 @@
-"""Human in the loop: region queries out as PNG masks + JSON, labelled masks back in, validated.
+"""Human in the loop: region queries out for labellers, their labels back in, validated.
 
-Export layout (``export_queries(queries, out_dir)``)::
+Export layout (``export_queries(queries, out_dir, format=...)``)::
 
-    out_dir/queries.json              one entry per query (written last, atomically)
-    out_dir/masks/<name>.png          uint8 region mask: 255 inside the region, 0 outside
+    out_dir/queries.json              one entry per query, the region as COCO RLE (written last, atomically)
     out_dir/previews/<name>.jpg       RGB crop around the region, outlined (when a dataset is given)
-    out_dir/labels/                   where the labeller saves <name>.png
+    png:          out_dir/masks/<name>.png   uint8 region mask: 255 inside the region, 0 outside
+                  out_dir/labels/            where the labeller saves <name>.png
+    coco:         out_dir/coco.json          COCO skeleton (images, categories, regions); the labeller fills its
+                                             annotations and saves it as out_dir/labels.json
+                  out_dir/images/            the queried frames
+    label-studio: out_dir/label_studio/      labelling config and tasks (:mod:`viewal.labelstudio`)
+                  out_dir/images/            the queried frames
 
 A labelled mask ``labels/<name>.png`` is a single-channel PNG of the frame's full size holding class
-ids 0..C-1, and 255 for "not labelled". ``import_labels(out_dir, dataset)`` reads them back, checks
-that each file exists, has the frame's size and only valid values (errors name the file), and returns
-:class:`viewal.ledger.LabelItem` s with ``source="human"``.
+ids 0..C-1, and 255 for "not labelled". ``import_labels(out_dir, dataset)`` reads PNG or COCO labels back,
+checks that each file exists, has the frame's size and only valid values (errors name the file), keeps
+the pixels inside the asked region and returns :class:`viewal.ledger.LabelItem` s with ``source="human"``
+and their ``origin`` (file and annotator). Label Studio exports: :func:`viewal.labelstudio.import_label_studio`.
+Mask codecs and the annotators' batches: :mod:`viewal.formats`. See docs/labelling.md.
 
 Command line (against a ledger)::
 
-    viewal query export --ledger run.sqlite --out queries/ --data data/demo
-    viewal query import --ledger run.sqlite --dir queries/ --data data/demo
+    viewal query export --ledger run.sqlite --out queries/ --data data/demo [--format coco] [--annotators 3]
+    viewal query import queries/ --ledger run.sqlite --data data/demo
+    viewal query import label-studio-export.json --ledger run.sqlite --data data/demo
     viewal query status --ledger run.sqlite
 """
 from __future__ import annotations
@@ -31,8 +39,8 @@ import numpy as np
 
 from viewal.io import write_image, write_json
 
-__all__ = ["export_queries", "import_labels", "read_queries_json", "LabelImportError", "QUERIES_FILE",
-           "configure_parser", "run"]
+__all__ = ["export_queries", "import_labels", "read_queries_json", "label_items", "query_region", "coco_skeleton",
+           "LabelImportError", "QUERIES_FILE", "FORMATS", "configure_parser", "run"]
 
 QUERIES_FILE = "queries.json"
 IGNORE_INDEX = 255
