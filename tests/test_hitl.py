@@ -341,3 +341,20 @@ def test_concurrent_imports_from_annotators(tmp_path, dataset):
                     v = masks[q.query_id][1]
                     expect[q.mask] = 2 if (v == 0 and winner == 3) else v
             assert np.array_equal(led.label_map(f"scene0/{f}"), expect)
+
+
+def test_version_1_export_without_region_rle_still_imports(tmp_path, dataset):
+    """An export written before issue 15 has PNG region masks and no ``region`` RLE in queries.json."""
+    out = tmp_path / "q"
+    export_queries(queries(), out, dataset=dataset)
+    doc = json.loads((out / "queries.json").read_text())
+    for e in doc["queries"]:
+        del e["region"]
+        lab = np.full((H, W), 1)                            # labelled everywhere: the PNG region restricts it
+        write_label(out / e["label"], lab)
+    (out / "queries.json").write_text(json.dumps(doc))
+    items = import_labels(out, dataset)
+    assert [np.array_equal(it.mask, q.mask) for it, q in zip(items, queries())] == [True, True]
+    (out / doc["queries"][0]["mask"]).unlink()
+    with pytest.raises(LabelImportError, match="missing query mask: .*q0000_scene0_000_r3.png"):
+        import_labels(out, dataset)
