@@ -161,6 +161,10 @@ def test_import_label_studio_errors_name_the_task(tmp_path, dataset):
     path.write_text("{}")
     with pytest.raises(LabelImportError, match="not a Label Studio JSON export"):
         import_label_studio(path, CLASSES)
+    with pytest.raises(LabelImportError, match="is a folder; give the JSON file"):
+        import_label_studio(out, CLASSES)
+    with pytest.raises(LabelImportError, match="missing Label Studio export: .*nowhere.json"):
+        import_label_studio(tmp_path / "nowhere.json", CLASSES)
 
 
 def test_cli_label_studio_round_trip_into_ledger(tmp_path, dataset, capsys):

@@ -176,6 +176,8 @@ def import_label_studio(path: str | Path, class_names: Sequence[str] | None, dat
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
     path = Path(path)
+    if path.is_dir():
+        raise LabelImportError(f"{path} is a folder; give the JSON file that Label Studio's Export (JSON) wrote")
     if not path.is_file():
         raise LabelImportError(f"missing Label Studio export: {path}")
     if not class_names:
