@@ -61,6 +61,8 @@ def test_coco_decode_errors():
         coco_decode([1, 2, 3])
     with pytest.raises(RleError, match="size must be"):
         coco_decode({"size": [3], "counts": "x"})
+    with pytest.raises(RleError, match="q2: undecodable COCO RLE counts"):
+        coco_decode({"size": [3, 4], "counts": "zzzz!!"}, (3, 4), what="q2")
 
 
 @pytest.mark.parametrize("shape", [(5, 9), (9, 5)])

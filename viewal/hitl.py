@@ -112,7 +112,7 @@ def export_queries(queries: Sequence[Any], out_dir: str | Path, dataset: Any = N
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     out = Path(out_dir)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
+    (out / "labels" if format == "png" else out).mkdir(parents=True, exist_ok=True)
     if dataset is not None:
         class_names = list(dataset.class_names)
         num_classes = len(class_names)
