@@ -202,7 +202,7 @@ def test_every_command_is_a_cli_module_with_a_parser_and_a_run():
     from viewal.cli import COMMANDS
 
     assert set(COMMANDS) == {"generate", "preview", "superpixels", "train", "pretrain", "experiment", "query",
-                             "visualize"}
+                             "visualize", "report"}
     for command, (module, _) in COMMANDS.items():
         assert module == f"viewal.cli.{command}"
         mod = importlib.import_module(module)

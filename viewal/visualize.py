@@ -38,7 +38,7 @@ from viewal.layout import RunLayout
 __all__ = [
     "region_bbox", "crop_box", "mask_contours", "outline_mask", "majority_class", "query_contact_sheet",
     "scene_view_entropy", "view_entropy_points", "colorize_values", "view_entropy_point_cloud",
-    "render_point_cloud_png", "write_query_sheets", "last_query_cycle",
+    "render_point_cloud_png", "write_query_sheets", "view_heatmaps", "run_view_entropy", "last_query_cycle",
 ]
 
 OUTLINE_COLOR = (1.0, 0.15, 0.1)  # region outline on the crops (red)
@@ -383,7 +383,58 @@ def render_point_cloud_png(points: np.ndarray, values: np.ndarray, out_png: str 
     return out_png
 
 
+def view_heatmaps(rgbs: Sequence[np.ndarray], masks: Sequence[np.ndarray], ve: Sequence[np.ndarray],
+                  vd: Sequence[np.ndarray], titles: Sequence[str], out_png: str | os.PathLike, *,
+                  colormap: str = "magma", dpi: int = 90) -> Path:
+    """One column per frame: the frame with its queried regions outlined, its view entropy, its view divergence
+    (each heat-map with its own colour bar, in bits).
+
+    Args:
+        rgbs: F frames (H, W, 3) uint8. masks: F (H, W) bool, the union of the frame's queried regions.
+        ve, vd: F (H, W) float view entropy and view divergence. titles: F column titles.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(rgbs)
+    if not (len(masks) == len(ve) == len(vd) == len(titles) == n) or n == 0:
+        raise ValueError(f"view_heatmaps: need as many (>= 1) masks, ve, vd and titles as frames ({n})")
+    H, W = np.asarray(rgbs[0]).shape[:2]
+    cell = 2.6
+    fig = Figure(figsize=(cell * n + 0.6, 3 * cell * H / W + 0.9), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, n, squeeze=False)
+    for j in range(n):
+        img = np.asarray(rgbs[j], np.uint8).copy()
+        img[outline_mask(masks[j])] = (np.array(OUTLINE_COLOR) * 255).astype(np.uint8)
+        axes[0][j].imshow(img, interpolation="nearest")
+        axes[0][j].set_title(titles[j], fontsize=7)
+        for row, (vals, name) in enumerate(((ve[j], "view entropy"), (vd[j], "view divergence")), start=1):
+            im = axes[row][j].imshow(np.asarray(vals, np.float64), cmap=colormap, interpolation="nearest")
+            fig.colorbar(im, ax=axes[row][j], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+            axes[row][j].set_title(name, fontsize=7)
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    return out_png
+
+
 # --------------------------------------------------------------------------------------------- runs
+
+def run_view_entropy(model, frames: Sequence, run_config, mc_passes: int, seed: int, *,
+                     depth_test: DepthTest | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`scene_view_entropy` with a run's recorded settings (``run_config``: its ``ALConfig``, as
+    ``ALConfig.from_json`` reads it from the ledger: working size, inference batch, depth test; ``depth_test``
+    overrides the latter, e.g. another backend). Returns ve, vd: (N, H, W)."""
+    return scene_view_entropy(model, frames, mc_passes, size=tuple(run_config.size) if run_config.size else None,
+                              batch_size=int(run_config.infer_batch_size),
+                              depth_test=run_config.depth_test if depth_test is None else depth_test, seed=seed,
+                              progress=progress)
+
 
 def last_query_cycle(ledger) -> int | None:
     """The last cycle with recorded queries in ``ledger`` (None when it holds none)."""

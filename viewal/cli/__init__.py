@@ -27,9 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("viewal.cli.experiment",
                    "active-learning experiment: methods x seeds x cycles -> results.csv, curves.png"),
     "query": ("viewal.cli.query",
-              "human in the loop: export region queries as PNG masks + JSON, import labelled masks"),
+              "human in the loop: export region queries (PNG, COCO RLE, Label Studio), import labels"),
     "visualize": ("viewal.cli.visualize",
                   "pictures of a run: contact sheet of the selected regions, view-entropy point cloud (PLY)"),
+    "report": ("viewal.cli.report", "one self-contained HTML page of a run's cycles: queries, heat-maps, scores, "
+                                      "learning curve, view-entropy point cloud"),
 }
 
 DESCRIPTION = """\

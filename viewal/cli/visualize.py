@@ -12,7 +12,7 @@ from viewal.visualize import (
     last_query_cycle,
     query_contact_sheet,
     render_point_cloud_png,
-    scene_view_entropy,
+    run_view_entropy,
     view_entropy_point_cloud,
 )
 
@@ -95,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
         frames = dataset.frames(args.ply)
         mc = args.mc_passes or int(al.get("mc_passes", 8))
-        ve, _ = scene_view_entropy(model, frames, mc, size=tuple(al["size"]) if al.get("size") else None,
-                                   batch_size=run_cfg.infer_batch_size, depth_test=depth_test, seed=args.seed)
+        ve, _ = run_view_entropy(model, frames, run_cfg, mc, args.seed, depth_test=depth_test)
         ply = layout.point_cloud(args.ply)
         info = view_entropy_point_cloud(frames, ve, ply, stride=args.stride, colormap=args.colormap,
                                         voxel_size=args.voxel or None)
