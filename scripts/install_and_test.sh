@@ -10,7 +10,7 @@ python3 -m venv .venv
 .venv/bin/pip install -q --no-deps 'label-studio-sdk>=2.0'
 # Debian's chromium renders the HTML cycle report in tests/test_cycle_report.py (skipped without it)
 if ! command -v chromium > /dev/null && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
+    (timeout 600 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends chromium) \
         > /dev/null 2>&1 || echo "chromium could not be installed: the report's browser check will be skipped" >&2
 fi
 export NUMBA_THREADING_LAYER=omp
