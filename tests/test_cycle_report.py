@@ -60,6 +60,7 @@ def run_dir(tmp_path_factory):
 
     from viewal.datasets import open_dataset
     from viewal.datasets.synthetic import generate_dataset
+    from viewal.kernels import DepthTest
     from viewal.layout import RunLayout
     from viewal.learner import ALConfig
     from viewal.ledger import LabelItem, Ledger
@@ -71,7 +72,7 @@ def run_dir(tmp_path_factory):
     ds = open_dataset(tmp / "ds")
     run = tmp / "run"
     layout = RunLayout(run)
-    cfg = ALConfig(mc_passes=2, kernel_backend="numpy", seed_fraction=0.1)
+    cfg = ALConfig(mc_passes=2, depth_test=DepthTest(backend="numpy"), seed_fraction=0.1)
     train = ds.split("train")
     with Ledger(layout.ledger("view_entropy", 0)) as led:
         led.set_config({"al": cfg.to_json(), "dataset": str(ds.root), "num_classes": ds.num_classes})
