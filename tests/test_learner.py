@@ -193,8 +193,8 @@ def test_method_specs_parse_into_scorer_and_training_aids():
     from viewal.experiment import method_config
     from viewal.learner import ALConfig
 
-    cfg = method_config(ALConfig(scorer_options={"backend": "numpy"}), "view_entropy:rank=vd", seed=3)
-    assert (cfg.scorer, cfg.seed, cfg.scorer_options) == ("view_entropy", 3, {"backend": "numpy", "rank": "vd"})
+    cfg = method_config(ALConfig(scorer_options={"selection": "greedy"}), "view_entropy:rank=vd", seed=3)
+    assert (cfg.scorer, cfg.seed, cfg.scorer_options) == ("view_entropy", 3, {"selection": "greedy", "rank": "vd"})
 
 
 def test_budget_schedule_and_annotation_costs(tiny, tmp_path):
