@@ -6,7 +6,6 @@ matplotlib's Agg canvas (no GUI) and written atomically.
 """
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 from .base import IGNORE_INDEX, Frame, RGBDDataset
 
 __all__ = ["class_palette", "colorize_labels", "colorize_depth", "superpixel_boundaries", "pick_frames",
-           "draw_contact_sheet", "configure_parser", "run"]
+           "draw_contact_sheet"]
 
 
 def class_palette(num_classes: int) -> np.ndarray:
@@ -146,31 +145,3 @@ def draw_contact_sheet(ds: RGBDDataset, frames: Sequence[Frame], out: str | Path
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=dpi)
     return out
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset directory")
-    p.add_argument("-o", "--out", type=Path, default=Path("preview.png"), help="output PNG")
-    p.add_argument("--format", default="auto", help="dataset format")
-    p.add_argument("--scene", default=None, help="draw frames of this scene (default: one frame per scene)")
-    p.add_argument("--frames", type=int, default=6, help="number of frames (rows)")
-    p.add_argument("--superpixels", choices=["seeds", "slic", "none"], default="seeds",
-                   help="superpixel method drawn in the last column (cached beside the dataset)")
-    p.add_argument("--dpi", type=int, default=100, help="resolution")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="superpixel cache location (default: DATA/.viewal_cache/superpixels)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-
-    ds = open_dataset(args.data, format=args.format)
-    frames = pick_frames(ds, args.frames, args.scene)
-    sp = None
-    if args.superpixels != "none":
-        from viewal.superpixels import SuperpixelCache
-
-        sp = SuperpixelCache(ds.root, args.superpixels, size=(ds.height, ds.width), cache_dir=args.cache_dir).get
-    out = draw_contact_sheet(ds, frames, args.out, superpixels=sp, dpi=args.dpi)
-    print(f"preview of {len(frames)} frames written to {out}")
-    return 0

@@ -8,9 +8,9 @@ import numpy as np
 
 from viewal.geometry import GeometryError, check_intrinsics, check_pose
 
-from ._math import AGGREGATIONS, DEFAULT_AGGREGATION, MODES, VIEWAL_WORLD_DISTANCE
+from ._math import AGGREGATIONS, MODES, VIEWAL_WORLD_DISTANCE
+from .depth_test import BACKENDS, DEPTH_TEST, DepthTest
 
-BACKENDS = ("numpy", "cpu", "cuda")
 PROB_SUM_TOL = 1e-3
 
 
@@ -62,33 +62,18 @@ def cuda_available() -> bool:
         return False
 
 
-def check_aggregation(aggregation: str | None, mode: str) -> int:
-    """``_math.AGG_*`` code of ``aggregation``; ``None`` = the mode's own (gather for "z", splat for "viewal")."""
-    name = DEFAULT_AGGREGATION.get(mode, "gather") if aggregation is None else aggregation
-    if not isinstance(name, str) or name not in AGGREGATIONS:
-        raise ValueError(f"aggregation: unknown aggregation {aggregation!r}; valid: {', '.join(AGGREGATIONS)} "
-                         "or None (the mode's own)")
-    return AGGREGATIONS[name]
+def check_depth_test(depth_test: Any) -> DepthTest:
+    """``depth_test`` when it is a :class:`DepthTest` whose backend is usable here (``check_backend``)."""
+    if not isinstance(depth_test, DepthTest):
+        raise TypeError(f"depth_test: expected a viewal.kernels.DepthTest, got {type(depth_test).__name__} "
+                        "(DepthTest.from_dict builds one from a dict)")
+    check_backend(depth_test.backend)
+    return depth_test
 
 
-def check_scene(depths: Any, Ks: Any, world_T_cams: Any, mode: str, depth_tol: Any,
-                world_distance: float = VIEWAL_WORLD_DISTANCE, aggregation: str | None = None) -> Scene:
-    """Validate the geometric inputs of a scene; raise errors naming the argument at fault."""
-    try:
-        ok = bool(np.isfinite(world_distance) and world_distance > 0)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"world_distance: must be a positive number of metres, got {world_distance!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode: unknown depth-test mode {mode!r}; valid: {', '.join(MODES)}")
-    agg = check_aggregation(aggregation, mode)
-    try:
-        abs_tol, rel_tol = (float(t) for t in depth_tol)
-    except (TypeError, ValueError):
-        raise ValueError(f"depth_tol: expected (abs_tol, rel_tol), got {depth_tol!r}") from None
-    if not (np.isfinite(abs_tol) and np.isfinite(rel_tol) and abs_tol >= 0 and 0 <= rel_tol < 1):
-        raise ValueError(f"depth_tol: need abs_tol >= 0 and 0 <= rel_tol < 1, got {depth_tol!r}")
+def check_scene(depths: Any, Ks: Any, world_T_cams: Any, test: DepthTest = DEPTH_TEST) -> Scene:
+    """Validate the geometric inputs of a scene (the depth test ``test`` is validated when it is built);
+    raise errors naming the argument at fault."""
     d = np.asarray(depths)
     if d.ndim != 3:
         raise GeometryError(f"depths: expected shape (N, H, W), got {d.shape}")
@@ -111,7 +96,8 @@ def check_scene(depths: Any, Ks: Any, world_T_cams: Any, mode: str, depth_tol: A
         raise GeometryError(f"world_T_cams: expected shape ({n}, 4, 4) to match depths, got {T.shape}")
     T = np.stack([check_pose(T[i], name=f"world_T_cams[{i}]") for i in range(n)])
     Kinvs = np.linalg.inv(Ks_a)
-    return Scene(np.ascontiguousarray(d), Ks_a, Kinvs, T, MODES[mode], abs_tol, rel_tol, float(world_distance), agg)
+    return Scene(np.ascontiguousarray(d), Ks_a, Kinvs, T, MODES[test.mode], *test.depth_tol, test.world_distance,
+                 AGGREGATIONS[test.aggregation])
 
 
 def check_probs(probs: Any, shape: tuple[int, int, int]) -> np.ndarray:

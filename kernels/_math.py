@@ -21,9 +21,9 @@ in all of them (the NumPy reference writes the same operations vectorised).
 
 Aggregations (how the correspondences of a target pixel x of frame i are collected):
 ``AGG_GATHER`` — x is cross-projected into every other frame j and gathers the one pixel it lands on
-(METHODS.md; one pixel per view); ``AGG_SPLAT`` — ViewAL's: every valid pixel of every other frame j is
-cross-projected into frame i and lands, if it passes the test against D_i, on the pixel it projects to, so
-one view can add 0 to 100+ points (each with weight 1) to one pixel.
+(docs/methods.md, "ViewAL's own computation"; one pixel per view); ``AGG_SPLAT`` — ViewAL's: every valid
+pixel of every other frame j is cross-projected into frame i and lands, if it passes the test against D_i,
+on the pixel it projects to, so one view can add 0 to 100+ points (each with weight 1) to one pixel.
 """
 from __future__ import annotations
 

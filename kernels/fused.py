@@ -276,7 +276,7 @@ def view_entropy_divergence_fused(probs: Any, depths: Any, Ks: Any, world_T_cams
         raise ValueError(f"backend: the fused mode has backends 'numpy' and 'cpu', got {backend!r}")
     if not (np.isfinite(voxel_size) and voxel_size > 0):
         raise ValueError(f"voxel_size: must be a positive number of metres, got {voxel_size!r}")
-    scene = check_scene(depths, Ks, world_T_cams, "z", (0.0, 0.0))
+    scene = check_scene(depths, Ks, world_T_cams)  # geometry only: no depth test
     P = check_probs(probs, scene.depths.shape)
     run = _fused_numpy if backend == "numpy" else _fused_cpu
     return run(P, scene.depths, scene.Kinvs, scene.poses, float(voxel_size))

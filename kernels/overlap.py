@@ -9,8 +9,8 @@ import numpy as np
 
 from viewal.io import atomic_path
 
-from ._common import Scene, candidate_pairs, check_backend, check_scene, check_superpixels, relative_poses
-from ._math import VIEWAL_WORLD_DISTANCE
+from ._common import Scene, candidate_pairs, check_depth_test, check_scene, check_superpixels, relative_poses
+from .depth_test import DEPTH_TEST, DepthTest
 
 __all__ = ["OverlapTable", "superpixel_overlap"]
 
@@ -111,22 +111,21 @@ def _assemble(parts: list[tuple[np.ndarray, ...]], n_sp: np.ndarray) -> OverlapT
     return OverlapTable(*ints, cols[4][order].astype(np.float32), n_superpixels=n_sp.astype(np.int64))
 
 
-def superpixel_overlap(superpixels: Any, depths: Any, Ks: Any, world_T_cams: Any, *, mode: str = "viewal",
-                       depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu",
-                       world_distance: float = VIEWAL_WORLD_DISTANCE) -> OverlapTable:
+def superpixel_overlap(superpixels: Any, depths: Any, Ks: Any, world_T_cams: Any, *,
+                       depth_test: DepthTest = DEPTH_TEST) -> OverlapTable:
     """Superpixel overlap table of one scene, from the same cross-projection as the view scores.
 
     Args:
         superpixels: (N, H, W) integer ids 0..R_i-1 per frame.
         depths (N, H, W) metres (0/non-finite invalid); Ks (N, 3, 3); world_T_cams (N, 4, 4) camera-to-world.
-        mode, depth_tol: the depth test, as in :func:`view_entropy_divergence` (default ``"viewal"``, the
-            test ViewAL's overlap table used); world_distance: mode ``"viewal"``'s threshold (1.0 m).
-        backend: ``"numpy"`` (reference), ``"cpu"`` (Numba) or ``"cuda"`` (Numba CUDA).
+        depth_test: :class:`~viewal.kernels.DepthTest`, as in :func:`view_entropy_divergence` (its mode,
+            tolerances or distance and backend; the aggregation does not apply: a source pixel counts in
+            the target superpixel it lands on). ViewAL's own tables: ``DepthTest(mode="viewal")``.
     Returns:
         :class:`OverlapTable` (rows with nonzero coverage only, self rows included).
     """
-    check_backend(backend)
-    scene = check_scene(depths, Ks, world_T_cams, mode, depth_tol, world_distance)
+    backend = check_depth_test(depth_test).backend
+    scene = check_scene(depths, Ks, world_T_cams, depth_test)
     sps, n_sp = check_superpixels(superpixels, scene.depths.shape)
     if backend == "numpy":
         from .reference import overlap_reference

@@ -5,8 +5,9 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Scene, candidate_pairs, check_backend, check_probs, check_scene, far_bounds, relative_poses
-from ._math import AGG_SPLAT, VIEWAL_WORLD_DISTANCE
+from ._common import Scene, candidate_pairs, check_depth_test, check_probs, check_scene, far_bounds, relative_poses
+from ._math import AGG_SPLAT
+from .depth_test import DEPTH_TEST, DepthTest
 
 EPS_KL = 1e-8
 
@@ -29,16 +30,15 @@ def neighbour_lists(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ptr, other.astype(np.int32), M
 
 
-def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any, *, mode: str = "z",
-                            depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu",
-                            world_distance: float = VIEWAL_WORLD_DISTANCE, aggregation: str | None = None,
-                            ) -> tuple[np.ndarray, np.ndarray]:
+def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any, *,
+                            depth_test: DepthTest = DEPTH_TEST) -> tuple[np.ndarray, np.ndarray]:
     """View entropy and view divergence of every pixel of one scene.
 
     For pixel x of frame i, S_x is (i, x) itself plus the pixels (j, y) of the other frames matched with x
-    by the aggregation: ``"gather"`` (METHODS.md) — the pixel y that x cross-projects to in each frame j, if
-    it passes the depth test (at most one per view); ``"splat"`` (ViewAL's) — every valid pixel y of every
-    other frame whose point cross-projects onto x and passes the test against D_i (any number per view).
+    by the aggregation: ``"gather"`` (docs/methods.md, "ViewAL's own computation") — the pixel y that x
+    cross-projects to in each frame j, if it passes the depth test (at most one per view); ``"splat"``
+    (ViewAL's) — every valid pixel y of every other frame whose point cross-projects onto x and passes the
+    test against D_i (any number per view).
     A pixel with invalid depth has S_x = {(i, x)} either way. ``ve`` = entropy (log2, eps 1e-12) of the
     normalised sum of P_j(y) over S_x; ``vd`` = mean over S_x of KL(P_i(x) || P_j(y)) (log2, eps 1e-8),
     clamped at 0.
@@ -47,23 +47,18 @@ def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any,
         probs: (N, C, H, W) float32 per-pixel class distributions (non-negative, sum to 1).
         depths: (N, H, W) metres along the optical axis; 0 or non-finite = invalid.
         Ks: (N, 3, 3) OpenCV intrinsics. world_T_cams: (N, 4, 4) camera-to-world rigid poses.
-        mode: ``"z"`` — keep if |p_z - D_j(u', v')| <= abs_tol + rel_tol * p_z (``depth_tol``);
-            ``"viewal"`` — ViewAL's test: keep if the back-projected D_j(u', v') lies closer than
-            ``world_distance`` (strictly).
-        depth_tol: (abs_tol metres, rel_tol), used by mode ``"z"``.
-        world_distance: mode ``"viewal"``'s threshold in metres (ViewAL's published constant: 1.0; its
-            shipped coverage tables match 0.1).
-        aggregation: ``"gather"``, ``"splat"``, or None = the mode's own: gather for ``"z"``, splat for
-            ``"viewal"`` (so that mode ``"viewal"`` computes ViewAL's numbers; METHODS.md lists the departures).
-        backend: ``"numpy"`` (reference, every frame pair), ``"cpu"`` (Numba, parallel) or ``"cuda"``
-            (Numba CUDA; chosen explicitly, never guessed). All agree within 1e-5.
+        depth_test: :class:`~viewal.kernels.DepthTest` — the test's mode and tolerances or distance, the
+            aggregation and the backend (``"numpy"`` reference over every frame pair, ``"cpu"`` Numba,
+            ``"cuda"`` Numba CUDA, chosen explicitly, never guessed; all agree within 1e-5). Default
+            :data:`~viewal.kernels.DEPTH_TEST` (mode ``"z"``, (0.05 m, 0.02), gather, CPU).
     Returns:
         ve, vd: (N, H, W) float32.
     Raises:
-        ValueError / GeometryError naming the argument on bad shapes, non-distributions, bad poses.
+        ValueError / GeometryError naming the argument on bad shapes, non-distributions, bad poses, an
+        unusable backend; TypeError when ``depth_test`` is not a DepthTest.
     """
-    check_backend(backend)
-    scene = check_scene(depths, Ks, world_T_cams, mode, depth_tol, world_distance, aggregation)
+    backend = check_depth_test(depth_test).backend
+    scene = check_scene(depths, Ks, world_T_cams, depth_test)
     P = check_probs(probs, scene.depths.shape)
     if backend == "numpy":
         from .reference import ve_vd_reference

@@ -6,14 +6,14 @@
    organised the way ViewAL's code does it (torch on the CPU: every target frame re-projects *all* points
    of the scene, world-distance test, ``index_add_`` of the class vectors, per-class Python loops for
    entropy and divergence). Numba's first call (compilation, in a fresh cache directory) is reported apart.
-   All methods use ViewAL's test (mode="viewal", 1 m) so that they do the same work; the kernel runs with
-   ``--aggregation`` (default "gather", the measured tables; "splat" is ViewAL's own aggregation).
+   All methods use ViewAL's test (``DepthTest(mode="viewal")``, 1 m) so that they do the same work; the kernel
+   runs with ``--aggregation`` (default "gather", the measured tables; "splat" is ViewAL's own aggregation).
 2. Fused (voxel) mode against exact at N = 25 ... 400: time and Spearman correlation of superpixel-mean
    view entropy (and divergence); superpixels are a regular grid of 40x40-pixel cells (48 per frame).
-3. The real ScanNet sample (ViewAL's 37 frames): kernel times, and our overlap table (mode="viewal")
-   against ViewAL's own ``coverage_superpixel_table`` on ViewAL's superpixels.
-4. ("port") The real sample again: ``view_entropy_divergence(mode="viewal")`` (splat) against the test-only
-   port of ViewAL's own VE/VD code (tests/viewal_port.py): Spearman of superpixel-mean VE and VD and the
+3. The real ScanNet sample (ViewAL's 37 frames): kernel times, and our overlap table
+   (``DepthTest(mode="viewal")``) against ViewAL's own ``coverage_superpixel_table`` on ViewAL's superpixels.
+4. ("port") The real sample again: ``view_entropy_divergence`` with ``DepthTest(mode="viewal")`` (splat) against
+   the test-only port of ViewAL's own VE/VD code (tests/viewal_port.py): Spearman of superpixel-mean VE and VD and the
    per-pixel differences, at ViewAL's published 1.0 m and the 0.1 m its tables match. No timing.
 
 Scenes come from ``viewal.datasets.synthetic`` (Open3D ray-cast rooms, camera walking a loop; depth only)
@@ -215,14 +215,14 @@ def print_table(rows, header):
 def bench_exact(args, h, w):
     import torch
 
-    from viewal.kernels import cpu, view_entropy_divergence
+    from viewal.kernels import DepthTest, cpu, view_entropy_divergence
 
     torch.set_num_threads(args.threads)
     print(f"\n## 1. Exact VE/VD, one scene per size, {w}x{h}, mode='viewal' (times: median seconds per scene)")
     # compilation apart: first call on a tiny scene
     d0, K0, T0, _ = synthetic_geometry(3, 24, 32, seed=99)
     p0 = field_probs(d0, K0, T0, 5)
-    _, t_first = timed(lambda: view_entropy_divergence(p0, d0, K0, T0, mode="viewal"))
+    _, t_first = timed(lambda: view_entropy_divergence(p0, d0, K0, T0, depth_test=DepthTest(mode="viewal")))
     hits = sum(cpu.ve_vd_kernel.stats.cache_hits.values())
     print(f"Numba first call (compilation{' from cache' if hits else ''}, incl. tiny run): {t_first:.2f} s")
     rows = []
@@ -231,14 +231,15 @@ def bench_exact(args, h, w):
         depths, Ks, poses, source = synthetic_geometry(n, h, w, seed=args.seed)
         for c in args.classes:
             probs = field_probs(depths, Ks, poses, c, seed=args.seed)
-            (ve, vd), t_cpu = timed(partial(view_entropy_divergence, probs, depths, Ks, poses, mode="viewal",
-                                            aggregation=args.aggregation),
+            (ve, vd), t_cpu = timed(partial(view_entropy_divergence, probs, depths, Ks, poses,
+                                            depth_test=DepthTest(mode="viewal", aggregation=args.aggregation)),
                                     repeats=args.repeats)
             c_cpu = CPU_TIMES[-1]
             t_np = t_base = c_base = err = rho = None
             if n <= args.numpy_max_n:
-                (ve_r, vd_r), t_np = timed(partial(view_entropy_divergence, probs, depths, Ks, poses, mode="viewal",
-                                                   aggregation=args.aggregation, backend="numpy"))
+                (ve_r, vd_r), t_np = timed(partial(view_entropy_divergence, probs, depths, Ks, poses,
+                                                   depth_test=DepthTest(mode="viewal", aggregation=args.aggregation,
+                                                                        backend="numpy")))
                 err = max(float(np.abs(ve - ve_r).max()), float(np.abs(vd - vd_r).max()))
             if n <= args.baseline_max_n:
                 (ve_b, vd_b), t_base = timed(partial(viewal_algorithm, probs, depths, Ks, poses))
@@ -343,7 +344,7 @@ def compare_tables(ours: dict, theirs: dict) -> tuple:
 
 
 def bench_real(args):
-    from viewal.kernels import superpixel_overlap, view_entropy_divergence, view_entropy_divergence_fused
+    from viewal.kernels import DepthTest, superpixel_overlap, view_entropy_divergence, view_entropy_divergence_fused
     from viewal.sample import scannet_sample_available, scannet_sample_path
 
     print("\n## 3. Real ScanNet sample (ViewAL's scannet-sample, 320x240, ViewAL's SEEDS superpixels)")
@@ -359,10 +360,13 @@ def bench_real(args):
         sp, D, K, T, names = load_real_scene(root, sid)
         n = len(names)
         probs = field_probs(D, K, T, 40, seed=args.seed)
-        _, t_z = timed(partial(view_entropy_divergence, probs, D, K, T, mode="z"), repeats=args.repeats)
-        _, t_v = timed(partial(view_entropy_divergence, probs, D, K, T, mode="viewal"), repeats=args.repeats)
+        _, t_z = timed(partial(view_entropy_divergence, probs, D, K, T, depth_test=DepthTest(mode="z")),
+                       repeats=args.repeats)
+        _, t_v = timed(partial(view_entropy_divergence, probs, D, K, T, depth_test=DepthTest(mode="viewal")),
+                       repeats=args.repeats)
         _, t_f = timed(partial(view_entropy_divergence_fused, probs, D, K, T, voxel_size=0.05), repeats=args.repeats)
-        tab, t_o = timed(partial(superpixel_overlap, sp, D, K, T, mode="viewal"), repeats=args.repeats)
+        tab, t_o = timed(partial(superpixel_overlap, sp, D, K, T, depth_test=DepthTest(mode="viewal")),
+                         repeats=args.repeats)
         rows_t.append((sid, n, f"{(D > 0).mean():.3f}", fmt(t_z, ".3f"), fmt(t_v, ".3f"), fmt(t_f, ".3f"),
                        fmt(t_o, ".3f"), len(tab)))
         theirs = viewal_table(root, sid, names)
@@ -373,7 +377,7 @@ def bench_real(args):
                     ("z 5 cm + 2 % (ours: nearest depth)", dict(mode="z"), False)]
         for label, kw, like in variants:
             sp_, D_, K_, T_, _ = load_real_scene(root, sid, viewal_like=like)
-            ours = superpixel_overlap(sp_, D_, K_, T_, **kw).as_dict()
+            ours = superpixel_overlap(sp_, D_, K_, T_, depth_test=DepthTest(**kw)).as_dict()
             c = compare_tables(ours, theirs)
             rows_c.append((sid, label, c[0], c[1], c[2], fmt(c[3], ".3f"), fmt(c[4], ".3f"), fmt(c[5], ".4f"),
                            fmt(c[6], ".4f"), fmt(c[7], ".3f")))

@@ -198,11 +198,12 @@ def labels_per_sample(out: Path, methods: list[str], seeds: list[int], cycles: i
 
 def main(argv: list[str] | None = None) -> int:
     from viewal import experiment
+    from viewal.cli import experiment as experiment_cli
     from viewal.io import write_text
     from viewal.report import aggregate, format_table, fraction_to_reach, plot_curves, write_results
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    experiment.configure_parser(p)
+    experiment_cli.configure_parser(p)
     p.set_defaults(seeds="3", cycles=5, budget="2", size="96x128")
     p.add_argument("--target", type=float, default=0.95, help="share of the full-data mIoU to reach")
     p.add_argument("--docs", default=None, help="also copy the report, table and plot into this directory")
@@ -241,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         scenes, frames = (int(v) for v in args.generate.lower().split("x"))
         h, w = experiment.parse_size_arg(args.size) or (240, 320)
         generate_dataset(Path(args.data), scenes=scenes, frames=frames, height=h, width=w, seed=0)
-    dataset = experiment.open_from_args(args)
-    base = experiment.config_from_args(args)
+    dataset = experiment_cli.open_from_args(args)
+    base = experiment_cli.config_from_args(args)
     out = Path(args.out)
     if args.report_only:
         rows, seeds = finished_rows(out, methods, seeds, args.cycles)

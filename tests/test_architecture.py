@@ -94,7 +94,8 @@ def test_run_layout_names_and_the_tagged_seed_set():
 
 def test_scripts_and_visualize_use_the_run_layout():
     root = PKG.parent
-    for path in [PKG / "visualize.py", PKG / "experiment.py", root / "scripts" / "benchmark_label_efficiency.py"]:
+    for path in [PKG / "visualize.py", PKG / "experiment.py", PKG / "cli" / "visualize.py",
+                 PKG / "cli" / "experiment.py", root / "scripts" / "benchmark_label_efficiency.py"]:
         src = path.read_text()
         assert '"ledgers"' not in src and '"models"' not in src and "seedset-s" not in src, path
 
@@ -129,3 +130,148 @@ def test_log_bar_prints_a_few_lines_for_a_long_run():
 
 def test_progress_bar_is_a_log_bar_off_a_terminal():
     assert isinstance(progress_bar(range(3), desc="x", file=io.StringIO()), LogBar)
+
+
+# ------------------------------------------------------------------------------------- layers: the CLI on top
+
+def _package_modules() -> dict[str, Path]:
+    """Every module of the installed package by dotted name: ``viewal/`` plus the top-level ``kernels/`` and
+    ``datasets/`` folders, which install as ``viewal.kernels`` and ``viewal.datasets``."""
+    root = PKG.parent
+    mods = {}
+    folders = (("viewal", PKG), ("viewal.kernels", root / "kernels"), ("viewal.datasets", root / "datasets"))
+    for prefix, folder in folders:
+        for path in folder.rglob("*.py"):
+            rel = path.relative_to(folder).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            mods[".".join([prefix, *parts])] = path
+    return mods
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """Modules ``path`` imports anywhere (module level and inside functions), relative imports resolved."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(up + ([base] if base else []))
+            out.add(base)
+            out |= {f"{base}.{a.name}" for a in node.names}
+    return out
+
+
+def test_the_package_modules_are_found():
+    mods = _package_modules()
+    assert {"viewal.cli", "viewal.cli.experiment", "viewal.experiment", "viewal.kernels", "viewal.datasets.synthetic",
+            "viewal.datasets.preview"} <= set(mods)
+
+
+def test_library_modules_hold_no_command_line_code():
+    """argparse, ``configure_parser`` and ``add_argument`` live in ``viewal.cli`` only."""
+    for name, path in _package_modules().items():
+        if name == "viewal.cli" or name.startswith("viewal.cli."):
+            continue
+        imports = _imports(path, name)
+        assert "argparse" not in imports, f"{name} imports argparse"
+        tree = ast.parse(path.read_text())
+        defs = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        assert "configure_parser" not in defs, f"{name} defines configure_parser"
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                 and n.func.attr in ("add_argument", "add_subparsers", "parse_args")]
+        assert not calls, f"{name} builds an argument parser (line {calls[0].lineno})"
+
+
+def test_the_cli_is_the_only_top_layer():
+    """Nothing in the library imports ``viewal.cli``; only the CLI package (and scripts) sit above it."""
+    for name, path in _package_modules().items():
+        if name == "viewal.cli" or name.startswith("viewal.cli."):
+            continue
+        above = sorted(m for m in _imports(path, name) if m == "viewal.cli" or m.startswith("viewal.cli."))
+        assert not above, f"{name} imports {above}"
+
+
+def test_every_command_is_a_cli_module_with_a_parser_and_a_run():
+    import importlib
+
+    from viewal.cli import COMMANDS
+
+    assert set(COMMANDS) == {"generate", "preview", "superpixels", "train", "pretrain", "experiment", "query",
+                             "visualize", "report"}
+    for command, (module, _) in COMMANDS.items():
+        assert module == f"viewal.cli.{command}"
+        mod = importlib.import_module(module)
+        assert callable(mod.configure_parser) and callable(mod.run), module
+
+
+@pytest.mark.parametrize("command", ["generate", "preview", "superpixels", "train", "pretrain", "experiment",
+                                     "query", "visualize"])
+def test_every_command_prints_its_help(command, capsys):
+    from viewal.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: viewal {command} ")
+    # one flag of each command, with its default where it has one: the definitions moved, not the options
+    flag = {"generate": "--depth-noise", "preview": "(default: preview.png)", "superpixels": "--cache-dir",
+            "train": "(default: 50)", "pretrain": "(default: 96x128)", "experiment": "(default: 300)",
+            "query": "status summary of the ledger", "visualize": "(default: view_entropy)"}[command]
+    assert flag in " ".join(out.split())
+
+
+def test_top_level_help_lists_every_command(capsys):
+    from viewal.cli import COMMANDS, main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    listed = re.findall(r"^    (\w+)\s", out, re.M)
+    assert set(COMMANDS) <= set(listed), listed
+
+
+def test_method_citations_point_to_sections_of_docs_methods_md():
+    """Every ``docs/methods.md §n`` (or the file, a comma and a quoted title) in the code names a section that exists;
+    the seed document the code once cited is not in the repository, so nothing cites it."""
+    root = PKG.parent
+    headings = re.findall(r"^## (.+)$", (root / "docs" / "methods.md").read_text(), re.M)
+    numbers = {h.split(".")[0] for h in headings if h[0].isdigit()}
+    absent = "METHODS" + ".md"
+    files = [*PKG.rglob("*.py"), *(root / "kernels").rglob("*.py"), *(root / "datasets").rglob("*.py"),
+             *(root / "scripts").glob("*.py"), *(root / "tests").glob("*.py")]
+    cited = 0
+    for path in files:
+        src = path.read_text()
+        assert absent not in src, f"{path} cites {absent}"
+        for m in re.finditer(r"docs/methods\.md", src):
+            after = src[m.end(): m.end() + 80]
+            for n in re.findall(r"§(\d+)", after.split(")")[0]):
+                assert n in numbers, f"{path}: docs/methods.md §{n} does not exist"
+                cited += 1
+            title = re.match(r"`{0,2},\s*\"([^\"]+)\"", after)
+            if title:
+                assert any(title.group(1) in h for h in headings), f"{path}: no section {title.group(1)!r}"
+                cited += 1
+    assert cited >= 8  # the scorers, aids and kernels cite their sections
+def test_the_depth_test_has_one_definition_and_one_default():
+    """Issue 12 §2: the depth test's values are written once (kernels/depth_test.py); every other module takes a
+    DepthTest, none has depth-test keywords or a default tolerance of its own."""
+    from dataclasses import fields
+
+    root = PKG.parent
+    sources = [p for d in (PKG, root / "kernels") for p in sorted(d.rglob("*.py")) if p.name != "depth_test.py"]
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = {a.arg for a in node.args.args + node.args.kwonlyargs}
+                assert not names & {"depth_tol", "world_distance", "aggregation"}, (path.name, node.name)
+                for d in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
+                    tol = isinstance(d, ast.Tuple) and [getattr(e, "value", None) for e in d.elts] == [0.05, 0.02]
+                    assert not tol, (path.name, node.name)
+    names = {f.name for f in fields(ALConfig)}
+    assert "depth_test" in names and not {"overlap_mode", "depth_tol", "kernel_backend"} & names

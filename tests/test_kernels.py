@@ -11,7 +11,7 @@ import pytest
 
 from twins import intrinsics, look_at, raycast_box, room_scene, smooth_probs
 from viewal.geometry import GeometryError
-from viewal.kernels import candidate_pairs, view_entropy_divergence
+from viewal.kernels import DepthTest, candidate_pairs, view_entropy_divergence
 from viewal.kernels._common import check_scene
 from viewal.kernels.reference import camera_points, correspond_points, matches
 
@@ -28,9 +28,9 @@ def kl(p: np.ndarray, q: np.ndarray, axis: int = 1) -> np.ndarray:
 
 
 def assert_backends_agree(probs, depths, Ks, poses, mode="z", backends=FAST_BACKENDS, **kw):
-    ref = view_entropy_divergence(probs, depths, Ks, poses, mode=mode, backend="numpy", **kw)
+    ref = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(mode=mode, backend="numpy", **kw))
     for b in backends:
-        out = view_entropy_divergence(probs, depths, Ks, poses, mode=mode, backend=b, **kw)
+        out = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(mode=mode, backend=b, **kw))
         for name, r, o in zip(("ve", "vd"), ref, out):
             assert o.shape == r.shape and o.dtype == np.float32, (b, name)
             np.testing.assert_allclose(o, r, atol=ATOL, rtol=1e-5, err_msg=f"{b} {name} mode={mode}")
@@ -118,7 +118,7 @@ def test_points_behind_the_camera():
 
 def test_disjoint_views_are_skipped_by_the_bound():
     probs, depths, Ks, poses = _two_cams((1.0, 1.5, 1.2), (0, 1.5, 1.2), (3.0, 1.5, 1.2), (4, 1.5, 1.2))
-    scene = check_scene(depths, Ks, poses, "viewal", (0.05, 0.02))
+    scene = check_scene(depths, Ks, poses, DepthTest(mode="viewal"))
     src, dst = candidate_pairs(scene)
     assert src.size == 0
     ve, vd = assert_backends_agree(probs, depths, Ks, poses, mode="viewal")
@@ -129,7 +129,7 @@ def test_disjoint_views_are_skipped_by_the_bound():
 def test_pair_bound_is_conservative(seed):
     probs, depths, Ks, poses = room_scene(n=6, seed=seed)
     for mode in ("z", "viewal"):
-        scene = check_scene(depths, Ks, poses, mode, (0.05, 0.02))
+        scene = check_scene(depths, Ks, poses, DepthTest(mode=mode))
         kept = set(zip(*candidate_pairs(scene)))
         assert len(kept) < 30  # something was skipped in these scenes (6 cameras in random directions)
         for i in range(6):
@@ -212,38 +212,34 @@ def test_round_trip_backproject_project_gives_grid():
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
 def test_bad_inputs(backend):
     probs, depths, Ks, poses = room_scene(n=2, seed=0)
-    f = view_entropy_divergence
+    test = DepthTest(backend=backend)
+
+    def f(*args):
+        return view_entropy_divergence(*args, depth_test=test)
+
     with pytest.raises(ValueError, match="probs"):
-        f(probs[:, :, :-1], depths, Ks, poses, backend=backend)
+        f(probs[:, :, :-1], depths, Ks, poses)
     with pytest.raises(ValueError, match="probs"):
-        f(probs * 2, depths, Ks, poses, backend=backend)
+        f(probs * 2, depths, Ks, poses)
     neg = probs.copy()
     neg[0, :, 0, 0] = 0.0
     neg[0, :2, 0, 0] = (-0.2, 1.2)  # sums to 1 but is not a distribution
     with pytest.raises(ValueError, match="probs"):
-        f(neg, depths, Ks, poses, backend=backend)
+        f(neg, depths, Ks, poses)
     with pytest.raises(ValueError, match="probs"):
-        f(np.where(np.isfinite(probs), np.nan, 0), depths, Ks, poses, backend=backend)
+        f(np.where(np.isfinite(probs), np.nan, 0), depths, Ks, poses)
     bad = poses.copy()
     bad[1, 0, 3] = np.nan
     with pytest.raises(GeometryError, match=r"world_T_cams\[1\]"):
-        f(probs, depths, Ks, bad, backend=backend)
+        f(probs, depths, Ks, bad)
     with pytest.raises(GeometryError, match="world_T_cams"):
-        f(probs, depths, Ks, poses[:1], backend=backend)
+        f(probs, depths, Ks, poses[:1])
     with pytest.raises(GeometryError, match="Ks"):
-        f(probs, depths, Ks[:, :2], poses, backend=backend)
+        f(probs, depths, Ks[:, :2], poses)
     with pytest.raises(GeometryError, match="depths"):
-        f(probs, -depths, Ks, poses, backend=backend)
-    with pytest.raises(ValueError, match="mode"):
-        f(probs, depths, Ks, poses, mode="bogus", backend=backend)
-    with pytest.raises(ValueError, match="depth_tol"):
-        f(probs, depths, Ks, poses, depth_tol=(0.05,), backend=backend)
-    with pytest.raises(ValueError, match="aggregation"):
-        f(probs, depths, Ks, poses, aggregation="scatter", backend=backend)
-    with pytest.raises(ValueError, match="world_distance"):
-        f(probs, depths, Ks, poses, mode="viewal", world_distance=0.0, backend=backend)
-    with pytest.raises(ValueError, match="backend"):
-        f(probs, depths, Ks, poses, backend="gpu")
+        f(probs, -depths, Ks, poses)
+    with pytest.raises(TypeError, match="depth_test: expected a viewal.kernels.DepthTest, got dict"):
+        view_entropy_divergence(probs, depths, Ks, poses, depth_test={"mode": "z"})
 
 
 def test_numba_cache_is_used_from_the_installed_package(tmp_path):
@@ -256,7 +252,7 @@ def test_numba_cache_is_used_from_the_installed_package(tmp_path):
         "from viewal.kernels import cpu\n"
         "from twins import room_scene\n"
         "P, D, K, T = room_scene(n=2, seed=0)\n"
-        "view_entropy_divergence(P, D, K, T, backend='cpu')\n"
+        "view_entropy_divergence(P, D, K, T)\n"
         "print(sum(cpu.ve_vd_kernel.stats.cache_hits.values()), cpu.ve_vd_kernel.stats.cache_path)\n"
     )
     env = dict(os.environ, NUMBA_THREADING_LAYER="omp")

@@ -38,10 +38,10 @@ def _tiny(seed: int = 0, **kw):
 
 
 def _check(probs, depths, Ks, poses, **kw):
-    from viewal.kernels import view_entropy_divergence
+    from viewal.kernels import DepthTest, view_entropy_divergence
 
-    ref = view_entropy_divergence(probs, depths, Ks, poses, backend="numpy", **kw)
-    out = view_entropy_divergence(probs, depths, Ks, poses, backend="cuda", **kw)
+    ref = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(backend="numpy", **kw))
+    out = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(backend="cuda", **kw))
     for r, o in zip(ref, out):
         assert o.dtype == np.float32 and o.shape == r.shape
         np.testing.assert_allclose(o, r, atol=ATOL, rtol=1e-5)
@@ -89,14 +89,14 @@ def test_sim_depth_test_at_the_threshold(aggregation):
 
 @sim_only
 def test_sim_overlap_matches_reference():
-    from viewal.kernels import superpixel_overlap
+    from viewal.kernels import DepthTest, superpixel_overlap
 
     _, depths, Ks, poses = _tiny(0)
     v, u = np.meshgrid(np.arange(8), np.arange(10), indexing="ij")
     sp = np.repeat(((v // 4) * 2 + u // 5)[None], 3, axis=0).astype(np.int32)
     for mode in ("viewal", "z"):
-        a = superpixel_overlap(sp, depths, Ks, poses, mode=mode, backend="numpy")
-        b = superpixel_overlap(sp, depths, Ks, poses, mode=mode, backend="cuda")
+        a = superpixel_overlap(sp, depths, Ks, poses, depth_test=DepthTest(mode=mode, backend="numpy"))
+        b = superpixel_overlap(sp, depths, Ks, poses, depth_test=DepthTest(mode=mode, backend="cuda"))
         assert len(a) > 12 and a.as_dict().keys() == b.as_dict().keys()
         np.testing.assert_allclose(b.coverage, a.coverage, atol=1e-6)
 
@@ -108,8 +108,9 @@ def test_sim_backend_is_explicit():
 
     from numba import cuda
 
-    from viewal.kernels import superpixel_overlap, view_entropy_divergence
+    from viewal.kernels import DEPTH_TEST, superpixel_overlap, view_entropy_divergence
 
     assert cuda.is_available()
     for f in (view_entropy_divergence, superpixel_overlap):
-        assert inspect.signature(f).parameters["backend"].default == "cpu"
+        assert inspect.signature(f).parameters["depth_test"].default is DEPTH_TEST
+    assert DEPTH_TEST.backend == "cpu"

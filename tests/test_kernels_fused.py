@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from twins import room_scene
-from viewal.kernels import view_entropy_divergence, view_entropy_divergence_fused
+from viewal.kernels import DepthTest, view_entropy_divergence, view_entropy_divergence_fused
 
 ATOL = 1e-5
 
@@ -37,7 +37,7 @@ def test_equals_exact_for_identical_views_with_constant_distributions():
     dist = rng.dirichlet(np.ones(6), size=3).astype(np.float32)
     probs = np.broadcast_to(dist[:, :, None, None], (3, 6) + depths.shape[1:]).copy()
     D, K, T = (np.repeat(a, 3, axis=0) for a in (depths, Ks, poses))
-    exact = view_entropy_divergence(probs, D, K, T, backend="cpu")
+    exact = view_entropy_divergence(probs, D, K, T, depth_test=DepthTest(backend="cpu"))
     for backend in ("numpy", "cpu"):
         fused = view_entropy_divergence_fused(probs, D, K, T, voxel_size=0.03, backend=backend)
         for x, y in zip(exact, fused):
@@ -52,7 +52,7 @@ def test_equals_exact_for_identical_views_with_constant_distributions():
 def test_rank_agreement_with_exact():
     h, w = 48, 64
     probs, depths, Ks, poses = room_scene(n=8, h=h, w=w, c=6, seed=0)
-    ve_e, vd_e = view_entropy_divergence(probs, depths, Ks, poses, backend="cpu")
+    ve_e, vd_e = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(backend="cpu"))
     ve_f, vd_f = view_entropy_divergence_fused(probs, depths, Ks, poses, voxel_size=0.1)
     v, u = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     sp = ((v // 8) * 8 + u // 8).reshape(-1)

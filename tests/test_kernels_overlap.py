@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from twins import room_scene
-from viewal.kernels import OverlapTable, superpixel_overlap
+from viewal.kernels import DepthTest, OverlapTable, superpixel_overlap
 
 
 def grid_superpixels(n: int, h: int, w: int, cell: tuple[int, int] = (6, 8)) -> np.ndarray:
@@ -29,8 +29,8 @@ def test_cpu_matches_reference(seed, mode):
     _, depths, Ks, poses = room_scene(n=5, seed=seed)
     sp = grid_superpixels(5, 24, 32)
     sp[1] = np.random.default_rng(seed).permutation(sp[1].max() + 1)[sp[1]]  # ids not spatially ordered
-    ref = superpixel_overlap(sp, depths, Ks, poses, mode=mode, backend="numpy")
-    out = superpixel_overlap(sp, depths, Ks, poses, mode=mode, backend="cpu")
+    ref = superpixel_overlap(sp, depths, Ks, poses, depth_test=DepthTest(mode=mode, backend="numpy"))
+    out = superpixel_overlap(sp, depths, Ks, poses, depth_test=DepthTest(mode=mode, backend="cpu"))
     assert_tables_equal(ref, out)
     cross = out.t_frame != out.s_frame
     assert cross.sum() > 10
@@ -44,7 +44,7 @@ def test_identical_views_cover_the_valid_fraction():
     _, depths, Ks, poses = room_scene(n=1, seed=2, hole_frac=0.2)
     D2, K2, T2 = (np.concatenate([a, a]) for a in (depths, Ks, poses))
     sp = grid_superpixels(2, 24, 32)
-    tab = superpixel_overlap(sp, D2, K2, T2, mode="z", backend="cpu")
+    tab = superpixel_overlap(sp, D2, K2, T2, depth_test=DepthTest(mode="z", backend="cpu"))
     d = tab.as_dict()
     valid = depths[0] > 0
     for r in range(16):
@@ -59,7 +59,7 @@ def test_identical_views_cover_the_valid_fraction():
 def test_all_invalid_depth_gives_only_self_rows():
     _, depths, Ks, poses = room_scene(n=3, seed=3)
     sp = grid_superpixels(3, 24, 32)
-    tab = superpixel_overlap(sp, np.zeros_like(depths), Ks, poses, backend="cpu")
+    tab = superpixel_overlap(sp, np.zeros_like(depths), Ks, poses, depth_test=DepthTest(backend="cpu"))
     assert len(tab) == 3 * 16 and np.all(tab.t_frame == tab.s_frame) and np.all(tab.coverage == 1)
 
 
@@ -67,7 +67,7 @@ def test_to_pairs_save_load(tmp_path):
     _, depths, Ks, poses = room_scene(n=3, seed=4)
     sp = grid_superpixels(3, 24, 32)
     sp[2] = np.minimum(sp[2], 9)  # frame 2 has only 10 superpixels
-    tab = superpixel_overlap(sp, depths, Ks, poses, backend="cpu")
+    tab = superpixel_overlap(sp, depths, Ks, poses, depth_test=DepthTest(backend="cpu"))
     np.testing.assert_array_equal(tab.n_superpixels, [16, 16, 10])
     np.testing.assert_array_equal(tab.offsets(), [0, 16, 32, 42])
     tg, sg, cov = tab.to_pairs()
@@ -110,7 +110,7 @@ def test_real_sample_agrees_with_viewal_table(scannet_sample):
     D = np.stack([f.depth for f in frames])
     K = np.stack([f.K for f in frames])
     T = np.stack([f.world_T_cam for f in frames])
-    ours = superpixel_overlap(sp, D, K, T, mode="viewal", backend="cpu").as_dict()
+    ours = superpixel_overlap(sp, D, K, T, depth_test=DepthTest(mode="viewal", backend="cpu")).as_dict()
     z = np.load(scannet_sample / "raw" / "selections" / "coverage_superpixel_table" / f"{sid}.npz")
     assert list(z["frame_names"]) == [f"{f.scene_id}_{f.frame_id}" for f in frames]
     k2i = {int(k): i for i, k in enumerate(z["frame_keys"])}

@@ -8,7 +8,7 @@ import pytest
 
 from twins import intrinsics, look_at, raycast_box, room_scene
 from viewal.geometry import backproject, project
-from viewal.kernels import _math, view_entropy_divergence, view_entropy_divergence_fused
+from viewal.kernels import DepthTest, _math, view_entropy_divergence, view_entropy_divergence_fused
 from viewal.kernels.reference import correspond_points
 
 BACKENDS = ("numpy", "cpu")
@@ -24,7 +24,7 @@ def kl(p, q):
 
 def run_all(*args, **kw):
     """(ve, vd) of every backend in BACKENDS; asserts they agree to 1e-5 and returns the reference's."""
-    outs = [view_entropy_divergence(*args, backend=b, **kw) for b in BACKENDS]
+    outs = [view_entropy_divergence(*args, depth_test=DepthTest(backend=b, **kw)) for b in BACKENDS]
     for b, o in zip(BACKENDS[1:], outs[1:]):
         for r, x in zip(outs[0], o):
             np.testing.assert_allclose(x, r, atol=1e-5, rtol=1e-5, err_msg=f"{b} {kw}")
@@ -146,7 +146,7 @@ def test_view_divergence_is_never_negative():
     P, D, K, T = (np.concatenate([a] * 4) for a in (probs, depths, Ks, poses))
     for agg in ("gather", "splat"):
         for b in BACKENDS:
-            _, vd = view_entropy_divergence(P, D, K, T, mode="viewal", aggregation=agg, backend=b)
+            _, vd = view_entropy_divergence(P, D, K, T, depth_test=DepthTest(mode="viewal", aggregation=agg, backend=b))
             assert vd.min() >= 0.0 and vd.max() < 1e-5
     for b in ("numpy", "cpu"):
         _, vd = view_entropy_divergence_fused(P, D, K, T, voxel_size=0.05, backend=b)
@@ -155,11 +155,11 @@ def test_view_divergence_is_never_negative():
 
 def test_viewal_mode_defaults_to_splat():
     probs, depths, Ks, poses = room_scene(n=5, seed=1)
-    a = view_entropy_divergence(probs, depths, Ks, poses, mode="viewal")
-    b = view_entropy_divergence(probs, depths, Ks, poses, mode="viewal", aggregation="splat")
-    c = view_entropy_divergence(probs, depths, Ks, poses, mode="viewal", aggregation="gather")
+    a = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(mode="viewal"))
+    b = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(mode="viewal", aggregation="splat"))
+    c = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(mode="viewal", aggregation="gather"))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert np.abs(a[0] - c[0]).max() > 1e-3
-    z = view_entropy_divergence(probs, depths, Ks, poses, mode="z")
-    zg = view_entropy_divergence(probs, depths, Ks, poses, mode="z", aggregation="gather")
+    z = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(mode="z"))
+    zg = view_entropy_divergence(probs, depths, Ks, poses, depth_test=DepthTest(mode="z", aggregation="gather"))
     assert all(np.array_equal(x, y) for x, y in zip(z, zg))

@@ -193,8 +193,8 @@ def test_method_specs_parse_into_scorer_and_training_aids():
     from viewal.experiment import method_config
     from viewal.learner import ALConfig
 
-    cfg = method_config(ALConfig(scorer_options={"backend": "numpy"}), "view_entropy:rank=vd", seed=3)
-    assert (cfg.scorer, cfg.seed, cfg.scorer_options) == ("view_entropy", 3, {"backend": "numpy", "rank": "vd"})
+    cfg = method_config(ALConfig(scorer_options={"selection": "greedy"}), "view_entropy:rank=vd", seed=3)
+    assert (cfg.scorer, cfg.seed, cfg.scorer_options) == ("view_entropy", 3, {"selection": "greedy", "rank": "vd"})
 
 
 def test_budget_schedule_and_annotation_costs(tiny, tmp_path):
@@ -283,7 +283,7 @@ def test_rotation_aid_trains_a_rotation_head_for_any_scorer(tiny, tmp_path):
 def test_epochs_make_the_steps_grow_with_the_labelled_frames():
     import argparse
 
-    from viewal import experiment
+    from viewal.cli import experiment
     from viewal.learner import train_config
 
     p = argparse.ArgumentParser()

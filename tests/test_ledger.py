@@ -183,3 +183,35 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         truth = (np.arange(256).reshape(16, 16) // 7 + int(f)) % 9
         assert np.array_equal(lm[m], truth[m]) and (lm[~m] == 255).all()
     assert led._con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_label_origin_relabel_and_old_ledgers(tmp_path):
+    db = tmp_path / "run.sqlite"
+    with Ledger(db) as led:
+        (q,) = led.record_queries(1, [RegionQuery("s", "1", square(6, 8, 1, 1, 3), 0.9, region_id=4)])
+        led.record_labels(1, [LabelItem.from_query(q, np.zeros((6, 8), int))])      # no origin (oracle)
+    # a ledger written before labels had an origin: the column is dropped, then the ledger reopened
+    con = sqlite3.connect(db)
+    con.execute("ALTER TABLE labels DROP COLUMN origin")
+    con.commit()
+    con.close()
+    with Ledger(db) as led:
+        assert led.labels()[0]["origin"] is None and led.labels()[0]["source"] == "oracle"
+        (q2,) = led.record_queries(2, [RegionQuery("s", "2", square(6, 8, 0, 0, 2), 0.5, region_id=1)])
+        item = LabelItem.from_query(q2, np.ones((6, 8), int), "human")
+        item.origin = "png labels /a/labels (annotator 1 of 2)"
+        assert led.record_labels(2, [item]) == 1
+        assert led.labels()[1]["origin"] == item.origin
+        # the same origin again: skipped when asked; another origin: refused, naming both
+        assert led.record_labels(2, [item], relabel="skip-same-origin") == 0
+        other = LabelItem.from_query(q2, np.full((6, 8), 2), "human")
+        other.origin = "label-studio /b.json task 3 (annotator 5)"
+        msg = (f"query {q2.query_id} .* already labelled \\(label 2, from png labels /a/labels "
+               "\\(annotator 1 of 2\\)\\); refused the second label from label-studio /b.json task 3 \\(annotator 5\\)")
+        with pytest.raises(LedgerError, match=msg):
+            led.record_labels(2, [other], relabel="skip-same-origin")
+        with pytest.raises(LedgerError, match="from oracle\\); refused the second label from human"):
+            led.record_labels(2, [LabelItem.from_query(q, np.zeros((6, 8), int), "human")])
+        assert len(led.labels()) == 2
+        with pytest.raises(ValueError, match="relabel must be"):
+            led.record_labels(2, [], relabel="replace")

@@ -297,6 +297,12 @@ BAD_ARGS = [
     (["--scorer-options", "{bad"], "--scorer-options is not valid JSON"),
     (["--scorer-options", "[1]"], "--scorer-options must be a JSON object"),
     (["--scorer-options", '{"nope": 1}'], "unknown option(s) 'nope'"),
+    (["--scorer-options", '{"mode": "viewal"}'], "'mode' set the run's depth test, not a scorer option; use viewal "
+                                                  "experiment's flags (mode -> --depth-test)"),
+    (["--depth-tol", "0.05"], "depth_test.depth_tol (--depth-tol): expected two finite numbers"),
+    (["--depth-tol", "a,b"], "--depth-tol must be two numbers ABS,REL"),
+    (["--depth-distance", "0"], "depth_test.world_distance (--depth-distance): must be a positive number"),
+    (["--depth-test", "viewal", "--overlap-mode", "z"], "--overlap-mode z and --depth-test viewal disagree"),
     (["--seed-fraction", "0"], "--seed-fraction must lie in"),
     (["--wrong-label-rate", "2"], "--wrong-label-rate must lie in"),
 ]
@@ -330,8 +336,9 @@ def test_query_and_config_refuse_bad_numbers_before_training(tiny, tmp_path):
     assert learner.model is None  # nothing trained
     with pytest.raises(ValueError, match="mc_passes must be an integer >= 1"):
         ALConfig(mc_passes=0)
-    with pytest.raises(ValueError, match="kernel_backend must be one of cpu, numpy, cuda"):
-        ALConfig(kernel_backend="gpu")
+    with pytest.raises(ValueError, match=r"depth_test.backend \(--kernel-backend\): unknown backend 'gpu'; "
+                                         r"valid: numpy, cpu, cuda"):
+        ALConfig(depth_test={"backend": "gpu"})
 
 
 def test_cli_reports_os_attribute_sqlite_unpickling_errors_in_one_line():
@@ -448,7 +455,7 @@ def test_cuda_backend_without_gpu_says_so(tiny, tmp_path):
         check_backend("cuda")
     with pytest.raises(ValueError, match="no CUDA GPU found"):
         viewal.ActiveLearner(open_dataset(tiny), scorer="random", ledger=tmp_path / "g.sqlite",
-                             **{**FAST, "kernel_backend": "cuda"})
+                             **{**FAST, "depth_test": {"backend": "cuda"}})
 
 
 # ------------------------------------------------------------------------------------------ docs

@@ -101,7 +101,7 @@ def _kill_and_resume(tiny, tmp_path, reference, spec):
 
 
 FAST = ["train:1", "score:1"]
-SLOW = ["train:0", "select:1", "queried:1", "label:1", "save:0", "save:1", "evaluate:1", "evaluate:2"]
+SLOW = ["train:0", "scene:1", "select:1", "queried:1", "label:1", "save:0", "save:1", "evaluate:1", "evaluate:2"]
 
 
 def test_every_phase_is_covered():

@@ -149,8 +149,12 @@ def test_view_entropy_scorer_wiring(monkeypatch):
     inp = SceneInputs("s", ["0", "1"], np.zeros((N, H, W), np.int32), probs=np.full((N, C, H, W), 1 / C, np.float32),
                       depths=np.ones((N, H, W), np.float32), Ks=np.stack([np.eye(3)] * N),
                       world_T_cams=np.stack([np.eye(4)] * N))
-    out = scorers.get("view_entropy", mode="viewal", backend="numpy")(inp)
-    assert seen["mode"] == "viewal" and seen["backend"] == "numpy"
+    from viewal.kernels import DepthTest
+
+    test = DepthTest(mode="viewal", world_distance=0.25, backend="numpy")
+    out = scorers.get("view_entropy", depth_test=test)(inp)
+    assert seen["depth_test"] is test                      # the run's settings, passed unchanged
+    assert set(seen) == {"depth_test", "shapes"}            # and nothing else
     assert seen["shapes"] == ((N, C, H, W), (N, H, W), (N, 3, 3), (N, 4, 4))
     assert (out.pixel == 2.0).all() and (out.view == 3.0).all()
     with pytest.raises(ValueError, match="missing"):
@@ -168,6 +172,12 @@ def test_view_entropy_scorer_wiring(monkeypatch):
     assert type(vd_only.selector()) is GreedySelector
     with pytest.raises(ValueError, match="'rank' must be one of"):
         scorers.get("view_entropy", rank="kl")
+    # the options that carried the depth test before it was the run's are refused, naming the flags
+    with pytest.raises(ValueError, match=r"'mode', 'backend' set the run's depth test.*mode -> --depth-test, "
+                                         r"backend -> --kernel-backend"):
+        scorers.get("view_entropy", mode="viewal", backend="numpy")
+    with pytest.raises(TypeError, match="depth_test must be a viewal.kernels.DepthTest"):
+        scorers.get("view_entropy", depth_test={"mode": "viewal"})
 
 
 @pytest.mark.skipif(not kernel_available(), reason="viewal.kernels.view_entropy_divergence not built yet")

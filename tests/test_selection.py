@@ -294,16 +294,17 @@ def test_end_to_end_with_kernel_overlap_table():
     from viewal.scorers import SceneInputs
 
     k = _kernels()
+    DepthTest = k.DepthTest
     N, C, H, W = 3, 3, 12, 16
     K = np.array([[20.0, 0, 7.5], [0, 20.0, 5.5], [0, 0, 1]])
     depths = np.full((N, H, W), 2.0, np.float32)
     poses = np.stack([np.eye(4)] * N)
     sp = np.stack([(np.arange(H)[:, None] // 6 * 2 + np.arange(W)[None, :] // 8).astype(np.int32)] * N)  # 4 regions
-    table = k.superpixel_overlap(sp, depths, np.stack([K] * N), poses, backend="numpy")
+    table = k.superpixel_overlap(sp, depths, np.stack([K] * N), poses, depth_test=DepthTest(backend="numpy"))
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(C), size=(N, H, W)).transpose(0, 3, 1, 2).astype(np.float32)
     inp = SceneInputs("s", ["0", "1", "2"], sp, probs=probs, depths=depths, Ks=np.stack([K] * N), world_T_cams=poses)
-    sc = scorers.get("view_entropy", backend="numpy")(inp)
+    sc = scorers.get("view_entropy", depth_test=DepthTest(backend="numpy"))(inp)
     pool = build_pool("s", ["0", "1", "2"], sp, sc.pixel, sc.view)
     A = overlap_adjacency(pool, [("s", ["0", "1", "2"], table)])
     assert A.nnz == 4 * 6                          # each region overlaps its 2 copies in the other frames

@@ -238,3 +238,26 @@ def test_regenerating_replaces_old_output_and_stale_cache(tmp_path):
     with pytest.raises(ValueError, match="not empty"):
         syn.generate_dataset(foreign, scenes=1, frames=1, height=H, width=W, progress=False)
     assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_rooms_keep_their_furniture_inside_and_one_door_and_window():
+    # the room builder's steps (shell, openings, furniture, tables, things on tops, pictures, lights) on 20 rooms:
+    # furniture stands inside the room, at most reaching into the walls' thickness (0.12 m, e.g. a bed's
+    # headboard: 0.04 m); plants are left out (their leaves are random spheres that may reach through a wall)
+    C = {n: i for i, n in enumerate(syn.CLASS_NAMES)}
+    shell = {C["wall"], C["floor"], C["ceiling"], C["window"], C["door"], C["plant"]}
+    for k in range(20):
+        spec = syn.build_scene(np.random.default_rng([7, k]))
+        Lx, Ly, Lz = spec.size
+        lo, hi = np.array([-0.12, -0.12, -0.001]), np.array([Lx + 0.12, Ly + 0.12, Lz])
+        for p in spec.parts:
+            if p.cls in shell:
+                continue
+            v, _ = p.mesh()
+            assert (v >= lo).all() and (v <= hi).all(), (k, syn.CLASS_NAMES[p.cls], v.min(0), v.max(0))
+        classes = [p.cls for p in spec.parts]
+        assert classes.count(C["floor"]) == 1 and classes.count(C["ceiling"]) == 1
+        assert C["door"] in classes and C["window"] in classes and C["picture"] in classes
+        assert 1 <= len(spec.lights) <= 3 and all(0 < pos[2] < Lz for pos, _ in spec.lights)
+        assert 1.3 - 1e-9 <= sum(i for _, i in spec.lights) <= 1.9 + 1e-9
+        assert spec.kind in ("living", "bedroom", "office")

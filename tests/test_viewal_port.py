@@ -1,10 +1,11 @@
 """The package's mode "viewal" against a port of ViewAL's own code (tests/viewal_port.py) on the real sample.
 
 Same depth (nearest-resized), ViewAL's halved intrinsics, poses and random per-pixel distributions on both
-sides; ViewAL's depth-0 quirks switched off in the port (they are documented departures, METHODS.md).
+sides; ViewAL's depth-0 quirks switched off in the port (documented departures:
+docs/methods.md, "ViewAL's own computation").
 Rankings: superpixel means (ViewAL's SEEDS superpixels) of VE and VD, compared as ViewAL ranks them (a pixel
 with invalid depth scores 0 in ViewAL: nothing lands on it). Every remaining per-pixel difference is
-explained in docs/methods.md ("ViewAL mode").
+explained in docs/bench_kernels.md ("Mode "viewal" against ViewAL's own code").
 """
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ def test_port_equals_package_on_a_synthetic_room():
     """Where float32 rounding cannot decide (box room, depth far from thresholds), the port and the package
     agree on nearly every valid pixel; VD of the port can be slightly negative, the package's cannot."""
     from twins import room_scene
-    from viewal.kernels import view_entropy_divergence
+    from viewal.kernels import DepthTest, view_entropy_divergence
 
     _, D, Ks, T = room_scene(n=4, h=24, w=32, seed=1, hole_frac=0.05)
     P = random_pixel_probs(4, 6, 24, 32, seed=3)
     ve_p, vd_p = viewal_ve_vd(P, D, Ks[0], T, 1.0, depth0_quirks=False)
-    ve, vd = view_entropy_divergence(P, D, Ks, T, mode="viewal", backend="cpu")
+    ve, vd = view_entropy_divergence(P, D, Ks, T, depth_test=DepthTest(mode="viewal", backend="cpu"))
     valid = D > 0
     assert (np.abs(ve - ve_p)[valid] < 1e-4).mean() > 0.995
     assert (np.abs(vd - np.maximum(vd_p, 0))[valid] < 1e-4).mean() > 0.995

@@ -216,7 +216,9 @@ def test_visualize_command_and_experiment_sheets(tiny_ds, tmp_path):
     from viewal.visualize import write_query_sheets
 
     run_dir = tmp_path / "run"
-    al = ALConfig(mc_passes=2, kernel_backend="numpy", seed_fraction=0.1).to_json()
+    from viewal.kernels import DepthTest
+
+    al = ALConfig(mc_passes=2, depth_test=DepthTest(backend="numpy"), seed_fraction=0.1).to_json()
     with Ledger(run_dir / "ledgers" / "view_entropy-s0.sqlite") as led:
         led.set_config({"al": al, "dataset": str(tiny_ds.root), "num_classes": tiny_ds.num_classes})
         led.record_queries(1, _queries(tiny_ds, 3))

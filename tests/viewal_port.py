@@ -142,14 +142,15 @@ def compare(root, sid: str, world_distance: float, c: int = 13, seed: int = 0, d
     per-pixel differences split by where they come from (valid / invalid target depth)."""
     from scipy.stats import spearmanr
 
-    from viewal.kernels import view_entropy_divergence
+    from viewal.kernels import DepthTest, view_entropy_divergence
 
     sp, D, K, T, names = viewal_scene(root, sid)
     n, h, w = D.shape
     P = random_pixel_probs(n, c, h, w, seed)
     ve_p, vd_p = viewal_ve_vd(P, D, K, T, world_distance, depth0_quirks=depth0_quirks)
     Ks = np.repeat(K[None], n, 0)
-    ve, vd = view_entropy_divergence(P, D, Ks, T, mode="viewal", world_distance=world_distance, backend=backend)
+    test = DepthTest(mode="viewal", world_distance=world_distance, backend=backend)
+    ve, vd = view_entropy_divergence(P, D, Ks, T, depth_test=test)
     valid = D > 0
     # ViewAL scores a pixel nothing lands on 0; the package gives it its own values: compare as ViewAL ranks
     ve_v, vd_v = np.where(valid, ve, 0.0), np.where(valid, vd, 0.0)

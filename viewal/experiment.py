@@ -1,4 +1,4 @@
-"""``viewal experiment``: ViewAL against baselines, mIoU against % of pixels labelled.
+"""Active-learning experiments: ViewAL against baselines, mIoU against % of pixels labelled.
 
 For every method × seed: a seed set (fully labelled frames, the same for every method of a seed), then
 K cycles of train → score → select → label, each cycle's test mIoU recorded. State lives in one
@@ -8,10 +8,11 @@ SQLite ledger per (method, seed) under ``OUT/ledgers/`` and one checkpoint per c
 Outputs: ``OUT/results.csv`` (method, seed, cycle, labelled_fraction, miou), ``OUT/curves.png``
 (mean and ±1 std over seeds, full-data mIoU as a line), ``OUT/table.txt`` (also printed) and
 ``OUT/full_data.json`` (the reference trained on every label of the train split, same recipe).
+
+The command ``viewal experiment`` (:mod:`viewal.cli.experiment`) maps its arguments to these functions.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import replace
@@ -21,69 +22,13 @@ import numpy as np
 
 from viewal.io import write_json
 from viewal.layout import RunLayout, seedset_name
-from viewal.report import ResultRow, format_table, plot_curves, write_results
+from viewal.report import ResultRow
 
-__all__ = ["configure_parser", "run", "run_experiment", "run_cycles", "open_learners", "check_run_setting",
-           "check_experiment_args", "check_budget_total", "parse_seeds", "parse_methods", "parse_scorer_options",
-           "clean_run", "full_data_miou", "retrain_miou", "result_row",
-           "parse_budgets", "budget_for_cycle", "config_from_args", "open_from_args", "parse_method", "method_config",
-           "seedset_name", "parse_size_arg", "RunLayout", "TRAINING_AIDS"]
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset directory (any format open_dataset reads)")
-    p.add_argument("--format", default="auto", help="dataset format")
-    p.add_argument("--methods", default="view_entropy,random,entropy",
-                   help="comma-separated methods: a scorer name (viewal.scorers.names()), optionally with training "
-                        "aids, e.g. random+ups or entropy+max_entropy (aids: max_entropy, confidence, classwise, ups, "
-                        "rotation)")
-    p.add_argument("--cycles", type=int, default=3, help="active-learning cycles after the seed set")
-    p.add_argument("--budget", default="2",
-                   help="pixels labelled per cycle, %% of the pool's pixels: one number, or one per cycle "
-                        "(e.g. 2,4,8,16; the last repeats)")
-    p.add_argument("--seeds", default="1", help="number of seeds N (0..N-1) or a comma-separated list")
-    p.add_argument("--out", required=True, help="output directory (resumes when it holds an earlier run)")
-    p.add_argument("--frame-step", type=int, default=1, help="keep every K-th frame of each scene")
-    p.add_argument("--size", default=None, help="working size HxW (frames resized on load), e.g. 96x128")
-    p.add_argument("--iterations", type=int, default=300,
-                   help="SGD steps per training, however many frames carry labels (docs/model.md); with --epochs, "
-                        "the least number of steps")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="steps that grow with the labels: each fit runs E passes over its labelled frames (as "
-                        "ViewAL's epochs), at least --iterations steps; default: exactly --iterations steps")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--validations", type=int, default=5,
-                   help="validations per fit (the best one's weights are kept); each costs a precise-BN pass and "
-                        "an evaluation of the val split")
-    p.add_argument("--lr", type=float, default=1e-2,
-                   help="encoder SGD lr (x10 for ASPP+decoder+head). From the ImageNet start 1e-2 learns fastest "
-                        "in a few hundred CPU steps; ViewAL's 4e-4 is for 50 GPU epochs (docs/model.md)")
-    p.add_argument("--sampling", choices=("labels", "uniform", "crops"), default="labels",
-                   help="labels: each training sample drawn in proportion to its frame's labelled pixels; "
-                        "crops: each sample a 2x2 mosaic of half-size crops centred on labelled pixels (packs "
-                        "sparse region labels); uniform: passes over the labelled frames")
-    p.add_argument("--decoder-channels", type=int, default=256, help="ASPP/decoder width (DeepLabv3+: 256)")
-    from viewal.model import add_network_arguments
-
-    add_network_arguments(p)
-    p.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for scoring")
-    p.add_argument("--seed-fraction", type=float, default=0.05, help="share of train frames in the seed set")
-    p.add_argument("--region", choices=("superpixel", "image"), default="superpixel")
-    p.add_argument("--superpixels", choices=("seeds", "slic"), default="seeds")
-    p.add_argument("--superpixel-num", type=int, default=40)
-    p.add_argument("--dedup", action="store_true", help="cross-view dedup for greedy scorers too")
-    p.add_argument("--overlap-mode", choices=("z", "viewal"), default="z")
-    p.add_argument("--wrong-label-rate", type=float, default=0.0, help="simulated oracle's per-region error rate")
-    p.add_argument("--augment", choices=("none", "max_entropy"), default="none",
-                   help="training option: max-entropy spatial-transformer augmentation (seed 002)")
-    p.add_argument("--pseudo-labels", choices=("none", "confidence", "classwise", "ups"), default="none",
-                   help="training option: pseudo-label the pool and fine-tune (seeds 000/004)")
-    p.add_argument("--scorer-options", default="{}", help="JSON dict of scorer options, e.g. '{\"sub_queries\": 4}'")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--no-full-data", action="store_true", help="skip the full-data reference training")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the earlier run in --out (ledgers, checkpoints, results) and start over; without it "
-                        "an earlier run is resumed, and refused when a setting differs")
+__all__ = ["run_experiment", "run_cycles", "open_learners", "check_run_setting", "check_budget_total", "parse_seeds",
+           "parse_methods", "parse_scorer_options", "clean_run", "full_data_miou", "retrain_miou", "result_row",
+           "parse_budgets", "budget_for_cycle", "parse_method", "method_config", "METHOD_CONFIG_KEYS", "seedset_name",
+           "parse_size_arg",
+           "RunLayout", "TRAINING_AIDS", "REGION_KINDS"]
 
 
 #: training aids a method spec may add to its scorer: ``scorer+aid`` (e.g. ``random+ups``)
@@ -98,7 +43,7 @@ REGION_KINDS = ("superpixel", "image")
 
 #: ALConfig fields a method spec may set with ``:key=value`` (everything else is a scorer option);
 #: ``min_iterations`` gives one method more steps, e.g. a compute control for a baseline
-METHOD_CONFIG_KEYS = ("dedup", "overlap_mode", "min_iterations")
+METHOD_CONFIG_KEYS = ("dedup", "min_iterations")
 
 
 def _spec_value(text: str):
@@ -209,39 +154,6 @@ def budget_for_cycle(budgets: list[float], cycle: int) -> float:
     return budgets[min(cycle, len(budgets)) - 1]
 
 
-def config_from_args(args: argparse.Namespace):
-    """The base :class:`~viewal.learner.ALConfig` of ``viewal experiment``'s arguments (one place for the
-    CLI and the benchmark scripts)."""
-    from viewal.learner import ALConfig
-
-    return ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
-                    superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
-                    overlap_mode=args.overlap_mode, wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
-                    init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
-                    validations=getattr(args, "validations", 5),
-                    sampling=args.sampling, decoder_channels=args.decoder_channels,
-                    num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
-                    pseudo_labels=args.pseudo_labels, scorer_options=parse_scorer_options(args.scorer_options))
-
-
-def steps_from_args(args: argparse.Namespace) -> dict:
-    """ALConfig step fields of ``--iterations`` / ``--epochs``: exactly ``iterations`` steps per fit, or, with
-    ``--epochs E``, ``max(iterations, E * ceil(labelled frames / batch))`` steps (``learner.train_config``)."""
-    epochs = getattr(args, "epochs", None)
-    if epochs is None:
-        return {"epochs": 1, "steps": args.iterations}
-    return {"epochs": int(epochs), "steps": None, "min_iterations": args.iterations}
-
-
-def open_from_args(args: argparse.Namespace):
-    """The dataset of ``viewal experiment``'s arguments (resized to ``--size``, every ``--frame-step``-th frame)."""
-    from viewal.datasets import open_dataset
-
-    size = parse_size_arg(args.size)
-    kw = {"height": size[0], "width": size[1]} if size else {}
-    return open_dataset(args.data, format=args.format, **kw).every(args.frame_step)
-
-
 def parse_seeds(text: str) -> list[int]:
     """``"3"`` -> [0, 1, 2]; ``"0,5"`` -> [0, 5]. Non-negative integers, at least one seed, no repeats."""
     text = str(text).strip()
@@ -280,43 +192,6 @@ def parse_scorer_options(text: str) -> dict:
     if not isinstance(opts, dict):
         raise ValueError(f"--scorer-options must be a JSON object like '{{\"sub_queries\": 4}}', got {text!r}")
     return opts
-
-
-def check_experiment_args(args: argparse.Namespace) -> dict:
-    """Every argument of ``viewal experiment`` checked before any data is read or model trained.
-
-    Returns ``{"methods", "budgets", "seeds"}`` parsed; raises ValueError naming the flag otherwise."""
-    import viewal.scorers as scorers
-
-    methods = parse_methods(args.methods)
-    budgets = parse_budgets(args.budget)
-    seeds = parse_seeds(args.seeds)
-    ints = {"--cycles": (args.cycles, 0), "--iterations": (args.iterations, 1), "--batch-size": (args.batch_size, 1),
-            "--validations": (getattr(args, "validations", 5), 1),
-            "--mc-passes": (args.mc_passes, 1), "--frame-step": (args.frame_step, 1),
-            "--superpixel-num": (args.superpixel_num, 1), "--decoder-channels": (args.decoder_channels, 1)}
-    if args.threads is not None:
-        ints["--threads"] = (args.threads, 1)
-    if getattr(args, "epochs", None) is not None:
-        ints["--epochs"] = (args.epochs, 1)
-    for flag, (v, lo) in ints.items():
-        if v < lo:
-            raise ValueError(f"{flag} must be >= {lo}, got {v}")
-    if not (np.isfinite(args.lr) and args.lr > 0):
-        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
-    if not (0 < args.seed_fraction <= 1):
-        raise ValueError(f"--seed-fraction must lie in (0, 1], got {args.seed_fraction}")
-    if not (0 <= args.wrong_label_rate <= 1):
-        raise ValueError(f"--wrong-label-rate must lie in [0, 1], got {args.wrong_label_rate}")
-    parse_size_arg(args.size)
-    options = parse_scorer_options(args.scorer_options)
-    for m in methods:
-        try:
-            scorers.get(parse_method(m)[0], **{**options, **parse_method(m)[1].get("scorer_options", {})})
-        except ValueError as e:
-            raise ValueError(f"--scorer-options: {e}") from None
-    check_budget_total(budgets, args.cycles, args.seed_fraction)
-    return {"methods": methods, "budgets": budgets, "seeds": seeds}
 
 
 def parse_size_arg(text):
@@ -552,33 +427,3 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
 
     write_query_sheets(dataset, out, methods, seeds[0])
     return rows, full
-
-
-def run(args: argparse.Namespace) -> int:
-    checked = check_experiment_args(args)  # every flag, before any data is read
-    methods, budgets, seeds = checked["methods"], checked["budgets"], checked["seeds"]
-    base = config_from_args(args)
-    dataset = open_from_args(args)
-    from viewal.datasets.check import check_frames
-
-    # every frame the run will read, once, before any training (cached by file size and mtime)
-    check_frames(dataset.split("train") + [f for s in ("val", "test") if s in dataset.splits
-                                           for f in dataset.split(s)],
-                 cache=RunLayout(Path(args.out)).frame_check)
-    out = Path(args.out)
-    layout = RunLayout(out)
-    if args.overwrite:
-        gone = clean_run(out)
-        if gone:
-            print(f"viewal experiment: --overwrite removed {len(gone)} files of the earlier run in {out}")
-    t0 = time.time()
-    rows, full = run_experiment(dataset, methods, seeds, args.cycles, budgets, out, base,
-                                full_data=not args.no_full_data, frame_step=args.frame_step)
-    write_results(layout.results, rows)
-    plot_curves(rows, layout.curves, full_miou=full,
-                title=f"{Path(args.data).name}: {len(seeds)} seed(s), {args.budget}% per cycle")
-    table = format_table(rows, full_miou=full)
-    layout.table.write_text(table + "\n")
-    print(table)
-    print(f"\nresults: {layout.results}\nplot:    {layout.curves}\n({time.time() - t0:.0f} s)")
-    return 0

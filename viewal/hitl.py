@@ -1,21 +1,29 @@
-"""Human in the loop: region queries out as PNG masks + JSON, labelled masks back in, validated.
+"""Human in the loop: region queries out for labellers, their labels back in, validated.
 
-Export layout (``export_queries(queries, out_dir)``)::
+Export layout (``export_queries(queries, out_dir, format=...)``)::
 
-    out_dir/queries.json              one entry per query (written last, atomically)
-    out_dir/masks/<name>.png          uint8 region mask: 255 inside the region, 0 outside
+    out_dir/queries.json              one entry per query, the region as COCO RLE (written last, atomically)
     out_dir/previews/<name>.jpg       RGB crop around the region, outlined (when a dataset is given)
-    out_dir/labels/                   where the labeller saves <name>.png
+    png:          out_dir/masks/<name>.png   uint8 region mask: 255 inside the region, 0 outside
+                  out_dir/labels/            where the labeller saves <name>.png
+    coco:         out_dir/coco.json          COCO skeleton (images, categories, regions); the labeller fills its
+                                             annotations and saves it as out_dir/labels.json
+                  out_dir/images/            the queried frames
+    label-studio: out_dir/label_studio/      labelling config and tasks (:mod:`viewal.labelstudio`)
+                  out_dir/images/            the queried frames
 
 A labelled mask ``labels/<name>.png`` is a single-channel PNG of the frame's full size holding class
-ids 0..C-1, and 255 for "not labelled". ``import_labels(out_dir, dataset)`` reads them back, checks
-that each file exists, has the frame's size and only valid values (errors name the file), and returns
-:class:`viewal.ledger.LabelItem` s with ``source="human"``.
+ids 0..C-1, and 255 for "not labelled". ``import_labels(out_dir, dataset)`` reads PNG or COCO labels back,
+checks that each file exists, has the frame's size and only valid values (errors name the file), keeps
+the pixels inside the asked region and returns :class:`viewal.ledger.LabelItem` s with ``source="human"``
+and their ``origin`` (file and annotator). Label Studio exports: :func:`viewal.labelstudio.import_label_studio`.
+Mask codecs and the annotators' batches: :mod:`viewal.formats`. See docs/labelling.md.
 
-Command line (against a ledger)::
+Command line (against a ledger; :mod:`viewal.cli.query`)::
 
-    viewal query export --ledger run.sqlite --out queries/ --data data/demo
-    viewal query import --ledger run.sqlite --dir queries/ --data data/demo
+    viewal query export --ledger run.sqlite --out queries/ --data data/demo [--format coco] [--annotators 3]
+    viewal query import queries/ --ledger run.sqlite --data data/demo
+    viewal query import label-studio-export.json --ledger run.sqlite --data data/demo
     viewal query status --ledger run.sqlite
 """
 from __future__ import annotations
@@ -31,8 +39,8 @@ import numpy as np
 
 from viewal.io import write_image, write_json
 
-__all__ = ["export_queries", "import_labels", "read_queries_json", "LabelImportError", "QUERIES_FILE",
-           "configure_parser", "run"]
+__all__ = ["export_queries", "import_labels", "read_queries_json", "label_items", "query_region", "coco_skeleton",
+           "LabelImportError", "QUERIES_FILE", "FORMATS"]
 
 QUERIES_FILE = "queries.json"
 IGNORE_INDEX = 255
@@ -66,8 +74,19 @@ def _preview(rgb: np.ndarray, mask: np.ndarray, margin: int = 16) -> np.ndarray:
     return img[y0:y1, x0:x1]
 
 
+FORMATS = ("png", "coco", "label-studio")
+COCO_LABELS_FILE = "labels.json"
+
+
+def frame_image_name(q: Any) -> str:
+    """File of a queried frame's RGB image in an export: ``images/<scene>_<frame>.png``."""
+    return f"images/{_safe(q.scene_id)}_{_safe(q.frame_id)}.png"
+
+
 def export_queries(queries: Sequence[Any], out_dir: str | Path, dataset: Any = None, previews: bool = True,
-                   num_classes: int | None = None, class_names: Sequence[str] | None = None) -> Path:
+                   num_classes: int | None = None, class_names: Sequence[str] | None = None, *,
+                   format: str = "png", ranks: Sequence[int] | None = None, annotator: str | None = None,
+                   image_url: str | None = None) -> Path:
     """Write region queries for a labeller (see module docstring).
 
     Args:
@@ -77,18 +96,33 @@ def export_queries(queries: Sequence[Any], out_dir: str | Path, dataset: Any = N
         dataset: optional ``RGBDDataset``: RGB previews, class names and frame-size checks.
         previews: write RGB crop previews (needs ``dataset``).
         num_classes, class_names: recorded in the JSON (taken from ``dataset`` when given).
+        format: ``"png"`` (region masks as PNG, labels back as PNG), ``"coco"`` (regions as COCO RLE in
+            ``queries.json``, a COCO skeleton ``coco.json`` whose ``annotations`` the labeller fills and saves
+            as ``labels.json``) or ``"label-studio"`` (:mod:`viewal.labelstudio`: labelling config + tasks).
+            Every format records each region as COCO RLE (``region``) in ``queries.json``.
+        ranks: index of each query in its cycle (names ``q<rank>_...``; default ``0..n-1``): an annotator's
+            batch keeps the cycle's numbering.
+        annotator: name of the annotator this batch is for (recorded; names the import's source).
+        image_url: ``label-studio``: tasks refer to ``image_url/images/...`` instead of embedding the frames.
     Returns:
         path of ``queries.json``.
     """
+    from viewal.formats import coco_encode
+
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     out = Path(out_dir)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
+    (out / "labels" if format == "png" else out).mkdir(parents=True, exist_ok=True)
     if dataset is not None:
         class_names = list(dataset.class_names)
         num_classes = len(class_names)
     elif class_names is not None and num_classes is None:
         num_classes = len(class_names)
+    ranks = list(range(len(queries))) if ranks is None else [int(r) for r in ranks]
+    if len(ranks) != len(queries):
+        raise ValueError(f"ranks: {len(ranks)} given for {len(queries)} queries")
     entries = []
-    for i, q in enumerate(queries):
+    for i, q in zip(ranks, queries):
         mask = np.asarray(q.mask, dtype=bool)
         if mask.ndim != 2 or not mask.any():
             raise ValueError(f"query {i} ({q.scene_id}/{q.frame_id}): mask must be a non-empty (H, W) bool array")
@@ -98,24 +132,61 @@ def export_queries(queries: Sequence[Any], out_dir: str | Path, dataset: Any = N
                 raise ValueError(f"query {i} ({fr.key}): mask {mask.shape} != frame size "
                                  f"{(dataset.height, dataset.width)}")
         name = query_name(i, q)
-        write_image(out / "masks" / f"{name}.png", (mask * 255).astype(np.uint8), rgb=False)
         entry = {"index": i, "query_id": getattr(q, "query_id", None), "cycle": getattr(q, "cycle", -1),
                  "scene_id": str(q.scene_id), "frame_id": str(q.frame_id), "region_id": int(q.region_id),
                  "score": float(q.score), "view_score": None if q.view_score is None else float(q.view_score),
                  "height": int(mask.shape[0]), "width": int(mask.shape[1]), "n_pixels": int(mask.sum()),
-                 "mask": f"masks/{name}.png", "label": f"labels/{name}.png", "preview": None}
-        if previews and dataset is not None:
-            write_image(out / "previews" / f"{name}.jpg", _preview(dataset.frame(q.scene_id, q.frame_id).rgb, mask))
-            entry["preview"] = f"previews/{name}.jpg"
+                 "name": name, "region": coco_encode(mask), "mask": None, "label": None, "image": None,
+                 "preview": None}
+        if format == "png":
+            write_image(out / "masks" / f"{name}.png", (mask * 255).astype(np.uint8), rgb=False)
+            entry.update(mask=f"masks/{name}.png", label=f"labels/{name}.png")
+        if dataset is not None:
+            rgb = dataset.frame(q.scene_id, q.frame_id).rgb
+            if previews:
+                write_image(out / "previews" / f"{name}.jpg", _preview(rgb, mask))
+                entry["preview"] = f"previews/{name}.jpg"
+            if format != "png":
+                entry["image"] = frame_image_name(q)
+                if not (out / entry["image"]).is_file():
+                    write_image(out / entry["image"], rgb)
         entries.append(entry)
-    doc = {"format": "viewal-queries", "version": 1, "num_classes": num_classes,
-           "class_names": None if class_names is None else list(class_names), "ignore_index": IGNORE_INDEX,
-           "instructions": "Save labels/<name>.png: single-channel PNG of the frame's size, class ids 0..C-1, "
-                           "255 = not labelled.",
-           "queries": entries}
+    doc = {"format": "viewal-queries", "version": 2, "label_format": format, "annotator": annotator,
+           "num_classes": num_classes, "class_names": None if class_names is None else list(class_names),
+           "ignore_index": IGNORE_INDEX, "instructions": INSTRUCTIONS[format], "queries": entries}
+    if format == "coco":
+        write_json(out / "coco.json", coco_skeleton(entries, class_names, num_classes))
+    elif format == "label-studio":
+        from viewal.labelstudio import write_label_studio
+
+        write_label_studio(out, entries, class_names if class_names is not None else
+                           [str(c) for c in range(int(num_classes or 0))], image_url=image_url)
     path = out / QUERIES_FILE
     write_json(path, doc)
     return path
+
+
+INSTRUCTIONS = {
+    "png": "Save labels/<name>.png: single-channel PNG of the frame's size, class ids 0..C-1, 255 = not labelled.",
+    "coco": f"Fill the 'annotations' of coco.json (image_id, category_id, segmentation as COCO RLE or polygons; "
+            f"later annotations win where they overlap) and save it as {COCO_LABELS_FILE}.",
+    "label-studio": "Create a Label Studio project with label_studio/config.xml, import label_studio/tasks.json, "
+                    "label, export the project as JSON and import that file with viewal query import.",
+}
+
+
+def coco_skeleton(entries: Sequence[dict], class_names: Sequence[str] | None, num_classes: int | None) -> dict:
+    """A COCO dataset document for the queries: one image per query (``id`` = rank + 1, ``file_name`` the
+    exported frame image or ``scene/frame``), the classes as categories (``id`` = class id + 1), the asked
+    regions under ``regions`` (COCO RLE), and empty ``annotations`` for the labeller."""
+    names = list(class_names) if class_names is not None else [str(c) for c in range(int(num_classes or 0))]
+    return {"info": {"description": "viewal region queries; label inside each image's region"},
+            "images": [{"id": e["index"] + 1, "file_name": e["image"] or f"{e['scene_id']}/{e['frame_id']}",
+                        "height": e["height"], "width": e["width"], "query_id": e["query_id"]} for e in entries],
+            "categories": [{"id": c + 1, "name": n} for c, n in enumerate(names)],
+            "regions": [{"id": e["index"] + 1, "image_id": e["index"] + 1, "segmentation": e["region"],
+                         "area": e["n_pixels"], "score": e["score"]} for e in entries],
+            "annotations": []}
 
 
 def read_queries_json(directory: str | Path) -> dict:
@@ -164,24 +235,80 @@ def _read_label_png(path: Path) -> np.ndarray:
     return img.astype(np.int64)
 
 
+def _coco_label_maps(d: Path, doc: dict, labels_file: str | Path | None, class_names: Sequence[str] | None,
+                     C: int) -> tuple[Path, dict[int, np.ndarray]]:
+    """The labeller's COCO file (default ``d/labels.json``) as class-id maps per query rank (255 = not
+    labelled; later annotations win). Categories are matched by name to ``class_names`` when both have
+    names, else ``category_id - 1`` is the class id. Errors name the file and the annotation."""
+    from viewal.formats import RleError, coco_decode
+
+    path = Path(labels_file) if labels_file is not None else d / COCO_LABELS_FILE
+    if not path.is_file():
+        raise LabelImportError(f"missing COCO labels file: {path}")
+    try:
+        coco = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise LabelImportError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(coco, dict) or not isinstance(coco.get("annotations"), list):
+        raise LabelImportError(f"{path}: not a COCO file (no 'annotations' list)")
+    cat_class: dict[int, int] = {}
+    for cat in coco.get("categories") or []:
+        cid, name = cat.get("id"), cat.get("name")
+        if class_names is not None and name is not None:
+            if name not in class_names:
+                raise LabelImportError(f"{path}: category {cid} {name!r} is not a class of the dataset "
+                                       f"({', '.join(class_names)})")
+            cat_class[int(cid)] = list(class_names).index(name)
+    by_image = {e["index"] + 1: e for e in doc["queries"]}
+    maps: dict[int, np.ndarray] = {}
+    for k, ann in enumerate(coco["annotations"]):
+        what = f"{path}: annotation {ann.get('id', k)}"
+        image_id = ann.get("image_id")
+        if image_id not in by_image:
+            raise LabelImportError(f"{what}: image_id {image_id!r} is not a query of this export "
+                                   f"({d / QUERIES_FILE})")
+        cid = ann.get("category_id")
+        cls = cat_class.get(cid, cid - 1 if isinstance(cid, int) else -1)
+        if not 0 <= cls < C:
+            raise LabelImportError(f"{what}: category_id {cid!r} is not a class (categories 1..{C})")
+        e = by_image[image_id]
+        shape = (int(e["height"]), int(e["width"]))
+        seg = ann.get("segmentation")
+        try:
+            if isinstance(seg, list):  # polygons: [[x0, y0, x1, y1, ...], ...]
+                from pycocotools import mask as cocomask
+
+                polys = cocomask.frPyObjects(seg, shape[0], shape[1])
+                m = cocomask.decode(cocomask.merge(polys)).astype(bool)
+            else:
+                m = coco_decode(seg, shape, what)
+        except RleError as err:
+            raise LabelImportError(str(err)) from None
+        lab = maps.setdefault(e["index"], np.full(shape, IGNORE_INDEX, dtype=np.int64))
+        lab[m] = cls
+    return path, maps
+
+
 def import_labels(directory: str | Path, dataset: Any = None, num_classes: int | None = None,
-                  restrict_to_query: bool = True, missing: str = "error") -> list:
-    """Read labelled masks of an export back, validated.
+                  restrict_to_query: bool = True, missing: str = "error", *,
+                  labels_file: str | Path | None = None) -> list:
+    """Read the labels of an export back, validated (the export's ``label_format`` says how: PNG class-id
+    masks under ``labels/``, or a COCO file ``labels.json``; Label Studio exports: :mod:`viewal.labelstudio`).
 
     Args:
         directory: the export directory (with ``queries.json``).
         dataset: ``RGBDDataset`` giving the frame sizes and the class count (recommended).
         num_classes: class count when no dataset is given (default: the JSON's ``num_classes``).
         restrict_to_query: keep only labelled pixels inside the query's region mask.
-        missing: ``"error"`` (default) or ``"skip"`` for queries without a labelled mask yet.
+        missing: ``"error"`` (default) or ``"skip"`` for queries without labels yet.
+        labels_file: the labeller's COCO file (``coco`` exports; default ``directory/labels.json``).
     Returns:
-        ``viewal.ledger.LabelItem`` list (``source="human"``; mask = pixels with a class id).
+        ``viewal.ledger.LabelItem`` list (``source="human"``; mask = pixels with a class id; ``origin`` the
+        labels' file or folder and the export's annotator).
     Raises:
         LabelImportError naming the file: missing file, wrong size, values outside 0..C-1 and 255,
         unknown frame.
     """
-    from viewal.ledger import LabelItem
-
     if missing not in ("error", "skip"):
         raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
     d = Path(directory)
@@ -190,16 +317,68 @@ def import_labels(directory: str | Path, dataset: Any = None, num_classes: int |
     if C is None:
         raise LabelImportError(f"{d / QUERIES_FILE}: no class count; pass a dataset or num_classes")
     C = int(C)
-    items = []
+    fmt = doc.get("label_format", "png")
+    if fmt == "label-studio":
+        raise LabelImportError(f"{d / QUERIES_FILE}: a Label Studio export; import Label Studio's JSON export "
+                               f"(viewal query import --format label-studio FILE)")
+    if fmt not in ("png", "coco"):
+        raise LabelImportError(f"{d / QUERIES_FILE}: unknown label_format {fmt!r}")
+    names = list(dataset.class_names) if dataset is not None else doc.get("class_names")
+    if fmt == "coco":
+        source, coco_maps = _coco_label_maps(d, doc, labels_file, names, C)
+    else:
+        source, coco_maps = d / "labels", {}
+    origin = f"{fmt} labels {source.resolve()}" + (f" (annotator {doc['annotator']})" if doc.get("annotator") else "")
+    pairs = []
     for e in doc["queries"]:
         try:
-            scene_id, frame_id, label_rel = str(e["scene_id"]), str(e["frame_id"]), e["label"]
+            scene_id, frame_id = str(e["scene_id"]), str(e["frame_id"])
         except KeyError as k:
             raise LabelImportError(f"{d / QUERIES_FILE}: query entry without {k}: {e}") from None
-        path = export_file(d, label_rel, "label")
-        if not path.is_file() and missing == "skip":
-            continue
-        lab = _read_label_png(path)
+        if fmt == "coco":
+            path = source
+            if e["index"] not in coco_maps:
+                if missing == "skip":
+                    continue
+                raise LabelImportError(f"{path}: no annotation for query {e['index']} (image_id {e['index'] + 1}, "
+                                       f"{scene_id}/{frame_id})")
+            lab = coco_maps[e["index"]]
+        else:
+            path = export_file(d, e.get("label"), "label")
+            if not path.is_file() and missing == "skip":
+                continue
+            lab = _read_label_png(path)
+        pairs.append((e, path, lab))
+    return label_items(d, pairs, dataset, C, restrict_to_query, origin)
+
+
+def query_region(d: Path, e: dict, where: str | None = None) -> np.ndarray:
+    """(H, W) bool region of a ``queries.json`` entry: its COCO RLE ``region``, or its PNG ``mask`` (version-1
+    exports). Errors name the file (``where``: the entry's file, default ``d/queries.json``)."""
+    from viewal.formats import RleError, coco_decode
+
+    if e.get("region") is not None:
+        try:
+            return coco_decode(e["region"], (int(e["height"]), int(e["width"])),
+                               f"{where or d / QUERIES_FILE}: query {e.get('index')} region")
+        except RleError as err:
+            raise LabelImportError(str(err)) from None
+    mpath = export_file(d, e.get("mask"), "mask")
+    if not mpath.is_file():
+        raise LabelImportError(f"missing query mask: {mpath}")
+    return _read_label_png(mpath) > 0
+
+
+def label_items(d: Path, pairs: Sequence[tuple[dict, Path, np.ndarray]], dataset: Any, C: int,
+                restrict_to_query: bool, origin: str, where: str | None = None) -> list:
+    """Validated ``LabelItem`` s from ``(query entry, labels' file, (H, W) class ids with 255 = not labelled)``:
+    the frame exists and has the labels' size, class ids lie in 0..C-1, pixels outside the query's region are
+    dropped (``restrict_to_query``); a query without a labelled pixel there is skipped with a warning."""
+    from viewal.ledger import LabelItem
+
+    items = []
+    for e, path, lab in pairs:
+        scene_id, frame_id = str(e["scene_id"]), str(e["frame_id"])
         if dataset is not None:
             try:
                 dataset.frame(scene_id, frame_id)
@@ -218,104 +397,16 @@ def import_labels(directory: str | Path, dataset: Any = None, num_classes: int |
                                    f"e.g. at row {int(np.argwhere(bad)[0][0])}, column {int(np.argwhere(bad)[0][1])}")
         mask = lab != IGNORE_INDEX
         if restrict_to_query:
-            mpath = export_file(d, e.get("mask"), "mask")
-            if not mpath.is_file():
-                raise LabelImportError(f"missing query mask: {mpath}")
-            qmask = _read_label_png(mpath) > 0
+            qmask = query_region(d, e, where)
             if qmask.shape != lab.shape:
-                raise LabelImportError(f"{mpath}: size differs from its labelled mask {path}")
+                raise LabelImportError(f"{where or d / QUERIES_FILE}: region of query {e.get('index')} has another "
+                                       f"size than its labels {path}")
             mask &= qmask
         if not mask.any():
-            warnings.warn(f"{path}: no labelled pixels inside the query region; skipped", stacklevel=2)
+            warnings.warn(f"{path}: no labelled pixels inside the region of query {e.get('index')} "
+                          f"({scene_id}/{frame_id}); skipped", stacklevel=3)
             continue
         items.append(LabelItem(scene_id=scene_id, frame_id=frame_id, mask=mask,
                                labels=np.where(mask, lab, IGNORE_INDEX), source="human",
-                               region_id=int(e.get("region_id", -1)), query_id=e.get("query_id")))
+                               region_id=int(e.get("region_id", -1)), query_id=e.get("query_id"), origin=origin))
     return items
-
-
-# --------------------------------------------------------------------------------------------- CLI
-
-def configure_parser(p) -> None:
-    sub = p.add_subparsers(dest="action", metavar="<action>", required=True)
-    ex = sub.add_parser("export", help="write the ledger's unlabelled queries as PNG masks + queries.json")
-    ex.add_argument("--ledger", required=True, help="SQLite ledger of the run")
-    ex.add_argument("--out", required=True, help="output directory")
-    ex.add_argument("--data", help="dataset directory (RGB previews, class names, size checks)")
-    ex.add_argument("--cycle", type=int, default=None, help="cycle whose queries to export (default: all pending)")
-    ex.add_argument("--no-previews", action="store_true", help="skip the RGB crop previews")
-    im = sub.add_parser("import", help="read labelled masks of an export into the ledger (source=human)")
-    im.add_argument("--ledger", required=True, help="SQLite ledger of the run")
-    im.add_argument("--dir", required=True, help="export directory holding queries.json and labels/")
-    im.add_argument("--data", help="dataset directory (frame sizes, class count)")
-    im.add_argument("--skip-missing", action="store_true", help="ignore queries without a labelled mask yet")
-    im.add_argument("--allow-overlap", action="store_true",
-                    help="accept labels overlapping already-labelled pixels (corrections; later labels win)")
-    st = sub.add_parser("status", help="summary of the ledger: cycle, queries, labels")
-    st.add_argument("--ledger", required=True, help="SQLite ledger of the run")
-
-
-def _open_ledger(path: str):
-    from viewal.ledger import Ledger
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"ledger file does not exist: {path}")
-    return Ledger(path)
-
-
-def _dataset(path: str | None, ledger=None):
-    """The dataset at ``path`` as the ledger's run saw it: resized to the run's working size (``--size``),
-    so that exported masks and frames agree."""
-    if not path:
-        return None
-    from viewal.datasets import open_dataset
-
-    size = ((ledger.config().get("al") or {}).get("size") if ledger is not None else None)
-    kw = {"height": int(size[0]), "width": int(size[1])} if size else {}
-    return open_dataset(path, **kw)
-
-
-def run(args) -> int:
-    led = _open_ledger(args.ledger)
-    try:
-        if args.action == "status":
-            c = led.counts()
-            print(f"ledger {args.ledger}: cycle {c['cycle']}, {c['queries']} queries "
-                  f"({c['labelled_queries']} labelled, {len(led.pending_queries())} pending), {c['labels']} labels, "
-                  f"{led.labelled_pixels()} labelled pixels")
-            return 0
-        ds = _dataset(args.data, led)
-        if args.action == "export":
-            qs = led.pending_queries(args.cycle)
-            if not qs:
-                print("no pending queries to export")
-                return 0
-            cfg = led.config()
-            names = cfg.get("class_names")
-            path = export_queries(qs, args.out, dataset=ds, previews=not args.no_previews,
-                                  num_classes=cfg.get("num_classes"), class_names=names)
-            print(f"exported {len(qs)} queries to {path} (save labelled masks under {Path(args.out) / 'labels'})")
-            return 0
-        if args.action == "import":
-            items = import_labels(args.dir, dataset=ds, missing="skip" if args.skip_missing else "error",
-                                  num_classes=led.config().get("num_classes"))
-            pending = {q.query_id for q in led.pending_queries()}
-            known = {q.query_id for q in led.queries()}
-            unknown = sorted({it.query_id for it in items if it.query_id is not None and it.query_id not in known})
-            if unknown:
-                raise LabelImportError(f"{Path(args.dir) / QUERIES_FILE}: query_id {', '.join(map(str, unknown[:5]))} "
-                                       f"{'is' if len(unknown) == 1 else 'are'} not in the ledger {args.ledger} "
-                                       f"(an export of another run?); nothing imported")
-            fresh = [it for it in items if it.query_id is None or it.query_id in pending]
-            if len(fresh) < len(items):
-                print(f"skipping {len(items) - len(fresh)} queries that are already labelled")
-            if not fresh:
-                print("nothing to import")
-                return 0
-            led.record_labels(led.cycle(), fresh, overlap="allow" if args.allow_overlap else "error")
-            print(f"imported {len(fresh)} labelled regions ({sum(int(i.mask.sum()) for i in fresh)} pixels) "
-                  f"into {args.ledger}")
-            return 0
-        raise ValueError(f"unknown action {args.action!r}")
-    finally:
-        led.close()

@@ -3,11 +3,13 @@
 ::
 
     OUT/ledgers/<method>-s<seed>.sqlite      one ledger per method and seed (the run's state)
+    OUT/ledgers/<method>-s<seed>.scores/     per-scene scores of the running cycle (viewal.scoring.SceneStore)
     OUT/models/<seedset>.pt                  cycle 0: the seed-set model shared by methods that train alike
     OUT/models/<method>-s<seed>-c<N>.pt      cycle N >= 1
     OUT/results.csv, table.txt, curves.png, full_data.json, frame_check.json
     OUT/queries_<method>_c<N>.png            contact sheets of the queried regions
     OUT/view_entropy_<scene>.ply (+ .png)    view-entropy point clouds
+    OUT/report.html                          the HTML page of the cycles (viewal report)
 
 The cycle-0 name carries the recipe tags of :func:`seedset_name` (a scorer's head, the training aids), so a
 PAL run or a run with aids finds its own seed-set model, never another recipe's.
@@ -79,6 +81,7 @@ class RunLayout:
     curves = _in_root("curves.png", "mIoU against the labelled fraction")
     full_data = _in_root("full_data.json", "the full-data reference (same recipe, every train label)")
     frame_check = _in_root("frame_check.json", "the cache of the frame check run before training")
+    report = _in_root("report.html", "the HTML page of the cycles (viewal report)")
 
     def query_sheet(self, method: str, cycle: int) -> Path:
         return self.root / f"queries_{method}_c{int(cycle)}.png"
@@ -97,6 +100,8 @@ class RunLayout:
     def run_files(self) -> list[Path]:
         """Everything a run writes (what ``--overwrite`` deletes): results, table, plot, full-data reference,
         query sheets, ledgers (with their SQLite side files), checkpoints (and partial ones)."""
-        paths = [self.results, self.table, self.curves, self.full_data] + sorted(self.root.glob("queries_*.png"))
-        paths += sorted(self.ledgers.glob("*.sqlite*")) + sorted(self.models.glob("*.pt"))
+        paths = [self.results, self.table, self.curves, self.full_data, self.report]
+        paths += sorted(self.root.glob("queries_*.png"))
+        paths += sorted(self.ledgers.glob("*.sqlite*")) + sorted(self.ledgers.glob("*.scores/c*/*.npz"))
+        paths += sorted(self.models.glob("*.pt"))
         return paths + self.partial_checkpoints()

@@ -25,20 +25,20 @@ import numpy as np
 
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
 from viewal.faults import kill_point
+from viewal.kernels.depth_test import DEPTH_TEST, FLAGS, DepthTest, refuse_depth_test_options
 from viewal.ledger import LabelItem, Ledger, LedgerError
 from viewal.oracle import Oracle
-from viewal.seeding import stream_rng, stream_seed
 from viewal.selection import (
     RegionQuery,
     SelectionContext,
-    build_pool,
     concat_pools,
     overlap_adjacency,
     queries_from_selection,
 )
 
 __all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
-           "model_fingerprint", "pool_signature", "integer_class_ids", "KERNEL_BACKENDS"]
+           "model_fingerprint", "pool_signature", "integer_class_ids", "EXECUTION_SETTINGS", "LEGACY_DEPTH_TEST_KEYS",
+           "run_identity", "upgrade_config"]
 
 
 def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1) -> int:
@@ -62,14 +62,65 @@ def train_config(c: ALConfig, n_items: int, seed: int | None = None):
     return TrainConfig(epochs=epochs, eval_every=max(1, epochs // c.validations), **kw)
 
 
-#: ALConfig fields that say how a run executes, not what it is: a ledger resumes when only these change
-EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "kernel_backend")
+#: ALConfig settings that say how a run executes, not what it is: a ledger resumes when only these change
+#: (``a.b`` = key ``b`` of the stored dict ``a``)
+EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "depth_test.backend")
+
+#: ALConfig keys of configs stored before the depth test was one setting -> the DepthTest field they set
+LEGACY_DEPTH_TEST_KEYS = {"overlap_mode": "mode", "depth_tol": "depth_tol", "kernel_backend": "backend"}
 
 #: ALConfig fields that decide what a fit learns from its labels (the labels themselves are in the ledger)
 TRAINING_FIELDS = ("encoder", "init", "epochs", "batch_size", "lr", "size", "min_iterations", "steps", "sampling",
                    "decoder_channels", "validations", "augment", "pseudo_labels", "auxiliary", "mc_passes")
 
-KERNEL_BACKENDS = ("cpu", "numpy", "cuda")
+
+def run_identity(al: dict) -> dict:
+    """A stored ALConfig (``ALConfig.to_json()``) without its :data:`EXECUTION_SETTINGS`: two configs with
+    equal identities are the same run (a ledger resumes with either)."""
+    out = json.loads(json.dumps(al))
+    for path in EXECUTION_SETTINGS:
+        *head, last = path.split(".")
+        node = out
+        for k in head:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
+def _same_test(a: DepthTest, b: DepthTest) -> bool:
+    """Same decision for every point: same mode and that mode's parameter (tolerances or distance)."""
+    return a.mode == b.mode and (a.depth_tol == b.depth_tol if a.mode == "z" else a.world_distance == b.world_distance)
+
+
+def upgrade_config(d: dict) -> dict:
+    """An ALConfig dict stored before the depth test was one setting, as today's equivalent.
+
+    Such a config has ``overlap_mode``, ``depth_tol`` and ``kernel_backend`` (the overlap table's test and
+    backend) and, for the view-entropy scorer, maybe depth-test scorer options (``mode``, ``depth_tol``,
+    ``world_distance``, ``aggregation``, ``backend``; absent = the kernel's defaults then, which are
+    :data:`~viewal.kernels.DEPTH_TEST`'s). They become one ``depth_test`` dict. When the view entropy and the
+    overlap table of a view-entropy run used two different tests, no single setting reproduces the run:
+    ValueError, naming both. A config without the old keys is returned unchanged (a copy).
+    """
+    legacy = {k: d[k] for k in LEGACY_DEPTH_TEST_KEYS if k in d}
+    if not legacy:
+        return dict(d)
+    if "depth_test" in d:
+        raise ValueError(f"ALConfig: {', '.join(legacy)} and depth_test both given; depth_test holds "
+                         f"{', '.join(LEGACY_DEPTH_TEST_KEYS.values())} now")
+    out = {k: v for k, v in d.items() if k not in legacy}
+    overlap = DepthTest.from_dict({LEGACY_DEPTH_TEST_KEYS[k]: v for k, v in legacy.items()})
+    if out.get("scorer", ALConfig.scorer) != "view_entropy":
+        return {**out, "depth_test": overlap.to_dict()}
+    opts = dict(out.get("scorer_options") or {})
+    moved = {k: opts.pop(k) for k in list(opts) if k in FLAGS}
+    view = DepthTest.from_dict({"backend": overlap.backend, **{k: v for k, v in moved.items() if v is not None}})
+    if not _same_test(view, overlap):
+        raise ValueError(f"ALConfig: this run's view entropy used the depth test {view.computes()} and its overlap "
+                         f"table {overlap.computes()}; a run has one depth test now (ALConfig.depth_test), so it "
+                         f"cannot be resumed as it was: start a new run")
+    return {**out, "scorer_options": opts, "depth_test": view.to_dict()}
 
 
 def training_key(c: ALConfig) -> dict:
@@ -117,8 +168,9 @@ class ALConfig:
         dedup: cross-view dedup for greedy scorers (ViewAL's own selection always dedups).
         seed_fraction: share of the training frames fully labelled before the first cycle (ViewAL: 1.5 %).
         mc_passes: MC-dropout passes for scoring.
-        overlap_mode, depth_tol: the depth test of the overlap table (``"z"`` or ``"viewal"``).
-        kernel_backend: ``"cpu"``, ``"numpy"`` or ``"cuda"``.
+        depth_test: :class:`~viewal.kernels.DepthTest`, the run's one depth test (mode, tolerances or
+            distance, aggregation, kernel backend), given unchanged to the view-entropy scorer and the
+            overlap table (and read back by ``viewal visualize``). A dict is read with ``DepthTest.from_dict``.
         wrong_label_rate: simulated oracle's per-region error rate.
         encoder, init: network encoder and optional encoder weights (SimSiam) path.
         epochs, batch_size, lr, size, num_threads, device: training (``viewal.train.TrainConfig``).
@@ -134,6 +186,9 @@ class ALConfig:
             floor is measured by retraining the same labels with other train seeds.
         validations: about this many validations per fit (the best one's weights are kept).
         augment: ``"none"`` or ``"max_entropy"`` (spatial-transformer augmentation, ``viewal.augment``).
+        executor: where the pool is scored, scene by scene (``viewal.scoring``): ``"local"`` (this process)
+            or ``"ray"`` (one Ray task per scene; ``ray_address`` the cluster, None: ``RAY_ADDRESS`` or a
+            local Ray); max_retries: reruns of a Ray task whose worker died. Selections do not depend on it.
         pseudo_labels: ``"none"``, ``"confidence"``, ``"classwise"`` or ``"ups"`` (``viewal.pseudo``): after
             the fit, pseudo-label the pool and fine-tune on labelled + pseudo-labelled pixels.
         auxiliary: ``"none"`` or ``"rotation"``: train PAL's rotation head (self-supervised, labels unused)
@@ -150,9 +205,7 @@ class ALConfig:
     dedup: bool = False
     seed_fraction: float = 0.015
     mc_passes: int = 20
-    overlap_mode: str = "z"
-    depth_tol: tuple[float, float] = (0.05, 0.02)
-    kernel_backend: str = "cpu"
+    depth_test: DepthTest = DEPTH_TEST
     wrong_label_rate: float = 0.0
     encoder: str = "efficientnet-lite0"
     init: str | None = "imagenet"
@@ -172,8 +225,18 @@ class ALConfig:
     augment: str = "none"
     pseudo_labels: str = "none"
     auxiliary: str = "none"
+    executor: str = "local"
+    ray_address: str | None = None
+    max_retries: int = 3
 
     def __post_init__(self) -> None:
+        from viewal.scoring import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, (int, np.integer)) \
+                or self.max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
         if self.augment not in ("none", "max_entropy"):
             raise ValueError(f"augment must be 'none' or 'max_entropy', got {self.augment!r}")
         if self.pseudo_labels not in ("none", "confidence", "classwise", "ups"):
@@ -197,28 +260,38 @@ class ALConfig:
             raise ValueError(f"wrong_label_rate must lie in [0, 1], got {self.wrong_label_rate}")
         if self.min_iterations < 0:
             raise ValueError(f"min_iterations must be >= 0, got {self.min_iterations}")
-        if self.kernel_backend not in KERNEL_BACKENDS:
-            raise ValueError(f"kernel_backend must be one of {', '.join(KERNEL_BACKENDS)}, got {self.kernel_backend!r}")
+        if isinstance(self.depth_test, dict):
+            self.depth_test = DepthTest.from_dict(self.depth_test)
+        if not isinstance(self.depth_test, DepthTest):
+            raise ValueError(f"depth_test must be a viewal.kernels.DepthTest (or a dict of its settings), "
+                             f"got {type(self.depth_test).__name__}")
         if not isinstance(self.scorer_options, dict):
             raise ValueError(f"scorer_options must be a dict, got {type(self.scorer_options).__name__}")
+        refuse_depth_test_options(self.scorer_options, "scorer_options")
         if self.region not in ("superpixel", "image"):
             raise ValueError(f"region must be 'superpixel' or 'image', got {self.region!r}")
         if not 0 < self.seed_fraction <= 1:
             raise ValueError(f"seed_fraction must lie in (0, 1], got {self.seed_fraction}")
-        self.depth_tol = tuple(float(x) for x in self.depth_tol)
         if self.size is not None:
             self.size = tuple(int(x) for x in self.size)
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["depth_tol"] = list(self.depth_tol)
+        d["depth_test"] = self.depth_test.to_dict()
         d["size"] = None if self.size is None else list(self.size)
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> ALConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """The config of a dict written by :meth:`to_json` (absent keys: the defaults). Unknown keys are
+        refused, naming them; a config stored before the depth test was one setting is read as its
+        equivalent (:func:`upgrade_config`)."""
+        d = upgrade_config(d)
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known), key=str)
+        if unknown:
+            raise ValueError(f"ALConfig: unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+        return cls(**d)
 
 
 def integer_class_ids(labels: np.ndarray, what: str) -> np.ndarray:
@@ -260,7 +333,7 @@ class ActiveLearner:
         if overrides:
             cfg = ALConfig.from_json({**cfg.to_json(), **overrides})
         self.config = cfg
-        if cfg.kernel_backend == "cuda":
+        if cfg.depth_test.backend == "cuda":
             from viewal.kernels import check_backend
 
             check_backend("cuda")  # no GPU: say so now, not as a raw CudaSupportError mid-cycle
@@ -270,20 +343,26 @@ class ActiveLearner:
             if not torch.cuda.is_available():
                 raise ValueError(f"device {cfg.device!r}: no CUDA GPU found (torch.cuda.is_available() is False); "
                                  f"use device='cpu'")
-        self.scorer = scorers.get(cfg.scorer, **cfg.scorer_options)
+        from viewal.scoring import make_executor
+
+        self.executor = make_executor(cfg)  # no Ray installed for executor="ray": says what to install, now
+        self.scorer = scorers.get(cfg.scorer, depth_test=cfg.depth_test, **cfg.scorer_options)
         self.selector = self.scorer.selector(dedup=cfg.dedup)  # how the pooled scores become a selection
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         stored = self.ledger.config()
         if isinstance(stored.get("al"), dict):
-            # a ledger written before a setting existed ran with that setting's default: upgrading viewal
+            # a ledger written before a setting existed ran with that setting's default, and one written
+            # before the depth test was one setting with its equivalent (upgrade_config): upgrading viewal
             # must not make an old run unresumable
-            defaults = ALConfig().to_json()
-            old = {**{k: defaults[k] for k in defaults if k not in stored["al"]}, **stored["al"]}
+            try:
+                old = json.loads(json.dumps(ALConfig.from_json(stored["al"]).to_json()))
+            except ValueError as e:
+                raise LedgerError(f"{self.ledger.path}: its stored config cannot be read: {e}") from None
             # how a run executes (threads, device, batch size of inference, kernel backend) is not what it
             # is: resuming on another machine keeps the run
             new = json.loads(json.dumps(cfg.to_json()))
-            if all(old.get(k) == new.get(k) for k in new if k not in EXECUTION_SETTINGS):
-                old.update({k: new[k] for k in EXECUTION_SETTINGS if k in new})
+            if run_identity(old) == run_identity(new):
+                old = new
             if old != stored["al"]:
                 self.ledger.set_config({**stored, "al": old}, overwrite=True)
         self.ledger.set_config({"al": cfg.to_json(), "dataset": str(self.dataset.root),
@@ -299,9 +378,12 @@ class ActiveLearner:
         self._model_labels = -1  # labelled-pixel count the current model was trained on
         self._model_fingerprint = ""  # model_fingerprint of the current model's recipe and labels
         self.fit_stats: dict = {}  # what a training option measured (theta deviation, pseudo-label precision)
-        self._sp_cache = None
-        self._adjacency = None
-        self._regions: dict[str, np.ndarray] = {}
+        from viewal.scoring import RegionMaps, SceneStore
+
+        self._region_maps = RegionMaps.of(self.dataset, cfg)
+        # per-scene scoring results of the running cycle, beside the ledger (resume without rescoring)
+        self.scene_store = SceneStore(self.ledger.path.with_name(self.ledger.path.stem + ".scores"))
+        self._overlaps: dict[str, object] = {}  # scene -> overlap table, from the last scoring
         if not self.ledger.labelled_frames():
             self._label_seed_set()
 
@@ -334,18 +416,7 @@ class ActiveLearner:
 
     def regions(self, frame) -> np.ndarray:
         """(H, W) int32 region map of a pool frame: its superpixels, or zeros for whole-image selection."""
-        if self.config.region == "image":
-            return np.zeros((self.dataset.height, self.dataset.width), np.int32)
-        key = frame.key
-        if key not in self._regions:
-            if self._sp_cache is None:
-                from viewal.superpixels import SuperpixelCache
-
-                self._sp_cache = SuperpixelCache(self.dataset.root, self.config.superpixels,
-                                                 size=(self.dataset.height, self.dataset.width),
-                                                 num=self.config.superpixel_num)
-            self._regions[key] = self._sp_cache.get(frame)
-        return self._regions[key]
+        return self._region_maps(frame)
 
     def _scenes(self) -> list[tuple[str, list]]:
         by: dict[str, list] = {}
@@ -366,28 +437,14 @@ class ActiveLearner:
         self.ledger.record_labels(0, items)
 
     # ------------------------------------------------------------------------------------------ overlap
-    def _overlap_cache_path(self, scene_id: str, frames: Sequence) -> Path:
-        c = self.config
-        key = json.dumps({"frames": [f.frame_id for f in frames], "region": c.region, "sp": c.superpixels,
-                          "num": c.superpixel_num, "mode": c.overlap_mode, "tol": list(c.depth_tol),
-                          "size": [self.dataset.height, self.dataset.width], "v": 1}, sort_keys=True)
-        h = hashlib.sha1(key.encode()).hexdigest()[:16]
-        return Path(self.dataset.root) / ".viewal_cache" / "overlap" / h / f"{scene_id}.npz"
-
     def overlap_table(self, scene_id: str, frames: Sequence):
-        """Superpixel overlap table of a scene's pool frames (computed once, cached beside the dataset)."""
-        from viewal.datasets.base import stack_scene
-        from viewal.kernels import OverlapTable, superpixel_overlap
+        """Superpixel overlap table of a scene's pool frames (computed once, cached beside the dataset;
+        ``viewal.scoring.scene_overlap_table``)."""
+        from viewal.scoring import scene_overlap_table
 
-        path = self._overlap_cache_path(scene_id, frames)
-        if path.is_file():
-            return OverlapTable.load(path)
-        sp = np.stack([self.regions(f) for f in frames])
-        geo = stack_scene(frames)
-        table = superpixel_overlap(sp, geo["depths"], geo["Ks"], geo["world_T_cams"], mode=self.config.overlap_mode,
-                                   depth_tol=self.config.depth_tol, backend=self.config.kernel_backend)
-        table.save(path)
-        return table
+        if any(f.scene_id != scene_id for f in frames):
+            raise ValueError(f"overlap_table: frames of other scenes than {scene_id!r}")
+        return scene_overlap_table(frames, self.config, self._region_maps)
 
     # ------------------------------------------------------------------------------------------ model
     def train_config(self, n_items: int | None = None):
@@ -427,16 +484,20 @@ class ActiveLearner:
         return model, combine_extra_losses(*hooks)
 
     def save_model(self, path: str | Path) -> Path:
-        """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on."""
+        """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on (on rank 0
+        only under ``torchrun``)."""
         from viewal.train import save_checkpoint
 
         if self.model is None:
             raise RuntimeError("save_model: no model yet; call fit() first")
+        from viewal.distributed import is_main
         from viewal.io import atomic_path
 
         meta = {"labelled_pixels": self._model_labels, "scorer": self.config.scorer,
                 "fingerprint": self._model_fingerprint}
         path = Path(path)
+        if not is_main():  # under torchrun every rank holds the same model: rank 0 writes it
+            return path
         with atomic_path(path) as tmp:
             save_checkpoint(tmp, self.model, meta)
             kill_point("save", self.ledger.cycle())
@@ -509,43 +570,55 @@ class ActiveLearner:
         return {"miou": float(out["miou"]), "per_class_iou": [float(x) for x in np.asarray(out["per_class_iou"])]}
 
     # ------------------------------------------------------------------------------------------ querying
+    def score_key(self) -> str:
+        """What a stored scene result must have been made with to be reused: the model's weights, the run's
+        settings (those that change scores: not the executor), the cycle and the ledger's labels."""
+        from viewal.scoring import weights_digest
+
+        if self.model is None:
+            raise RuntimeError("score_pool: no model yet; call fit() first")
+        conf = {k: v for k, v in self.config.to_json().items() if k not in ("executor", "ray_address", "max_retries")}
+        text = json.dumps({"weights": weights_digest(self.model), "config": conf, "cycle": self.ledger.cycle(),
+                           "labels": self.ledger.labels_digest(), "overlaps": self.selector.needs_overlaps},
+                          sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()
+
     def score_pool(self, progress: bool = True):
-        """Score every region of the pool with the scorer: returns the concatenated ``RegionPool`` (with
-        the scorer's region features when it has any)."""
-        from viewal.needs import NeedContext, compute_needs
+        """Score every region of the pool with the scorer, scene by scene on the run's executor
+        (``viewal.scoring``): returns the concatenated ``RegionPool`` (with the scorer's region features
+        when it has any). Each scene's result is stored as it arrives (:attr:`scene_store`); scenes already
+        stored for this cycle, model and settings are not scored again."""
         from viewal.progress import progress_bar
-        from viewal.scorers import build_scene_inputs
+        from viewal.scoring import SceneJob, ScoringSpec
 
         c = self.config
-        pools = []
         cycle = self.ledger.cycle()
         hw = (self.dataset.height, self.dataset.width)
-        for scene_id, frames in progress_bar(self._scenes(), desc=f"score ({c.scorer})", unit="scene",
-                                             disable=not progress):
-            sp = np.stack([self.regions(f) for f in frames])
-            # MC-dropout masks and random scores keyed by (run seed, cycle, scene): a resumed run draws
-            # what the uninterrupted one drew, whatever torch's global RNG went through before
-            ctx = NeedContext(model=self.model, frames=frames, mc_passes=c.mc_passes, batch_size=c.infer_batch_size,
-                              device=c.device, options={"superpixels": sp, "size": c.size},
-                              seed=stream_seed(c.seed, "mc", cycle, scene_id))
-            inputs = build_scene_inputs(frames, sp, self.scorer.needs, **compute_needs(self.scorer.needs, ctx),
-                                        rng=stream_rng(c.seed, "score", cycle, scene_id))
-            scores = self.scorer(inputs)
-            labelled = np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames])
-            pools.append(build_pool(scene_id, [f.frame_id for f in frames], sp, scores.pixel, scores.view,
-                                    labelled=labelled, features=self.scorer.region_features(inputs)))
+        key = self.score_key()
+        self.scene_store.clear(keep_cycle=cycle)  # results of earlier cycles are spent
+        scenes = self._scenes()
+        done = {sid: r for sid, _ in scenes if (r := self.scene_store.load(cycle, sid, key)) is not None}
+        jobs = [SceneJob(sid, frames, np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames]))
+                for sid, frames in scenes if sid not in done]
+        spec = ScoringSpec(config=c, cycle=cycle, regions=self._region_maps, overlaps=self.selector.needs_overlaps)
+        bar = progress_bar(total=len(scenes), initial=len(done), desc=f"score ({c.scorer}, {self.executor.name})",
+                           unit="scene", disable=not progress)
+        for result in self.executor.map(self.model, self.scorer, jobs, spec):
+            self.scene_store.save(cycle, result, key)
+            done[result.scene_id] = result
+            bar.update(1)
             kill_point("score", cycle)
-        return concat_pools(pools)
+        bar.close()
+        self._overlaps = {sid: done[sid].overlap for sid, _ in scenes if done[sid].overlap is not None}
+        return concat_pools([done[sid].pool for sid, _ in scenes])
 
     def _adjacency_for(self, pool):
-        if self._adjacency is None or self._adjacency.shape[0] != pool.n_regions:
-            from viewal.progress import progress_bar
-
-            tables = [(sid, [f.frame_id for f in frames], self.overlap_table(sid, frames))
-                      for sid, frames in progress_bar(self._scenes(), desc="overlap tables", unit="scene",
-                                                      leave=False)]
-            self._adjacency = overlap_adjacency(pool, tables)
-        return self._adjacency
+        """Overlap adjacency of ``pool`` from the scenes' overlap tables (those the scoring returned; any
+        other read from the cache beside the dataset)."""
+        tables = [(sid, [f.frame_id for f in frames],
+                   self._overlaps[sid] if sid in self._overlaps else self.overlap_table(sid, frames))
+                  for sid, frames in self._scenes()]
+        return overlap_adjacency(pool, tables)
 
     def query(self, budget_pixels: int, progress: bool = True) -> list[RegionQuery]:
         """The next regions to label, about ``budget_pixels`` pixels in all (never over by more than one region).
@@ -572,6 +645,7 @@ class ActiveLearner:
         sel = self.selector.select(pool, int(budget_pixels), context)
         queries = queries_from_selection(pool, sel, lambda i: self.regions(frames[i]), cycle=cycle)
         recorded = self.ledger.record_queries(cycle, queries)
+        self.scene_store.clear()  # the queries are in the ledger: the cycle's scene scores are spent
         kill_point("queried", cycle)
         return recorded
 

@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS labels (
     n_pixels INTEGER NOT NULL,
     mask BLOB NOT NULL,
     labels BLOB NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    origin TEXT
 );
 CREATE INDEX IF NOT EXISTS labels_frame ON labels (scene_id, frame_id);
 CREATE TABLE IF NOT EXISTS results (cycle INTEGER PRIMARY KEY, metrics TEXT NOT NULL, created REAL NOT NULL);
@@ -131,6 +132,8 @@ class LabelItem:
         source: ``"oracle"``, ``"human"`` or ``"seed"``.
         region_id: region id in the frame's region map (-1 = whole frame / free-form).
         query_id: the ledger query this answers (``None`` for seeds and free-form labels).
+        origin: where the label came from (an import's file and annotator); named when a second label for
+            the same query is refused.
     """
 
     scene_id: str
@@ -140,6 +143,7 @@ class LabelItem:
     source: str = "oracle"
     region_id: int = -1
     query_id: int | None = None
+    origin: str | None = None
 
     @classmethod
     def from_query(cls, query: Any, labels: np.ndarray, source: str = "oracle") -> LabelItem:
@@ -208,6 +212,9 @@ class Ledger:
                 for stmt in _SCHEMA.strip().split(";"):
                     if stmt.strip():
                         self._con.execute(stmt)
+                # ledgers written before labels had an origin (issue 15) gain the column, NULL for old rows
+                if "origin" not in {r[1] for r in self._con.execute("PRAGMA table_info(labels)")}:
+                    self._con.execute("ALTER TABLE labels ADD COLUMN origin TEXT")
             self.config()  # the stored config must be JSON
         except (sqlite3.DatabaseError, json.JSONDecodeError) as e:
             self._con.close()
@@ -349,22 +356,32 @@ class Ledger:
         return self._query_rows(cond + " AND q.cycle = ?", (int(cycle),))
 
     # ----------------------------------------------------------------------------------- labels
-    def record_labels(self, cycle: int, items: Sequence[LabelItem], overlap: str = "error") -> int:
+    def record_labels(self, cycle: int, items: Sequence[LabelItem], overlap: str = "error",
+                      relabel: str = "error") -> int:
         """Record one labelling step atomically (all items or none).
+
+        The checks run inside the write transaction, so steps recorded concurrently by several processes
+        (annotators importing at once) see each other: a query is labelled once, whichever step comes first.
 
         Args:
             cycle: cycle of the step.
             items: label items; each mask must not be empty.
             overlap: ``"error"`` (default) refuses an item whose mask overlaps pixels already labelled in its
                 frame (by an earlier step or an earlier item of this step); ``"allow"`` accepts it (corrections).
+            relabel: what to do with an item whose query is already labelled: ``"error"`` (default) refuses the
+                step; ``"skip-same-origin"`` leaves out items whose query was labelled from the same ``origin``
+                (the same file imported again) and still refuses a label from another origin.
         Returns:
             number of items recorded.
         Raises:
-            LedgerError when a query is already labelled, a query id is unknown, or a refused overlap occurs
-            (nothing of the step is recorded).
+            LedgerError when a query is already labelled (naming the origins of both labels), a query id is
+            unknown, or a refused overlap occurs (nothing of the step is recorded).
         """
         if overlap not in ("error", "allow"):
             raise ValueError(f"overlap must be 'error' or 'allow', got {overlap!r}")
+        if relabel not in ("error", "skip-same-origin"):
+            raise ValueError(f"relabel must be 'error' or 'skip-same-origin', got {relabel!r}")
+        recorded = 0
         now = time.time()
         step_masks: dict[str, np.ndarray] = {}
         with self._tx() as con:
@@ -386,10 +403,15 @@ class Ledger:
                     if tuple(row) != (it.scene_id, it.frame_id):
                         raise LedgerError(f"{self.path}: label item {k} is for {it.frame_key} but query "
                                           f"{it.query_id} is for {row[0]}/{row[1]}")
-                    done = con.execute("SELECT id FROM labels WHERE query_id = ?", (int(it.query_id),)).fetchone()
+                    done = con.execute("SELECT id, source, origin FROM labels WHERE query_id = ?",
+                                       (int(it.query_id),)).fetchone()
                     if done is not None:
+                        if relabel == "skip-same-origin" and it.origin is not None and done[2] == it.origin:
+                            continue
                         raise LedgerError(f"{self.path}: query {it.query_id} ({it.frame_key}, region {it.region_id}) "
-                                          f"is already labelled (label {done[0]})")
+                                          f"is already labelled (label {done[0]}, from {done[2] or done[1]}); "
+                                          f"refused the second label from {it.origin or it.source}; nothing of "
+                                          f"this step was recorded")
                 key = it.frame_key
                 if overlap == "error":
                     prev = step_masks.get(key)
@@ -406,13 +428,14 @@ class Ledger:
                 stored = np.where(mask, lab, IGNORE_INDEX)
                 con.execute(
                     "INSERT INTO labels (cycle, scene_id, frame_id, region_id, query_id, source, height, width, "
-                    "n_pixels, mask, labels, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "n_pixels, mask, labels, created, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (int(cycle), it.scene_id, it.frame_id, int(it.region_id),
                      None if it.query_id is None else int(it.query_id), it.source, mask.shape[0], mask.shape[1],
-                     int(mask.sum()), encode_mask(mask), encode_labels(stored), now))
+                     int(mask.sum()), encode_mask(mask), encode_labels(stored), now, it.origin))
+                recorded += 1
         for key in {it.frame_key for it in items}:
             self._mask_cache.pop(key, None)
-        return len(items)
+        return recorded
 
     def _label_rows(self, con: sqlite3.Connection, frame_key: str, max_cycle: int | None = None) -> list[tuple]:
         s, f = _split_key(frame_key)
@@ -495,9 +518,10 @@ class Ledger:
         return h.hexdigest()
 
     def labels(self, cycle: int | None = None) -> list[dict]:
-        """Label records (without arrays): id, cycle, scene_id, frame_id, region_id, query_id, source, n_pixels."""
+        """Label records (without arrays): id, cycle, scene_id, frame_id, region_id, query_id, source, n_pixels,
+        origin."""
         cond, args = ("WHERE cycle = ?", (int(cycle),)) if cycle is not None else ("", ())
-        cols = ("id", "cycle", "scene_id", "frame_id", "region_id", "query_id", "source", "n_pixels")
+        cols = ("id", "cycle", "scene_id", "frame_id", "region_id", "query_id", "source", "n_pixels", "origin")
         rows = self._con.execute(f"SELECT {', '.join(cols)} FROM labels {cond} ORDER BY id", args).fetchall()
         return [dict(zip(cols, r)) for r in rows]
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 __all__ = ["SegModel", "build_model", "frame_images", "mc_predict", "Prediction", "predict_frames",
            "iter_predict_frames",
            "images_from_rgb", "load_encoder_weights", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD",
-           "OUTPUT_STRIDE", "DEFAULT_PASSES", "DEFAULT_ENCODER", "DEFAULT_INIT", "init_label", "add_network_arguments"]
+           "OUTPUT_STRIDE", "DEFAULT_PASSES", "DEFAULT_ENCODER", "DEFAULT_INIT", "init_label"]
 
 from viewal.pretrained import IMAGENET_MEAN, IMAGENET_STD, canonical_encoder, input_normalisation
 
@@ -150,15 +150,6 @@ class SegModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) -> logits (B, C, H, W)."""
         return self.decode(self.encode(images))
-
-
-def add_network_arguments(parser) -> None:
-    """``--encoder`` and ``--init`` with the package defaults, for every command that builds a network."""
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
-                        help="efficientnet-lite0 (offline ImageNet start), mobilenet_v2 (ViewAL's), resnet18, resnet34")
-    parser.add_argument("--init", default=DEFAULT_INIT,
-                        help="encoder start: imagenet (efficientnet-lite0 only), random, or a file from "
-                             "'viewal pretrain' or a 'viewal train' checkpoint")
 
 
 def init_label(init: str | Path | None) -> str:

@@ -647,6 +647,12 @@ class Selector:
 
     name: ClassVar[str] = ""
 
+    @property
+    def needs_overlaps(self) -> bool:
+        """True when :meth:`select` reads the overlap adjacency (``context.overlaps()``): the scoring then
+        computes each scene's overlap table alongside its scores."""
+        return False
+
     def select(self, pool: RegionPool, budget_pixels: int, context: SelectionContext) -> Selection:
         raise NotImplementedError  # pragma: no cover - interface
 
@@ -662,6 +668,10 @@ class GreedySelector(Selector):
     dedup: bool = False
     name: ClassVar[str] = "greedy"
 
+    @property
+    def needs_overlaps(self) -> bool:
+        return self.dedup
+
     def select(self, pool: RegionPool, budget_pixels: int, context: SelectionContext) -> Selection:
         return select_greedy(pool, budget_pixels, context.overlaps() if self.dedup else None)
 
@@ -671,6 +681,7 @@ class ViewALSelector(Selector):
     (:func:`select_viewal`)."""
 
     name: ClassVar[str] = "viewal"
+    needs_overlaps: ClassVar[bool] = True
 
     def select(self, pool: RegionPool, budget_pixels: int, context: SelectionContext) -> Selection:
         return select_viewal(pool, context.overlaps(), budget_pixels)

@@ -28,10 +28,8 @@ what the hash stands for.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ from viewal.io import read_image, write_image, write_json
 __all__ = [
     "METHODS", "DEFAULTS", "seeds", "slic", "relabel", "seeds_grid_count", "seeds_argument",
     "compute_superpixels", "superpixels_for_frame", "SuperpixelCache", "compute_all", "settings_hash",
-    "configure_parser", "run", "CACHE_DIR",
+    "count_stats", "CACHE_DIR",
 ]
 
 CACHE_DIR = Path(".viewal_cache") / "superpixels"
@@ -242,39 +240,3 @@ def count_stats(cache: SuperpixelCache, dataset) -> dict[str, float]:
     counts = [int(cache.get(f).max()) + 1 for f in dataset.all_frames()]
     return {"mean": float(np.mean(counts)), "min": int(np.min(counts)), "max": int(np.max(counts)),
             "frames": len(counts)}
-
-
-# -------------------------------------------------------------------------------------------------- CLI
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset directory (any format open_dataset reads)")
-    p.add_argument("--format", default="auto", help="dataset format")
-    p.add_argument("--method", choices=METHODS, default="seeds", help="superpixel algorithm")
-    p.add_argument("--num", type=int, default=None,
-                   help="target number of superpixels per frame (default 40; SEEDS rounds it to a grid count)")
-    p.add_argument("--stats", action="store_true", help="print mean/min/max superpixels per frame")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="cache location (default: DATA/.viewal_cache/superpixels)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-
-    ds = open_dataset(args.data, format=args.format)
-    t0 = time.perf_counter()
-    cache = compute_all(ds, args.method, cache_dir=args.cache_dir, num=args.num)
-    print(f"{args.method} superpixels of {len(ds)} frames in {cache.directory()} "
-          f"({cache.misses} computed, {cache.hits} cached, {time.perf_counter() - t0:.1f} s)")
-    if args.stats:
-        st = count_stats(cache, ds)
-        print(f"superpixels per frame: mean {st['mean']:.1f}, min {st['min']}, max {st['max']} "
-              f"over {st['frames']} frames")
-    return 0
-
-
-if __name__ == "__main__":  # python -m viewal.superpixels DATA [--stats]
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m viewal.superpixels")
-    configure_parser(parser)
-    sys.exit(run(parser.parse_args()))

@@ -1,4 +1,5 @@
-"""Training on partial labels, evaluation (mIoU from a confusion matrix), checkpoints, ``viewal train``.
+"""Training on partial labels, evaluation (mIoU from a confusion matrix), checkpoints (the library of
+``viewal train``, :mod:`viewal.cli.train`).
 
 Recipe (ViewAL; docs/model.md "Training on partial labels"): cross-entropy with ignore index 255 (unlabelled
 pixels contribute nothing), horizontal flip + Gaussian blur, SGD momentum 0.9, weight decay 5e-4, lr 4e-4 for the
@@ -12,14 +13,13 @@ ground truth and never predicted) has IoU NaN and is left out of the mean.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,13 @@ import torch.nn.functional as F
 
 from viewal.data import SegmentationDataset, as_items, collate, parse_size
 from viewal.datasets.base import IGNORE_INDEX
-from viewal.io import atomic_path, write_json
-from viewal.model import SegModel, add_network_arguments, build_model
+from viewal.io import atomic_path
+from viewal.model import SegModel, build_model
 from viewal.pretrained import canonical_encoder
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
-           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "configure_parser", "run",
-           "train_subset"]
+           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "train_subset",
+           "set_threads"]
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
 
@@ -76,6 +76,10 @@ class TrainConfig:
             forward, dropout off, equal-weight average; "precise BN"). 0 disables. Needed from random
             initialisation: with dropout active in training and weights moving fast, the running
             averages lag and eval-mode predictions collapse to the majority class.
+        freeze_bn: BatchNorm layers keep their running statistics during training (eval mode; no
+            recalibration). Under ``torchrun`` on CPUs, where SyncBatchNorm is unavailable, each rank
+            otherwise normalises its share of the batch with that share's own statistics; frozen, a
+            data-parallel step computes exactly the single-process step (docs/scale.md).
     """
 
     epochs: int = 50
@@ -98,6 +102,7 @@ class TrainConfig:
     steps: int | None = None
     steps_per_epoch: int | None = None
     sampling: str = "uniform"
+    freeze_bn: bool = False
 
     def __post_init__(self) -> None:
         self.size = parse_size(self.size)
@@ -334,7 +339,27 @@ def recalibrate_bn(model: SegModel, images: Sequence[torch.Tensor], batch_size: 
         model.train(was_training)
 
 
-def _set_threads(n: int | None) -> None:
+class _Step(nn.Module):
+    """One training step's loss as a module, so that ``DistributedDataParallel`` sees every parameter the
+    step uses (the model's and the extra modules'). ``weight`` scales the cross-entropy of this rank's
+    share so that the ranks' average is the global batch's mean over its labelled pixels."""
+
+    def __init__(self, model: SegModel, extra_loss: ExtraLoss | None, extra_modules: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.model, self.extra = model, nn.ModuleList(extra_modules)
+        self.extra_loss = extra_loss
+
+    def forward(self, batch: dict, weight: float) -> torch.Tensor:
+        feats = self.model.encode(batch["image"])
+        logits = self.model.decode(feats)
+        loss = segmentation_loss(logits, batch["label"]) * weight
+        if self.extra_loss is not None:
+            loss = loss + self.extra_loss(self.model, batch, logits, feats)
+        return loss
+
+
+def set_threads(n: int | None) -> None:
+    """``torch.set_num_threads(n)`` for a positive ``n``; None (or <= 0) leaves torch's default."""
     if n is not None and n > 0:
         torch.set_num_threads(int(n))
 
@@ -357,9 +382,18 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         progress: tqdm bar per epoch.
         log_epochs: print one line per epoch (loss, val mIoU, time); default: same as ``progress``.
 
+    Under ``torchrun`` (a process group initialised, ``viewal.distributed.init_from_env``) the step is
+    ``DistributedDataParallel``: every rank draws and assembles the same global batch and runs the network
+    on its rows (``viewal.distributed.shard``); gradients are averaged over the ranks with each share's
+    cross-entropy weighted by its labelled pixels, so a step equals the single-process step on the global
+    batch up to BatchNorm (SyncBatchNorm on GPUs, per-rank statistics on CPUs, or ``freeze_bn``) and the
+    masks of the random layers (dropout, drop-path: one generator stream per rank). Every rank returns the
+    same weights and result.
+
     Returns:
         :class:`FitResult`.
     """
+    from viewal.distributed import shard, world
     from viewal.progress import progress_bar, progress_write
 
     cfg = config or TrainConfig()
@@ -368,7 +402,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     train_items = as_items(train_items)
     if not train_items:
         raise ValueError("fit: no training items")
-    _set_threads(cfg.num_threads)
+    set_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(cfg.device)
@@ -388,6 +422,22 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epoch, gamma=cfg.gamma)
 
+    w = world()
+    step_fn: nn.Module = _Step(model, extra_loss, extra_modules)
+    if w.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if device.type == "cuda":
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: the model's BatchNorms become synced
+        step_fn = DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
+        # random layers (dropout, drop-path) draw their masks from torch's global generator: one stream per
+        # rank, or every rank would drop the same channels of its share. The batches, augmentations and
+        # crops come from generators that stay equal on every rank (each rank assembles the global batch).
+        from viewal.seeding import stream_seed
+
+        torch.manual_seed(stream_seed(cfg.seed, "rank", w.rank))
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     weights = None
     if cfg.sampling in ("labels", "crops"):
         weights = np.array([float((ds._load(i)[1] != IGNORE_INDEX).sum()) for i in range(len(ds))])
@@ -400,6 +450,9 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         model.train()
         for m in extra_modules:
             m.train()
+        if cfg.freeze_bn:
+            for m in bns:
+                m.eval()
         n_steps = cfg.steps_per_epoch
         if cfg.steps is not None:
             n_steps = min(cfg.steps_per_epoch, cfg.steps - step)
@@ -414,17 +467,29 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
             else:
                 batch = collate([ds[i] for i in idx])
             batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-            feats = model.encode(batch["image"])
-            logits = model.decode(feats)
-            loss = segmentation_loss(logits, batch["label"])
-            if extra_loss is not None:
-                loss = loss + extra_loss(model, batch, logits, feats)
-            if not torch.isfinite(loss):
+            weight = 1.0
+            if w.distributed:
+                n_global = int(batch["image"].shape[0])
+                batch = shard(batch, w, n_global)
+                if len(batch["image"]) < (1 if cfg.freeze_bn else 2):
+                    raise ValueError(f"{desc}: a batch of {n_global} items leaves rank {w.rank} of {w.size} fewer "
+                                     f"than 2 (BatchNorm needs 2); raise the batch size")
+                n_lab = torch.tensor([float((batch["label"] != IGNORE_INDEX).sum())], dtype=torch.float64)
+                total = n_lab.clone().to(device)
+                torch.distributed.all_reduce(total)
+                weight = float(n_lab) * w.size / float(total) if float(total) > 0 else 1.0
+            loss = step_fn(batch, weight)
+            shown = loss.detach()
+            if w.distributed:  # the global batch's loss: the ranks' mean of their weighted losses
+                shown = shown.clone()
+                torch.distributed.all_reduce(shown)
+                shown = shown / w.size
+            if not torch.isfinite(shown):
                 raise FloatingPointError(f"{desc}: non-finite loss at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(shown))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         bar.close()
         step += len(batches)
@@ -434,7 +499,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
                "train_seconds": time.perf_counter() - t0}
         last = epoch == cfg.epochs
         validate = bool(val_items) and (epoch % max(1, cfg.eval_every) == 0 or last)
-        if cfg.bn_recalibrate > 0 and (validate or last):
+        if cfg.bn_recalibrate > 0 and not cfg.freeze_bn and (validate or last):
             n = min(cfg.bn_recalibrate, len(ds))
             pick = torch.randperm(len(ds), generator=gen)[:n].tolist()
             plain = SegmentationDataset([train_items[i] for i in pick], cfg.size, augment=False, cache=False)
@@ -536,26 +601,6 @@ def checkpoint_meta(path: str | Path) -> dict:
     return dict(obj.get("meta", {}))
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset directory (any format viewal.datasets.open_dataset reads)")
-    p.add_argument("--out", required=True, help="output directory: model.pt (best-val checkpoint) + metrics.json")
-    p.add_argument("--epochs", type=int, default=50, help="training epochs (ViewAL: 50)")
-    add_network_arguments(p)
-    p.add_argument("--size", default=None, help="working size HxW (e.g. 120x160); default: the dataset's resolution")
-    p.add_argument("--batch-size", type=int, default=6)
-    p.add_argument("--lr", type=float, default=4e-4, help="encoder lr (ASPP + decoder: x10)")
-    p.add_argument("--dropout", type=float, default=0.25, help="MC Dropout2d p")
-    p.add_argument("--train-fraction", type=float, default=1.0,
-                   help="use a random fraction of the train frames (label-efficiency / pretraining comparisons)")
-    p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
 def train_subset(frames: list, fraction: float, seed: int) -> list:
     """A seeded random share ``fraction`` of ``frames`` (at least 2, in their order); all of them at 1."""
     if not 0 < fraction <= 1:
@@ -565,56 +610,3 @@ def train_subset(frames: list, fraction: float, seed: int) -> list:
     n = max(2, int(round(fraction * len(frames))))
     idx = np.sort(np.random.default_rng(seed).choice(len(frames), size=min(n, len(frames)), replace=False))
     return [frames[i] for i in idx]
-
-
-def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-
-    ds = open_dataset(args.data)
-    train = [f for f in ds.split("train") if f.has_labels]
-    if not train:
-        raise ValueError(f"{args.data}: no labelled frames in the train split")
-    train = train_subset(train, args.train_fraction, args.seed)
-    val = [f for f in ds.split("val") if f.has_labels] if "val" in ds.splits else []
-    test = [f for f in ds.split("test") if f.has_labels] if "test" in ds.splits else []
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, size=parse_size(args.size),
-                      seed=args.seed, num_threads=args.threads, device=args.device, eval_every=args.eval_every)
-    _set_threads(cfg.num_threads)
-    torch.manual_seed(args.seed)
-    model = build_model(ds.num_classes, args.encoder, dropout=args.dropout, encoder_weights=args.init)
-    size_txt = "x".join(map(str, cfg.size)) if cfg.size else f"{ds.height}x{ds.width}"
-    print(f"viewal train: {ds!r}\n  train {len(train)} frames, val {len(val)}, test {len(test)}; "
-          f"{args.encoder}, size {size_txt}, {cfg.epochs} epochs, threads {torch.get_num_threads()}"
-          + (f", init {args.init}" if args.init else ""), flush=True)
-    res = fit(model, train, val, cfg, progress=not args.no_progress, log_epochs=True)
-    out = Path(args.out)
-    t0 = time.perf_counter()
-    val_m = evaluate(model, val, ds.num_classes, cfg.eval_batch_size, cfg.device, size=cfg.size) if val else None
-    test_m = evaluate(model, test, ds.num_classes, cfg.eval_batch_size, cfg.device, size=cfg.size) if test else None
-    eval_s = time.perf_counter() - t0
-
-    def per_class(m):
-        return None if m is None else {n: (None if not np.isfinite(v) else round(float(v), 4))
-                                       for n, v in zip(ds.class_names, m["per_class_iou"])}
-
-    metrics = {
-        "data": str(args.data), "encoder": args.encoder, "init": args.init, "size": size_txt,
-        "train_frames": len(train), "val_frames": len(val), "test_frames": len(test),
-        "train_fraction": args.train_fraction,
-        "val_miou": None if val_m is None else val_m["miou"], "test_miou": None if test_m is None else test_m["miou"],
-        "val_per_class_iou": per_class(val_m), "test_per_class_iou": per_class(test_m),
-        "best_epoch": res.best_epoch, "train_seconds": round(res.seconds, 1), "eval_seconds": round(eval_s, 1),
-        "threads": torch.get_num_threads(), "config": {k: (list(v) if isinstance(v, tuple) else v)
-                                                      for k, v in asdict(cfg).items()},
-        "history": res.history,
-        "miou_convention": "IoU=TP/(TP+FP+FN) over non-ignore GT pixels; "
-                           "classes absent from GT and prediction excluded",
-    }
-    save_checkpoint(out / "model.pt", model, meta={k: metrics[k] for k in ("data", "size", "val_miou", "test_miou",
-                                                                           "best_epoch", "init")})
-    write_json(out / "metrics.json", metrics)
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    print(f"viewal train: best epoch {res.best_epoch}; val mIoU {fmt(metrics['val_miou'])}, "
-          f"test mIoU {fmt(metrics['test_miou'])}; train {res.seconds:.0f} s; wrote {out / 'model.pt'} and "
-          f"{out / 'metrics.json'}")
-    return 0

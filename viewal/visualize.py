@@ -8,7 +8,7 @@
   :func:`scene_view_entropy` computes the per-pixel view entropy of a scene with a model;
   :func:`render_point_cloud_png` draws the cloud with matplotlib (two views, no GL needed).
 
-Command line (``viewal visualize``)::
+Command line (``viewal visualize``, :mod:`viewal.cli.visualize`)::
 
     viewal visualize --run OUT [--method view_entropy] [--seed 0] [--cycle N] [--ply SCENE]
 
@@ -21,7 +21,6 @@ All drawing uses matplotlib's Agg canvas; every file is written atomically (:fun
 """
 from __future__ import annotations
 
-import argparse
 import os
 import warnings
 from collections.abc import Sequence
@@ -33,12 +32,13 @@ import numpy as np
 from viewal.datasets import IGNORE_INDEX
 from viewal.datasets.preview import class_palette
 from viewal.io import atomic_path
+from viewal.kernels.depth_test import DEPTH_TEST, DepthTest
 from viewal.layout import RunLayout
 
 __all__ = [
     "region_bbox", "crop_box", "mask_contours", "outline_mask", "majority_class", "query_contact_sheet",
     "scene_view_entropy", "view_entropy_points", "colorize_values", "view_entropy_point_cloud",
-    "render_point_cloud_png", "write_query_sheets", "configure_parser", "run",
+    "render_point_cloud_png", "write_query_sheets", "view_heatmaps", "run_view_entropy", "last_query_cycle",
 ]
 
 OUTLINE_COLOR = (1.0, 0.15, 0.1)  # region outline on the crops (red)
@@ -216,13 +216,12 @@ def query_contact_sheet(dataset, queries: Sequence[Any], out_png: str | os.PathL
 # --------------------------------------------------------------------------------------------- view entropy cloud
 
 def scene_view_entropy(model, frames: Sequence, mc_passes: int, *, size: tuple[int, int] | None = None,
-                       batch_size: int = 4, device: str = "cpu", mode: str = "z",
-                       depth_tol: tuple[float, float] = (0.05, 0.02), backend: str = "cpu", seed: int | None = 0,
-                       progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                       batch_size: int = 4, device: str = "cpu", depth_test: DepthTest = DEPTH_TEST,
+                       seed: int | None = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel view entropy and view divergence of one scene's frames under ``model``.
 
     MC-dropout mean softmax (:func:`viewal.model.predict_frames`, ``mc_passes`` passes), then
-    :func:`viewal.kernels.view_entropy_divergence`.
+    :func:`viewal.kernels.view_entropy_divergence` with ``depth_test`` (a run's: ``ALConfig.depth_test``).
 
     Returns:
         ve, vd: (N, H, W) float32.
@@ -235,8 +234,7 @@ def scene_view_entropy(model, frames: Sequence, mc_passes: int, *, size: tuple[i
     probs = predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device, size=size,
                            seed=seed, progress=progress, desc="view entropy")
     geo = stack_scene(frames)
-    return view_entropy_divergence(probs, geo["depths"], geo["Ks"], geo["world_T_cams"], mode=mode,
-                                   depth_tol=tuple(depth_tol), backend=backend)
+    return view_entropy_divergence(probs, geo["depths"], geo["Ks"], geo["world_T_cams"], depth_test=depth_test)
 
 
 def view_entropy_points(frames: Sequence, ve: np.ndarray, stride: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -385,9 +383,61 @@ def render_point_cloud_png(points: np.ndarray, values: np.ndarray, out_png: str 
     return out_png
 
 
+def view_heatmaps(rgbs: Sequence[np.ndarray], masks: Sequence[np.ndarray], ve: Sequence[np.ndarray],
+                  vd: Sequence[np.ndarray], titles: Sequence[str], out_png: str | os.PathLike, *,
+                  colormap: str = "magma", dpi: int = 90) -> Path:
+    """One column per frame: the frame with its queried regions outlined, its view entropy, its view divergence
+    (each heat-map with its own colour bar, in bits).
+
+    Args:
+        rgbs: F frames (H, W, 3) uint8. masks: F (H, W) bool, the union of the frame's queried regions.
+        ve, vd: F (H, W) float view entropy and view divergence. titles: F column titles.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = len(rgbs)
+    if not (len(masks) == len(ve) == len(vd) == len(titles) == n) or n == 0:
+        raise ValueError(f"view_heatmaps: need as many (>= 1) masks, ve, vd and titles as frames ({n})")
+    H, W = np.asarray(rgbs[0]).shape[:2]
+    cell = 2.6
+    fig = Figure(figsize=(cell * n + 0.6, 3 * cell * H / W + 0.9), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, n, squeeze=False)
+    for j in range(n):
+        img = np.asarray(rgbs[j], np.uint8).copy()
+        img[outline_mask(masks[j])] = (np.array(OUTLINE_COLOR) * 255).astype(np.uint8)
+        axes[0][j].imshow(img, interpolation="nearest")
+        axes[0][j].set_title(titles[j], fontsize=7)
+        for row, (vals, name) in enumerate(((ve[j], "view entropy"), (vd[j], "view divergence")), start=1):
+            im = axes[row][j].imshow(np.asarray(vals, np.float64), cmap=colormap, interpolation="nearest")
+            fig.colorbar(im, ax=axes[row][j], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+            axes[row][j].set_title(name, fontsize=7)
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    return out_png
+
+
 # --------------------------------------------------------------------------------------------- runs
 
-def _last_query_cycle(ledger) -> int | None:
+def run_view_entropy(model, frames: Sequence, run_config, mc_passes: int, seed: int, *,
+                     depth_test: DepthTest | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`scene_view_entropy` with a run's recorded settings (``run_config``: its ``ALConfig``, as
+    ``ALConfig.from_json`` reads it from the ledger: working size, inference batch, depth test; ``depth_test``
+    overrides the latter, e.g. another backend). Returns ve, vd: (N, H, W)."""
+    return scene_view_entropy(model, frames, mc_passes, size=tuple(run_config.size) if run_config.size else None,
+                              batch_size=int(run_config.infer_batch_size),
+                              depth_test=run_config.depth_test if depth_test is None else depth_test, seed=seed,
+                              progress=progress)
+
+
+def last_query_cycle(ledger) -> int | None:
+    """The last cycle with recorded queries in ``ledger`` (None when it holds none)."""
     cycles = sorted({q.cycle for q in ledger.queries()})
     return cycles[-1] if cycles else None
 
@@ -409,7 +459,7 @@ def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[st
         if not path.is_file():
             continue
         with Ledger(path) as led:
-            c = _last_query_cycle(led) if cycle is None else int(cycle)
+            c = last_query_cycle(led) if cycle is None else int(cycle)
             qs = led.queries(c) if c is not None else []
         if not qs:
             continue
@@ -422,87 +472,3 @@ def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[st
                 raise
             warnings.warn(f"contact sheet of {path} not written: {e}", stacklevel=2)
     return out
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, type=Path, help="experiment output directory (viewal experiment --out)")
-    p.add_argument("--method", default="view_entropy", help="method (ledger OUT/ledgers/<method>-s<seed>.sqlite)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run")
-    p.add_argument("--cycle", type=int, default=None, help="cycle (default: the last cycle with queries)")
-    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one in the ledger)")
-    p.add_argument("--format", default="auto", help="dataset format")
-    p.add_argument("--size", default=None, help="dataset working size HxW (default: the queries' mask size)")
-    p.add_argument("--max-queries", type=int, default=24, help="regions drawn on the contact sheet")
-    p.add_argument("--cols", type=int, default=6, help="crops per row")
-    p.add_argument("--ply", default=None, metavar="SCENE",
-                   help="also write OUT/view_entropy_<SCENE>.ply (+ .png) from the cycle's checkpoint")
-    p.add_argument("--stride", type=int, default=2, help="pixel step of the point cloud")
-    p.add_argument("--voxel", type=float, default=0.0, help="voxel size (m) to downsample the PLY (0 = none)")
-    p.add_argument("--colormap", default="viridis")
-    p.add_argument("--mc-passes", type=int, default=None, help="MC-dropout passes (default: the run's)")
-
-
-def _run_size(ledger, al: dict, args) -> tuple[int, int] | None:
-    """The dataset size of the run: --size, else the recorded masks' size, else ALConfig.size, else native."""
-    if args.size:
-        from viewal.data import parse_size
-
-        return tuple(parse_size(args.size))
-    qs = ledger.queries()
-    if qs:
-        return tuple(qs[0].mask.shape)
-    return tuple(al["size"]) if al.get("size") else None
-
-
-def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-    from viewal.ledger import Ledger
-
-    layout = RunLayout(Path(args.run))
-    lpath = layout.ledger(args.method, args.seed)
-    if not lpath.is_file():
-        raise FileNotFoundError(f"no ledger {lpath} (ledgers in {layout.ledgers}: {layout.ledger_names() or 'none'})")
-    with Ledger(lpath) as led:
-        cfg = led.config()
-        al = cfg.get("al", {})
-        cycle = _last_query_cycle(led) if args.cycle is None else int(args.cycle)
-        size = _run_size(led, al, args)
-        queries = led.queries(cycle) if cycle is not None else []
-    data = args.data or cfg.get("dataset")
-    if not data:
-        raise ValueError(f"{lpath}: no dataset path in the ledger config; pass --data")
-    kw = {"height": size[0], "width": size[1]} if size else {}
-    dataset = open_dataset(data, format=args.format, **kw)
-    if cycle is None:
-        cycle = 0
-    if queries:
-        png = layout.query_sheet(args.method, cycle)
-        query_contact_sheet(dataset, queries, png, max_queries=args.max_queries, cols=args.cols,
-                            title=f"{args.method}, seed {args.seed}, cycle {cycle}: {len(queries)} regions, "
-                                  f"{sum(q.n_pixels for q in queries)} px")
-        print(f"contact sheet: {png}")
-    else:
-        print(f"{lpath}: no queries recorded for cycle {cycle}; no contact sheet")
-    if args.ply:
-        from viewal.learner import ALConfig
-        from viewal.train import load_checkpoint
-
-        # the run's own config: cycle 0's seed-set name carries its recipe tags (PAL's head, the aids)
-        ckpt = layout.checkpoint(args.method, ALConfig.from_json({**al, "seed": args.seed}), cycle)
-        model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
-        frames = dataset.frames(args.ply)
-        mc = args.mc_passes or int(al.get("mc_passes", 8))
-        ve, _ = scene_view_entropy(model, frames, mc, size=tuple(al["size"]) if al.get("size") else None,
-                                   batch_size=int(al.get("infer_batch_size", 4)), mode=al.get("overlap_mode", "z"),
-                                   depth_tol=tuple(al.get("depth_tol", (0.05, 0.02))),
-                                   backend=al.get("kernel_backend", "cpu"), seed=args.seed)
-        ply = layout.point_cloud(args.ply)
-        info = view_entropy_point_cloud(frames, ve, ply, stride=args.stride, colormap=args.colormap,
-                                        voxel_size=args.voxel or None)
-        img = render_point_cloud_png(info["xyz"], info["values"], ply.with_suffix(".png"), colormap=args.colormap,
-                                     vmin=info["vmin"], vmax=info["vmax"],
-                                     title=f"view entropy of {args.ply} ({len(frames)} frames, {mc} MC passes) - "
-                                           f"{args.method} model after cycle {cycle}")
-        print(f"point cloud: {ply} ({info['written']} points; VE {info['vmin']:.3f}-{info['vmax']:.3f} bits)\n"
-              f"rendering:   {img}")
-    return 0

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from viewal.kernels.depth_test import DEPTH_TEST, DepthTest, refuse_depth_test_options
 from viewal.needs import NEED_FIELDS, NEEDS, known_needs, register_need
 from viewal.selection import GreedySelector, Selector, pool_frames
 
@@ -90,12 +91,19 @@ class Scorer:
     #: option names this scorer reads (``scorer_options`` / ``--scorer-options``); others are refused
     option_names: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, **options) -> None:
+    def __init__(self, *, depth_test: DepthTest = DEPTH_TEST, **options) -> None:
+        """``depth_test``: the run's depth test (``ALConfig.depth_test``), for scorers that cross-project
+        between views; ``options``: this scorer's own options (:attr:`option_names`)."""
+        if not isinstance(depth_test, DepthTest):
+            raise TypeError(f"scorer {self.name!r}: depth_test must be a viewal.kernels.DepthTest, "
+                            f"got {type(depth_test).__name__}")
         unknown = sorted(set(options) - set(self.option_names))
+        refuse_depth_test_options({k: options[k] for k in unknown}, f"scorer {self.name!r}")
         if unknown:
             known = ", ".join(sorted(self.option_names)) or "none"
             raise ValueError(f"scorer {self.name!r}: unknown option(s) {', '.join(map(repr, unknown))}; "
                              f"its options: {known}")
+        self.depth_test = depth_test
         self.options = options
 
     def score_pixels(self, inputs: SceneInputs) -> Scores:  # pragma: no cover - interface
@@ -165,12 +173,13 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str, **options) -> Scorer:
-    """Instantiate a scorer by name; an unknown name raises an error listing the valid ones."""
+def get(name: str, *, depth_test: DepthTest = DEPTH_TEST, **options) -> Scorer:
+    """Instantiate a scorer by name, with the run's depth test and its own options; an unknown name
+    raises an error listing the valid ones."""
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown scorer {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**options)
+    return _REGISTRY[name](depth_test=depth_test, **options)
 
 
 def pool_regions(pixel: np.ndarray, regions: np.ndarray, n_regions: int | None = None) -> np.ndarray:

@@ -135,6 +135,10 @@ class PALSelector(Selector):
         self.options = dict(options or {})
         self.dedup = bool(dedup)
 
+    @property
+    def needs_overlaps(self) -> bool:
+        return self.dedup
+
     def select(self, pool, budget_pixels: int, context):
         o = self.options
         return pal_diversity_select(context.model, pool, context.frames, budget_pixels,

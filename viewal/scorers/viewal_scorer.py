@@ -6,16 +6,16 @@ wires its inputs, and its selector (``viewal.selection.ViewALSelector``) applies
 cross-view dedup (``viewal.selection.select_viewal``) on the pooled maps: region score = mean VE over
 the superpixel, view score = mean VD.
 
-Options (all passed to the kernel when given): ``mode`` (depth-test mode; the kernel's default when
-absent), ``backend`` (``"numpy"``, ``"cpu"``, ``"cuda"``...), ``aggregation`` (``"gather"``/``"splat"``;
-absent = the mode's own: splat for mode ``"viewal"``, ViewAL's computation), and any further kernel keyword
-(e.g. depth tolerances, ``world_distance``).
+The depth test (mode, tolerances or distance, aggregation, backend) is the run's (``ALConfig.depth_test``, a
+:class:`viewal.kernels.DepthTest` given to the scorer when it is built), passed unchanged to the kernel, as to
+the overlap table.
 
-Ablation options (not passed to the kernel; ``docs/label_efficiency.md`` runs them): ``rank`` — what ranks
-the regions, ``"ve"`` (ViewAL) or ``"vd"`` (view divergence ranks and still picks the view); ``selection`` —
-``"viewal"`` (VE-then-VD with dedup, ViewAL) or ``"greedy"`` (the ranked region itself is asked, no view
-choice; cross-view dedup only with ``--dedup``). So ``{"selection": "greedy"}`` with ``--dedup`` is "VE
-only" (no view divergence), and without ``--dedup`` "dedup off".
+Options: ablations of ViewAL's selection (never passed to the kernel; ``docs/label_efficiency.md`` runs
+them): ``rank`` — what ranks the regions, ``"ve"`` (ViewAL) or ``"vd"`` (view divergence ranks and still
+picks the view); ``selection`` — ``"viewal"`` (VE-then-VD with dedup, ViewAL) or ``"greedy"`` (the ranked
+region itself is asked, no view choice; cross-view dedup only with ``--dedup``). So
+``{"selection": "greedy"}`` with ``--dedup`` is "VE only" (no view divergence), and without ``--dedup``
+"dedup off".
 """
 from __future__ import annotations
 
@@ -33,11 +33,9 @@ class ViewEntropyScorer(Scorer):
     """ViewAL: pixel score = view entropy VE, view score = view divergence VD."""
 
     name = "view_entropy"
-    #: keyword arguments of ``viewal.kernels.view_entropy_divergence``
-    kernel_options = frozenset({"mode", "depth_tol", "backend", "world_distance", "aggregation"})
     #: ablations of ViewAL's selection (module docstring)
     ablation_options = {"rank": ("ve", "vd"), "selection": ("viewal", "greedy")}
-    option_names = kernel_options | frozenset(ablation_options)
+    option_names = frozenset(ablation_options)
     needs = frozenset({"probs", "views"})
     selection = "viewal"
 
@@ -63,9 +61,9 @@ class ViewEntropyScorer(Scorer):
         fn = getattr(kernels, "view_entropy_divergence", None)
         if fn is None:
             raise RuntimeError("view_entropy: viewal.kernels.view_entropy_divergence is not available in this build")
-        kw = {k: v for k, v in self.options.items() if v is not None and k in self.kernel_options}
         ve, vd = fn(np.asarray(inputs.probs, dtype=np.float32), np.asarray(inputs.depths, dtype=np.float32),
-                    np.asarray(inputs.Ks, dtype=np.float64), np.asarray(inputs.world_T_cams, dtype=np.float64), **kw)
+                    np.asarray(inputs.Ks, dtype=np.float64), np.asarray(inputs.world_T_cams, dtype=np.float64),
+                    depth_test=self.depth_test)
         ve, vd = np.asarray(ve, dtype=np.float32), np.asarray(vd, dtype=np.float32)
         if self.options.get("rank", "ve") == "vd":
             return Scores(pixel=vd, view=vd)

@@ -1,7 +1,9 @@
-"""``viewal`` command line: one entry point, subcommands implemented in their own modules.
+"""``viewal`` command line: one entry point, one module per subcommand in this package.
 
-Each subcommand module exposes ``configure_parser(parser)`` and ``run(args) -> int | None``; it is
-imported only when its command runs, so ``viewal --help`` stays fast.
+Each subcommand module (``viewal.cli.<command>``) holds the command's argparse definition,
+``configure_parser(parser)``, and a thin ``run(args) -> int | None`` that calls the library; it is imported
+only when its command runs, so ``viewal --help`` stays fast. The library (every other module of ``viewal``,
+``viewal.kernels`` and ``viewal.datasets``) knows nothing of argparse: this package is the top layer.
 """
 from __future__ import annotations
 
@@ -15,17 +17,21 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("viewal.datasets.synthetic",
+    "generate": ("viewal.cli.generate",
                  "generate the synthetic multi-view RGB-D scene dataset (Open3D raycasting)"),
-    "preview": ("viewal.datasets.preview", "draw a contact sheet of frames: RGB, depth, labels, superpixels"),
-    "superpixels": ("viewal.superpixels", "compute and cache SEEDS/SLIC superpixels for every frame of a dataset"),
-    "train": ("viewal.train", "train DeepLabv3+ on all labels of the train split (the full-data reference)"),
-    "pretrain": ("viewal.simsiam", "SimSiam self-supervised pretraining of the encoder on unlabelled frames"),
-    "experiment": ("viewal.experiment",
+    "preview": ("viewal.cli.preview", "draw a contact sheet of frames: RGB, depth, labels, superpixels"),
+    "superpixels": ("viewal.cli.superpixels",
+                    "compute and cache SEEDS/SLIC superpixels for every frame of a dataset"),
+    "train": ("viewal.cli.train", "train DeepLabv3+ on all labels of the train split (the full-data reference)"),
+    "pretrain": ("viewal.cli.pretrain", "SimSiam self-supervised pretraining of the encoder on unlabelled frames"),
+    "experiment": ("viewal.cli.experiment",
                    "active-learning experiment: methods x seeds x cycles -> results.csv, curves.png"),
-    "query": ("viewal.hitl", "human in the loop: export region queries as PNG masks + JSON, import labelled masks"),
-    "visualize": ("viewal.visualize",
+    "query": ("viewal.cli.query",
+              "human in the loop: export region queries (PNG, COCO RLE, Label Studio), import labels"),
+    "visualize": ("viewal.cli.visualize",
                   "pictures of a run: contact sheet of the selected regions, view-entropy point cloud (PLY)"),
+    "report": ("viewal.cli.report", "one self-contained HTML page of a run's cycles: queries, heat-maps, scores, "
+                                      "learning curve, view-entropy point cloud"),
 }
 
 DESCRIPTION = """\

@@ -1,0 +1,155 @@
+"""viewal report: the static HTML page of a run's cycles (images embedded, tables of scores), on a hand-made run."""
+import base64
+from html.parser import HTMLParser
+
+import cv2
+import numpy as np
+import pytest
+
+from viewal.selection import RegionQuery
+
+
+class Page(HTMLParser):
+    """Sections with their images (class, decoded size) and score tables (row counts)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.cur, self.in_tbody, self.cells, self.row = [], None, False, [], None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.cur = {"id": a["id"], "imgs": [], "rows": []}
+            self.sections.append(self.cur)
+        elif tag == "img":
+            head, b64 = a["src"].split(",", 1)
+            assert head == "data:image/png;base64"
+            img = cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
+            self.cur["imgs"].append((a["class"], img.shape))
+        elif tag == "tbody":
+            self.in_tbody = True
+        elif tag == "tr" and self.in_tbody:
+            self.row = []
+        elif tag == "td":
+            self.row.append("")
+
+    def handle_data(self, data):
+        if self.row is not None and self.row:
+            self.row[-1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "tbody":
+            self.in_tbody = False
+        elif tag == "tr" and self.row is not None:
+            self.cur["rows"].append(self.row)
+            self.row = None
+
+
+def _queries(ds, frames, n, shift):
+    qs = []
+    for i, f in enumerate(frames[:n]):
+        m = np.zeros((ds.height, ds.width), bool)
+        m[4 + shift:14 + shift, 5 + 3 * i:20 + 3 * i] = True
+        qs.append(RegionQuery(f.scene_id, f.frame_id, m, score=0.9 - 0.1 * i, region_id=i, view_score=0.1 * i))
+    return qs
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    import torch
+
+    from viewal.datasets import open_dataset
+    from viewal.datasets.synthetic import generate_dataset
+    from viewal.kernels import DepthTest
+    from viewal.layout import RunLayout
+    from viewal.learner import ALConfig
+    from viewal.ledger import LabelItem, Ledger
+    from viewal.model import build_model
+    from viewal.train import save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("report")
+    generate_dataset(tmp / "ds", scenes=3, frames=4, height=48, width=64, seed=5, progress=False)
+    ds = open_dataset(tmp / "ds")
+    run = tmp / "run"
+    layout = RunLayout(run)
+    cfg = ALConfig(mc_passes=2, depth_test=DepthTest(backend="numpy"), seed_fraction=0.1)
+    train = ds.split("train")
+    with Ledger(layout.ledger("view_entropy", 0)) as led:
+        led.set_config({"al": cfg.to_json(), "dataset": str(ds.root), "num_classes": ds.num_classes})
+        led.finish_cycle(0, {"miou": 0.20, "labelled_fraction": 0.05, "regions": 1, "frames": 1})
+        q1 = led.record_queries(1, _queries(ds, train, 3, 0))
+        led.record_labels(1, [LabelItem.from_query(q, np.zeros(q.mask.shape, int), "human") for q in q1[:2]])
+        led.finish_cycle(1, {"miou": 0.31, "labelled_fraction": 0.08, "regions": 3, "frames": 3})
+        led.record_queries(2, _queries(ds, train, 2, 20))
+    torch.manual_seed(0)
+    model = build_model(ds.num_classes, encoder="mobilenet_v2")
+    save_checkpoint(layout.checkpoint("view_entropy", cfg, 0), model)       # chose cycle 1's queries
+    save_checkpoint(layout.checkpoint("view_entropy", cfg, 1), model)       # chose cycle 2's queries
+    return run
+
+
+@pytest.fixture(scope="module")
+def report(run_dir):
+    from viewal.cli import main
+
+    assert main(["report", "--run", str(run_dir), "--max-frames", "2"]) == 0
+    return run_dir / "report.html"
+
+
+def test_report_command_writes_self_contained_page(run_dir, report):
+    text = report.read_text()
+    assert "http://" not in text and "https://" not in text and "<script" not in text    # nothing fetched
+    page = Page()
+    page.feed(text)
+    page.close()
+    assert [s["id"] for s in page.sections] == ["cycle-0", "cycle-1", "cycle-2"]
+    kinds = [[c for c, _ in s["imgs"]] for s in page.sections]
+    assert kinds == [["curve"], ["queries", "heatmaps", "cloud", "curve"], ["queries", "heatmaps", "cloud", "curve"]]
+    assert all(min(shape[:2]) > 100 for s in page.sections for _, shape in s["imgs"])
+    assert [len(s["rows"]) for s in page.sections] == [0, 3, 2]
+    r1 = page.sections[1]["rows"]
+    assert [r[0] for r in r1] == ["0", "1", "2"] and [r[3] for r in r1] == ["0.9", "0.8", "0.7"]
+    assert [r[6] for r in r1] == ["human", "human", "pending"]
+    assert "test mIoU after the cycle: 31.0 %" in text
+    assert not list(run_dir.glob(".*"))                                               # no temporary files
+
+
+def test_report_without_checkpoints_notes_it(run_dir, tmp_path):
+    import shutil
+
+    from viewal.cycle_report import write_cycle_report
+
+    bare = tmp_path / "bare"
+    shutil.copytree(run_dir / "ledgers", bare / "ledgers")
+    page = Page()
+    page.feed(write_cycle_report(bare, progress=False).read_text())
+    assert [[c for c, _ in s["imgs"]] for s in page.sections] == [["curve"], ["queries", "curve"], ["queries", "curve"]]
+    assert "no heat-maps or point cloud" in (bare / "report.html").read_text()
+    with pytest.raises(FileNotFoundError, match="no ledger .*random-s0.sqlite"):
+        write_cycle_report(bare, "random", progress=False)
+
+
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    """Debian's chromium (installed by scripts/install_and_test.sh where apt works) renders the page: its DOM
+    has the images and tables, and the screenshot shows them (many colours, not a blank or text-only page)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        pytest.skip("no chromium (apt-get install chromium)")
+    base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(base + ["--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180,
+                         check=True).stdout
+    page = Page()
+    page.feed(dom)
+    assert [len(s["imgs"]) for s in page.sections] == [1, 4, 4] and [len(s["rows"]) for s in page.sections] == [0, 3, 2]
+    shot = tmp_path / "report.png"
+    subprocess.run(base + [f"--screenshot={shot}", "--window-size=1280,2400", report.as_uri()], capture_output=True,
+                   timeout=180, check=True)
+    img = cv2.imread(str(shot), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape[:2] == (2400, 1280)
+    colours = np.unique(img.reshape(-1, 3) // 8, axis=0).shape[0]
+    assert colours > 300, colours                    # pictures drawn (a text-only page has a few grey levels)
+    assert (img < 250).any(axis=2).mean() > 0.05     # not blank

@@ -1,0 +1,315 @@
+"""viewal.labelstudio: the Label Studio round trip with the SDK's brush converter (no server), and end to end
+against a real Label Studio server (slow; needs the ``label-studio`` command)."""
+import base64
+import json
+import xml.etree.ElementTree as ET
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("label_studio_sdk")
+
+from viewal.cli import main as cli_main
+from viewal.datasets.canonical import read_canonical, write_frame, write_meta, write_scene_intrinsics
+from viewal.formats import brush_encode
+from viewal.hitl import LabelImportError, export_queries
+from viewal.labelstudio import QUERY_LABEL, import_label_studio
+from viewal.ledger import Ledger
+from viewal.selection import RegionQuery
+
+H, W = 10, 14
+CLASSES = ["wall", "floor", "chair"]
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    write_scene_intrinsics(root, "scene0", np.array([[20.0, 0, 6.5], [0, 20.0, 4.5], [0, 0, 1]]))
+    for i in range(2):
+        write_frame(root, "scene0", f"{i:03d}", rgb=rng.integers(0, 255, (H, W, 3), dtype=np.uint8),
+                    depth=np.full((H, W), 2.0, np.float32), world_T_cam=np.eye(4),
+                    labels=rng.integers(0, 3, (H, W)), color_ext=".png")
+    write_meta(root, class_names=CLASSES, splits={"train": ["scene0"], "val": [], "test": []}, height=H, width=W)
+    return read_canonical(root)
+
+
+def box(y, x, h, w):
+    m = np.zeros((H, W), bool)
+    m[y:y + h, x:x + w] = True
+    return m
+
+
+def queries():
+    return [RegionQuery("scene0", "000", box(1, 2, 4, 5), 0.9, region_id=3, view_score=0.4, cycle=2, query_id=7),
+            RegionQuery("scene0", "001", box(5, 8, 4, 6), 0.7, region_id=11, cycle=2, query_id=8)]
+
+
+def brush(mask, label, rid="r"):
+    """A brush result as Label Studio's editor saves it (RLE from the SDK's converter)."""
+    return {"id": rid, "type": "brushlabels", "from_name": "label", "to_name": "image", "origin": "manual",
+            "original_width": W, "original_height": H, "image_rotation": 0,
+            "value": {"format": "rle", "rle": brush_encode(mask), "brushlabels": [label]}}
+
+
+def ls_export(tasks, annotations):
+    """Label Studio's JSON export of ``tasks`` (tasks.json entries) with one annotation per task (or None)."""
+    out = []
+    for k, (t, res) in enumerate(zip(tasks, annotations)):
+        anns = [] if res is None else [{"id": 100 + k, "completed_by": {"email": f"ann{k}@example.com"},
+                                        "result": res, "was_cancelled": False}]
+        out.append({"id": 50 + k, "data": t["data"], "annotations": anns, "predictions": t["predictions"]})
+    return out
+
+
+def test_export_config_and_tasks(tmp_path, dataset):
+    from label_studio_sdk.converter.brush import decode_rle
+
+    out = tmp_path / "ls"
+    export_queries(queries(), out, dataset=dataset, format="label-studio")
+    root = ET.fromstring((out / "label_studio" / "config.xml").read_text())
+    (bl,) = root.findall("BrushLabels")
+    assert [lab.get("value") for lab in bl.findall("Label")] == CLASSES + [QUERY_LABEL]
+    assert root.find("Image").get("value") == "$image" and bl.get("toName") == "image"
+    tasks = json.loads((out / "label_studio" / "tasks.json").read_text())
+    assert len(tasks) == 2
+    for t, q in zip(tasks, queries()):
+        d = t["data"]
+        assert (d["scene_id"], d["frame_id"], d["cycle"], d["query_id"], d["region_id"]) == (
+            q.scene_id, q.frame_id, 2, q.query_id, q.region_id)
+        assert d["score"] == pytest.approx(q.score) and d["n_pixels"] == int(q.mask.sum())
+        head, b64 = d["image"].split(",", 1)
+        assert head == "data:image/png;base64"
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        assert np.array_equal(img, dataset.frame(q.scene_id, q.frame_id).rgb)
+        (pred,) = t["predictions"]
+        assert pred["score"] == pytest.approx(q.score) and pred["model_version"] == "viewal cycle 2"
+        (r,) = pred["result"]
+        assert r["value"]["brushlabels"] == [QUERY_LABEL] and (r["original_height"], r["original_width"]) == (H, W)
+        drawn = decode_rle(r["value"]["rle"]).reshape(H, W, 4)[..., 3] > 0   # the SDK's own decoder
+        assert np.array_equal(drawn, q.mask)
+    out2 = tmp_path / "ls2"
+    export_queries(queries(), out2, dataset=dataset, format="label-studio", image_url="http://127.0.0.1:9/files")
+    t0 = json.loads((out2 / "label_studio" / "tasks.json").read_text())[0]
+    assert t0["data"]["image"] == "http://127.0.0.1:9/files/images/scene0_000.png"
+    with pytest.raises(ValueError, match="needs the frame images"):
+        export_queries(queries(), tmp_path / "ls3", format="label-studio", class_names=CLASSES)
+
+
+def test_import_label_studio_export(tmp_path, dataset):
+    out = tmp_path / "ls"
+    export_queries(queries(), out, dataset=dataset, format="label-studio")
+    tasks = json.loads((out / "label_studio" / "tasks.json").read_text())
+    q0, q1 = queries()
+    big = box(0, 0, H, 8)                                    # chair painted beyond region 0 (pixels dropped)
+    part = box(1, 2, 2, 5)                                   # then floor over its top two rows (later wins)
+    res0 = [brush(q0.mask, QUERY_LABEL, "pre"), brush(big, "chair", "a"), brush(part, "floor", "b")]
+    res1 = [brush(box(5, 8, 2, 6), "wall")]                  # half of region 1; the rest stays unlabelled
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(ls_export(tasks, [res0, res1])))
+    items = import_label_studio(path, CLASSES, dataset=dataset)
+    assert [(it.query_id, it.region_id, it.source) for it in items] == [(7, 3, "human"), (8, 11, "human")]
+    exp0 = np.full((H, W), 255)
+    exp0[q0.mask] = 2
+    exp0[part] = 1
+    assert np.array_equal(items[0].mask, q0.mask) and np.array_equal(items[0].labels, exp0)
+    assert np.array_equal(items[1].mask, box(5, 8, 2, 6)) and (items[1].labels[items[1].mask] == 0).all()
+    assert items[0].origin == f"label-studio {path.resolve()} task 50 (annotator ann0@example.com)"
+    # a task left with only the pre-drawn region: nothing labelled, skipped with a warning
+    path.write_text(json.dumps(ls_export(tasks, [[brush(q0.mask, QUERY_LABEL)], res1])))
+    with pytest.warns(UserWarning, match="no labelled pixels inside the region of query 0"):
+        assert [it.query_id for it in import_label_studio(path, CLASSES, dataset=dataset)] == [8]
+
+
+def test_import_label_studio_errors_name_the_task(tmp_path, dataset):
+    out = tmp_path / "ls"
+    export_queries(queries(), out, dataset=dataset, format="label-studio")
+    tasks = json.loads((out / "label_studio" / "tasks.json").read_text())
+    q0, q1 = queries()
+    path = tmp_path / "export.json"
+
+    def check(annotations, match, **kw):
+        doc = ls_export(tasks, annotations)
+        for k, v in kw.items():
+            doc[1][k] = v
+        path.write_text(json.dumps(doc))
+        with pytest.raises(LabelImportError, match=match):
+            import_label_studio(path, CLASSES, dataset=dataset)
+
+    ok = [brush(q0.mask, "wall")]
+    check([ok, [brush(q1.mask, "sofa", "x")]], "export.json: task 51, result x: label 'sofa' is not a class")
+    check([ok, None], "task 51 \\(scene0/001\\): not annotated yet")
+    bad = brush(q1.mask, "wall", "y")
+    bad["original_width"] = W + 1
+    check([ok, [bad]], "task 51, result y: brush on a 15x10 image, the frame is 14x10")
+    bad = brush(q1.mask, "wall", "z")
+    bad["value"]["rle"] = bad["value"]["rle"][:3]
+    check([ok, [bad]], "task 51, result z: undecodable brush RLE")
+    rect = {"id": "w", "type": "rectanglelabels", "value": {}}
+    check([ok, [rect]], "task 51, result w: a 'rectanglelabels' result")
+    doc = ls_export(tasks, [ok, [brush(q1.mask, "wall")]])
+    doc[1]["annotations"].append({**doc[1]["annotations"][0], "id": 7})
+    path.write_text(json.dumps(doc))
+    with pytest.raises(LabelImportError, match="task 51: 2 annotations \\(ids 101, 7\\)"):
+        import_label_studio(path, CLASSES, dataset=dataset)
+    doc[1]["annotations"][1]["was_cancelled"] = True          # a skipped annotation does not count
+    path.write_text(json.dumps(doc))
+    assert len(import_label_studio(path, CLASSES, dataset=dataset)) == 2
+    check([ok, ok], "task 51: not a viewal task \\(its data lacks region\\)",
+          data={k: v for k, v in tasks[1]["data"].items() if k != "region"})
+    path.write_text("{}")
+    with pytest.raises(LabelImportError, match="not a Label Studio JSON export"):
+        import_label_studio(path, CLASSES)
+    with pytest.raises(LabelImportError, match="is a folder; give the JSON file"):
+        import_label_studio(out, CLASSES)
+    with pytest.raises(LabelImportError, match="missing Label Studio export: .*nowhere.json"):
+        import_label_studio(tmp_path / "nowhere.json", CLASSES)
+
+
+def test_cli_label_studio_round_trip_into_ledger(tmp_path, dataset, capsys):
+    db = tmp_path / "run.sqlite"
+    with Ledger(db) as led:
+        led.set_config({"num_classes": 3, "dataset": str(dataset.root)})
+        rec = led.record_queries(2, [RegionQuery(q.scene_id, q.frame_id, q.mask, q.score, q.region_id,
+                                                 q.view_score) for q in queries()])
+    out = tmp_path / "ls"
+    assert cli_main(["query", "export", "--ledger", str(db), "--out", str(out), "--data", str(dataset.root),
+                     "--format", "label-studio"]) == 0
+    tasks = json.loads((out / "label_studio" / "tasks.json").read_text())
+    assert [t["data"]["query_id"] for t in tasks] == [q.query_id for q in rec]
+    path = tmp_path / "project-1-at-2026.json"
+    path.write_text(json.dumps(ls_export(tasks, [[brush(rec[0].mask, "chair")], None])))
+    # without --data the class names come from the dataset recorded in the ledger
+    assert cli_main(["query", "import", "--format", "label-studio", str(path), "--ledger", str(db)]) == 1
+    assert "task 51 (scene0/001): not annotated yet" in capsys.readouterr().err
+    with Ledger(db) as led:
+        assert led.counts()["labels"] == 0                        # atomic: nothing of the failed import
+    assert cli_main(["query", "import", str(path), "--ledger", str(db), "--skip-missing"]) == 0
+    with Ledger(db) as led:
+        assert [q.query_id for q in led.pending_queries()] == [rec[1].query_id]
+        lm = led.label_map("scene0/000")
+        assert (lm[rec[0].mask] == 2).all() and (lm[~rec[0].mask] == 255).all()
+        assert led.labels()[0]["origin"].endswith("task 50 (annotator ann0@example.com)")
+
+
+# ------------------------------------------------------------------------------------------ a real server
+
+TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
+
+
+def _label_studio_command():
+    """The ``label-studio`` server command: $VIEWAL_LABEL_STUDIO, else on PATH, else beside this Python."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    cand = os.environ.get("VIEWAL_LABEL_STUDIO") or shutil.which("label-studio")
+    if not cand and (Path(sys.executable).parent / "label-studio").is_file():
+        cand = str(Path(sys.executable).parent / "label-studio")
+    return cand
+
+
+@pytest.fixture()
+def label_studio(tmp_path):
+    """(base URL, API token) of a Label Studio server on localhost: the one at $VIEWAL_LABEL_STUDIO_URL (with
+    $VIEWAL_LABEL_STUDIO_TOKEN), or one started here with a temporary data folder (first start: migrations,
+    minutes on a busy machine), stopped at the end."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    if os.environ.get("VIEWAL_LABEL_STUDIO_URL"):
+        yield os.environ["VIEWAL_LABEL_STUDIO_URL"], os.environ["VIEWAL_LABEL_STUDIO_TOKEN"]
+        return
+    cmd = _label_studio_command()
+    if not cmd:
+        pytest.skip("no label-studio command (pip install label-studio; or set VIEWAL_LABEL_STUDIO)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "ls-data"
+    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data)}
+    with open(tmp_path / "label-studio.log", "wb") as log:
+        proc = subprocess.Popen([cmd, "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port),
+                                 "--data-dir", str(data), "--username", "annotator@example.com", "--password",
+                                 "viewal-test-password", "--user-token", TOKEN, "--enable-legacy-api-token"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 1500
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"label-studio exited with {proc.returncode}: "
+                            f"{(tmp_path / 'label-studio.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("label-studio did not answer /health within 1500 s")
+            time.sleep(3)
+        yield url, TOKEN
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_end_to_end_with_label_studio_server(tmp_path, dataset, label_studio):
+    """Export -> a Label Studio project through the SDK -> annotations submitted through the API -> Label
+    Studio's JSON export -> viewal query import -> the ledger holds exactly the painted pixels."""
+    from label_studio_sdk import LabelStudio
+
+    url, token = label_studio
+    db = tmp_path / "run.sqlite"
+    with Ledger(db) as led:
+        led.set_config({"num_classes": 3})
+        rec = led.record_queries(1, [RegionQuery(q.scene_id, q.frame_id, q.mask, q.score, q.region_id,
+                                                 q.view_score) for q in queries()])
+    out = tmp_path / "ls"
+    assert cli_main(["query", "export", "--ledger", str(db), "--out", str(out), "--data", str(dataset.root),
+                     "--format", "label-studio"]) == 0
+    client = LabelStudio(base_url=url, api_key=token)
+    project = client.projects.create(title="viewal cycle 1", label_config=(out / "label_studio" / "config.xml")
+                                     .read_text())
+    client.projects.import_tasks(id=project.id, request=json.loads((out / "label_studio" / "tasks.json").read_text()))
+    tasks = sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.data["index"])
+    assert [t.data["query_id"] for t in tasks] == [q.query_id for q in rec]
+    assert [len(t.predictions) for t in tasks] == [1, 1]
+    # the annotator relabels query 0's pre-drawn region as chair and paints floor over its top row; of query 1
+    # they paint the left half wall and also a stroke beyond the region (dropped on import)
+    q0, q1 = rec
+    top = box(1, 2, 1, 5)
+    left = box(5, 8, 4, 3)
+    stroke = box(0, 0, 2, W)
+    client.annotations.create(id=tasks[0].id, result=[brush(q0.mask, "chair", "a0"), brush(top, "floor", "a1")],
+                              was_cancelled=False)
+    client.annotations.create(id=tasks[1].id, result=[brush(left, "wall", "b0"), brush(stroke, "wall", "b1")],
+                              was_cancelled=False)
+    exported = client.projects.exports.as_json(project.id)
+    path = tmp_path / "label-studio-export.json"
+    path.write_text(json.dumps(exported))
+    assert cli_main(["query", "import", "--format", "label-studio", str(path), "--ledger", str(db), "--data",
+                     str(dataset.root)]) == 0
+    with Ledger(db) as led:
+        assert led.pending_queries() == []
+        m0 = led.labelled_mask("scene0/000", (H, W))
+        lm0 = led.label_map("scene0/000", (H, W))
+        assert np.array_equal(m0, q0.mask)
+        assert (lm0[top] == 1).all() and (lm0[q0.mask & ~top] == 2).all() and (lm0[~q0.mask] == 255).all()
+        m1 = led.labelled_mask("scene0/001", (H, W))
+        assert np.array_equal(m1, left & q1.mask) and (led.label_map("scene0/001", (H, W))[m1] == 0).all()
+        me = client.users.whoami().id                          # Label Studio's export names the user by id
+        assert [r["origin"] for r in led.labels()] == [f"label-studio {path.resolve()} task {t.id} (annotator {me})"
+                                                      for t in tasks]

@@ -1,0 +1,28 @@
+"""``viewal report``: one self-contained HTML page of a run's cycles
+(:func:`viewal.cycle_report.write_cycle_report`)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from viewal.cycle_report import write_cycle_report
+
+__all__ = ["configure_parser", "run"]
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, type=Path, help="experiment output directory (viewal experiment --out)")
+    p.add_argument("--method", default="view_entropy", help="method (ledger OUT/ledgers/<method>-s<seed>.sqlite)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run")
+    p.add_argument("--out", type=Path, default=None, help="HTML file (default OUT/report.html)")
+    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one in the ledger)")
+    p.add_argument("--max-frames", type=int, default=4, help="queried frames with heat-maps per cycle")
+    p.add_argument("--stride", type=int, default=4, help="pixel step of the point cloud")
+    p.add_argument("--mc-passes", type=int, default=None, help="MC-dropout passes (default: the run's)")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = write_cycle_report(args.run, args.method, args.seed, out=args.out, data=args.data,
+                              max_frames=args.max_frames, stride=args.stride, mc_passes=args.mc_passes)
+    print(f"report: {path}")
+    return 0

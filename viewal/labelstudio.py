@@ -1,0 +1,211 @@
+"""Label Studio round trip: region queries out as a labelling project, Label Studio's JSON export back in.
+
+Export (``viewal query export --format label-studio``, :func:`write_label_studio`)::
+
+    OUT/label_studio/config.xml     labelling config: the frame image, the dataset's classes as BrushLabels,
+                                    and the reserved label "query region"
+    OUT/label_studio/tasks.json     one task per queried region (import it into the project)
+    OUT/images/<scene>_<frame>.png  the frames (embedded in the tasks as data URIs unless --image-url)
+
+Each task's ``data`` holds the frame image, the region's score and view score, and its scene, frame,
+cycle, region id, query id and rank, with the region itself as COCO RLE (``region``); its one
+prediction (``score`` = the region's score, so Label Studio sorts tasks by it) pre-draws the region as a
+brush labelled "query region", encoded with the SDK's own brush converter
+(:func:`viewal.formats.brush_encode`). The annotator relabels that brush to the right class, or paints
+classes over it.
+
+Import (``viewal query import --format label-studio EXPORT.json``, :func:`import_label_studio`) reads
+Label Studio's JSON export: each task's annotation (one, not cancelled), every ``brushlabels`` result
+decoded with the SDK's converter, painted in order (later results win where they overlap, as Label
+Studio draws them), "query region" pixels left unlabelled, pixels outside the asked region dropped.
+Errors name the file and the task; the ledger records the whole import in one transaction.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from viewal.io import write_json, write_text
+
+__all__ = ["QUERY_LABEL", "labelling_config", "make_task", "write_label_studio", "import_label_studio",
+           "task_label_map"]
+
+#: brush label of the pre-drawn region: "asked here, not labelled yet"
+QUERY_LABEL = "query region"
+FROM_NAME, TO_NAME = "label", "image"
+
+
+def labelling_config(class_names: Sequence[str]) -> str:
+    """Label Studio labelling config (XML): the image and one brush label per class plus :data:`QUERY_LABEL`."""
+    from viewal.datasets.preview import class_palette
+
+    names = list(class_names)
+    if not names:
+        raise ValueError("labelling_config: no class names")
+    if QUERY_LABEL in names:
+        raise ValueError(f"labelling_config: {QUERY_LABEL!r} is reserved for the pre-drawn region, not a class name")
+    pal = class_palette(len(names))
+    labels = "\n".join(f"    <Label value={quoteattr(n)} background=\"#{c[0]:02x}{c[1]:02x}{c[2]:02x}\"/>"
+                       for n, c in zip(names, pal))
+    head = f"Label the region drawn as '{QUERY_LABEL}' (score $score, $scene_id/$frame_id)"
+    return (f"<View>\n  <Header value=\"{head}\"/>\n  <Image name=\"{TO_NAME}\" value=\"$image\" zoom=\"true\"/>\n"
+            f"  <BrushLabels name=\"{FROM_NAME}\" toName=\"{TO_NAME}\">\n{labels}\n"
+            f"    <Label value={quoteattr(QUERY_LABEL)} background=\"#ffff00\"/>\n  </BrushLabels>\n</View>\n")
+
+
+def make_task(entry: dict, image: str, mask: np.ndarray) -> dict:
+    """One Label Studio task for a ``queries.json`` entry (see module docstring).
+
+    Args:
+        entry: the query's entry (``scene_id``, ``frame_id``, ``score``, ``region`` ... see :mod:`viewal.hitl`).
+        image: URL or data URI of the frame. mask: (H, W) bool, the region.
+    """
+    from viewal.formats import brush_encode
+
+    h, w = mask.shape
+    keys = ("index", "query_id", "cycle", "scene_id", "frame_id", "region_id", "score", "view_score", "n_pixels",
+            "height", "width", "region")
+    data = {"image": image, **{k: entry.get(k) for k in keys}}
+    result = {"id": f"q{entry['index']}", "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
+              "original_width": int(w), "original_height": int(h), "image_rotation": 0,
+              "value": {"format": "rle", "rle": brush_encode(mask), "brushlabels": [QUERY_LABEL]}}
+    cycle = entry.get("cycle")
+    return {"data": data, "predictions": [{"model_version": f"viewal cycle {cycle}", "score": float(entry["score"]),
+                                           "result": [result]}]}
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def write_label_studio(out: str | Path, entries: Sequence[dict], class_names: Sequence[str],
+                       image_url: str | None = None) -> Path:
+    """Write ``out/label_studio/config.xml`` and ``tasks.json`` for ``queries.json`` entries whose frame images
+    were exported to ``out/<entry["image"]>``; returns the tasks' path. ``image_url``: tasks refer to
+    ``image_url/<entry["image"]>`` instead of embedding the image."""
+    from viewal.formats import coco_decode
+
+    out = Path(out)
+    tasks = []
+    for e in entries:
+        if not e.get("image"):
+            raise ValueError(f"query {e['index']} ({e['scene_id']}/{e['frame_id']}): a Label Studio export needs "
+                             f"the frame images; pass the dataset (--data)")
+        img = f"{image_url.rstrip('/')}/{e['image']}" if image_url else _data_uri(out / e["image"])
+        tasks.append(make_task(e, img, coco_decode(e["region"], (e["height"], e["width"]))))
+    write_text(out / "label_studio" / "config.xml", labelling_config(class_names))
+    path = out / "label_studio" / "tasks.json"
+    write_json(path, tasks)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- import
+
+def _annotator(ann: dict) -> str:
+    who = ann.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    return str(who) if who is not None else "unknown"
+
+
+def task_label_map(task: dict, class_names: Sequence[str], shape: tuple[int, int], what: str) -> np.ndarray | None:
+    """(H, W) int64 class ids of a task's annotation (255 = not labelled), or None when it has none.
+
+    Every ``brushlabels`` result is decoded (:func:`viewal.formats.brush_decode`) and painted in order;
+    :data:`QUERY_LABEL` paints nothing. Raises LabelImportError (``what`` names the task) on several live
+    annotations, other result types, unknown labels and sizes other than ``shape``.
+    """
+    from viewal.formats import RleError, brush_decode
+    from viewal.hitl import IGNORE_INDEX, LabelImportError
+
+    anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    if not anns:
+        return None
+    if len(anns) > 1:
+        raise LabelImportError(f"{what}: {len(anns)} annotations (ids {', '.join(str(a.get('id')) for a in anns)}); "
+                               f"a region is labelled once: delete all but one in Label Studio")
+    lab = np.full(shape, IGNORE_INDEX, dtype=np.int64)
+    for k, r in enumerate(anns[0].get("result") or []):
+        rwhat = f"{what}, result {r.get('id', k)}"
+        if str(r.get("type", "")).lower() != "brushlabels":
+            raise LabelImportError(f"{rwhat}: a {r.get('type')!r} result; only brush labels are read")
+        v = r.get("value") or {}
+        names = v.get("brushlabels") or []
+        if len(names) != 1:
+            raise LabelImportError(f"{rwhat}: a brush must carry one label, got {names}")
+        name = names[0]
+        if name == QUERY_LABEL:
+            continue
+        if name not in class_names:
+            raise LabelImportError(f"{rwhat}: label {name!r} is not a class of the dataset ({', '.join(class_names)})")
+        rshape = (r.get("original_height"), r.get("original_width"))
+        if rshape != tuple(shape):
+            raise LabelImportError(f"{rwhat}: brush on a {rshape[1]}x{rshape[0]} image, the frame is "
+                                   f"{shape[1]}x{shape[0]} (WxH)")
+        if v.get("format", "rle") != "rle":
+            raise LabelImportError(f"{rwhat}: brush format {v.get('format')!r}; only 'rle' is read")
+        try:
+            m = brush_decode(v.get("rle"), shape, rwhat)
+        except RleError as e:
+            raise LabelImportError(str(e)) from None
+        lab[m] = list(class_names).index(name)
+    return lab
+
+
+def import_label_studio(path: str | Path, class_names: Sequence[str] | None, dataset: Any = None,
+                        num_classes: int | None = None, missing: str = "error") -> list:
+    """Label Studio's JSON export of a viewal project → validated ``LabelItem`` s (``source="human"``).
+
+    Args:
+        path: the JSON export (a list of tasks).
+        class_names: the dataset's classes (brush labels are matched by name).
+        dataset: ``RGBDDataset`` (frame existence and size checks), optional.
+        num_classes: class count (default ``len(class_names)``).
+        missing: ``"error"`` or ``"skip"`` for tasks without an annotation.
+    Returns:
+        one item per annotated task, ``origin`` naming the file, the task and its annotator.
+    """
+    from viewal.hitl import LabelImportError, label_items
+
+    if missing not in ("error", "skip"):
+        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise LabelImportError(f"{path} is a folder; give the JSON file that Label Studio's Export (JSON) wrote")
+    if not path.is_file():
+        raise LabelImportError(f"missing Label Studio export: {path}")
+    if not class_names:
+        raise LabelImportError(f"{path}: no class names to match the brush labels with; pass the dataset (--data)")
+    names = list(class_names)
+    try:
+        tasks = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise LabelImportError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(tasks, list):
+        raise LabelImportError(f"{path}: not a Label Studio JSON export (a list of tasks)")
+    items = []
+    for k, t in enumerate(tasks):
+        what = f"{path}: task {t.get('id', k) if isinstance(t, dict) else k}"
+        data = t.get("data") if isinstance(t, dict) else None
+        need = ("index", "scene_id", "frame_id", "height", "width", "region")
+        lacks = [key for key in need if not isinstance(data, dict) or data.get(key) is None]
+        if lacks:
+            raise LabelImportError(f"{what}: not a viewal task (its data lacks {', '.join(lacks)})")
+        shape = (int(data["height"]), int(data["width"]))
+        lab = task_label_map(t, names, shape, what)
+        if lab is None:
+            if missing == "skip":
+                continue
+            raise LabelImportError(f"{what} ({data['scene_id']}/{data['frame_id']}): not annotated yet "
+                                   f"(--skip-missing imports the others)")
+        ann = next(a for a in t["annotations"] if not a.get("was_cancelled"))
+        origin = f"label-studio {path.resolve()} task {t.get('id', k)} (annotator {_annotator(ann)})"
+        items += label_items(path.parent, [(data, Path(what), lab)], dataset, int(num_classes or len(names)),
+                             True, origin, where=what)
+    return items
