@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
+from twins import box_mask, labelling_scene
 from viewal.cli import main as cli_main
-from viewal.datasets.canonical import read_canonical, write_frame, write_meta, write_scene_intrinsics
 from viewal.hitl import LabelImportError, export_queries, import_labels
 from viewal.ledger import Ledger
 from viewal.selection import RegionQuery
@@ -16,22 +16,11 @@ H, W = 12, 16
 
 @pytest.fixture()
 def dataset(tmp_path):
-    root = tmp_path / "data"
-    rng = np.random.default_rng(0)
-    write_scene_intrinsics(root, "scene0", np.array([[20.0, 0, 7.5], [0, 20.0, 5.5], [0, 0, 1]]))
-    for i in range(2):
-        write_frame(root, "scene0", f"{i:03d}", rgb=rng.integers(0, 255, (H, W, 3), dtype=np.uint8),
-                    depth=np.full((H, W), 2.0, np.float32), world_T_cam=np.eye(4),
-                    labels=rng.integers(0, 3, (H, W)), color_ext=".png")
-    write_meta(root, class_names=["wall", "floor", "chair"], splits={"train": ["scene0"], "val": [], "test": []},
-               height=H, width=W)
-    return read_canonical(root)
+    return labelling_scene(tmp_path / "data", H, W, seed=0)
 
 
 def box(y, x, h, w):
-    m = np.zeros((H, W), bool)
-    m[y:y + h, x:x + w] = True
-    return m
+    return box_mask(H, W, y, x, h, w)
 
 
 def queries():

@@ -132,3 +132,27 @@ def select_viewal_naive(score: Sequence[float], view: Sequence[float], sizes: Se
         if total >= budget_pixels:
             break
     return picked
+
+
+def labelling_scene(root, height: int, width: int, seed: int, class_names=("wall", "floor", "chair")):
+    """A canonical dataset of one scene with two random frames ("000", "001") of ``height`` x ``width``,
+    labels in 0..2, constant depth 2 m, identity poses: the labelling tests' export/import target."""
+    from viewal.datasets.canonical import read_canonical, write_frame, write_meta, write_scene_intrinsics
+
+    rng = np.random.default_rng(seed)
+    K = np.array([[20.0, 0, (width - 1) / 2], [0, 20.0, (height - 1) / 2], [0, 0, 1]])
+    write_scene_intrinsics(root, "scene0", K)
+    for i in range(2):
+        write_frame(root, "scene0", f"{i:03d}", rgb=rng.integers(0, 255, (height, width, 3), dtype=np.uint8),
+                    depth=np.full((height, width), 2.0, np.float32), world_T_cam=np.eye(4),
+                    labels=rng.integers(0, 3, (height, width)), color_ext=".png")
+    write_meta(root, class_names=list(class_names), splits={"train": ["scene0"], "val": [], "test": []},
+               height=height, width=width)
+    return read_canonical(root)
+
+
+def box_mask(height: int, width: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+    """(height, width) bool, True on the h x w box at (y, x)."""
+    m = np.zeros((height, width), bool)
+    m[y:y + h, x:x + w] = True
+    return m
