@@ -53,6 +53,22 @@ def test_resume_with_changed_setting_names_it(tiny, tmp_path):
         viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "r.sqlite", **{**FAST, "mc_passes": 3})
 
 
+def test_resume_from_another_spelling_of_the_data_folder(tiny, tiny_copy, tmp_path, monkeypatch):
+    """A run started with a relative --data resumes with the absolute path or a symlink to the same folder (the
+    stored spelling is kept); another folder is still refused, naming the dataset."""
+    monkeypatch.chdir(tiny.parent)
+    a = viewal.ActiveLearner(open_dataset(tiny.name), scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
+    a.ledger.close()
+    link = tmp_path / "link"
+    link.symlink_to(tiny, target_is_directory=True)
+    for spelling in (tiny.resolve(), link):
+        b = viewal.ActiveLearner(open_dataset(spelling), scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
+        assert b.ledger.config()["dataset"] == tiny.name
+        b.ledger.close()
+    with pytest.raises(LedgerError, match=r"dataset: .*\(stored\) -> .*" + re.escape(str(tiny_copy))):
+        viewal.ActiveLearner(open_dataset(tiny_copy), scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
+
+
 def test_corrupt_or_truncated_ledger_is_named(tiny, tmp_path):
     bad = tmp_path / "garbage.sqlite"
     bad.write_bytes(b"this is not a database" * 100)

@@ -150,6 +150,19 @@ def model_fingerprint(c: ALConfig, labels_digest: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+def dataset_spelling(stored: str | None, root: str | Path) -> str:
+    """The dataset path to store in a ledger: ``stored`` when it names the same folder as ``root`` (another
+    spelling of it: relative vs absolute, a symlink), so that a resume from another working directory is not
+    refused as a changed dataset; ``str(root)`` otherwise (a different folder is then named by the config check)."""
+    if stored and stored != str(root):
+        try:
+            if Path(stored).resolve(strict=True) == Path(root).resolve(strict=True):
+                return stored
+        except OSError:  # the stored path does not exist from here
+            pass
+    return str(root)
+
+
 def pool_signature(frame_keys: Sequence[str]) -> dict:
     """``{"frames": n, "sha1": ...}`` of a pool's frame keys (order-free): a ledger refuses another pool."""
     h = hashlib.sha1("\n".join(sorted(frame_keys)).encode()).hexdigest()
@@ -365,7 +378,8 @@ class ActiveLearner:
                 old = new
             if old != stored["al"]:
                 self.ledger.set_config({**stored, "al": old}, overwrite=True)
-        self.ledger.set_config({"al": cfg.to_json(), "dataset": str(self.dataset.root),
+        self.ledger.set_config({"al": cfg.to_json(),
+                                "dataset": dataset_spelling(stored.get("dataset"), self.dataset.root),
                                 "num_classes": self.dataset.num_classes})
         self.pool = self.dataset.split("train")
         if not self.pool:

@@ -1,0 +1,68 @@
+"""What each method picked, seen by the model that picked it (viewal.diagnostics; docs/label_efficiency.md).
+
+For every method × seed × cycle of a ``viewal experiment`` / benchmark folder: the picking model's error rate
+on the pixels it had labelled against the unlabelled pool (error enrichment), the share of picked pixels in
+its weak classes, the picked labels' class diversity, regions, frames, and the cycle's test-mIoU gain.
+Uses the run's own checkpoints; trains nothing. Prints a Markdown table; ``--json`` keeps the rows.
+
+    NUMBA_THREADING_LAYER=omp python scripts/diagnose_selection.py --run runs/le_grow \\
+        --methods view_entropy,random,entropy --seeds 0,1 --cycles 1,2 --json docs/selection_diagnostics.json
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
+
+
+def render(rows: list[dict]) -> str:
+    cols = [("method", "{}"), ("seed", "{}"), ("cycle", "{}"), ("regions", "{}"), ("frames", "{}"),
+            ("error_picked", "{:.3f}"), ("error_pool", "{:.3f}"), ("error_enrichment", "{:.2f}"),
+            ("weak_share_picked", "{:.2f}"), ("weak_share_pool", "{:.2f}"), ("classes_picked", "{:.1f}"),
+            ("classes_pool", "{:.1f}"), ("miou_before", "{:.3f}"), ("gain", "{:+.3f}")]
+    out = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(f.format(r[c]) for c, f in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", required=True, help="experiment folder (holds ledgers/ and models/)")
+    ap.add_argument("--data", default=None, help="dataset folder (default: the one stored in the ledger)")
+    ap.add_argument("--methods", required=True, help="comma-separated method specs, as in the run")
+    ap.add_argument("--seeds", default="0", help="seeds: N (0..N-1) or a comma-separated list")
+    ap.add_argument("--cycles", default="1", help="comma-separated cycles (>= 1) whose picks to examine")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None, help="also write the rows here (atomically)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from viewal.diagnostics import diagnose_run, open_run_dataset
+    from viewal.experiment import parse_methods, parse_seeds
+    from viewal.io import write_json
+
+    torch.set_num_threads(args.threads)
+    methods, seeds = parse_methods(args.methods), parse_seeds(args.seeds)
+    try:
+        cycles = [int(c) for c in args.cycles.split(",") if c.strip()]
+    except ValueError:
+        ap.error(f"--cycles: comma-separated integers expected, got {args.cycles!r}")
+    if not cycles or min(cycles) < 1:
+        ap.error(f"--cycles: cycles >= 1 expected (cycle 0 is the seed set), got {args.cycles!r}")
+    try:
+        dataset = open_run_dataset(args.run, methods[0], seeds[0], args.data)
+        rows = diagnose_run(args.run, dataset, methods, seeds, cycles)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"diagnose_selection: {e}", file=sys.stderr)
+        return 2
+    print(render(rows))
+    if args.json:
+        write_json(args.json, {"command": " ".join(["diagnose_selection.py"] + (argv or sys.argv[1:])), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

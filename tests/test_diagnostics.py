@@ -1,0 +1,92 @@
+"""viewal.diagnostics: what a cycle's picks were, seen by the model that picked them."""
+import numpy as np
+import pytest
+import torch
+
+from viewal.diagnostics import diagnose_cycle, selection_counts, summarise_counts
+from viewal.ledger import LabelItem, Ledger
+
+C = 3
+
+
+def test_selection_counts_by_true_class_and_error():
+    gt = np.array([[0, 0, 1, 1], [2, 2, 255, 1]])
+    pred = np.array([[0, 1, 1, 0], [2, 0, 0, 1]])
+    picked = np.array([[1, 1, 0, 0], [0, 0, 1, 1]], bool)  # (1,2) is ignore: skipped
+    available = np.ones_like(picked)
+    c = selection_counts(pred, gt, picked, available, C)
+    np.testing.assert_array_equal(c["picked"], [2, 1, 0])
+    np.testing.assert_array_equal(c["picked_err"], [1, 0, 0])
+    np.testing.assert_array_equal(c["pool"], [2, 3, 2])
+    np.testing.assert_array_equal(c["pool_err"], [1, 1, 1])
+    # rows = truth: class 0 -> predicted 0 and 1; class 1 -> 1, 0, 1; class 2 -> 2, 0
+    np.testing.assert_array_equal(c["confusion"], [[1, 1, 0], [1, 2, 0], [1, 0, 1]])
+
+
+def test_selection_counts_refuses_mismatched_shapes_and_bad_classes():
+    a = np.zeros((2, 3), int)
+    with pytest.raises(ValueError, match="one shape"):
+        selection_counts(a, a, np.zeros((3, 2), bool), a.astype(bool), C)
+    with pytest.raises(ValueError, match="outside 0..2"):
+        selection_counts(a, a + 3, a.astype(bool), a.astype(bool), C)
+
+
+def test_summary_enrichment_weak_share_and_diversity():
+    counts = {"picked": np.array([0, 4, 4]), "picked_err": np.array([0, 4, 2]),
+              "pool": np.array([80, 10, 10]), "pool_err": np.array([8, 6, 6]),
+              # IoU: class 0 = 72 / (80 + 12 - 72)... built so that class 0 is strong, 1 and 2 weak
+              "confusion": np.array([[72, 4, 4], [3, 4, 3], [3, 3, 4]])}
+    s = summarise_counts(counts)
+    assert s["picked_pixels"] == 8 and s["pool_pixels"] == 100
+    assert s["error_picked"] == pytest.approx(6 / 8)
+    assert s["error_pool"] == pytest.approx(20 / 100)
+    assert s["error_enrichment"] == pytest.approx((6 / 8) / (20 / 100))
+    # IoUs 72/86, 4/14, 4/14: median 4/14, so no class is strictly below it -> no weak class
+    assert s["weak_share_picked"] == 0.0 and s["weak_share_pool"] == 0.0
+    counts["confusion"] = np.array([[72, 4, 4], [3, 5, 2], [3, 3, 4]])  # class 1 (5/15) above class 2 (4/16)
+    s = summarise_counts(counts)
+    assert s["weak_share_picked"] == pytest.approx(4 / 8)  # class 2 only
+    assert s["weak_share_pool"] == pytest.approx(10 / 100)
+    assert s["classes_picked"] == pytest.approx(2.0)  # two classes, equal counts
+    p = np.array([0.8, 0.1, 0.1])
+    assert s["classes_pool"] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+
+
+class ConstantModel(torch.nn.Module):
+    """Predicts class ``k`` everywhere."""
+
+    def __init__(self, k: int, num_classes: int):
+        super().__init__()
+        self.k, self.c = k, num_classes
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.c, x.shape[2], x.shape[3])
+        out[:, self.k] = 1.0
+        return out
+
+
+def test_diagnose_cycle_reads_the_cycles_picks_from_the_ledger(tiny, tmp_path):
+    from viewal.datasets import open_dataset
+
+    ds = open_dataset(tiny)
+    pool = ds.split("train")[:3]
+    gts = [np.asarray(f.labels).astype(np.int64) for f in pool]
+    h, w = gts[0].shape
+    rng = np.random.default_rng(0)
+    seed_mask = np.ones((h, w), bool)  # frame 0 fully labelled in cycle 0
+    picks = [rng.random((h, w)) < 0.2 for _ in pool]  # cycle 1: random pixels of frames 1 and 2
+    with Ledger(tmp_path / "l.sqlite") as led:
+        led.record_labels(0, [LabelItem(pool[0].scene_id, pool[0].frame_id, seed_mask, gts[0], source="seed")])
+        led.record_labels(1, [LabelItem(f.scene_id, f.frame_id, picks[i], gts[i]) for i, f in enumerate(pool)
+                              if i > 0])
+        led.record_labels(2, [LabelItem(pool[1].scene_id, pool[1].frame_id, ~picks[1], gts[1])])  # later: unseen
+        k = int(np.bincount(np.concatenate([g[g != 255] for g in gts])).argmax())
+        out = diagnose_cycle(ConstantModel(k, ds.num_classes), led, pool, 1, ds.num_classes)
+    picked = np.concatenate([g[p & (g != 255)] for g, p in zip(gts[1:], picks[1:])])
+    pool_px = np.concatenate([g[g != 255] for g in gts[1:]])
+    assert out["picked_pixels"] == picked.size and out["pool_pixels"] == pool_px.size
+    assert out["error_picked"] == pytest.approx(np.mean(picked != k))
+    assert out["error_pool"] == pytest.approx(np.mean(pool_px != k))
+    assert out["regions"] == 2 and out["frames"] == 2
+    with pytest.raises(ValueError, match="cycle must be >= 1"):
+        diagnose_cycle(ConstantModel(k, ds.num_classes), led, pool, 0, ds.num_classes)
