@@ -184,7 +184,8 @@ def diagnose_run(run_dir: str | Path, dataset, methods: Sequence[str], seeds: Se
     for method, seed, cycle in progress_bar(jobs, desc="diagnose", unit="cycle", disable=not progress):
         path = layout.ledger(method, seed)
         if not path.is_file():
-            raise FileNotFoundError(f"no ledger {path} (ledgers in {layout.ledgers}: {layout.ledger_names() or 'none'})")
+            raise FileNotFoundError(f"no ledger {path} (ledgers in {layout.ledgers}: "
+                                    f"{layout.ledger_names() or 'none'})")
         with Ledger(path) as led:
             al = led.config().get("al") or {}
             cfg = ALConfig.from_json({**al, "seed": int(seed)})
