@@ -32,23 +32,30 @@ from viewal.layout import RunLayout  # noqa: E402
 
 
 def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
-    """Result rows of the seeds for which every method finished every cycle (read from the ledgers)."""
+    """Result rows of every method × seed that finished every cycle (read from the ledgers), and the seeds any
+    method finished. A method reports the seeds it finished (the report names how many), so a method still
+    missing a seed does not drop that seed from the others; a method with none is an error, naming it."""
     from viewal import experiment
     from viewal.ledger import Ledger
 
-    rows, done = [], []
-    for s in seeds:
-        per = {}
-        for m in methods:
+    rows, done, missing = [], set(), []
+    for m in methods:
+        n = 0
+        for s in seeds:
             path = RunLayout(out).ledger(m, s)
-            res = Ledger(path).results() if path.is_file() else []
-            per[m] = [r for r in res if r["cycle"] <= cycles]
-        if all(len(v) == cycles + 1 for v in per.values()):
-            done.append(s)
-            rows += [experiment.result_row(m, s, r) for m, v in per.items() for r in v]
-    if not done:
-        raise SystemExit(f"{out}: no seed finished every method and cycle yet")
-    return rows, done
+            if not path.is_file():
+                continue
+            with Ledger(path) as led:
+                res = [r for r in led.results() if r["cycle"] <= cycles]
+            if len(res) == cycles + 1:
+                rows += [experiment.result_row(m, s, r) for r in res]
+                done.add(s)
+                n += 1
+        if not n:
+            missing.append(m)
+    if missing:
+        raise SystemExit(f"{out}: no seed of {', '.join(missing)} finished every cycle (of {cycles}) yet")
+    return rows, sorted(done)
 
 
 #: fit_stats keys reported per training aid: (key, column title, scale)
@@ -225,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                         "e.g. crops:random,view_entropy:2,4 ('' to skip)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1 cycle, few iterations")
     p.add_argument("--report-only", action="store_true",
-                   help="run nothing: report the seeds that every method finished in OUT's ledgers (an "
+                   help="run nothing: report, per method, the seeds it finished in OUT's ledgers (an "
                         "interrupted benchmark); rerun without it to complete the run")
     args = p.parse_args(argv)
     if args.quick:
@@ -269,21 +276,25 @@ def main(argv: list[str] | None = None) -> int:
                 title="annotation cost: labelled pixels, regions asked, frames touched")
     target = args.target * full
     agg = aggregate(rows)
-    lines = [f"| method | % pixels to reach {100 * args.target:.0f}% of full-data mIoU (mean curve) | per seed | "
-             f"regions asked to reach it | frames touched to reach it | final mIoU (mean ± std) |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| method | seeds | % pixels to reach {100 * args.target:.0f}% of full-data mIoU (mean curve) | "
+             f"per seed | regions asked to reach it | frames touched to reach it | final mIoU (mean ± std) |",
+             "|---|---|---|---|---|---|---|"]
     for m in sorted(agg):
         a = agg[m]
         f = fraction_to_reach(a["fraction"], a["miou"], target)
         per_seed = []
         for s in seeds:
             rs = sorted((r for r in rows if r.method == m and r.seed == s), key=lambda r: r.cycle)
+            if not rs:
+                per_seed.append("not run")
+                continue
             fs = fraction_to_reach([r.labelled_fraction for r in rs], [r.miou for r in rs], target)
             per_seed.append("–" if np.isnan(fs) else f"{100 * fs:.1f}")
         fr = fraction_to_reach(a["regions"], a["miou"], target)
         ff = fraction_to_reach(a["frames"], a["miou"], target)
         na = lambda v, fmt: "not reached" if np.isnan(v) else format(v, fmt)  # noqa: E731
-        lines.append(f"| {m} | {na(100 * f, '.1f')} | {', '.join(per_seed)} | {na(fr, '.0f')} | {na(ff, '.0f')} | "
+        lines.append(f"| {m} | {int(a['n'][-1])} | {na(100 * f, '.1f')} | {', '.join(per_seed)} | "
+                     f"{na(fr, '.0f')} | {na(ff, '.0f')} | "
                      f"{100 * a['miou'][-1]:.1f} ± {100 * a['miou_std'][-1]:.1f} |")
     floor_lines = []
     if floor:
