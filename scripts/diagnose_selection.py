@@ -22,6 +22,8 @@ def render(rows: list[dict]) -> str:
             ("error_picked", "{:.3f}"), ("error_pool", "{:.3f}"), ("error_enrichment", "{:.2f}"),
             ("weak_share_picked", "{:.2f}"), ("weak_share_pool", "{:.2f}"), ("classes_picked", "{:.1f}"),
             ("classes_pool", "{:.1f}"), ("miou_before", "{:.3f}"), ("gain", "{:+.3f}")]
+    if rows and "error_picked_after" in rows[0]:
+        cols += [("error_picked_after", "{:.3f}"), ("error_pool_after", "{:.3f}")]
     out = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
     out += ["| " + " | ".join(f.format(r[c]) for c, f in cols) + " |" for r in rows]
     return "\n".join(out)
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", required=True, help="comma-separated method specs, as in the run")
     ap.add_argument("--seeds", default="0", help="seeds: N (0..N-1) or a comma-separated list")
     ap.add_argument("--cycles", default="1", help="comma-separated cycles (>= 1) whose picks to examine")
+    ap.add_argument("--learnability", action="store_true",
+                    help="also each cycle's own model on its picks (error_picked_after: were they learnt?)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the rows here (atomically)")
     args = ap.parse_args(argv)
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--cycles: cycles >= 1 expected (cycle 0 is the seed set), got {args.cycles!r}")
     try:
         dataset = open_run_dataset(args.run, methods[0], seeds[0], args.data)
-        rows = diagnose_run(args.run, dataset, methods, seeds, cycles)
+        rows = diagnose_run(args.run, dataset, methods, seeds, cycles, learnability=args.learnability)
     except (FileNotFoundError, ValueError) as e:
         print(f"diagnose_selection: {e}", file=sys.stderr)
         return 2

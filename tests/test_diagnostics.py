@@ -88,5 +88,14 @@ def test_diagnose_cycle_reads_the_cycles_picks_from_the_ledger(tiny, tmp_path):
     assert out["error_picked"] == pytest.approx(np.mean(picked != k))
     assert out["error_pool"] == pytest.approx(np.mean(pool_px != k))
     assert out["regions"] == 2 and out["frames"] == 2
+    assert "error_picked_after" not in out
+    # the model trained on the picks (``after``): another constant one, scored on the picks and on the rest
+    other = (k + 1) % ds.num_classes
+    with Ledger(tmp_path / "l.sqlite") as led:
+        out = diagnose_cycle(ConstantModel(k, ds.num_classes), led, pool, 1, ds.num_classes,
+                             after=ConstantModel(other, ds.num_classes))
+    still = np.concatenate([g[~p & (g != 255)] for g, p in zip(gts[1:], picks[1:])])
+    assert out["error_picked_after"] == pytest.approx(np.mean(picked != other))
+    assert out["error_pool_after"] == pytest.approx(np.mean(still != other))
     with pytest.raises(ValueError, match="cycle must be >= 1"):
         diagnose_cycle(ConstantModel(k, ds.num_classes), led, pool, 0, ds.num_classes)

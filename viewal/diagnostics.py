@@ -10,7 +10,9 @@ cycle k with every pixel still unlabelled before it:
   classes (pool IoU below the median of the classes present), against the same share in the pool; mIoU is
   a mean over classes, so labels on weak classes are the ones that can raise it;
 * **class diversity**: the effective number of classes (exp of the entropy) of the picked pixels' labels;
-* the **gain**: test mIoU after cycle k minus after cycle k-1, from the ledger.
+* the **gain**: test mIoU after cycle k minus after cycle k-1, from the ledger;
+* optionally the **learnability** of the picks: the error of the model trained on them (cycle k's) on those
+  very pixels, against its error on the pixels still unlabelled.
 
 Ground truth is used here for the measurement only, never by a scorer. The arithmetic is in small pure
 functions on arrays (:func:`selection_counts`, :func:`summarise_counts`); :func:`diagnose_run` reads a run
@@ -125,13 +127,18 @@ def predict_labels(model, frames: Sequence, batch_size: int = 8) -> tuple[np.nda
     return np.concatenate(preds).astype(np.int64), np.concatenate(gts).astype(np.int64)
 
 
-def diagnose_cycle(model, ledger, pool: Sequence, cycle: int, num_classes: int, batch_size: int = 8) -> dict[str, Any]:
+def diagnose_cycle(model, ledger, pool: Sequence, cycle: int, num_classes: int, batch_size: int = 8,
+                   after=None) -> dict[str, Any]:
     """:func:`summarise_counts` of ``cycle``'s picks; ``model`` is the one that picked them (cycle - 1's),
-    ``ledger`` an open :class:`~viewal.ledger.Ledger`, ``pool`` its pool frames."""
+    ``ledger`` an open :class:`~viewal.ledger.Ledger`, ``pool`` its pool frames. ``after``: the model trained
+    on those picks (cycle's own); adds ``error_picked_after`` (its error on the pixels it was trained on: how
+    learnable the picked labels were) and ``error_pool_after`` (on the pixels still unlabelled)."""
     if cycle < 1:
         raise ValueError(f"diagnose_cycle: cycle must be >= 1 (cycle 0 is the seed set), got {cycle}")
     pred, gt = predict_labels(model, pool, batch_size)
+    pred_after = predict_labels(after, pool, batch_size)[0] if after is not None else None
     total: dict[str, np.ndarray] | None = None
+    err_after = np.zeros(3, np.int64)  # ``after``'s errors on the picked, on the still unlabelled; their count
     shape = gt.shape[1:]
     for i, f in enumerate(pool):
         key = f"{f.scene_id}/{f.frame_id}"
@@ -139,7 +146,13 @@ def diagnose_cycle(model, ledger, pool: Sequence, cycle: int, num_classes: int, 
         upto = ledger.label_map(key, shape, max_cycle=cycle) != IGNORE_INDEX
         c = selection_counts(pred[i], gt[i], upto & ~before, ~before, num_classes)
         total = c if total is None else {k: total[k] + c[k] for k in total}
+        if pred_after is not None:
+            a = selection_counts(pred_after[i], gt[i], upto & ~before, ~upto, num_classes)
+            err_after += (a["picked_err"].sum(), a["pool_err"].sum(), a["pool"].sum())
     out = summarise_counts(total)
+    if pred_after is not None:
+        out.update(error_picked_after=_rate(err_after[0], out["picked_pixels"]),
+                   error_pool_after=_rate(err_after[1], err_after[2]))
     rows = ledger.labels(cycle)
     out.update(regions=len(rows), frames=len({(r["scene_id"], r["frame_id"]) for r in rows}))
     return out
@@ -166,9 +179,10 @@ def open_run_dataset(run_dir: str | Path, method: str, seed: int, data: str | Pa
 
 
 def diagnose_run(run_dir: str | Path, dataset, methods: Sequence[str], seeds: Sequence[int], cycles: Sequence[int],
-                 *, batch_size: int = 8, progress: bool = True) -> list[dict[str, Any]]:
+                 *, batch_size: int = 8, learnability: bool = False, progress: bool = True) -> list[dict[str, Any]]:
     """One row per method × seed × cycle of a ``viewal experiment`` folder: :func:`diagnose_cycle` plus the
-    cycle's test-mIoU gain. ``dataset`` must be opened as the run opened it (size, frame step)."""
+    cycle's test-mIoU gain. ``dataset`` must be opened as the run opened it (size, frame step).
+    ``learnability``: also the cycle's own model on its picks (``diagnose_cycle``'s ``after``)."""
     import torch
 
     from viewal.layout import RunLayout
@@ -195,8 +209,10 @@ def diagnose_run(run_dir: str | Path, dataset, methods: Sequence[str], seeds: Se
                                  f"{sorted(results)})")
             ckpt = layout.checkpoint(method, cfg, cycle - 1)
             model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
+            after = load_checkpoint(layout.checkpoint(method, cfg, cycle), num_classes=dataset.num_classes) \
+                if learnability else None
             torch.manual_seed(0)
-            row = diagnose_cycle(model, led, pool, cycle, dataset.num_classes, batch_size)
+            row = diagnose_cycle(model, led, pool, cycle, dataset.num_classes, batch_size, after=after)
         miou = {c: float(r["miou"]) for c, r in results.items()}
         rows.append({"method": method, "seed": int(seed), "cycle": int(cycle), "picked_by": ckpt.name,
                      "miou_before": miou[cycle - 1], "miou_after": miou[cycle],
