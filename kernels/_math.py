@@ -2,7 +2,9 @@
 
 These functions are compiled twice: with ``numba.njit`` for the CPU kernels (``viewal.kernels.cpu``)
 and with ``numba.cuda.jit(device=True)`` for the CUDA kernels (``viewal.kernels.cuda``). They use only
-scalar arithmetic and array indexing, so both compilers accept them unchanged. The NumPy reference
+scalar arithmetic and array indexing, so both compilers accept them unchanged. A step that composes them
+(``make_pixel_landing``: one source pixel's depth check, back-projection and correspondence) is built
+from each compiler's versions of the formulas, then compiled by that compiler. The NumPy reference
 (``viewal.kernels.reference``) does *not* use them: it is the independent twin they are tested against,
 written with :mod:`viewal.geometry`.
 
