@@ -513,7 +513,8 @@ def bench_port(args):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes (seconds)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[25, 50],
+                    help="N of part 1 (exact); part 2 times exact up to N = 400 (mode z)")
     ap.add_argument("--classes", type=int, nargs="+", default=[13, 40])
     ap.add_argument("--fused-sizes", type=int, nargs="+", default=[25, 50, 100, 200, 400])
     ap.add_argument("--fused-classes", type=int, default=13)
