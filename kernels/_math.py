@@ -2,7 +2,9 @@
 
 These functions are compiled twice: with ``numba.njit`` for the CPU kernels (``viewal.kernels.cpu``)
 and with ``numba.cuda.jit(device=True)`` for the CUDA kernels (``viewal.kernels.cuda``). They use only
-scalar arithmetic and array indexing, so both compilers accept them unchanged. The NumPy reference
+scalar arithmetic and array indexing, so both compilers accept them unchanged. A step that composes them
+(``make_pixel_landing``: one source pixel's depth check, back-projection and correspondence) is built
+from each compiler's versions of the formulas, then compiled by that compiler. The NumPy reference
 (``viewal.kernels.reference``) does *not* use them: it is the independent twin they are tested against,
 written with :mod:`viewal.geometry`.
 
@@ -97,6 +99,40 @@ def correspond(x, y, z, M, K, Kinv, depth, mode, abs_tol, rel_tol, max_dist2):
         if not dist2 < max_dist2:
             return -1
     return vi * w + ui
+
+
+def make_pixel_landing(backproject_pixel, correspond):
+    """The per-source-pixel step shared by the overlap kernels (CPU, CUDA) and CUDA's splat kernel, built from
+    one compiler's ``backproject_pixel`` and ``correspond`` (a function of this module may not call a module
+    global: the globals here are the uncompiled formulas). ``viewal.kernels.cpu`` compiles the result with
+    ``numba.njit``, ``viewal.kernels.cuda`` with ``numba.cuda.jit(device=True)``.
+    """
+
+    def pixel_landing(u, v, depth_s, Kinv_s, M, K_t, Kinv_t, depth_t, mode, abs_tol, rel_tol, max_dist2):
+        """Where source pixel ``(u, v)`` of frame s lands in frame t: ``(v', u')``, or ``(-1, -1)``.
+
+        Args:
+            u, v: integer pixel of frame s. depth_s: (H, W) depth of frame s, invalid ``<= 0``;
+                Kinv_s: (3, 3) its inverse intrinsics.
+            M, K_t, Kinv_t, depth_t, mode, abs_tol, rel_tol, max_dist2: as for :func:`correspond`
+                (M = (3, 4) ``cam_t_T_cam_s``; the test is against ``depth_t``).
+
+        Returns:
+            ``(v', u')`` of the corresponding pixel of frame t; ``(-1, -1)`` if the source depth is invalid or
+            :func:`correspond` rejects the point.
+        """
+        d = depth_s[v, u]
+        if not d > 0.0:
+            return -1, -1
+        x, y, z = backproject_pixel(float(u), float(v), float(d), Kinv_s)
+        idx = correspond(x, y, z, M, K_t, Kinv_t, depth_t, mode, abs_tol, rel_tol, max_dist2)
+        if idx < 0:
+            return -1, -1
+        w = depth_t.shape[1]
+        vt = idx // w
+        return vt, idx - vt * w
+
+    return pixel_landing
 
 
 def box_outside_frustum(lo_x, lo_y, lo_z, hi_x, hi_y, hi_z, M, K, w, h, zfar):

@@ -14,11 +14,13 @@ from numba import njit, prange
 
 from . import _math
 
-# backproject_pixel and correspond are compiled on their own, without fastmath: the kernels that call them
-# reassociate float sums, and the depth test must take the same decision, bit for bit, as the NumPy
-# reference and the CUDA kernel (a point on the threshold falls on the same side everywhere)
+# backproject_pixel, correspond and pixel_landing (the two composed, _math.make_pixel_landing) are compiled
+# on their own, without fastmath: the kernels that call them reassociate float sums, and the depth test must
+# take the same decision, bit for bit, as the NumPy reference and the CUDA kernel (a point on the threshold
+# falls on the same side everywhere)
 backproject_pixel = njit(cache=True)(_math.backproject_pixel)
 correspond = njit(cache=True)(_math.correspond)
+pixel_landing = njit(cache=True)(_math.make_pixel_landing(backproject_pixel, correspond))
 box_outside_frustum = njit(inline="always", cache=True)(_math.box_outside_frustum)
 pixel_scores = njit(inline="always", cache=True)(_math.pixel_scores)
 
@@ -209,17 +211,10 @@ def overlap_kernel(superpixels, depths, Kinvs, Ks, pair_s, pair_t, pair_M, mode,
         t = pair_t[p]
         for v in range(h):
             for u in range(w):
-                d = depths[s, v, u]
-                if not d > 0.0:
-                    continue
-                x, y, z = backproject_pixel(float(u), float(v), float(d), Kinvs[s])
-                idx = correspond(x, y, z, pair_M[p], Ks[t], Kinvs[t], depths[t], mode, abs_tol, rel_tol,
-                                 max_dist2)
-                if idx < 0:
-                    continue
-                vt = idx // w
-                ut = idx - vt * w
-                counts[p, superpixels[t, vt, ut], superpixels[s, v, u]] += 1
+                vt, ut = pixel_landing(u, v, depths[s], Kinvs[s], pair_M[p], Ks[t], Kinvs[t], depths[t], mode,
+                                       abs_tol, rel_tol, max_dist2)
+                if vt >= 0:
+                    counts[p, superpixels[t, vt, ut], superpixels[s, v, u]] += 1
 
 
 TINY = 1e-30

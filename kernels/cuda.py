@@ -26,7 +26,19 @@ from . import _math
 
 backproject_pixel = cuda.jit(device=True)(_math.backproject_pixel)
 correspond = cuda.jit(device=True)(_math.correspond)
+pixel_landing = cuda.jit(device=True)(_math.make_pixel_landing(backproject_pixel, correspond))
 pixel_scores = cuda.jit(device=True)(_math.pixel_scores)
+
+
+@cuda.jit(device=True)
+def _unravel(tid, h, w):
+    """Thread ``tid`` of a grid over (E, H, W) pixels, consecutive threads on consecutive pixels of a row:
+    ``(e, v, u)``."""
+    e = tid // (h * w)
+    rem = tid - e * h * w
+    v = rem // w
+    return e, v, rem - v * w
+
 
 THREADS = 128
 EPS_ENT = 1e-12
@@ -47,10 +59,7 @@ def _ve_vd_kernel(c: int):
         tid = cuda.grid(1)
         if tid >= n * h * w:
             return
-        i = tid // (h * w)
-        rem = tid - i * h * w
-        v = rem // w
-        u = rem - v * w
+        i, v, u = _unravel(tid, h, w)
         q = cuda.local.array(c, float64)
         ls = cuda.local.array(c, float64)
         for k in range(c):
@@ -85,8 +94,7 @@ def _splat_init_kernel(probs, logp, i, qsum, lsum, cnt):
     tid = cuda.grid(1)
     if tid >= h * w:
         return
-    v = tid // w
-    u = tid - v * w
+    _, v, u = _unravel(tid, h, w)
     for k in range(probs.shape[1]):
         qsum[v, u, k] = probs[i, k, v, u]
         lsum[v, u, k] = logp[i, k, v, u]
@@ -102,20 +110,12 @@ def _splat_kernel(probs, logp, depths, Kinvs, Ks, i, others, Ms, mode, abs_tol, 
     tid = cuda.grid(1)
     if tid >= others.shape[0] * h * w:
         return
-    e = tid // (h * w)
-    rem = tid - e * h * w
-    v = rem // w
-    u = rem - v * w
+    e, v, u = _unravel(tid, h, w)
     j = others[e]
-    d = depths[j, v, u]
-    if not d > 0.0:
+    vi, ui = pixel_landing(u, v, depths[j], Kinvs[j], Ms[e], Ks[i], Kinvs[i], depths[i], mode, abs_tol, rel_tol,
+                           max_dist2)
+    if vi < 0:
         return
-    x, y, z = backproject_pixel(float64(u), float64(v), float64(d), Kinvs[j])
-    idx = correspond(x, y, z, Ms[e], Ks[i], Kinvs[i], depths[i], mode, abs_tol, rel_tol, max_dist2)
-    if idx < 0:
-        return
-    vi = idx // w
-    ui = idx - vi * w
     for k in range(probs.shape[1]):
         cuda.atomic.add(qsum, (vi, ui, k), float64(probs[j, k, v, u]))
         cuda.atomic.add(lsum, (vi, ui, k), float64(logp[j, k, v, u]))
@@ -130,8 +130,7 @@ def _splat_finish_kernel(probs, logp, i, qsum, lsum, cnt, ve, vd):
     tid = cuda.grid(1)
     if tid >= h * w:
         return
-    v = tid // w
-    u = tid - v * w
+    _, v, u = _unravel(tid, h, w)
     ve[i, v, u], vd[i, v, u] = pixel_scores(probs[i, :, v, u], logp[i, :, v, u], qsum[v, u], lsum[v, u], cnt[v, u])
 
 
@@ -153,21 +152,13 @@ def _overlap_kernel(superpixels, depths, Kinvs, Ks, pair_s, pair_t, pair_M, mode
     tid = cuda.grid(1)
     if tid >= pair_s.shape[0] * h * w:
         return
-    p = tid // (h * w)
-    rem = tid - p * h * w
-    v = rem // w
-    u = rem - v * w
+    p, v, u = _unravel(tid, h, w)
     s = pair_s[p]
     t = pair_t[p]
-    d = depths[s, v, u]
-    if not d > 0.0:
+    vt, ut = pixel_landing(u, v, depths[s], Kinvs[s], pair_M[p], Ks[t], Kinvs[t], depths[t], mode, abs_tol,
+                           rel_tol, max_dist2)
+    if vt < 0:
         return
-    x, y, z = backproject_pixel(float64(u), float64(v), float64(d), Kinvs[s])
-    idx = correspond(x, y, z, pair_M[p], Ks[t], Kinvs[t], depths[t], mode, abs_tol, rel_tol, max_dist2)
-    if idx < 0:
-        return
-    vt = idx // w
-    ut = idx - vt * w
     cuda.atomic.add(counts, (p, superpixels[t, vt, ut], superpixels[s, v, u]), 1)
 
 

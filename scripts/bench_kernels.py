@@ -2,15 +2,17 @@
 """Benchmark of the multi-view kernels (``viewal.kernels``); prints tables, writes nothing.
 
 1. Exact view entropy/divergence on one synthetic scene per size (N views at 240x320, C classes):
-   the NumPy reference, the Numba CPU kernel and a "ViewAL-algorithm" baseline — the same computation
-   organised the way ViewAL's code does it (torch on the CPU: every target frame re-projects *all* points
-   of the scene, world-distance test, ``index_add_`` of the class vectors, per-class Python loops for
-   entropy and divergence). Numba's first call (compilation, in a fresh cache directory) is reported apart.
-   All methods use ViewAL's test (``DepthTest(mode="viewal")``, 1 m) so that they do the same work; the kernel
-   runs with ``--aggregation`` (default "gather", the measured tables; "splat" is ViewAL's own aggregation).
+   the NumPy reference, the Numba CPU kernel with both aggregations on the same inputs — "gather" (one
+   pixel per view, docs/methods.md) and "splat" (ViewAL's: every point that lands on the pixel) — and their
+   cost ratio, and a "ViewAL-algorithm" baseline — the same computation organised the way ViewAL's code
+   does it (torch on the CPU: every target frame re-projects *all* points of the scene, world-distance
+   test, ``index_add_`` of the class vectors, per-class Python loops for entropy and divergence). Numba's
+   first call (compilation, in a fresh cache directory) is reported apart. All methods use ViewAL's test
+   (``DepthTest(mode="viewal")``, 1 m) so that they do the same work.
 2. Fused (voxel) mode against exact at N = 25 ... 400: time and Spearman correlation of superpixel-mean
    view entropy (and divergence); superpixels are a regular grid of 40x40-pixel cells (48 per frame).
-3. The real ScanNet sample (ViewAL's 37 frames): kernel times, and our overlap table
+3. The real ScanNet sample (ViewAL's 37 frames): kernel times (mode "viewal" with gather and with splat side
+   by side, and their ratio), and our overlap table
    (``DepthTest(mode="viewal")``) against ViewAL's own ``coverage_superpixel_table`` on ViewAL's superpixels.
 4. ("port") The real sample again: ``view_entropy_divergence`` with ``DepthTest(mode="viewal")`` (splat) against
    the test-only port of ViewAL's own VE/VD code (tests/viewal_port.py): Spearman of superpixel-mean VE and VD and the
@@ -21,13 +23,17 @@ when it is importable, else from the analytic box room of ``tests/twins.py``. Cl
 distributions are a smooth random field over *world* space (consistent across views) plus a smaller
 per-view image-space field (so that views disagree), softmaxed — no model is involved.
 
-Usage:  NUMBA_THREADING_LAYER=omp python scripts/bench_kernels.py [--quick]
+Every part prints its wall and process CPU seconds (user + sys, all threads); ``--json PATH`` also writes
+every number of the tables, per part, to one JSON file (rewritten atomically after each part).
+
+Usage:  NUMBA_THREADING_LAYER=omp python scripts/bench_kernels.py [--quick] [--json PATH]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -167,6 +173,35 @@ def viewal_algorithm(probs, depths, Ks, poses, world_distance: float = 1.0):
 # --------------------------------------------------------------------------------------- helpers
 
 CPU_TIMES: list[float] = []
+RESULTS: dict = {}      # everything the tables show, per part (written by --json)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads) and its waited-for children."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def num(x, digits: int = 4):
+    """A table value for the JSON file: None stays None, floats are rounded."""
+    return None if x is None else round(float(x), digits)
+
+
+def run_part(name: str, f, args) -> None:
+    """Run one part, print and record its wall and CPU seconds, rewrite the JSON file."""
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    f(args)
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    RESULTS.setdefault("parts", {}).setdefault(name, {}).update(wall_s=num(wall, 1), cpu_s=num(cpu, 1))
+    print(f"[part {name}: wall {wall:.0f} s, CPU {cpu:.0f} s (user+sys, all threads)]")
+    save_json(args)
+
+
+def save_json(args) -> None:
+    if args.json:
+        from viewal.io import write_json
+
+        write_json(args.json, RESULTS)
 
 
 def timed(f, repeats: int = 1):
@@ -212,61 +247,89 @@ def print_table(rows, header):
 
 # ------------------------------------------------------------------------------------------ parts
 
-def bench_exact(args, h, w):
+def bench_exact(args):
     import torch
 
     from viewal.kernels import DepthTest, cpu, view_entropy_divergence
 
+    h, w = args.h, args.w
     torch.set_num_threads(args.threads)
-    print(f"\n## 1. Exact VE/VD, one scene per size, {w}x{h}, mode='viewal' (times: median seconds per scene)")
-    # compilation apart: first call on a tiny scene
+    print(f"\n## 1. Exact VE/VD, one scene per size, {w}x{h}, mode='viewal', gather and splat on the same inputs "
+          "(times: median seconds per scene)")
+    # compilation apart: first call on a tiny scene (both aggregations)
     d0, K0, T0, _ = synthetic_geometry(3, 24, 32, seed=99)
     p0 = field_probs(d0, K0, T0, 5)
-    _, t_first = timed(lambda: view_entropy_divergence(p0, d0, K0, T0, depth_test=DepthTest(mode="viewal")))
+    _, t_first = timed(lambda: [view_entropy_divergence(p0, d0, K0, T0, depth_test=DepthTest(mode="viewal",
+                                                                                             aggregation=agg))
+                                for agg in ("gather", "splat")])
     hits = sum(cpu.ve_vd_kernel.stats.cache_hits.values())
     print(f"Numba first call (compilation{' from cache' if hits else ''}, incl. tiny run): {t_first:.2f} s")
+    part = RESULTS.setdefault("parts", {}).setdefault("exact", {})
+    part.update(width=w, height=h, first_call_s=num(t_first, 2), first_call_from_cache=bool(hits), rows=[])
     rows = []
     source = None
     for n in args.sizes:
         depths, Ks, poses, source = synthetic_geometry(n, h, w, seed=args.seed)
         for c in args.classes:
             probs = field_probs(depths, Ks, poses, c, seed=args.seed)
-            (ve, vd), t_cpu = timed(partial(view_entropy_divergence, probs, depths, Ks, poses,
-                                            depth_test=DepthTest(mode="viewal", aggregation=args.aggregation)),
-                                    repeats=args.repeats)
-            c_cpu = CPU_TIMES[-1]
-            t_np = t_base = c_base = err = rho = None
+            out, t, cput = {}, {}, {}
+            for agg in ("gather", "splat"):
+                out[agg], t[agg] = timed(partial(view_entropy_divergence, probs, depths, Ks, poses,
+                                                 depth_test=DepthTest(mode="viewal", aggregation=agg)),
+                                         repeats=args.repeats)
+                cput[agg] = CPU_TIMES[-1]
+            t_np = t_base = c_base = err = rho_g = rho_s = None
             if n <= args.numpy_max_n:
                 (ve_r, vd_r), t_np = timed(partial(view_entropy_divergence, probs, depths, Ks, poses,
-                                                   depth_test=DepthTest(mode="viewal", aggregation=args.aggregation,
+                                                   depth_test=DepthTest(mode="viewal", aggregation="gather",
                                                                         backend="numpy")))
+                ve, vd = out["gather"]
                 err = max(float(np.abs(ve - ve_r).max()), float(np.abs(vd - vd_r).max()))
             if n <= args.baseline_max_n:
                 (ve_b, vd_b), t_base = timed(partial(viewal_algorithm, probs, depths, Ks, poses))
                 c_base = CPU_TIMES[-1]
                 valid = depths > 0
-                rho = float(np.corrcoef(ve[valid], ve_b[valid])[0, 1])
-            rows.append((n, c, fmt(t_np), fmt(t_base), fmt(t_cpu, ".3f"),
-                         fmt(t_base / t_cpu if t_base else None, ".1f"),
-                         fmt(c_base / c_cpu if c_base else None, ".1f"), fmt(t_np / t_cpu if t_np else None, ".1f"),
-                         fmt(err, ".1e"), fmt(rho, ".3f")))
+                rho_g = float(np.corrcoef(out["gather"][0][valid], ve_b[valid])[0, 1])
+                rho_s = float(np.corrcoef(out["splat"][0][valid], ve_b[valid])[0, 1])
+            ratio, cratio = t["splat"] / t["gather"], cput["splat"] / cput["gather"]
+            rows.append((n, c, fmt(t_np), fmt(t_base), fmt(t["gather"], ".3f"), fmt(t["splat"], ".3f"),
+                         fmt(ratio, ".2f"), fmt(cratio, ".2f"),
+                         fmt(t_base / t["gather"] if t_base else None, ".1f"),
+                         fmt(c_base / cput["gather"] if c_base else None, ".1f"),
+                         fmt(t_base / t["splat"] if t_base else None, ".1f"),
+                         fmt(t_np / t["gather"] if t_np else None, ".1f"),
+                         fmt(err, ".1e"), fmt(rho_g, ".3f"), fmt(rho_s, ".3f")))
+            part["rows"].append(dict(
+                n=n, c=c, numpy_s=num(t_np), viewal_alg_s=num(t_base), viewal_alg_cpu_s=num(c_base),
+                gather_s=num(t["gather"]), gather_cpu_s=num(cput["gather"]), splat_s=num(t["splat"]),
+                splat_cpu_s=num(cput["splat"]), splat_over_gather=num(ratio, 3), splat_over_gather_cpu=num(cratio, 3),
+                max_abs_gather_minus_numpy=None if err is None else float(f"{err:.2e}"),
+                corr_ve_gather_viewal_alg=num(rho_g), corr_ve_splat_viewal_alg=num(rho_s)))
             print(f"  done N={n} C={c}", file=sys.stderr, flush=True)
+    part["scene"] = source
     print(f"scene: {source}; pairs skipped by the frustum bound are never visited")
-    print_table(rows, ("N", "C", "numpy s", "ViewAL-alg s", "numba-cpu s", "cpu/ViewAL x", "(CPU-time x)",
-                       "cpu/numpy x", "max|cpu-numpy|", "corr VE(ViewAL-alg)"))
-    print("cpu/ViewAL x = wall-time speed-up of the Numba CPU kernel over the ViewAL-algorithm baseline (goal >= 30"
-          "\nat N=50); (CPU-time x) = the same ratio in process CPU seconds (all threads), robust to contention;"
-          "\ncorr = Pearson correlation of per-pixel VE between the splatting baseline and the gathering kernel.")
+    print_table(rows, ("N", "C", "numpy s", "ViewAL-alg s", "gather s", "splat s", "splat/gather x", "(CPU-time x)",
+                       "ViewAL/gather x", "(CPU-time x)", "ViewAL/splat x", "numpy/gather x", "max|gather-numpy|",
+                       "corr VE gather", "corr VE splat"))
+    print("gather s, splat s = the Numba CPU kernel with mode='viewal' and either aggregation, same inputs;"
+          "\nsplat/gather x = their wall-time ratio (the cost of ViewAL's aggregation), (CPU-time x) the same in"
+          "\nprocess CPU seconds (all threads), robust to contention; ViewAL/gather x, ViewAL/splat x = speed-up of"
+          "\nthe kernel over the ViewAL-algorithm baseline (torch, splats); corr = Pearson correlation of per-pixel"
+          "\nVE between the baseline and the kernel (gather differs by definition, splat is the same computation)."
+          "\nThe NumPy reference runs the gather aggregation.")
 
 
-def bench_fused(args, h, w):
+def bench_fused(args):
     from scipy.stats import spearmanr
 
     from viewal.kernels import view_entropy_divergence, view_entropy_divergence_fused
 
+    h, w = args.h, args.w
     print(f"\n## 2. Fused (voxel) vs exact, {w}x{h}, C={args.fused_classes}, mode='z' "
           f"(Spearman of superpixel-mean scores, 40x40-px grid superpixels)")
     view_entropy_divergence_fused(*_tiny_scene(), voxel_size=0.05)  # compile apart
+    part = RESULTS.setdefault("parts", {}).setdefault("fused", {})
+    part.update(width=w, height=h, c=args.fused_classes, mode="z", superpixels="40x40 px grid", rows=[])
     rows = []
     for n in args.fused_sizes:
         depths, Ks, poses, _ = synthetic_geometry(n, h, w, seed=args.seed)
@@ -274,14 +337,20 @@ def bench_fused(args, h, w):
         sp = grid_superpixels(n, h, w)
         (ve, vd), t_exact = timed(partial(view_entropy_divergence, probs, depths, Ks, poses))
         me, md = region_means(ve, sp), region_means(vd, sp)
+        c_exact = CPU_TIMES[-1]
         for vs in args.voxel_sizes:
             (vf, vdf), t_f = timed(partial(view_entropy_divergence_fused, probs, depths, Ks, poses, voxel_size=vs))
+            rho_e = float(spearmanr(me, region_means(vf, sp))[0])
+            rho_d = float(spearmanr(md, region_means(vdf, sp))[0])
             rows.append((n, vs, fmt(t_exact), fmt(t_f, ".3f"), fmt(t_exact / t_f, ".1f"),
-                         fmt(spearmanr(me, region_means(vf, sp))[0], ".3f"),
-                         fmt(spearmanr(md, region_means(vdf, sp))[0], ".3f")))
+                         fmt(c_exact / CPU_TIMES[-1], ".1f"), fmt(rho_e, ".3f"), fmt(rho_d, ".3f")))
+            part["rows"].append(dict(n=n, voxel_m=vs, exact_s=num(t_exact), exact_cpu_s=num(c_exact),
+                                     fused_s=num(t_f), fused_cpu_s=num(CPU_TIMES[-1]), speedup=num(t_exact / t_f, 2),
+                                     spearman_ve=num(rho_e), spearman_vd=num(rho_d)))
         print(f"  done fused N={n}", file=sys.stderr, flush=True)
         del probs
-    print_table(rows, ("N", "voxel m", "exact s", "fused s", "speed-up x", "Spearman VE", "Spearman VD"))
+    print_table(rows, ("N", "voxel m", "exact s", "fused s", "speed-up x", "(CPU-time x)", "Spearman VE",
+                       "Spearman VD"))
 
 
 def _tiny_scene():
@@ -348,10 +417,13 @@ def bench_real(args):
     from viewal.sample import scannet_sample_available, scannet_sample_path
 
     print("\n## 3. Real ScanNet sample (ViewAL's scannet-sample, 320x240, ViewAL's SEEDS superpixels)")
+    part = RESULTS.setdefault("parts", {}).setdefault("real", {})
     if not scannet_sample_available():
         print(f"skipped: sample not found at {scannet_sample_path()}")
+        part["skipped"] = f"sample not found at {scannet_sample_path()}"
         return
     root = scannet_sample_path()
+    part.update(c=40, times=[], overlap_vs_viewal=[])
     rows_t, rows_c = [], []
     sp0, D0, K0, T0, _ = load_real_scene(root, "scene0007_00")
     superpixel_overlap(sp0[:2], D0[:2], K0[:2], T0[:2])            # compile apart
@@ -362,13 +434,21 @@ def bench_real(args):
         probs = field_probs(D, K, T, 40, seed=args.seed)
         _, t_z = timed(partial(view_entropy_divergence, probs, D, K, T, depth_test=DepthTest(mode="z")),
                        repeats=args.repeats)
-        _, t_v = timed(partial(view_entropy_divergence, probs, D, K, T, depth_test=DepthTest(mode="viewal")),
-                       repeats=args.repeats)
+        _, t_vg = timed(partial(view_entropy_divergence, probs, D, K, T,
+                                depth_test=DepthTest(mode="viewal", aggregation="gather")), repeats=args.repeats)
+        c_vg = CPU_TIMES[-1]
+        _, t_v = timed(partial(view_entropy_divergence, probs, D, K, T,
+                               depth_test=DepthTest(mode="viewal", aggregation="splat")), repeats=args.repeats)
+        c_v = CPU_TIMES[-1]
         _, t_f = timed(partial(view_entropy_divergence_fused, probs, D, K, T, voxel_size=0.05), repeats=args.repeats)
         tab, t_o = timed(partial(superpixel_overlap, sp, D, K, T, depth_test=DepthTest(mode="viewal")),
                          repeats=args.repeats)
-        rows_t.append((sid, n, f"{(D > 0).mean():.3f}", fmt(t_z, ".3f"), fmt(t_v, ".3f"), fmt(t_f, ".3f"),
-                       fmt(t_o, ".3f"), len(tab)))
+        rows_t.append((sid, n, f"{(D > 0).mean():.3f}", fmt(t_z, ".3f"), fmt(t_vg, ".3f"), fmt(t_v, ".3f"),
+                       fmt(t_v / t_vg, ".2f"), fmt(c_v / c_vg, ".2f"), fmt(t_f, ".3f"), fmt(t_o, ".3f"), len(tab)))
+        part["times"].append(dict(scene=sid, n=n, valid_depth=num((D > 0).mean(), 3), ve_vd_z_gather_s=num(t_z),
+                                  ve_vd_viewal_gather_s=num(t_vg), ve_vd_viewal_splat_s=num(t_v),
+                                  splat_over_gather=num(t_v / t_vg, 3), splat_over_gather_cpu=num(c_v / c_vg, 3),
+                                  fused_s=num(t_f), overlap_s=num(t_o), table_rows=len(tab)))
         theirs = viewal_table(root, sid, names)
         variants = [("viewal 1.0 m (ours: nearest depth)", dict(mode="viewal"), False),
                     ("viewal 1.0 m, bicubic depth, halved K", dict(mode="viewal"), True),
@@ -381,8 +461,13 @@ def bench_real(args):
             c = compare_tables(ours, theirs)
             rows_c.append((sid, label, c[0], c[1], c[2], fmt(c[3], ".3f"), fmt(c[4], ".3f"), fmt(c[5], ".4f"),
                            fmt(c[6], ".4f"), fmt(c[7], ".3f")))
-    print_table(rows_t, ("scene", "N", "valid depth", "VE/VD z s", "VE/VD viewal s", "fused s", "overlap s",
-                         "table rows"))
+            part["overlap_vs_viewal"].append(dict(
+                scene=sid, ours=label, viewal_pairs=c[0], our_pairs=c[1], viewal_strong=c[2], recall=num(c[3]),
+                precision=num(c[4]), median_abs_d=num(c[5], 5), mean_abs_d=num(c[6], 5), viewal_self_cov=num(c[7])))
+    print_table(rows_t, ("scene", "N", "valid depth", "VE/VD z s", "viewal gather s", "viewal splat s",
+                         "splat/gather x", "(CPU-time x)", "fused s", "overlap s", "table rows"))
+    print("VE/VD z = DepthTest(mode='z') (gather); viewal gather / splat = mode 'viewal' with either aggregation, same"
+          "\ninputs (splat is the mode's own, ViewAL's); (CPU-time x) = splat/gather in process CPU seconds.")
     print("\nOverlap table vs ViewAL's coverage_superpixel_table (cross-frame pairs; C=40 random-field probs above)")
     print_table(rows_c, ("scene", "ours", "ViewAL pairs", "our pairs", "ViewAL >0.25", "recall@0.25",
                          "precision@0.25", "median|d|", "mean|d|", "ViewAL self cov"))
@@ -397,12 +482,15 @@ def bench_port(args):
 
     print("\n## 4. Mode 'viewal' (splat) vs a port of ViewAL's view_entropy.py, real sample, C=13 random per-pixel "
           "distributions, ViewAL's halved K, nearest depth, ViewAL's depth-0 quirks off")
+    part = RESULTS.setdefault("parts", {}).setdefault("port", {})
     if not scannet_sample_available():
         print(f"skipped: sample not found at {scannet_sample_path()}")
+        part["skipped"] = f"sample not found at {scannet_sample_path()}"
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from viewal_port import compare
 
+    part.update(c=13, rows=[])
     rows = []
     for sid in ("scene0007_00", "scene0014_00"):
         for wd in (1.0, 0.1):
@@ -410,6 +498,11 @@ def bench_port(args):
             rows.append((sid, f"{wd:g}", fmt(r["spearman_ve"], ".4f"), fmt(r["spearman_vd"], ".4f"),
                          fmt(r["spearman_ve_own_values"], ".3f"), f"{r['n_dve_valid_1e-4']}/{r['n_valid']}",
                          fmt(r["max_dve_valid"], ".3f"), fmt(r["max_dvd_valid"], ".3f")))
+            part["rows"].append(dict(scene=sid, world_distance_m=wd, spearman_ve=num(r["spearman_ve"], 5),
+                                     spearman_vd=num(r["spearman_vd"], 5),
+                                     spearman_ve_own_invalid=num(r["spearman_ve_own_values"]),
+                                     valid_px_dve_over_1e4=int(r["n_dve_valid_1e-4"]), valid_px=int(r["n_valid"]),
+                                     max_dve_valid=num(r["max_dve_valid"]), max_dvd_valid=num(r["max_dvd_valid"])))
             print(f"  done port {sid} {wd}", file=sys.stderr, flush=True)
     print_table(rows, ("scene", "dist m", "Spearman VE", "Spearman VD", "Spearman VE (own invalid)",
                        "valid px |dVE|>1e-4", "max|dVE| valid", "max|dVD| valid"))
@@ -420,7 +513,8 @@ def bench_port(args):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes (seconds)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[25, 50],
+                    help="N of part 1 (exact); part 2 times exact up to N = 400 (mode z)")
     ap.add_argument("--classes", type=int, nargs="+", default=[13, 40])
     ap.add_argument("--fused-sizes", type=int, nargs="+", default=[25, 50, 100, 200, 400])
     ap.add_argument("--fused-classes", type=int, default=13)
@@ -431,37 +525,49 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the baseline")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", nargs="*", default=[], choices=["exact", "fused", "real", "port"])
-    ap.add_argument("--aggregation", default="gather", choices=["gather", "splat"],
-                    help="aggregation of the exact kernel in part 1 (ViewAL's test either way)")
+    ap.add_argument("--json", type=Path, default=None, metavar="PATH",
+                    help="also write every number of the tables to this JSON file (atomically, after each part)")
     ap.add_argument("--warm-cache", action="store_true", help="use Numba's normal cache (compile time not measured)")
     args = ap.parse_args(argv)
-    h, w = 240, 320
+    if args.json is not None and not args.json.parent.is_dir():
+        ap.error(f"--json: directory {args.json.parent} does not exist")
+    args.h, args.w = 240, 320
     if args.quick:
-        h, w = 60, 80
+        args.h, args.w = 60, 80
         args.sizes, args.classes, args.fused_sizes, args.repeats = [6, 12], [13], [6, 12], 1
     import numba
     import torch
 
     load = os.getloadavg()
+    contended = load[0] > 0.7 * (os.cpu_count() or 1)
+    command = " ".join(["python"] + sys.argv)
+    date = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     print("# viewal kernel benchmark")
-    print(f"command: {' '.join(['python'] + sys.argv)}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; python {platform.python_version()}, numpy {np.__version__}, "
+    print(f"command: {command}")
+    print(f"date: {date}; python {platform.python_version()}, numpy {np.__version__}, "
           f"numba {numba.__version__} (threads {numba.config.NUMBA_NUM_THREADS}, layer {numba.config.THREADING_LAYER}),"
           f" torch {torch.__version__} (threads {args.threads})")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; load average at start "
           f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}" + (" — CONTENDED: other jobs were running, times are inflated"
-                                                        if load[0] > 0.7 * (os.cpu_count() or 1) else ""))
-    t0 = time.perf_counter()
-    if "exact" not in args.skip:
-        bench_exact(args, h, w)
-    if "fused" not in args.skip:
-        bench_fused(args, h, w)
-    if "real" not in args.skip:
-        bench_real(args)
-    if "port" not in args.skip:
-        bench_port(args)
+                                                        if contended else ""))
+    RESULTS["meta"] = dict(command=command, date=date, python=platform.python_version(), numpy=np.__version__,
+                           numba=numba.__version__, numba_threads=numba.config.NUMBA_NUM_THREADS,
+                           numba_layer=numba.config.THREADING_LAYER, torch=torch.__version__,
+                           torch_threads=args.threads, machine=platform.platform(), cpus=os.cpu_count(),
+                           load_at_start=[round(x, 2) for x in load], contended_at_start=contended,
+                           fresh_numba_cache=not args.warm_cache, quick=args.quick, seed=args.seed,
+                           repeats=args.repeats)
+    save_json(args)
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    for name, f in (("exact", bench_exact), ("fused", bench_fused), ("real", bench_real), ("port", bench_port)):
+        if name not in args.skip:
+            run_part(name, f, args)
     load = os.getloadavg()
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s; load average at end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    RESULTS["meta"].update(total_wall_s=num(wall, 1), total_cpu_s=num(cpu, 1), load_at_end=[round(x, 2) for x in load])
+    save_json(args)
+    print(f"\ntotal {wall:.0f} s wall, {cpu:.0f} s CPU (user+sys, all threads); load average at end "
+          f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}" + (f"; numbers written to {args.json}" if args.json else ""))
     return 0
 
 

@@ -209,6 +209,37 @@ def test_round_trip_backproject_project_gives_grid():
     assert np.array_equal(pix, np.arange(h * w)) and np.array_equal(idx, np.arange(h * w))
 
 
+@pytest.mark.parametrize("mode", ["z", "viewal"])
+def test_pixel_landing_is_backproject_then_correspond(mode):
+    """The per-source-pixel step (``_math.make_pixel_landing``), as the CPU kernels compile it and as plain
+    Python (what the CUDA simulator runs), lands every pixel of a view where the NumPy reference's
+    correspondence does, and (-1, -1) for invalid source depth and rejected points."""
+    from viewal.kernels import _math, cpu
+    from viewal.kernels._common import relative_poses
+
+    h, w = 24, 32
+    K = intrinsics(h, w)
+    poses = np.stack([look_at(np.array([2.0, 1.5, 1.4]), np.array([0.2, 0.4, 0.9])),
+                      look_at(np.array([2.3, 1.2, 1.5]), np.array([0.1, 0.9, 1.0]))])
+    depths = np.stack([raycast_box(K, T, h, w) for T in poses])
+    depths[0, ::5, ::3] = 0.0                      # holes in the source
+    depths[1, 10:14, :] += 0.3                     # a step in the target: mode z rejects, viewal's 1 m keeps
+    Kinv = np.linalg.inv(K)
+    M = relative_poses(poses, np.array([0]), np.array([1]))[0]
+    code = _math.MODES[mode]
+    args = (M, K, Kinv, depths[1], code, 0.05, 0.02, 1.0)
+    pix, x, y, z = camera_points(depths[0], Kinv)
+    idx = np.full(h * w, -1, np.int64)
+    idx[pix] = correspond_points(x, y, z, *args)
+    expected = [(int(i) // w, int(i) % w) if i >= 0 else (-1, -1) for i in idx]
+    plain = _math.make_pixel_landing(_math.backproject_pixel, _math.correspond)
+    for f in (cpu.pixel_landing, plain):
+        got = [tuple(int(a) for a in f(u, v, depths[0], Kinv, *args)) for v in range(h) for u in range(w)]
+        assert got == expected
+    landed = (idx >= 0).sum()
+    assert 0.3 * h * w < landed < (depths[0] > 0).sum()     # most land, some are rejected, holes never do
+
+
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
 def test_bad_inputs(backend):
     probs, depths, Ks, poses = room_scene(n=2, seed=0)
