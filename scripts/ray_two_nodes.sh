@@ -49,6 +49,7 @@ pids=()
 made=()
 cleanup() {
     local rc=$?
+    if [ ${#made[@]} = 0 ]; then rm -rf "$TMP"; return; fi  # nothing was set up
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for _ in $(seq 60); do
         alive=0
