@@ -76,11 +76,15 @@ def setup(args):
 
     if args.data is None:
         from viewal.datasets.synthetic import generate_dataset
+        from viewal.datasets.synthetic.dataset import split_scenes
 
         h, w = parse_size(args.size)
         root = Path(tempfile.mkdtemp(prefix="viewal-bench-scale-")) / "data"
-        # the pool is the train split (the generator keeps some scenes for val and test)
-        generate_dataset(root, scenes=args.scenes + 2, frames=args.frames, height=h, width=w, seed=0, progress=False)
+        # the pool is the train split: enough scenes that it holds --scenes (the rest go to val and test)
+        n = args.scenes + 2
+        while len(split_scenes([str(i) for i in range(n)], {})["train"]) < args.scenes:
+            n += 1
+        generate_dataset(root, scenes=n, frames=args.frames, height=h, width=w, seed=0, progress=False)
         args.data = str(root)
     ds = open_dataset(args.data)
     cfg = ALConfig(scorer=args.scorer, mc_passes=args.mc_passes, device=args.device, init=None,
@@ -165,9 +169,11 @@ def main(argv=None) -> int:
     except ImportError:
         print("bench_scale: needs ray: pip install 'viewal[ray]'", file=sys.stderr)
         return 2
+    import numba
     import torch
 
-    torch.set_num_threads(1)  # as a Ray worker with one CPU
+    numba.set_num_threads(1)  # as a Ray task with one CPU (viewal.scoring sets both counts to the task's CPUs)
+    torch.set_num_threads(1)
     ds, model, scorer, jobs, spec = setup(args)
     n_frames = sum(len(j.frames) for j in jobs)
     print(f"bench_scale: {len(jobs)} scenes, {n_frames} frames, {ds.height}x{ds.width}, {args.mc_passes} MC passes, "

@@ -120,3 +120,58 @@ def test_per_rank_batchnorm_stays_close(tiny, tmp_path):
     want_losses, _ = _train(tiny, freeze_bn=False)
     r0, _ = _ddp(tiny, tmp_path, freeze_bn=False)
     np.testing.assert_allclose(r0["losses"], want_losses, rtol=0.10)
+
+
+# Every file a process of ``viewal train`` moves into place (``viewal.io.atomic_path`` ends with os.replace),
+# recorded by an audit hook that a sitecustomize on PYTHONPATH installs in each torchrun worker.
+_RENAME_HOOK = '''
+import atexit, os, sys
+_renamed = []
+def _hook(event, args):
+    if event == "os.rename":
+        _renamed.append(os.path.basename(os.fsdecode(args[1])))
+sys.addaudithook(_hook)
+@atexit.register
+def _write():
+    if "RANK" in os.environ:
+        with open(os.path.join(os.environ["VIEWAL_TEST_RENAMES"], "rank" + os.environ["RANK"]), "w") as f:
+            f.write("\\n".join(_renamed))
+'''
+
+
+def test_viewal_train_under_torchrun_two_processes(tiny, tmp_path):
+    """The real command, ``torchrun --standalone --nproc_per_node 2 -m viewal.cli train`` (gloo on CPUs): rank 0
+    alone prints and moves files into the output (model.pt, metrics.json), rank 1 writes nothing, and the
+    checkpoint loads and records two processes."""
+    import json
+    import subprocess
+    import sys
+
+    from viewal.datasets import open_dataset
+    from viewal.train import load_checkpoint
+
+    hook, renames, out = tmp_path / "hook", tmp_path / "renames", tmp_path / "out"
+    hook.mkdir()
+    renames.mkdir()
+    (hook / "sitecustomize.py").write_text(_RENAME_HOOK)
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "omp", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]),
+           "VIEWAL_TEST_RENAMES": str(renames)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "viewal.cli", "train", "--data", str(tiny), "--out", str(out), "--epochs", "2", "--batch-size", "4",
+           "--init", "random", "--threads", "1", "--no-progress"]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert run.stdout.count("viewal train: best epoch") == 1 and "2 processes (global batch 4)" in run.stdout
+    assert sorted(p.name for p in renames.iterdir()) == ["rank0", "rank1"]  # both workers ran the hook
+    assert sorted((renames / "rank0").read_text().split()) == ["metrics.json", "model.pt"]
+    assert (renames / "rank1").read_text() == ""
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.pt"]  # no temp file left
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and len(metrics["history"]) == 2
+    classes = open_dataset(tiny).num_classes
+    model = load_checkpoint(out / "model.pt", num_classes=classes)
+    meta = torch.load(out / "model.pt", weights_only=True)["meta"]
+    assert meta["val_miou"] == metrics["val_miou"] and meta["best_epoch"] == metrics["best_epoch"]
+    with torch.no_grad():
+        assert tuple(model.eval()(torch.rand(1, 3, 48, 64)).shape) == (1, classes, 48, 64)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["World", "world", "init_from_env", "is_main", "shard", "barrier", "backend_for"]
+__all__ = ["World", "world", "init_from_env", "finish", "is_main", "shard", "barrier", "backend_for"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,15 @@ def init_from_env(device: str = "cpu") -> World:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend_for(device))
     return world()
+
+
+def finish() -> None:
+    """Leave the process group (``destroy_process_group``) when this process is in one; a no-op otherwise.
+    What a torchrun worker calls before it exits."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def is_main() -> bool:

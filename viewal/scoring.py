@@ -17,6 +17,7 @@ scene ran: MC-dropout masks and random scores are seeded by (run seed, cycle, sc
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -35,7 +36,7 @@ from viewal.selection import RegionPool, build_pool
 
 __all__ = ["RegionMaps", "SceneJob", "ScoringSpec", "SceneResult", "score_scene", "scene_overlap_table",
            "SceneStore", "LocalExecutor", "RayExecutor", "make_executor", "require_ray", "weights_digest",
-           "EXECUTORS", "RAY_INSTALL"]
+           "kept_torch_threads", "EXECUTORS", "RAY_INSTALL"]
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'viewal[ray]'"
@@ -166,10 +167,36 @@ class SceneResult:
     overlap: Any = None
 
 
+@contextlib.contextmanager
+def kept_torch_threads() -> Iterator[int]:
+    """Run a block with torch's intra-op thread count as it was on entry (yields that count).
+
+    Numba's OpenMP threading layer, when its thread pool starts (the first parallel kernel of a process),
+    sets the calling thread's OpenMP thread count to ``NUMBA_NUM_THREADS`` (the CPU count by default), and
+    torch's intra-op pool follows that count. Without this, a process's first scene would be inferred with
+    the caller's threads (1 on a Ray worker with one CPU, ``--threads`` on the driver) and every later one
+    with Numba's, and convolutions summed in another order differ in their last bits (up to ~1e-5
+    relative on the pooled scores).
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    try:
+        yield n
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
 def score_scene(model, scorer, job: SceneJob, spec: ScoringSpec) -> SceneResult:
     """Score one scene: MC inference (masks seeded by run seed, cycle and scene), the scorer's pixel maps,
     pooled over the scene's regions, and its overlap table when ``spec.overlaps``. The one scoring
-    function of both executors."""
+    function of both executors. Torch keeps the thread count it had on entry (:func:`kept_torch_threads`)."""
+    with kept_torch_threads():
+        return _score_scene(model, scorer, job, spec)
+
+
+def _score_scene(model, scorer, job: SceneJob, spec: ScoringSpec) -> SceneResult:
     from viewal.needs import NeedContext, compute_needs
     from viewal.scorers import build_scene_inputs
 
@@ -290,9 +317,24 @@ def require_ray():
 FORWARDED_ENV = ("NUMBA_THREADING_LAYER", "VIEWAL_TEST_KILL_AT", "VIEWAL_TEST_KILL_ONCE")
 
 
+def _use_task_cpus() -> int:
+    """Torch's and Numba's thread counts in a Ray worker: the task's CPUs (at least 1), whatever the worker's
+    environment says (``OMP_NUM_THREADS``, Numba's default of every CPU). Returns that count."""
+    import numba
+    import ray
+    import torch
+
+    n = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # first: it may start Numba's pool
+    torch.set_num_threads(n)
+    return n
+
+
 def _ray_task(payload, job: SceneJob, spec: ScoringSpec) -> SceneResult:
-    """Body of a Ray task: ``payload`` is the (model, scorer) pair from the object store."""
+    """Body of a Ray task: ``payload`` is the (model, scorer) pair from the object store. The scene is scored
+    with as many threads as the task has CPUs (:func:`_use_task_cpus`)."""
     model, scorer = payload
+    _use_task_cpus()
     return score_scene(model, scorer, job, spec)
 
 

@@ -40,10 +40,18 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``viewal train``; under ``torchrun --nproc_per_node N`` data-parallel (``viewal.distributed``), with
     only rank 0 printing and writing the checkpoint and metrics."""
-    from viewal.datasets import open_dataset
-    from viewal.distributed import init_from_env
+    from viewal.distributed import finish, init_from_env
 
     w = init_from_env(args.device)
+    try:
+        return _run(args, w)
+    finally:
+        finish()  # every rank leaves the process group before it exits
+
+
+def _run(args: argparse.Namespace, w) -> int:
+    from viewal.datasets import open_dataset
+
     main = w.rank == 0
     ds = open_dataset(args.data)
     train = [f for f in ds.split("train") if f.has_labels]
