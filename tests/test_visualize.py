@@ -250,3 +250,21 @@ def test_visualize_command_and_experiment_sheets(tiny_ds, tmp_path):
     with pytest.raises(ValueError):
         write_query_sheets(small, run_dir, ["view_entropy"], 0, strict=True)
     assert not list(run_dir.glob(".*"))                                             # no temp files left
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
+    """``atomic_path``'s temp file is 0600 (mkstemp); the renamed file has the umask's mode, as open() gives."""
+    import os
+    import stat
+
+    from viewal.io import write_json
+
+    old = os.umask(0o027)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
+    assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o640
