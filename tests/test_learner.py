@@ -286,6 +286,7 @@ def test_methods_that_train_the_seed_set_differently_keep_their_own_model(tiny, 
         with Ledger(RunLayout(out).ledger(m, 0)) as led:
             learner = viewal.ActiveLearner(ds, ledger=led, config=ALConfig.from_json(led.config()["al"]))
             assert learner.config.min_iterations == (3 if "@" in m else 1)
+            assert led.results()[0]["steps"] == (3 if "@" in m else 1)  # 2 seed frames: 1 batch, then the floor
             assert learner.checkpoint_is_current(RunLayout(out).checkpoint(m, learner.config, 0))
 
 
