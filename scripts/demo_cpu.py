@@ -120,7 +120,8 @@ def instrument(clock: PhaseClock) -> None:
     clock.wrap(learner.ActiveLearner, "score_pool", lambda self, *a, **k: f"score {cycle(self)}")
     clock.wrap(learner.ActiveLearner, "query", lambda self, *a, **k: f"select {cycle(self)}")
     clock.wrap(learner.ActiveLearner, "save_model", "save checkpoint")
-    clock.wrap(train, "evaluate", lambda *a, **k: f"{clock.stack[-1]}: validation")
+    # the evaluation forward passes: a validation inside a fit, the test split inside "test eval"
+    clock.wrap(train, "evaluate", lambda *a, **k: f"{clock.stack[-1]}: forward")
     clock.wrap(train, "recalibrate_bn", lambda *a, **k: f"{clock.stack[-1]}: precise BN")
     clock.wrap(experiment, "full_data_miou", "full-data reference")
     clock.wrap(check, "check_frames", "frame check")
