@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             results = led.results()
             chance = 100 * constant_miou(led)
         method = name.rsplit("-s", 1)[0]
+        if not results:
+            failed.append(f"{method}: no cycle finished")
+            continue
         for r in results:
             print(f"{method:<14}{r['cycle']:>6}{100 * r['labelled_fraction']:>9.1f}%{r.get('frames', -1):>8}"
                   f"{r.get('steps', -1):>7}{100 * r['miou']:>11.1f}")
