@@ -85,7 +85,7 @@ def test_run_layout_names_and_the_tagged_seed_set():
     pal = ALConfig(scorer="pal", seed=2)
     aided = ALConfig(scorer="random", seed=1, augment="max_entropy", pseudo_labels="ups")
     assert lay.ledger("random+ups", 3) == Path("runs/x/ledgers/random+ups-s3.sqlite")
-    assert lay.checkpoint("pal", pal, 0) == Path("runs/x/models") / seedset_name(pal)
+    assert lay.checkpoint("pal", pal, 0) == Path("runs/x/models") / seedset_name(pal, "pal")
     assert lay.checkpoint("pal", pal, 0).name == "seedset-s2-rotation_head.pt"
     assert lay.checkpoint("random+max_entropy+ups", aided, 0).name == "seedset-s1-max_entropy-ups.pt"
     assert lay.checkpoint("random", aided, 2) == Path("runs/x/models/random-s1-c2.pt")

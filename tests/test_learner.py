@@ -234,7 +234,7 @@ def test_seed_set_model_is_shared_only_between_identical_training_recipes():
     from viewal.learner import ALConfig
 
     base = ALConfig()
-    names = {m: seedset_name(method_config(base, m, 2)) for m in
+    names = {m: seedset_name(method_config(base, m, 2), m) for m in
              ("view_entropy", "random", "flip_consistency", "loss_prediction", "consistency_loss", "pal",
               "random+ups", "random+max_entropy", "pal+confidence", "random+rotation", "pal+rotation")}
     assert names["view_entropy"] == names["random"] == names["flip_consistency"] == "seedset-s2.pt"
@@ -244,6 +244,50 @@ def test_seed_set_model_is_shared_only_between_identical_training_recipes():
     assert names["pal+confidence"] == "seedset-s2-rotation_head-confidence.pt"
     # the rotation aid trains what PAL trains: they share a cycle-0 model
     assert names["random+rotation"] == names["pal+rotation"] == names["pal"]
+
+
+def test_seed_set_name_keys_the_training_a_method_spec_changes():
+    from viewal.experiment import method_config, seedset_name
+    from viewal.learner import ALConfig
+
+    # the run's plain recipe (--epochs 8 --iterations 150 --lr 1e-2 ...): today's names, byte for byte
+    base = ALConfig(epochs=8, min_iterations=150, lr=1e-2, size=(96, 128), sampling="labels", mc_passes=4)
+    plain = {m: seedset_name(method_config(base, m, 0), m) for m in
+             ("view_entropy", "random", "random@image", "entropy", "view_entropy:rank=vd", "view_entropy:dedup=true",
+              "random+ups", "pal", "pal+rotation")}
+    assert plain == {"view_entropy": "seedset-s0.pt", "random": "seedset-s0.pt", "random@image": "seedset-s0.pt",
+                     "entropy": "seedset-s0.pt", "view_entropy:rank=vd": "seedset-s0.pt",
+                     "view_entropy:dedup=true": "seedset-s0.pt", "random+ups": "seedset-s0-ups.pt",
+                     "pal": "seedset-s0-rotation_head.pt", "pal+rotation": "seedset-s0-rotation_head.pt"}
+    # a method spec that trains differently gets its own file, named by the value it sets
+    more = {m: seedset_name(method_config(base, m, 0), m) for m in
+            ("random@image:min_iterations=560", "random:min_iterations=560", "random:min_iterations=300",
+             "random+ups:min_iterations=560", "pal@image", "pal:rotation_weight=2")}
+    assert more["random@image:min_iterations=560"] == more["random:min_iterations=560"] == "seedset-s0-fit-67a9aa4e.pt"
+    assert len(set(more.values()) | set(plain.values())) == len(set(plain.values())) + 5
+    assert more["random+ups:min_iterations=560"] == "seedset-s0-ups-fit-67a9aa4e.pt"
+    assert more["pal@image"].startswith("seedset-s0-rotation_head-fit-")  # PAL's head trains on its regions
+
+
+def test_methods_that_train_the_seed_set_differently_keep_their_own_model(tiny, tmp_path):
+    from viewal.layout import RunLayout
+    from viewal.learner import ALConfig
+
+    out = tmp_path / "two"
+    methods = ["random", "random@image:min_iterations=3"]
+    args = ["experiment", "--data", str(tiny), "--methods", ",".join(methods), "--cycles", "0", "--seeds", "1",
+            "--out", str(out), "--iterations", "1", "--epochs", "1", "--mc-passes", "2", "--seed-fraction", "0.2",
+            "--threads", "1", "--batch-size", "4", "--decoder-channels", "16", "--no-full-data", "--validations", "1"]
+    assert main(args) == 0
+    models = sorted(p.name for p in (out / "models").glob("*.pt"))
+    assert models[1] == "seedset-s0.pt" and models[0].startswith("seedset-s0-fit-") and len(models) == 2
+    ds = open_dataset(tiny)
+    for m in methods:  # neither fit overwrote the other: each file is current for its own ledger and recipe
+        with Ledger(RunLayout(out).ledger(m, 0)) as led:
+            learner = viewal.ActiveLearner(ds, ledger=led, config=ALConfig.from_json(led.config()["al"]))
+            assert learner.config.min_iterations == (3 if "@" in m else 1)
+            assert led.results()[0]["steps"] == (3 if "@" in m else 1)  # 2 seed frames: 1 batch, then the floor
+            assert learner.checkpoint_is_current(RunLayout(out).checkpoint(m, learner.config, 0))
 
 
 def test_experiment_runs_a_training_aid_next_to_its_plain_method(tiny, tmp_path, capsys):

@@ -387,6 +387,7 @@ def run_cycles(learner, method: str, seed: int, cycles: int, budgets: list[float
         metrics["oracle_wrong_regions"] = learner.oracle.n_wrong
         metrics["regions"] = len(learner.ledger.labels())  # annotation cost: clicks (a seed frame = 1)
         metrics["frames"] = len(learner.ledger.labelled_frames())
+        metrics["steps"] = learner.model_steps  # SGD steps of the cycle's fit (they grow with --epochs)
         learner.next_cycle(metrics)
         bar.update(1)
         bar.set_postfix(miou=f"{metrics['miou']:.3f}", labelled=f"{100 * metrics['labelled_fraction']:.1f}%")

@@ -11,15 +11,18 @@
     OUT/view_entropy_<scene>.ply (+ .png)    view-entropy point clouds
     OUT/report.html                          the HTML page of the cycles (viewal report)
 
-The cycle-0 name carries the recipe tags of :func:`seedset_name` (a scorer's head, the training aids), so a
-PAL run or a run with aids finds its own seed-set model, never another recipe's.
+The cycle-0 name carries the recipe tags of :func:`seedset_name` (a scorer's head, the training aids) and a
+short hash of the training settings a method spec changes (``random@image:min_iterations=560``), so a PAL run,
+a run with aids or a method trained with more steps finds its own seed-set model, never another recipe's.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunLayout", "seedset_name", "recipe_tags"]
+__all__ = ["RunLayout", "seedset_name", "recipe_tags", "spec_training"]
 
 
 def recipe_tags(cfg) -> list[str]:
@@ -33,11 +36,29 @@ def recipe_tags(cfg) -> list[str]:
     return list(dict.fromkeys(t for t in tags if t))
 
 
-def seedset_name(cfg) -> str:
-    """File name of the cycle-0 model shared by every method of a seed whose training recipe is ``cfg``'s:
-    plain segmentation gives ``seedset-s{seed}.pt``; each recipe tag (:func:`recipe_tags`) is added, so a
-    model is only shared between methods that train it identically."""
-    tag = "-".join(recipe_tags(cfg))
+def spec_training(cfg, method: str) -> dict:
+    """The entries of ``cfg``'s training key (``viewal.learner.training_key``) that the method spec ``method``
+    sets over the run's recipe (e.g. ``min_iterations`` of ``random@image:min_iterations=560``; a head's
+    scorer options or region kind), without the training aids (:func:`recipe_tags` names those). Empty for a
+    method trained with the run's plain recipe."""
+    from viewal.experiment import TRAINING_AIDS, parse_method
+    from viewal.learner import training_key
+
+    key, aids = training_key(cfg), {field for field, _ in TRAINING_AIDS.values()}
+    return {k: key[k] for k in parse_method(method)[1] if k in key and k not in aids}
+
+
+def seedset_name(cfg, method: str) -> str:
+    """File name of the cycle-0 model shared by every method of a seed whose training recipe is ``cfg``'s
+    (``cfg``: the ``ALConfig`` of the method spec ``method``): plain segmentation gives ``seedset-s{seed}.pt``;
+    each recipe tag (:func:`recipe_tags`) is added, and ``-fit-<8 hex>`` when the spec sets training settings
+    of its own (:func:`spec_training`; SHA-1 of their values), so a model is only shared between methods that
+    train it identically. Methods trained with the run's plain recipe keep the tags-only name."""
+    tags = recipe_tags(cfg)
+    own = spec_training(cfg, method)
+    if own:
+        tags.append("fit-" + hashlib.sha1(json.dumps(own, sort_keys=True).encode()).hexdigest()[:8])
+    tag = "-".join(tags)
     return f"seedset-s{cfg.seed}{'-' + tag if tag else ''}.pt"
 
 
@@ -66,14 +87,15 @@ class RunLayout:
     def ledger(self, method: str, seed: int) -> Path:
         return self.ledgers / f"{method}-s{int(seed)}.sqlite"
 
-    def seedset(self, cfg) -> Path:
-        """The cycle-0 checkpoint of ``cfg``'s recipe and seed (:func:`seedset_name`)."""
-        return self.models / seedset_name(cfg)
+    def seedset(self, cfg, method: str) -> Path:
+        """The cycle-0 checkpoint of the method spec ``method`` with ``cfg`` its ``ALConfig`` (recipe and
+        seed; :func:`seedset_name`)."""
+        return self.models / seedset_name(cfg, method)
 
     def checkpoint(self, method: str, cfg, cycle: int) -> Path:
         """The checkpoint of ``method`` (``cfg`` its ``ALConfig``, with its seed) after ``cycle``."""
         if int(cycle) == 0:
-            return self.seedset(cfg)
+            return self.seedset(cfg, method)
         return self.models / f"{method}-s{int(cfg.seed)}-c{int(cycle)}.pt"
 
     results = _in_root("results.csv", "method, seed, cycle, labelled fraction, mIoU per row")

@@ -391,6 +391,7 @@ class ActiveLearner:
         self.model = None
         self._model_labels = -1  # labelled-pixel count the current model was trained on
         self._model_fingerprint = ""  # model_fingerprint of the current model's recipe and labels
+        self.model_steps = -1  # SGD steps of the fit that made the current model (-1: unknown)
         self.fit_stats: dict = {}  # what a training option measured (theta deviation, pseudo-label precision)
         from viewal.scoring import RegionMaps, SceneStore
 
@@ -508,7 +509,7 @@ class ActiveLearner:
         from viewal.io import atomic_path
 
         meta = {"labelled_pixels": self._model_labels, "scorer": self.config.scorer,
-                "fingerprint": self._model_fingerprint}
+                "fingerprint": self._model_fingerprint, "steps": self.model_steps}
         path = Path(path)
         if not is_main():  # under torchrun every rank holds the same model: rank 0 writes it
             return path
@@ -547,6 +548,7 @@ class ActiveLearner:
         meta = checkpoint_meta(path)
         self._model_labels = int(meta.get("labelled_pixels", -1))
         self._model_fingerprint = str(meta.get("fingerprint", ""))
+        self.model_steps = int(meta.get("steps", -1))
 
     def fit_steps(self) -> list:
         """The ordered steps of a fit (``viewal.aids.fit_steps``): the fit on the labelled pixels, then the
@@ -570,6 +572,8 @@ class ActiveLearner:
         self.model = model
         self._model_labels = self.ledger.labelled_pixels()
         self._model_fingerprint = self.current_fingerprint()
+        history = state.result.history if state.result is not None else []
+        self.model_steps = int(history[-1]["step"]) if history else -1
         return state.result
 
     def evaluate(self, split: str = "test") -> dict:
