@@ -256,8 +256,16 @@ def main(argv: list[str] | None = None) -> int:
         rows, seeds = finished_rows(out, methods, seeds, args.cycles)
         full = experiment.full_data_miou(dataset, base, out)["miou"]
     else:
+        # --no-full-data (a per-seed run of a queue): the cycles only; the report needs the reference, so it
+        # is made by a later run without the flag (or --report-only), unless one is already in OUT
+        skip = args.no_full_data and not RunLayout(out).full_data.is_file()
         rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, budgets, out, base,
-                                               full_data=True, frame_step=args.frame_step)
+                                               full_data=not skip, frame_step=args.frame_step)
+        if skip:
+            write_results(RunLayout(out).results, rows)
+            print(f"--no-full-data: {len(rows)} result rows in {RunLayout(out).results}; no report (it needs the "
+                  f"full-data reference: rerun without --no-full-data, or with --report-only)")
+            return 0
     write_results(RunLayout(out).results, rows)
     floor = noise_floor(dataset, base, out, args.noise_floor, seeds[0], args.cycles) if args.noise_floor else None
     ablation, abl_mode = {}, None
