@@ -50,6 +50,14 @@ class LabelImportError(ValueError):
     """A labelled mask (or the queries file) is missing or invalid; the message names the file."""
 
 
+
+def _read_json(path: Path):
+    """A JSON file of an export; invalid JSON raises :class:`LabelImportError` naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise LabelImportError(f"{path}: invalid JSON ({e})") from None
+
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(s)).strip("-") or "x"
 
@@ -194,10 +202,7 @@ def read_queries_json(directory: str | Path) -> dict:
     path = Path(directory) / QUERIES_FILE
     if not path.is_file():
         raise LabelImportError(f"missing queries file: {path}")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise LabelImportError(f"{path}: invalid JSON ({e})") from None
+    doc = _read_json(path)
     if not isinstance(doc, dict) or "queries" not in doc:
         raise LabelImportError(f"{path}: not a viewal queries file (no 'queries' list)")
     return doc
@@ -245,10 +250,7 @@ def _coco_label_maps(d: Path, doc: dict, labels_file: str | Path | None, class_n
     path = Path(labels_file) if labels_file is not None else d / COCO_LABELS_FILE
     if not path.is_file():
         raise LabelImportError(f"missing COCO labels file: {path}")
-    try:
-        coco = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise LabelImportError(f"{path}: invalid JSON ({e})") from None
+    coco = _read_json(path)
     if not isinstance(coco, dict) or not isinstance(coco.get("annotations"), list):
         raise LabelImportError(f"{path}: not a COCO file (no 'annotations' list)")
     cat_class: dict[int, int] = {}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from viewal.model import DEFAULT_ENCODER, DEFAULT_INIT
 
@@ -70,3 +71,11 @@ def depth_test_from_args(args: argparse.Namespace):
         except ValueError:
             raise ValueError(f"--depth-tol must be two numbers ABS,REL (e.g. 0.05,0.02), got {tol!r}") from None
     return DepthTest(**{k: v for k, v in kw.items() if v is not None})
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The run a picture or page is made of (``viewal visualize``, ``viewal report``): folder, method, seed, data."""
+    p.add_argument("--run", required=True, type=Path, help="experiment output directory (viewal experiment --out)")
+    p.add_argument("--method", default="view_entropy", help="method (ledger OUT/ledgers/<method>-s<seed>.sqlite)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run")
+    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one in the ledger)")

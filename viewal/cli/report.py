@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from viewal.cli.options import add_run_arguments
 from viewal.cycle_report import write_cycle_report
 
 __all__ = ["configure_parser", "run"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, type=Path, help="experiment output directory (viewal experiment --out)")
-    p.add_argument("--method", default="view_entropy", help="method (ledger OUT/ledgers/<method>-s<seed>.sqlite)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run")
+    add_run_arguments(p)
     p.add_argument("--out", type=Path, default=None, help="HTML file (default OUT/report.html)")
-    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one in the ledger)")
     p.add_argument("--max-frames", type=int, default=4, help="queried frames with heat-maps per cycle")
     p.add_argument("--stride", type=int, default=4, help="pixel step of the point cloud")
     p.add_argument("--mc-passes", type=int, default=None, help="MC-dropout passes (default: the run's)")

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from viewal.cli.options import add_run_arguments
 from viewal.kernels.depth_test import BACKENDS
 from viewal.layout import RunLayout
 from viewal.visualize import (
@@ -20,11 +21,8 @@ __all__ = ["configure_parser", "run"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, type=Path, help="experiment output directory (viewal experiment --out)")
-    p.add_argument("--method", default="view_entropy", help="method (ledger OUT/ledgers/<method>-s<seed>.sqlite)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run")
+    add_run_arguments(p)
     p.add_argument("--cycle", type=int, default=None, help="cycle (default: the last cycle with queries)")
-    p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one in the ledger)")
     p.add_argument("--format", default="auto", help="dataset format")
     p.add_argument("--size", default=None, help="dataset working size HxW (default: the queries' mask size)")
     p.add_argument("--max-queries", type=int, default=24, help="regions drawn on the contact sheet")
