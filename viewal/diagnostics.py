@@ -107,24 +107,13 @@ def summarise_counts(counts: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def predict_labels(model, frames: Sequence, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Eval-mode argmax of ``model`` on ``frames`` at their own resolution → (pred, gt), each (N, H, W) int64."""
-    import torch
+    """Eval-mode argmax of ``model`` on ``frames`` at their own resolution → (pred, gt), each (N, H, W) int64
+    (:func:`viewal.train.iter_eval_predictions`, the batches :func:`viewal.train.evaluate` scores)."""
+    from viewal.train import iter_eval_predictions
 
-    from viewal.data import SegmentationDataset, collate
-
-    ds = SegmentationDataset(list(frames), None, augment=False, cache=False)
-    preds, gts = [], []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for s in range(0, len(ds), batch_size):
-                batch = collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))])
-                preds.append(model(batch["image"]).argmax(1).numpy())
-                gts.append(batch["label"].numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(preds).astype(np.int64), np.concatenate(gts).astype(np.int64)
+    pairs = list(iter_eval_predictions(model, list(frames), batch_size))
+    return (np.concatenate([p for p, _ in pairs]).astype(np.int64),
+            np.concatenate([g for _, g in pairs]).astype(np.int64))
 
 
 def diagnose_cycle(model, ledger, pool: Sequence, cycle: int, num_classes: int, batch_size: int = 8,

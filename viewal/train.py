@@ -35,8 +35,8 @@ from viewal.model import SegModel, build_model
 from viewal.pretrained import canonical_encoder
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
-           "iou_from_confusion", "save_checkpoint", "load_checkpoint", "CheckpointError", "train_subset",
-           "set_threads"]
+           "iou_from_confusion", "iter_eval_predictions", "save_checkpoint", "load_checkpoint", "CheckpointError",
+           "train_subset", "set_threads"]
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
 
@@ -190,7 +190,25 @@ def iou_from_confusion(conf: np.ndarray) -> tuple[float, np.ndarray]:
     return miou, iou
 
 
-@torch.no_grad()
+def iter_eval_predictions(model: SegModel, frames: Sequence, batch_size: int = 8, device: str = "cpu", *,
+                          size: tuple[int, int] | str | None = None, progress: bool = False, desc: str = "eval"):
+    """Plain (eval-mode) argmax predictions of ``frames`` batch by batch: yields ``(pred, label)``, each
+    (B, H, W) int numpy at the working ``size`` (labels nearest-resized; 255 = unknown)."""
+    from viewal.progress import progress_bar
+
+    ds = SegmentationDataset(frames, parse_size(size), augment=False, cache=False)
+    was_training = model.training
+    model.eval()
+    model.to(device)
+    try:
+        with torch.no_grad():
+            for s in progress_bar(range(0, len(ds), batch_size), desc=desc, disable=not progress, leave=False):
+                batch = collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))])
+                yield model(batch["image"].to(device)).argmax(1).cpu().numpy(), batch["label"].numpy()
+    finally:
+        model.train(was_training)
+
+
 def evaluate(model: SegModel, frames: Sequence, num_classes: int, batch_size: int = 8, device: str = "cpu", *,
              size: tuple[int, int] | str | None = None, progress: bool = False, desc: str = "eval") -> dict[str, Any]:
     """Plain (deterministic, eval-mode) prediction on labelled frames -> metrics.
@@ -203,20 +221,10 @@ def evaluate(model: SegModel, frames: Sequence, num_classes: int, batch_size: in
         ``{"miou": float, "per_class_iou": (C,) float64 with NaN for absent classes,
         "confusion": (C, C) int64 (rows = ground truth), "pixel_accuracy": float}``.
     """
-    from viewal.progress import progress_bar
-
-    ds = SegmentationDataset(frames, parse_size(size), augment=False, cache=False)
     conf = np.zeros((num_classes, num_classes), np.int64)
-    was_training = model.training
-    model.eval()
-    model.to(device)
-    try:
-        for s in progress_bar(range(0, len(ds), batch_size), desc=desc, disable=not progress, leave=False):
-            batch = collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))])
-            pred = model(batch["image"].to(device)).argmax(1).cpu().numpy()
-            conf += confusion_matrix(pred, batch["label"].numpy(), num_classes)
-    finally:
-        model.train(was_training)
+    for pred, label in iter_eval_predictions(model, frames, batch_size, device, size=size, progress=progress,
+                                             desc=desc):
+        conf += confusion_matrix(pred, label, num_classes)
     miou, iou = iou_from_confusion(conf)
     total = conf.sum()
     return {"miou": miou, "per_class_iou": iou, "confusion": conf,
