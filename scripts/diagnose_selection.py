@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", required=True, help="experiment folder (holds ledgers/ and models/)")
     ap.add_argument("--data", default=None, help="dataset folder (default: the one stored in the ledger)")
     ap.add_argument("--methods", required=True, help="comma-separated method specs, as in the run")
-    ap.add_argument("--seeds", default="0", help="seeds: N (0..N-1) or a comma-separated list")
+    ap.add_argument("--seeds", default="0,", help="seeds: N (0..N-1) or a comma-separated list (default: seed 0)")
     ap.add_argument("--cycles", default="1", help="comma-separated cycles (>= 1) whose picks to examine")
     ap.add_argument("--learnability", action="store_true",
                     help="also each cycle's own model on its picks (error_picked_after: were they learnt?)")
@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from viewal.io import write_json
 
     torch.set_num_threads(args.threads)
-    methods, seeds = parse_methods(args.methods), parse_seeds(args.seeds)
+    try:
+        methods, seeds = parse_methods(args.methods), parse_seeds(args.seeds)
+    except ValueError as e:
+        ap.error(str(e))
     try:
         cycles = [int(c) for c in args.cycles.split(",") if c.strip()]
     except ValueError:
