@@ -5,7 +5,7 @@ for several training recipes measured side by side in one run.
 Each recipe trains the full-data model (every label of the train split) and validates on the *test*
 split after every ``--eval-every`` steps, so one run gives the whole learning curve. Recipes are given
 as ``name:key=value,key=value`` (keys: lr, head_lr_mult, decoder_channels, init, encoder, batch_size,
-threads, channels_last, size). Prints a table and writes ``OUT.csv``, ``OUT.json`` and ``OUT.png``.
+threads, channels_last, output_stride, sampling). Prints a table and writes ``OUT.csv``, ``OUT.json`` and ``OUT.png``.
 
 Example (the run in docs/model.md)::
 
@@ -68,7 +68,8 @@ def main(argv=None) -> int:
         torch.manual_seed(args.seed)
         model = build_model(ds.num_classes, o.get("encoder", "efficientnet-lite0"),
                             encoder_weights=o.get("init", "imagenet"),
-                            decoder_channels=int(o.get("decoder_channels", 256)))
+                            decoder_channels=int(o.get("decoder_channels", 256)),
+                            output_stride=int(o.get("output_stride", 16)))
         if o.get("channels_last", "0") == "1":
             model = model.to(memory_format=torch.channels_last)
         cfg = TrainConfig(epochs=1, steps=args.steps, steps_per_epoch=args.eval_every, batch_size=bs,

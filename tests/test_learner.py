@@ -352,3 +352,42 @@ def test_epochs_make_the_steps_grow_with_the_labelled_frames():
     assert train_config(fixed, 20).steps_per_epoch == 30  # 150 steps, 5 validations
     with pytest.raises(ValueError, match="--validations"):
         experiment.check_experiment_args(p.parse_args(["--data", "d", "--out", "o", "--validations", "0"]))
+
+
+def test_warm_start_continues_from_the_previous_cycles_model(tiny, tmp_path, monkeypatch):
+    """``warm_start``: a cycle's fit starts from the weights of the learner's current model (the seed set's fit
+    from the ImageNet/``init`` start); without it every fit starts from the same fresh initialisation. The
+    weights are read at the moment training begins."""
+    import torch
+
+    import viewal.aids as aids
+    from viewal.experiment import parse_method
+    from viewal.learner import ALConfig, model_fingerprint, training_key
+
+    starts = []
+    real = aids.run_steps
+    monkeypatch.setattr(aids, "run_steps", lambda steps, state: (
+        starts.append({k: v.clone() for k, v in state.model.state_dict().items()}), real(steps, state))[1])
+    ds = open_dataset(tiny)
+    for warm in (False, True):
+        starts.clear()
+        learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / f"w{warm}.sqlite", init="random",
+                                       decoder_channels=16, warm_start=warm, **FAST)
+        learner.fit(progress=False)
+        seed_model = {k: v.clone() for k, v in learner.model.state_dict().items()}
+        learner.fit(progress=False)
+        first, second = starts
+        same_as_fresh = all(torch.equal(first[k], second[k]) for k in first)
+        same_as_trained = all(torch.equal(seed_model[k], second[k]) for k in seed_model)
+        assert (same_as_fresh, same_as_trained) == ((False, True) if warm else (True, False))
+        learner.ledger.close()
+    # a method spec sets it for one method; a cold config's training key (its checkpoints' fingerprints) is
+    # what it was before the setting existed
+    assert parse_method("random:warm_start=true") == ("random", {"warm_start": True})
+    with pytest.raises(ValueError, match="warm_start must be true or false"):
+        parse_method("random:warm_start=1")
+    with pytest.raises(ValueError, match="warm_start must be True or False"):
+        ALConfig(warm_start="yes")
+    assert "warm_start" not in training_key(ALConfig())
+    assert training_key(ALConfig(warm_start=True))["warm_start"] is True
+    assert model_fingerprint(ALConfig(), "x") != model_fingerprint(ALConfig(warm_start=True), "x")

@@ -7,6 +7,7 @@ from torch's global RNG) run in CI; the others are marked slow.
 """
 import csv
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -30,13 +31,13 @@ def tiny(tmp_path_factory):
     return root
 
 
-def experiment(data, out, kill_at=None):
+def experiment(data, out, kill_at=None, extra=()):
     env = {**os.environ, "NUMBA_THREADING_LAYER": "omp", "OMP_NUM_THREADS": "1"}
     env.pop(ENV_VAR, None)
     if kill_at:
         env[ENV_VAR] = kill_at
     return subprocess.run([sys.executable, "-m", "viewal.cli", "experiment", "--data", str(data), "--out", str(out),
-                           *ARGS], env=env, capture_output=True, text=True, timeout=900)
+                           *ARGS, *extra], env=env, capture_output=True, text=True, timeout=900)
 
 
 def snapshot(ledger_path):
@@ -117,3 +118,28 @@ def test_kill_and_resume_equals_uninterrupted(tiny, tmp_path, reference, spec):
 @pytest.mark.parametrize("spec", SLOW)
 def test_kill_and_resume_equals_uninterrupted_slow(tiny, tmp_path, reference, spec):
     _kill_and_resume(tiny, tmp_path, reference, spec)
+
+
+def test_warm_started_run_killed_in_a_later_fit_resumes_from_the_previous_model(tiny, tmp_path, reference):
+    """With ``--warm-start`` a cycle's fit continues from the previous cycle's model. A kill during cycle 2's fit
+    leaves no model in memory: the resume must load cycle 1's checkpoint and reach the uninterrupted warm run.
+    The warm run differs from the cold reference, so this test sees whether the warm start happened."""
+    warm = ["--warm-start"]
+    ref_out = tmp_path / "warm_ref"
+    p = experiment(tiny, ref_out, extra=warm)
+    assert p.returncode == 0, p.stderr[-3000:]
+    want = snapshot(ref_out / "ledgers" / "view_entropy-s0.sqlite")
+    assert want["results"][0] == reference[1]["results"][0]  # the seed set's fit is the same cold fit
+    assert want["results"][2] != reference[1]["results"][2]
+    out = tmp_path / "run"
+    killed = experiment(tiny, out, kill_at="train:2", extra=warm)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    lost = tmp_path / "lost"  # the same kill with the model it must start from gone: refused, naming it
+    shutil.copytree(out, lost)
+    (lost / "models" / "view_entropy-s0-c1.pt").unlink()
+    refused = experiment(tiny, lost, extra=warm)
+    assert refused.returncode != 0 and "previous cycle's model" in refused.stderr
+    assert "view_entropy-s0-c1.pt" in refused.stderr and "Traceback" not in refused.stderr
+    resumed = experiment(tiny, out, extra=warm)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(snapshot(out / "ledgers" / "view_entropy-s0.sqlite"), want)

@@ -42,8 +42,9 @@ REGION_KINDS = ("superpixel", "image")
 
 
 #: ALConfig fields a method spec may set with ``:key=value`` (everything else is a scorer option);
-#: ``min_iterations`` gives one method more steps, e.g. a compute control for a baseline
-METHOD_CONFIG_KEYS = ("dedup", "min_iterations")
+#: ``min_iterations`` gives one method more steps, e.g. a compute control for a baseline; ``warm_start=true``
+#: trains each cycle on from the previous cycle's model
+METHOD_CONFIG_KEYS = ("dedup", "min_iterations", "warm_start")
 
 
 def _spec_value(text: str):
@@ -102,8 +103,9 @@ def parse_method(spec: str) -> tuple[str, dict]:
         if key in target:
             raise ValueError(f"method {spec!r}: {key!r} is set twice")
         target[key] = _spec_value(value)
-    if "dedup" in overrides and not isinstance(overrides["dedup"], bool):
-        raise ValueError(f"method {spec!r}: dedup must be true or false, got {overrides['dedup']!r}")
+    for key in ("dedup", "warm_start"):
+        if key in overrides and not isinstance(overrides[key], bool):
+            raise ValueError(f"method {spec!r}: {key} must be true or false, got {overrides[key]!r}")
     mi = overrides.get("min_iterations")
     if mi is not None and (isinstance(mi, bool) or not isinstance(mi, int) or mi < 1):
         raise ValueError(f"method {spec!r}: min_iterations must be an integer >= 1, got {mi!r}")
@@ -378,6 +380,12 @@ def run_cycles(learner, method: str, seed: int, cycles: int, budgets: list[float
         if learner.checkpoint_is_current(ckpt):
             learner.load_model(ckpt)
         else:
+            if learner.config.warm_start and c > 0 and learner.model is None:  # resumed: the previous cycle's model
+                prev = layout.checkpoint(method, learner.config, c - 1)
+                if not prev.is_file():
+                    raise FileNotFoundError(f"warm start of cycle {c}: the previous cycle's model {prev} is missing "
+                                            f"(viewal experiment: --overwrite starts the run over)")
+                learner.load_model(prev)
             learner.fit(progress=False)
             learner.save_model(ckpt)
         kill_point("evaluate", c)

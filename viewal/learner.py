@@ -133,6 +133,8 @@ def training_key(c: ALConfig) -> dict:
     d["train_seed"] = c.seed if c.train_seed is None else int(c.train_seed)
     from viewal.aids import fit_steps
 
+    if c.warm_start:  # only when set: the fingerprints of every cold-start run stay what they were
+        d["warm_start"] = True
     if len(fit_steps(c)) > 2:  # fit + augmentation + pseudo-labels
         # before issue 13 such a fit ran the augmentation alone: its checkpoints must not be reused now
         d["aids"] = "composed"
@@ -207,6 +209,9 @@ class ALConfig:
         auxiliary: ``"none"`` or ``"rotation"``: train PAL's rotation head (self-supervised, labels unused)
             alongside segmentation whatever the scorer, e.g. as the control that separates PAL's
             selection from its extra training signal.
+        warm_start: False (ViewAL): every fit starts again from ``init``. True: a fit starts from the
+            weights of the learner's current model (the previous cycle's), so the training a cycle gets
+            adds up over the cycles; the seed set's fit (no model yet) starts from ``init``.
     """
 
     scorer: str = "view_entropy"
@@ -241,6 +246,7 @@ class ALConfig:
     executor: str = "local"
     ray_address: str | None = None
     max_retries: int = 3
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         from viewal.scoring import EXECUTORS
@@ -250,6 +256,9 @@ class ALConfig:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, (int, np.integer)) \
                 or self.max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise ValueError(f"warm_start must be True or False, got {self.warm_start!r}")
+        self.warm_start = bool(self.warm_start)
         if self.augment not in ("none", "max_entropy"):
             raise ValueError(f"augment must be 'none' or 'max_entropy', got {self.augment!r}")
         if self.pseudo_labels not in ("none", "confidence", "classwise", "ups"):
@@ -559,10 +568,13 @@ class ActiveLearner:
 
     def fit(self, progress: bool = True):
         """Re-initialise the model and train it on every label in the ledger (best-val checkpoint kept), then
-        apply the training aids in order (:meth:`fit_steps`); ``fit_stats`` holds what they measured."""
+        apply the training aids in order (:meth:`fit_steps`); ``fit_stats`` holds what they measured. With
+        ``config.warm_start`` the new model starts from the current model's weights when there is one."""
         from viewal.aids import FitState, run_steps
 
         model, extra = self._new_model()
+        if self.config.warm_start and self.model is not None:  # continue from the current (previous cycle's) model
+            model.load_state_dict(self.model.state_dict())
         kill_point("train", self.ledger.cycle())
         items = self.training_items()
         state = FitState(model, items, self.val, self.train_config(len(items)), extra_loss=extra, progress=progress,

@@ -546,12 +546,12 @@ def save_checkpoint(path: str | Path, model: SegModel, meta: dict | None = None)
     """Write the model's weights and architecture atomically (loadable with ``weights_only=True``).
 
     Contents: ``format``, ``version``, ``encoder``, ``num_classes``, ``dropout``, ``decoder_channels``,
-    ``state_dict`` (all the model's tensors, including attached heads), ``meta`` (JSON-able dict).
+    ``output_stride``, ``state_dict`` (all the model's tensors, including attached heads), ``meta`` (JSON-able dict).
     """
     path = Path(path)
     obj = {"format": CHECKPOINT_FORMAT, "version": 1, "encoder": model.encoder_name,
            "num_classes": model.num_classes, "dropout": model.dropout, "decoder_channels": model.decoder_channels,
-           "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+           "output_stride": model.output_stride, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
            "meta": json.loads(json.dumps(meta or {}, default=str))}
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -586,7 +586,8 @@ def load_checkpoint(path: str | Path, model: SegModel | None = None, *, num_clas
         raise CheckpointError(f"{path}: checkpoint encoder is {obj['encoder']!r}, expected {want_e!r}")
     if model is None:
         model = build_model(int(obj["num_classes"]), obj["encoder"], dropout=float(obj.get("dropout", 0.25)),
-                            decoder_channels=int(obj.get("decoder_channels", 256)))
+                            decoder_channels=int(obj.get("decoder_channels", 256)),
+                            output_stride=int(obj.get("output_stride", 16)))
     try:
         missing, unexpected = model.load_state_dict(obj["state_dict"], strict=False)
     except RuntimeError as e:

@@ -66,6 +66,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "crops: each sample a 2x2 mosaic of half-size crops centred on labelled pixels (packs "
                         "sparse region labels); uniform: passes over the labelled frames")
     p.add_argument("--decoder-channels", type=int, default=256, help="ASPP/decoder width (DeepLabv3+: 256)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="each cycle's fit starts from the previous cycle's model instead of the ImageNet start "
+                        "(ViewAL restarts); a method spec sets it for one method: random:warm_start=true")
     add_network_arguments(p)
     p.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for scoring")
     p.add_argument("--seed-fraction", type=float, default=0.05, help="share of train frames in the seed set")
@@ -103,6 +106,7 @@ def config_from_args(args: argparse.Namespace):
                     init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
                     validations=getattr(args, "validations", 5),
                     sampling=args.sampling, decoder_channels=args.decoder_channels,
+                    warm_start=bool(getattr(args, "warm_start", False)),
                     num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
                     pseudo_labels=args.pseudo_labels, scorer_options=parse_scorer_options(args.scorer_options),
                     **executor_from_args(args))
