@@ -551,7 +551,8 @@ def save_checkpoint(path: str | Path, model: SegModel, meta: dict | None = None)
     path = Path(path)
     obj = {"format": CHECKPOINT_FORMAT, "version": 1, "encoder": model.encoder_name,
            "num_classes": model.num_classes, "dropout": model.dropout, "decoder_channels": model.decoder_channels,
-           "output_stride": model.output_stride, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+           "output_stride": model.output_stride,
+           "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
            "meta": json.loads(json.dumps(meta or {}, default=str))}
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
