@@ -176,3 +176,27 @@ def test_load_encoder_weights(tmp_path):
         load_encoder_weights(tiny(), tmp_path / "r.pt")
     with pytest.raises(FileNotFoundError):
         load_encoder_weights(tiny(), tmp_path / "missing.pt")
+
+
+def test_output_stride_8_keeps_twice_the_resolution_and_survives_a_checkpoint(tmp_path):
+    """``output_stride=8`` dilates the encoder's last stage: the ASPP sees 1/8-size features (1/16 by default),
+    logits stay at the input size, and a checkpoint rebuilds the same network (same outputs)."""
+    from viewal.train import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 48, 64)
+    for stride in (16, 8):
+        m = build_model(3, "efficientnet-lite0", decoder_channels=16, encoder_weights="random",
+                        output_stride=stride).eval()
+        feats = m.encode(x)
+        assert feats[-1].shape[-2:] == (48 // stride, 64 // stride)
+        with torch.no_grad():
+            out = m(x)
+        assert out.shape == (2, 3, 48, 64)
+        path = save_checkpoint(tmp_path / f"os{stride}.pt", m)
+        back = load_checkpoint(path).eval()
+        assert back.output_stride == stride
+        with torch.no_grad():
+            torch.testing.assert_close(back(x), out)
+    with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
+        build_model(3, decoder_channels=16, output_stride=12)
