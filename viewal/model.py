@@ -176,7 +176,8 @@ def build_model(num_classes: int, encoder: str = DEFAULT_ENCODER, dropout: float
         decoder_channels: ASPP/decoder width (256 as DeepLabv3+; tests use a small value).
         aspp_dropout: smp's dropout after the ASPP projection (training only).
         output_stride: 16 (ViewAL's) or 8: the stride of the features the ASPP sees (the encoder's last
-            stages dilated). 8 keeps twice the resolution per side for ~1.3x the time per step here.
+            stages dilated). 8 keeps twice the resolution per side for 2.4x the time per step here
+            (docs/model.md).
     """
     import segmentation_models_pytorch as smp
 
