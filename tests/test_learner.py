@@ -391,3 +391,18 @@ def test_warm_start_continues_from_the_previous_cycles_model(tiny, tmp_path, mon
     assert "warm_start" not in training_key(ALConfig())
     assert training_key(ALConfig(warm_start=True))["warm_start"] is True
     assert model_fingerprint(ALConfig(), "x") != model_fingerprint(ALConfig(warm_start=True), "x")
+
+
+def test_warm_start_run_shares_the_cold_full_data_reference(tiny, tmp_path):
+    """The full-data reference is one fit from the start: a warm-start run reuses the cold run's cached one
+    (same "seconds": not trained again); another recipe (lr) trains its own."""
+    from viewal.experiment import full_data_miou
+    from viewal.learner import ALConfig
+
+    ds = open_dataset(tiny)
+    cold = ALConfig(init="random", decoder_channels=16, steps=2, **FAST)
+    first = full_data_miou(ds, cold, tmp_path, progress=False)
+    warm = full_data_miou(ds, ALConfig(**{**cold.__dict__, "warm_start": True}), tmp_path, progress=False)
+    assert (warm["seconds"], warm["miou"], warm["recipe"]) == (first["seconds"], first["miou"], first["recipe"])
+    other = full_data_miou(ds, ALConfig(**{**cold.__dict__, "lr": 1e-3}), tmp_path, progress=False)
+    assert other["recipe"] != first["recipe"]

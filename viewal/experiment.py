@@ -231,8 +231,10 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
 
     path = RunLayout(out).full_data
     train = dataset.split("train")
-    # the cached reference is reused only for the same recipe and the same train frames
-    recipe = {"train": training_key(replace(base, scorer="random", scorer_options={}, seed=0, train_seed=None)),
+    # the cached reference is reused only for the same recipe and the same train frames; one fit has no
+    # previous model, so a warm-start run shares the cold run's reference
+    recipe = {"train": training_key(replace(base, scorer="random", scorer_options={}, seed=0, train_seed=None,
+                                            warm_start=False)),
               "pool": pool_signature([f.key for f in train])}
     recipe = json.loads(json.dumps(recipe))
     if path.is_file():
