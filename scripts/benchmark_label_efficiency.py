@@ -203,6 +203,20 @@ def labels_per_sample(out: Path, methods: list[str], seeds: list[int], cycles: i
     return rows
 
 
+def reference_config(base, steps: int | None):
+    """The ALConfig of the full-data reference: ``base``, or with ``steps`` at least that many SGD steps (fixed
+    ``steps`` raised to it, else ``min_iterations``). ``base`` itself when nothing changes."""
+    from dataclasses import replace
+
+    if steps is None:
+        return base
+    if steps < 1:
+        raise SystemExit(f"--full-data-steps must be >= 1, got {steps}")
+    if base.steps is not None:
+        return base if base.steps >= steps else replace(base, steps=steps)
+    return base if base.min_iterations >= steps else replace(base, min_iterations=steps)
+
+
 def main(argv: list[str] | None = None) -> int:
     from viewal import experiment
     from viewal.cli import experiment as experiment_cli
@@ -230,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampling-ablation", default="", metavar="MODE:METHODS:CYCLES",
                    help="retrain these methods' seed-0 labels as they stood at these cycles with --sampling MODE, "
                         "e.g. crops:random,view_entropy:2,4 ('' to skip)")
+    p.add_argument("--full-data-steps", type=int, default=None, metavar="N",
+                   help="train the full-data reference for at least N SGD steps instead of the run's recipe alone "
+                        "(e.g. as many as a --warm-start run's last model had over all its cycles)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 1 cycle, few iterations")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: report, per method, the seeds it finished in OUT's ledgers (an "
@@ -252,15 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     dataset = experiment_cli.open_from_args(args)
     base = experiment_cli.config_from_args(args)
     out = Path(args.out)
+    ref_base = reference_config(base, args.full_data_steps)
     if args.report_only:
         rows, seeds = finished_rows(out, methods, seeds, args.cycles)
-        full = experiment.full_data_miou(dataset, base, out)["miou"]
+        full = experiment.full_data_miou(dataset, ref_base, out)["miou"]
     else:
         # --no-full-data (a per-seed run of a queue): the cycles only; the report needs the reference, so it
         # is made by a later run without the flag (or --report-only), unless one is already in OUT
         skip = args.no_full_data and not RunLayout(out).full_data.is_file()
         rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, budgets, out, base,
-                                               full_data=not skip, frame_step=args.frame_step)
+                                               full_data=not skip and ref_base is base, frame_step=args.frame_step)
+        if not skip and ref_base is not base:
+            full = experiment.full_data_miou(dataset, ref_base, out)["miou"]
         if skip:
             write_results(RunLayout(out).results, rows)
             print(f"--no-full-data: {len(rows)} result rows in {RunLayout(out).results}; no report (it needs the "
@@ -336,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(init {args.init}), decoder {args.decoder_channels} channels, {args.mc_passes} MC passes"
         + (f"; oracle wrong-label rate {100 * args.wrong_label_rate:.0f}% of regions" if args.wrong_label_rate else "")
         + ".", "",
-        f"Full-data mIoU (same recipe, all train labels): **{100 * full:.1f}**; target "
+        f"Full-data mIoU (same recipe, all train labels"
+        f"{'' if ref_base is base else f', at least {args.full_data_steps} steps'}): **{100 * full:.1f}**; target "
         f"{100 * args.target:.0f}% of it = {100 * target:.1f}.", "",
         *lines, *floor_lines, "",
         "Per cycle (mIoU % mean ± std @ % of pixels labelled):", "",

@@ -29,3 +29,28 @@ def test_no_full_data_runs_the_cycles_and_no_reference(bench, tiny, tmp_path, ca
     assert bench.main(args + ["--report-only", "--docs", str(tmp_path / "docs")]) == 0
     assert (out / "full_data.json").is_file()
     assert (tmp_path / "docs" / "label_efficiency.md").is_file()
+
+
+def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, tiny, tmp_path):
+    """--full-data-steps N: the report's full-data reference trains at least N steps (here 6 against the
+    run's 1), says so, and is cached under its own recipe; the cycles themselves keep the run's recipe."""
+    import json
+
+    from viewal.learner import ALConfig
+
+    out = tmp_path / "run"
+    args = ["--data", str(tiny), "--out", str(out), "--methods", "random", "--cycles", "1", "--budget", "5",
+            "--seeds", "0,", "--size", "32x40", "--iterations", "1", "--mc-passes", "1", "--threads", "1",
+            "--batch-size", "4", "--decoder-channels", "16", "--init", "random", "--seed-fraction", "0.2",
+            "--validations", "1", "--noise-floor", "", "--full-data-steps", "6"]
+    assert bench.main(args + ["--docs", str(tmp_path / "docs")]) == 0
+    ref = json.loads((out / "full_data.json").read_text())
+    assert ref["steps"] == 6 and ref["recipe"]["train"]["steps"] == 6
+    assert "all train labels, at least 6 steps" in (tmp_path / "docs" / "label_efficiency.md").read_text()
+    rows = (out / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 3  # the cycles ran with the run's recipe: 1 step each
+    base = ALConfig(steps=1, epochs=1)
+    assert bench.reference_config(base, None) is base and bench.reference_config(base, 1) is base
+    assert bench.reference_config(ALConfig(epochs=8, min_iterations=150), 2100).min_iterations == 2100
+    with pytest.raises(SystemExit, match="--full-data-steps must be >= 1"):
+        bench.reference_config(base, 0)
