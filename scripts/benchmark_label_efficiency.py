@@ -274,12 +274,17 @@ def main(argv: list[str] | None = None) -> int:
         rows, seeds = finished_rows(out, methods, seeds, args.cycles)
         full = experiment.full_data_miou(dataset, ref_base, out)["miou"]
     else:
-        # --no-full-data (a per-seed run of a queue): the cycles only; the report needs the reference, so it
-        # is made by a later run without the flag (or --report-only), unless one is already in OUT
-        skip = args.no_full_data and not RunLayout(out).full_data.is_file()
+        # --no-full-data (a per-seed run of a queue): the cycles only, never a reference fit; the report needs
+        # the reference, so it is made by a later run without the flag (or --report-only), unless OUT already
+        # holds one of this recipe
+        cached = experiment.full_data_miou(dataset, ref_base, out, cached_only=True) if args.no_full_data else None
+        skip = args.no_full_data and cached is None
         rows, full = experiment.run_experiment(dataset, methods, seeds, args.cycles, budgets, out, base,
-                                               full_data=not skip and ref_base is base, frame_step=args.frame_step)
-        if not skip and ref_base is not base:
+                                               full_data=not args.no_full_data and ref_base is base,
+                                               frame_step=args.frame_step)
+        if cached is not None:
+            full = cached["miou"]
+        elif not skip and ref_base is not base:
             full = experiment.full_data_miou(dataset, ref_base, out)["miou"]
         if skip:
             write_results(RunLayout(out).results, rows)

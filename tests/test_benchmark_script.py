@@ -26,9 +26,20 @@ def test_no_full_data_runs_the_cycles_and_no_reference(bench, tiny, tmp_path, ca
     rows = (out / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2  # header, cycles 0 and 1 of one seed
     assert "no report" in capsys.readouterr().out
+    # a reference of another recipe in OUT is neither retrained nor overwritten by a --no-full-data run
+    (out / "full_data.json").write_text('{"miou": 0.5, "recipe": {"train": "another"}}')
+    assert bench.main(args + ["--no-full-data"]) == 0
+    assert (out / "full_data.json").read_text() == '{"miou": 0.5, "recipe": {"train": "another"}}'
+    assert "no report" in capsys.readouterr().out
+    (out / "full_data.json").unlink()
     assert bench.main(args + ["--report-only", "--docs", str(tmp_path / "docs")]) == 0
     assert (out / "full_data.json").is_file()
     assert (tmp_path / "docs" / "label_efficiency.md").is_file()
+    # with this recipe's reference in OUT, a --no-full-data run reports (and trains no reference again)
+    made = (out / "full_data.json").read_text()
+    capsys.readouterr()
+    assert bench.main(args + ["--no-full-data"]) == 0
+    assert "no report" not in capsys.readouterr().out and (out / "full_data.json").read_text() == made
 
 
 def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, tiny, tmp_path):

@@ -221,8 +221,9 @@ def result_row(method: str, seed: int, r: dict) -> ResultRow:
                      int(r.get("regions", -1)), int(r.get("frames", -1)))
 
 
-def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
-    """Train on every label of the train split with the experiment's recipe; cached in ``out``."""
+def full_data_miou(dataset, base, out: Path, progress: bool = True, *, cached_only: bool = False) -> dict | None:
+    """Train on every label of the train split with the experiment's recipe; cached in ``out``. With
+    ``cached_only`` nothing is trained: the cached result of this recipe, or None."""
     import torch
 
     from viewal.learner import pool_signature, train_config, training_key
@@ -244,6 +245,8 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True) -> dict:
             cached = {}
         if cached.get("recipe") == recipe:
             return cached
+    if cached_only:
+        return None
     t0 = time.time()
 
     cfg = train_config(base, len(train), seed=0)
