@@ -108,9 +108,12 @@ def training_aid_table(out: Path, methods: list[str], seeds: list[int], cycles: 
 
 def noise_floor(dataset, base, out: Path, method: str, seed: int, cycles: int,
                 train_seeds: tuple[int, ...] = (100, 101)) -> dict:
-    """Same labels, other training seeds: test mIoU of ``method``'s seed-``seed`` labels at cycle 0 (the
-    seed set) and at the last cycle, retrained with ``train_seeds``, next to the run's own model. Cached
-    in ``OUT/noise_floor.json``. Returns ``{"cycle0": [...], "last": [...], "std": pooled std (ddof 1)}``."""
+    """Same labels, other training seeds: test mIoU of ``method``'s seed-``seed`` labels retrained with
+    ``train_seeds`` (``experiment.retrain_mious``), next to the run's own model. A cold run retrains the
+    seed set (cycle 0) and the last cycle; a ``--warm-start`` run retrains its whole chain, so every cycle
+    gets a floor. Cached in ``OUT/noise_floor.json`` after each train seed (a killed run resumes there).
+    Returns ``{"cycles": {cycle: [run, *retrains]}, "cycle0", "last", "std": pooled std (ddof 1) over the
+    cycles}``."""
     import json
 
     from viewal import experiment
@@ -120,7 +123,7 @@ def noise_floor(dataset, base, out: Path, method: str, seed: int, cycles: int,
     path = out / "noise_floor.json"
     key = f"{method}-s{seed}"
     cache = json.loads(path.read_text()) if path.is_file() else {}
-    if key in cache:
+    if "std" in cache.get(key, {}):
         return cache[key]
     ledger = RunLayout(out).ledger(method, seed)
     with Ledger(ledger) as led:
@@ -128,11 +131,21 @@ def noise_floor(dataset, base, out: Path, method: str, seed: int, cycles: int,
     if cycles not in res:
         raise SystemExit(f"{ledger}: cycle {cycles} not finished; cannot measure the noise floor")
     cfg = experiment.method_config(base, method, seed)
-    rec = {"method": method, "seed": seed, "train_seeds": [seed, *train_seeds],
-           "cycle0": [res[0]] + [experiment.retrain_miou(dataset, cfg, ledger, t, seed_set_only=True)
-                                 for t in train_seeds],
-           "last": [res[cycles]] + [experiment.retrain_miou(dataset, cfg, ledger, t) for t in train_seeds]}
-    rec["std"] = float(np.sqrt((np.var(rec["cycle0"], ddof=1) + np.var(rec["last"], ddof=1)) / 2))
+    measured = list(range(cycles + 1)) if cfg.warm_start else [0, cycles]
+    rec = cache.get(key) or {"method": method, "seed": seed, "train_seeds": [seed, *train_seeds],
+                             "cycles": {str(c): [res[c]] for c in measured}}
+    for i, t in enumerate(train_seeds):
+        if len(rec["cycles"][str(measured[0])]) > i + 1:
+            continue  # this train seed is in the cache already
+        got = experiment.retrain_mious(dataset, cfg, ledger, t, measured)
+        for c in measured:
+            rec["cycles"][str(c)].append(got[c])
+        cache[key] = rec
+        write_json(path, cache)
+        print(f"noise floor {key} train seed {t}: " + ", ".join(f"c{c} {100 * got[c]:.1f}" for c in measured),
+              flush=True)
+    rec["cycle0"], rec["last"] = rec["cycles"]["0"], rec["cycles"][str(cycles)]
+    rec["std"] = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in rec["cycles"].values()])))
     cache[key] = rec
     write_json(path, cache)
     return rec
@@ -217,11 +230,9 @@ def reference_config(base, steps: int | None):
     return base if base.min_iterations >= steps else replace(base, min_iterations=steps)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from viewal import experiment
+def build_parser() -> argparse.ArgumentParser:
+    """The script's arguments: ``viewal experiment``'s, and the report's."""
     from viewal.cli import experiment as experiment_cli
-    from viewal.io import write_text
-    from viewal.report import aggregate, format_table, fraction_to_reach, plot_curves, write_results
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     experiment_cli.configure_parser(p)
@@ -237,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="generate the synthetic benchmark set at --data first when it is missing (seed 0, at the "
                         "--size resolution), e.g. 200x8: 200 rooms of 8 views, split 70/15/15 by room")
     p.add_argument("--noise-floor", default="random", metavar="METHOD",
-                   help="measure the noise floor: retrain METHOD's seed-0 labels (seed set, and the last cycle) "
+                   help="measure the noise floor: retrain METHOD's first seed's labels (seed set and last cycle; "
+                        "every cycle of a --warm-start chain) "
                         "with 2 other training seeds; '' to skip")
     p.add_argument("--notes", default=None,
                    help="a Markdown file of hand-written reading appended to the report (kept beside the data)")
@@ -251,7 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: report, per method, the seeds it finished in OUT's ledgers (an "
                         "interrupted benchmark); rerun without it to complete the run")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from viewal import experiment
+    from viewal.cli import experiment as experiment_cli
+    from viewal.io import write_text
+    from viewal.report import aggregate, format_table, fraction_to_reach, plot_curves, write_results
+
+    args = build_parser().parse_args(argv)
     if args.quick:
         args.seeds, args.cycles, args.iterations, args.mc_passes = "2", 1, 4, 2
     t0 = time.time()
@@ -331,11 +352,14 @@ def main(argv: list[str] | None = None) -> int:
                      f"{100 * a['miou'][-1]:.1f} ± {100 * a['miou_std'][-1]:.1f} |")
     floor_lines = []
     if floor:
+        per_cycle = floor.get("cycles") or {"0": floor["cycle0"], str(args.cycles): floor["last"]}
         floor_lines = ["", "**Noise floor** (same labels, other training seeds): "
                        f"`{floor['method']}` seed {floor['seed']} "
-                       f"retrained with train seeds {floor['train_seeds']}: seed set "
-                       + ", ".join(f"{100 * v:.1f}" for v in floor["cycle0"]) + "; last cycle "
-                       + ", ".join(f"{100 * v:.1f}" for v in floor["last"])
+                       f"retrained with train seeds {floor['train_seeds']}"
+                       + (" (the whole warm-started chain)" if len(per_cycle) > 2 else "") + ": "
+                       + "; ".join(f"{'seed set' if c == '0' else f'cycle {c}'} "
+                                   + ", ".join(f"{100 * v:.1f}" for v in vals)
+                                   + f" (std {100 * np.std(vals, ddof=1):.1f})" for c, vals in per_cycle.items())
                        + f" → pooled std **{100 * floor['std']:.1f}** mIoU points. A gap between two methods' mean "
                        f"curves is only worth reading when it exceeds about twice this."]
     aids = training_aid_table(out, methods, seeds, args.cycles)

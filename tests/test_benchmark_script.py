@@ -2,6 +2,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_label_efficiency.py"
@@ -65,3 +66,56 @@ def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, tiny, t
     assert bench.reference_config(ALConfig(epochs=8, min_iterations=150), 2100).min_iterations == 2100
     with pytest.raises(SystemExit, match="--full-data-steps must be >= 1"):
         bench.reference_config(base, 0)
+
+
+def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, tiny, tmp_path, monkeypatch):
+    """A --warm-start run's noise floor retrains its chain of fits (each cycle from the previous model) on the
+    ledger's labels, so every cycle gets a floor. With the run's own training seed the chain replays the run's
+    models exactly; a cold fit on the same labels does not. A floor cut off after one train seed resumes
+    there: only the missing train seed is retrained."""
+    import json
+    from dataclasses import replace
+
+    from viewal import experiment
+    from viewal.cli import experiment as experiment_cli
+    from viewal.ledger import Ledger
+
+    out = tmp_path / "run"
+    args = ["--data", str(tiny), "--out", str(out), "--methods", "random", "--cycles", "2", "--budget", "5",
+            "--seeds", "0,", "--size", "32x40", "--iterations", "2", "--mc-passes", "1", "--threads", "1",
+            "--batch-size", "4", "--decoder-channels", "16", "--init", "random", "--seed-fraction", "0.2",
+            "--validations", "1", "--noise-floor", "random", "--warm-start", "--docs", str(tmp_path / "docs")]
+    assert bench.main(args) == 0
+    floor = json.loads((out / "noise_floor.json").read_text())["random-s0"]
+    ledger = out / "ledgers" / "random-s0.sqlite"
+    with Ledger(ledger) as led:
+        run = {int(r["cycle"]): float(r["miou"]) for r in led.results()}
+    assert sorted(floor["cycles"]) == ["0", "1", "2"] and floor["train_seeds"] == [0, 100, 101]
+    assert all(len(v) == 3 and v[0] == run[int(c)] for c, v in floor["cycles"].items())
+    assert floor["cycle0"] == floor["cycles"]["0"] and floor["last"] == floor["cycles"]["2"]
+    want = np.sqrt(np.mean([np.var(v, ddof=1) for v in floor["cycles"].values()]))
+    assert floor["std"] == pytest.approx(want)
+    assert "the whole warm-started chain" in (tmp_path / "docs" / "label_efficiency.md").read_text()
+
+    dataset = experiment_cli.open_from_args(bench.build_parser().parse_args(args))
+    cfg = experiment.method_config(experiment_cli.config_from_args(bench.build_parser().parse_args(args)), "random", 0)
+    assert cfg.warm_start
+    replay = experiment.retrain_mious(dataset, cfg, ledger, 0, [0, 1, 2])
+    assert replay == pytest.approx(run, abs=1e-6)  # the run's own seed: the run's own chain
+    cold = experiment.retrain_miou(dataset, replace(cfg, warm_start=False), ledger, 0)
+    assert cold != pytest.approx(run[2], abs=1e-4)  # a cold fit of the last labels is another model
+
+    # cut the floor after its first train seed: the resume retrains train seed 101 only
+    cache = json.loads((out / "noise_floor.json").read_text())
+    rec = cache["random-s0"]
+    rec["cycles"] = {c: v[:2] for c, v in rec["cycles"].items()}
+    for k in ("std", "cycle0", "last"):
+        del rec[k]
+    (out / "noise_floor.json").write_text(json.dumps(cache))
+    calls = []
+    real = experiment.retrain_mious
+    monkeypatch.setattr(experiment, "retrain_mious", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    again = bench.noise_floor(dataset, experiment_cli.config_from_args(bench.build_parser().parse_args(args)), out,
+                              "random", 0, 2)
+    assert calls == [101]
+    assert again["cycles"] == floor["cycles"] and again["std"] == pytest.approx(floor["std"])

@@ -25,9 +25,9 @@ from viewal.layout import RunLayout, seedset_name
 from viewal.report import ResultRow
 
 __all__ = ["run_experiment", "run_cycles", "open_learners", "check_run_setting", "check_budget_total", "parse_seeds",
-           "parse_methods", "parse_scorer_options", "clean_run", "full_data_miou", "retrain_miou", "result_row",
-           "parse_budgets", "budget_for_cycle", "parse_method", "method_config", "METHOD_CONFIG_KEYS", "seedset_name",
-           "parse_size_arg",
+           "parse_methods", "parse_scorer_options", "clean_run", "full_data_miou", "retrain_miou", "retrain_mious",
+           "result_row", "parse_budgets", "budget_for_cycle", "parse_method", "method_config", "METHOD_CONFIG_KEYS",
+           "seedset_name", "parse_size_arg",
            "RunLayout", "TRAINING_AIDS", "REGION_KINDS"]
 
 
@@ -262,13 +262,17 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True, *, cached_on
     return res
 
 
-def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, seed_set_only: bool = False,
-                 cycle: int | None = None, progress: bool = False) -> float:
-    """Test mIoU of a model retrained on a ledger's labels with another training seed (same recipe).
+def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cycles, *,
+                  progress: bool = False) -> dict[int, float]:
+    """Test mIoU of models retrained on a ledger's labels with another training seed (same recipe), one per
+    cycle of ``cycles``, each on the labels as they stood at that cycle (cycle 0: the seed set).
 
-    The spread of this over train seeds, with the labels fixed, is the benchmark's noise floor: a gap
-    between methods smaller than it says nothing. ``seed_set_only``: train on the seed set's frames
-    alone (the labels of cycle 0); ``cycle``: the labels recorded up to that cycle (default: all)."""
+    The spread of these over train seeds, with the labels fixed, is the benchmark's noise floor: a gap
+    between methods smaller than it says nothing. A cold run's fits are independent, so each cycle is one
+    fit from ``config.init``. With ``config.warm_start`` the run's models were a chain (each cycle's fit
+    continued from the one before), so the retrain is that chain too: one fit per cycle 0..max(cycles),
+    each starting from the previous fit's model, read at ``cycles``. With the run's own training seed
+    either replays the run's fits. Returns ``{cycle: mIoU}``."""
     import torch
 
     from viewal.learner import train_config
@@ -276,24 +280,48 @@ def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, s
     from viewal.model import build_model
     from viewal.train import evaluate, fit
 
+    want = sorted({int(c) for c in cycles})
+    if not want or want[0] < 0:
+        raise ValueError(f"cycles must be >= 0, got {list(cycles)}")
+    fits = list(range(want[-1] + 1)) if config.warm_start else want
+    shape = (dataset.height, dataset.width)
     with Ledger(ledger_path) as led:
-        if seed_set_only:
-            keys = list(dict.fromkeys(f"{r['scene_id']}/{r['frame_id']}" for r in led.labels()
-                                      if r["source"] == "seed"))
-            items = [dataset.frame(k) for k in keys]
-        else:
-            shape = (dataset.height, dataset.width)
-            maps = [(k, led.label_map(k, shape, max_cycle=cycle)) for k in led.labelled_frames()]
-            items = [(dataset.frame(k), m) for k, m in maps if (m != 255).any()]
-    if not items:
-        raise ValueError(f"{ledger_path}: no labels to retrain on")
-    cfg = train_config(config, len(items), seed=train_seed)
-    torch.manual_seed(int(train_seed))
-    model = build_model(dataset.num_classes, encoder=config.encoder, encoder_weights=config.init,
-                        decoder_channels=config.decoder_channels)
-    fit(model, items, dataset.split("val"), cfg, progress=progress, desc=f"retrain seed {train_seed}")
-    return float(evaluate(model, dataset.split("test"), dataset.num_classes, batch_size=config.infer_batch_size,
-                          size=config.size)["miou"])
+        recorded = {int(r["cycle"]) for r in led.labels()}
+        if want[-1] not in recorded:
+            raise ValueError(f"{ledger_path}: no labels of cycle {want[-1]} (cycles recorded: {sorted(recorded)})")
+        label_sets = {}
+        for c in fits:
+            maps = [(k, led.label_map(k, shape, max_cycle=c)) for k in led.labelled_frames()]
+            label_sets[c] = [(dataset.frame(k), m) for k, m in maps if (m != 255).any()]
+    out, model = {}, None
+    for c in fits:
+        items = label_sets[c]
+        torch.manual_seed(int(train_seed))
+        fresh = build_model(dataset.num_classes, encoder=config.encoder, encoder_weights=config.init,
+                            decoder_channels=config.decoder_channels)
+        if config.warm_start and model is not None:  # continue from the previous cycle's model
+            fresh.load_state_dict(model.state_dict())
+        model = fresh
+        fit(model, items, dataset.split("val"), train_config(config, len(items), seed=train_seed),
+            progress=progress, desc=f"retrain seed {train_seed} c{c}")
+        if c in want:
+            out[c] = float(evaluate(model, dataset.split("test"), dataset.num_classes,
+                                    batch_size=config.infer_batch_size, size=config.size)["miou"])
+    return out
+
+
+def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, seed_set_only: bool = False,
+                 cycle: int | None = None, progress: bool = False) -> float:
+    """:func:`retrain_mious` at one cycle: the seed set (``seed_set_only``), ``cycle``, or by default the
+    ledger's last cycle of labels."""
+    from viewal.ledger import Ledger
+
+    if seed_set_only:
+        cycle = 0
+    elif cycle is None:
+        with Ledger(ledger_path) as led:
+            cycle = max((int(r["cycle"]) for r in led.labels()), default=0)
+    return retrain_mious(dataset, config, ledger_path, train_seed, [cycle], progress=progress)[int(cycle)]
 
 
 def check_run_setting(ledger, name: str, value, flag: str) -> None:
