@@ -119,3 +119,12 @@ def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, tiny, tmp_
                               "random", 0, 2)
     assert calls == [101]
     assert again["cycles"] == floor["cycles"] and again["std"] == pytest.approx(floor["std"])
+
+    # a cold run's floor: its seed set and its last cycle, each one fit from the start
+    calls.clear()
+    (out / "noise_floor.json").unlink()
+    base = replace(experiment_cli.config_from_args(bench.build_parser().parse_args(args)), warm_start=False)
+    cold_floor = bench.noise_floor(dataset, base, out, "random", 0, 2)
+    assert calls == [100, 101] and sorted(cold_floor["cycles"]) == ["0", "2"]
+    assert cold_floor["cycles"]["0"][0] == run[0] and cold_floor["cycles"]["2"][0] == run[2]
+    assert cold_floor["cycles"]["0"][1:] == floor["cycles"]["0"][1:]  # the seed set's fit is cold in both
