@@ -287,15 +287,13 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
     shape = (dataset.height, dataset.width)
     with Ledger(ledger_path) as led:
         recorded = {int(r["cycle"]) for r in led.labels()}
-        if want[-1] not in recorded:
-            raise ValueError(f"{ledger_path}: no labels of cycle {want[-1]} (cycles recorded: {sorted(recorded)})")
-        label_sets = {}
-        for c in fits:
-            maps = [(k, led.label_map(k, shape, max_cycle=c)) for k in led.labelled_frames()]
-            label_sets[c] = [(dataset.frame(k), m) for k, m in maps if (m != 255).any()]
+    if want[-1] not in recorded:
+        raise ValueError(f"{ledger_path}: no labels of cycle {want[-1]} (cycles recorded: {sorted(recorded)})")
     out, model = {}, None
     for c in fits:
-        items = label_sets[c]
+        with Ledger(ledger_path) as led:  # one cycle's label maps in memory at a time
+            maps = [(k, led.label_map(k, shape, max_cycle=c)) for k in led.labelled_frames()]
+        items = [(dataset.frame(k), m) for k, m in maps if (m != 255).any()]
         torch.manual_seed(int(train_seed))
         fresh = build_model(dataset.num_classes, encoder=config.encoder, encoder_weights=config.init,
                             decoder_channels=config.decoder_channels)
