@@ -4,6 +4,8 @@ For every method × seed × cycle of a ``viewal experiment`` / benchmark folder:
 on the pixels it had labelled against the unlabelled pool (error enrichment), the share of picked pixels in
 its weak classes, the picked labels' class diversity, regions, frames, and the cycle's test-mIoU gain.
 Uses the run's own checkpoints; trains nothing. Prints a Markdown table; ``--json`` keeps the rows.
+``--classes`` instead prints, per cycle, what each method had labelled by then, class by class (share of its
+labelled pixels, against the pool's share) next to its test IoU per class (mean over seeds; no model runs).
 
     NUMBA_THREADING_LAYER=omp python scripts/diagnose_selection.py --run runs/le_grow \\
         --methods view_entropy,random,entropy --seeds 0,1 --cycles 1,2 --json docs/selection_diagnostics.json
@@ -29,6 +31,18 @@ def render(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def render_classes(bal: dict, methods: list[str]) -> str:
+    """Markdown table of :func:`viewal.diagnostics.class_balance`: per class, the pool's share of pixels, then
+    per method its share of the labelled pixels and its test IoU (percent)."""
+    head = ["class", "pool %"] + [f"{m} {k}" for m in methods for k in ("labelled %", "IoU")]
+    out = [f"cycle {bal['cycle']}:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, name in enumerate(bal["classes"]):
+        cells = [name, f"{100 * bal['pool'][i]:.1f}"]
+        cells += [f"{100 * bal[m][k][i]:.1f}" for m in methods for k in ("share", "iou")]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, help="experiment folder (holds ledgers/ and models/)")
@@ -38,13 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cycles", default="1", help="comma-separated cycles (>= 1) whose picks to examine")
     ap.add_argument("--learnability", action="store_true",
                     help="also each cycle's own model on its picks (error_picked_after: were they learnt?)")
+    ap.add_argument("--classes", action="store_true",
+                    help="instead: per class, what each method had labelled by each cycle and its test IoU")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the rows here (atomically)")
     args = ap.parse_args(argv)
 
     import torch
 
-    from viewal.diagnostics import diagnose_run, open_run_dataset
+    from viewal.diagnostics import class_balance, diagnose_run, open_run_dataset
     from viewal.experiment import parse_methods, parse_seeds
     from viewal.io import write_json
 
@@ -57,15 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         cycles = [int(c) for c in args.cycles.split(",") if c.strip()]
     except ValueError:
         ap.error(f"--cycles: comma-separated integers expected, got {args.cycles!r}")
-    if not cycles or min(cycles) < 1:
-        ap.error(f"--cycles: cycles >= 1 expected (cycle 0 is the seed set), got {args.cycles!r}")
+    lowest = 0 if args.classes else 1  # the picks of cycle 0 (the seed set) were not chosen by a model
+    if not cycles or min(cycles) < lowest:
+        ap.error(f"--cycles: cycles >= {lowest} expected, got {args.cycles!r}")
     try:
         dataset = open_run_dataset(args.run, methods[0], seeds[0], args.data)
-        rows = diagnose_run(args.run, dataset, methods, seeds, cycles, learnability=args.learnability)
+        if args.classes:
+            rows = [class_balance(args.run, dataset, methods, seeds, c) for c in cycles]
+        else:
+            rows = diagnose_run(args.run, dataset, methods, seeds, cycles, learnability=args.learnability)
     except (FileNotFoundError, ValueError) as e:
         print(f"diagnose_selection: {e}", file=sys.stderr)
         return 2
-    print(render(rows))
+    print("\n\n".join(render_classes(b, methods) for b in rows) if args.classes else render(rows))
     if args.json:
         write_json(args.json, {"command": " ".join(["diagnose_selection.py"] + (argv or sys.argv[1:])), "rows": rows})
     return 0

@@ -99,3 +99,48 @@ def test_diagnose_cycle_reads_the_cycles_picks_from_the_ledger(tiny, tmp_path):
     assert out["error_pool_after"] == pytest.approx(np.mean(still != other))
     with pytest.raises(ValueError, match="cycle must be >= 1"):
         diagnose_cycle(ConstantModel(k, ds.num_classes), led, pool, 0, ds.num_classes)
+
+
+def test_class_balance_counts_what_each_method_labelled_by_a_cycle(tiny, tmp_path):
+    """Per class: the share of the labelled pixels a method had by a cycle (seed set included, later cycles
+    not), averaged over seeds, next to the pool's share and the cycle's test IoU from the ledger."""
+    from viewal.datasets import open_dataset
+    from viewal.diagnostics import class_balance, class_histogram
+    from viewal.layout import RunLayout
+
+    ds = open_dataset(tiny)
+    pool = ds.split("train")
+    gts = [np.asarray(f.labels).astype(np.int64) for f in pool]
+    c = ds.num_classes
+    layout = RunLayout(tmp_path)
+    layout.ledgers.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    want_share, want_iou = [], []
+    for seed in (0, 1):
+        picks = [rng.random(g.shape) < 0.3 for g in gts[:3]]
+        with Ledger(layout.ledger("m", seed)) as led:
+            led.record_labels(0, [LabelItem(pool[0].scene_id, pool[0].frame_id, np.ones(gts[0].shape, bool),
+                                            gts[0], source="seed")])
+            led.record_labels(1, [LabelItem(pool[i].scene_id, pool[i].frame_id, picks[i], gts[i]) for i in (1, 2)])
+            led.record_labels(2, [LabelItem(pool[3].scene_id, pool[3].frame_id, np.ones(gts[3].shape, bool), gts[3])])
+            iou = rng.random(c)
+            for cyc in (0, 1, 2):
+                led.record_result(cyc, {"miou": float(iou.mean()), "per_class_iou": (iou + cyc).tolist()})
+        labelled = np.concatenate([gts[0].ravel()] + [gts[i][picks[i]] for i in (1, 2)])
+        labelled = labelled[labelled != 255]
+        want_share.append(np.bincount(labelled, minlength=c) / labelled.size)
+        want_iou.append(iou + 1)
+    bal = class_balance(tmp_path, ds, ["m"], [0, 1], 1, progress=False)
+    assert bal["classes"] == list(ds.class_names) and bal["cycle"] == 1
+    np.testing.assert_allclose(bal["m"]["share"], np.mean(want_share, 0))
+    np.testing.assert_allclose(bal["m"]["iou"], np.mean(want_iou, 0))
+    every = np.concatenate([g[g != 255] for g in gts])
+    np.testing.assert_allclose(bal["pool"], np.bincount(every, minlength=c) / every.size)
+    assert sum(bal["m"]["share"]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="cycle 3 has no result"):
+        class_balance(tmp_path, ds, ["m"], [0], 3, progress=False)
+    with pytest.raises(FileNotFoundError, match="other-s0.sqlite"):
+        class_balance(tmp_path, ds, ["other"], [0], 1, progress=False)
+    with pytest.raises(ValueError, match="labels outside 0..2"):
+        class_histogram([np.array([[0, 3], [255, 1]])], 3)
+    np.testing.assert_array_equal(class_histogram([np.array([[0, 2], [255, 2]])], 3), [1, 0, 2])

@@ -12,7 +12,10 @@ cycle k with every pixel still unlabelled before it:
 * **class diversity**: the effective number of classes (exp of the entropy) of the picked pixels' labels;
 * the **gain**: test mIoU after cycle k minus after cycle k-1, from the ledger;
 * optionally the **learnability** of the picks: the error of the model trained on them (cycle k's) on those
-  very pixels, against its error on the pixels still unlabelled.
+  very pixels, against its error on the pixels still unlabelled;
+* the **class balance** of what a run has labelled by a cycle (:func:`class_balance`): each class's share of
+  the labelled pixels next to its share of the pool and its test IoU, the trade an uncertainty method makes
+  between the classes a model finds hard and the ones it finds easy.
 
 Ground truth is used here for the measurement only, never by a scorer. The arithmetic is in small pure
 functions on arrays (:func:`selection_counts`, :func:`summarise_counts`); :func:`diagnose_run` reads a run
@@ -29,7 +32,7 @@ import numpy as np
 from viewal.datasets.base import IGNORE_INDEX
 
 __all__ = ["selection_counts", "summarise_counts", "predict_labels", "diagnose_cycle", "open_run_dataset",
-           "diagnose_run"]
+           "diagnose_run", "class_histogram", "class_balance"]
 
 COUNT_KEYS = ("picked", "picked_err", "pool", "pool_err")
 
@@ -207,3 +210,48 @@ def diagnose_run(run_dir: str | Path, dataset, methods: Sequence[str], seeds: Se
                      "miou_before": miou[cycle - 1], "miou_after": miou[cycle],
                      "gain": miou[cycle] - miou[cycle - 1], **row})
     return rows
+
+
+def class_histogram(label_maps, num_classes: int) -> np.ndarray:
+    """(num_classes,) int64 pixel count per class over (H, W) label maps (``IGNORE_INDEX`` skipped); a class
+    outside 0..num_classes-1 is refused."""
+    out = np.zeros(num_classes, dtype=np.int64)
+    for m in label_maps:
+        v = np.asarray(m).ravel()
+        v = v[v != IGNORE_INDEX]
+        if v.size and (v.min() < 0 or v.max() >= num_classes):
+            raise ValueError(f"class_histogram: labels outside 0..{num_classes - 1} (got {v.min()}..{v.max()})")
+        out += np.bincount(v.astype(np.int64), minlength=num_classes)
+    return out
+
+
+def class_balance(run_dir: str | Path, dataset, methods: Sequence[str], seeds: Sequence[int], cycle: int,
+                  *, progress: bool = True) -> dict[str, Any]:
+    """What each method had labelled by ``cycle`` (its seed set included), per class, mean over ``seeds``:
+    ``{"classes": names, "pool": (C,) share of the pool's pixels, method: {"share": (C,) share of the
+    labelled pixels, "iou": (C,) test IoU after the cycle's fit}}``; shares sum to 1. Trains nothing;
+    ground truth is read for the pool share only."""
+    from viewal.layout import RunLayout
+    from viewal.ledger import Ledger
+    from viewal.progress import progress_bar
+
+    layout = RunLayout(Path(run_dir))
+    shape, c = (dataset.height, dataset.width), dataset.num_classes
+    pool = class_histogram((f.labels for f in dataset.split("train") if f.has_labels), c)
+    out: dict[str, Any] = {"classes": list(dataset.class_names), "cycle": int(cycle),
+                           "pool": (pool / max(1, pool.sum())).tolist()}
+    for method in progress_bar(list(methods), desc="class balance", unit="method", disable=not progress):
+        shares, ious = [], []
+        for seed in seeds:
+            path = layout.ledger(method, seed)
+            if not path.is_file():
+                raise FileNotFoundError(f"no ledger {path}")
+            with Ledger(path) as led:
+                results = {int(r["cycle"]): r for r in led.results()}
+                if cycle not in results:
+                    raise ValueError(f"{path}: cycle {cycle} has no result yet (cycles done: {sorted(results)})")
+                hist = class_histogram((led.label_map(k, shape, max_cycle=cycle) for k in led.labelled_frames()), c)
+            shares.append(hist / max(1, hist.sum()))
+            ious.append(np.asarray(results[cycle]["per_class_iou"], dtype=float))
+        out[method] = {"share": np.mean(shares, 0).tolist(), "iou": np.nanmean(ious, 0).tolist()}
+    return out
