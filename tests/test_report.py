@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,12 @@ def test_table_and_plot(tmp_path):
     assert "view_entropy" in txt and "random" in txt and "full-data mIoU: 60.0 %" in txt
     # view_entropy reaches 0.57 between cycle 1 (0.40) and 2 (0.55)? no: 0.55 < 0.57 -> not reached
     assert "not reached" in txt
+    # a long method spec widens the method column: every row's cells start at the same column
+    long = [replace(r, method="random@image:min_iterations=560") for r in _rows()[::2]]
+    lines = format_table(_rows() + long, full_miou=0.6).splitlines()
+    starts = {ln.index("±") for ln in lines[2:5]}
+    assert len(starts) == 1 and lines[2].startswith("random ")
+    assert lines[3].startswith("random@image:min_iterations=560 ")
     out = plot_curves(_rows(), tmp_path / "c.png", full_miou=0.6)
     assert out.stat().st_size > 5000
 

@@ -98,7 +98,8 @@ def format_table(rows: Sequence[ResultRow], full_miou: float | None = None, targ
     methods = sorted(agg)
     n_cycles = max(len(a["cycle"]) for a in agg.values()) if agg else 0
     lines = []
-    head = f"{'method':<18}" + "".join(f"{'cycle ' + str(c):>20}" for c in range(n_cycles))
+    w = max([18, *(len(m) + 1 for m in methods)])  # the method column fits the longest spec
+    head = f"{'method':<{w}}" + "".join(f"{'cycle ' + str(c):>20}" for c in range(n_cycles))
     if full_miou is not None:
         head += f"{'% to ' + format(100 * target_share, '.0f') + '% full':>16}"
     lines.append(head)
@@ -107,7 +108,7 @@ def format_table(rows: Sequence[ResultRow], full_miou: float | None = None, targ
         a = agg[m]
         cells = "".join(f"{100 * a['miou'][i]:>8.1f}±{100 * a['miou_std'][i]:<4.1f}@{100 * a['fraction'][i]:>5.1f}%"
                         for i in range(len(a["cycle"])))
-        line = f"{m:<18}" + cells
+        line = f"{m:<{w}}" + cells
         if full_miou is not None:
             f = fraction_to_reach(a["fraction"], a["miou"], target_share * full_miou)
             line += f"{'not reached' if np.isnan(f) else format(100 * f, '.1f') + ' %':>16}"
