@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="dataset folder (default: the one stored in the ledger)")
     ap.add_argument("--methods", required=True, help="comma-separated method specs, as in the run")
     ap.add_argument("--seeds", default="0,", help="seeds: N (0..N-1) or a comma-separated list (default: seed 0)")
-    ap.add_argument("--cycles", default="1", help="comma-separated cycles (>= 1) whose picks to examine")
+    ap.add_argument("--cycles", default="1",
+                    help="comma-separated cycles whose picks to examine (>= 1; >= 0 with --classes)")
     ap.add_argument("--learnability", action="store_true",
                     help="also each cycle's own model on its picks (error_picked_after: were they learnt?)")
     ap.add_argument("--classes", action="store_true",
