@@ -100,6 +100,10 @@ def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, tiny, tmp_
     dataset = experiment_cli.open_from_args(bench.build_parser().parse_args(args))
     cfg = experiment.method_config(experiment_cli.config_from_args(bench.build_parser().parse_args(args)), "random", 0)
     assert cfg.warm_start
+    with pytest.raises(ValueError, match=r"cycles must be >= 0, got \[-1\]"):
+        experiment.retrain_mious(dataset, cfg, ledger, 0, [-1])
+    with pytest.raises(ValueError, match="random-s0.sqlite: no labels of cycle 5"):
+        experiment.retrain_mious(dataset, cfg, ledger, 0, [5])
     replay = experiment.retrain_mious(dataset, cfg, ledger, 0, [0, 1, 2])
     assert replay == pytest.approx(run, abs=1e-6)  # the run's own seed: the run's own chain
     cold = experiment.retrain_miou(dataset, replace(cfg, warm_start=False), ledger, 0)

@@ -139,6 +139,10 @@ def test_class_balance_counts_what_each_method_labelled_by_a_cycle(tiny, tmp_pat
     assert sum(bal["m"]["share"]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="cycle 3 has no result"):
         class_balance(tmp_path, ds, ["m"], [0], 3, progress=False)
+    with Ledger(layout.ledger("m", 1)) as led:  # a result written before per-class IoU was stored
+        led.record_result(2, {"miou": 0.1})
+    with pytest.raises(ValueError, match="m-s1.sqlite: cycle 2's result has no per_class_iou"):
+        class_balance(tmp_path, ds, ["m"], [0, 1], 2, progress=False)
     with pytest.raises(FileNotFoundError, match="other-s0.sqlite"):
         class_balance(tmp_path, ds, ["other"], [0], 1, progress=False)
     with pytest.raises(ValueError, match="labels outside 0..2"):

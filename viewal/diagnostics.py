@@ -252,6 +252,8 @@ def class_balance(run_dir: str | Path, dataset, methods: Sequence[str], seeds: S
                     raise ValueError(f"{path}: cycle {cycle} has no result yet (cycles done: {sorted(results)})")
                 hist = class_histogram((led.label_map(k, shape, max_cycle=cycle) for k in led.labelled_frames()), c)
             shares.append(hist / max(1, hist.sum()))
+            if "per_class_iou" not in results[cycle]:
+                raise ValueError(f"{path}: cycle {cycle}'s result has no per_class_iou (a ledger older than it)")
             ious.append(np.asarray(results[cycle]["per_class_iou"], dtype=float))
         out[method] = {"share": np.mean(shares, 0).tolist(), "iou": np.nanmean(ious, 0).tolist()}
     return out

@@ -282,7 +282,7 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
 
     want = sorted({int(c) for c in cycles})
     if not want or want[0] < 0:
-        raise ValueError(f"cycles must be >= 0, got {list(cycles)}")
+        raise ValueError(f"cycles must be >= 0, got {want}")
     fits = list(range(want[-1] + 1)) if config.warm_start else want
     shape = (dataset.height, dataset.width)
     with Ledger(ledger_path) as led:
