@@ -130,3 +130,41 @@ def test_checkpoints_of_the_old_augment_only_fit_are_not_reused():
     assert training_key(both)["aids"] == "composed"
     assert "aids" not in training_key(method_config(ALConfig(), "entropy+max_entropy", seed=0))
     assert "aids" not in training_key(method_config(ALConfig(), "entropy+ups", seed=0))
+
+
+def test_aux_weight_scales_the_rotation_loss_and_is_part_of_the_recipe():
+    """``random+rotation:aux_weight=0.1`` trains the rotation head with a tenth of its loss; the weight is in
+    the training key only when it is not the default, so checkpoints of runs at weight 1 stay valid."""
+    import torch
+
+    from viewal.learner import training_key
+    from viewal.model import build_model
+
+    cfg = method_config(ALConfig(), "random+rotation:aux_weight=0.1", seed=0)
+    assert cfg.auxiliary == "rotation" and cfg.aux_weight == 0.1
+    assert [a.weight for a in aids.model_aids(cfg)] == [0.1]
+    default = method_config(ALConfig(), "random+rotation", seed=0)
+    assert "aux_weight" not in training_key(default)
+    assert training_key(cfg)["aux_weight"] == 0.1 and training_key(cfg) != training_key(default)
+    losses = []
+    for w in (1.0, 0.1):
+        torch.manual_seed(0)
+        model = build_model(3, encoder="resnet18", encoder_weights=None, decoder_channels=16).eval()
+        hook = aids.RotationAuxiliary(weight=w).prepare_model(model)
+        torch.manual_seed(1)
+        images = torch.rand(4, 3, 32, 32)
+        with torch.no_grad():
+            losses.append(float(hook(model, {"image": images}, images, None)))
+    assert losses[0] > 0.5  # a fresh 4-way head: CE near log 4
+    assert losses[1] == pytest.approx(0.1 * losses[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("spec,match", [("random:aux_weight=0.1", "auxiliary task"),
+                                        ("pal:aux_weight=0.1", "rotation_weight"),
+                                        ("random+rotation:aux_weight=-1", ">= 0"),
+                                        ("random+rotation:aux_weight=heavy", ">= 0")])
+def test_bad_aux_weights_are_refused(spec, match):
+    with pytest.raises(ValueError, match=match):
+        parse_method(spec)
+    with pytest.raises(ValueError, match="aux_weight"):
+        ALConfig(auxiliary="rotation", aux_weight=float("nan"))

@@ -164,7 +164,7 @@ def fit_steps(config, *, pool: Sequence = (), item_extras: Callable | None = Non
 def model_aids(config) -> list[ModelAid]:
     """The auxiliary tasks of an ``ALConfig`` (``auxiliary``)."""
     if config.auxiliary == "rotation":
-        return [RotationAuxiliary()]
+        return [RotationAuxiliary(weight=float(config.aux_weight))]
     if config.auxiliary != "none":
         raise ValueError(f"unknown auxiliary {config.auxiliary!r}")
     return []

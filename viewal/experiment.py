@@ -43,8 +43,9 @@ REGION_KINDS = ("superpixel", "image")
 
 #: ALConfig fields a method spec may set with ``:key=value`` (everything else is a scorer option);
 #: ``min_iterations`` gives one method more steps, e.g. a compute control for a baseline; ``warm_start=true``
-#: trains each cycle on from the previous cycle's model
-METHOD_CONFIG_KEYS = ("dedup", "min_iterations", "warm_start")
+#: trains each cycle on from the previous cycle's model; ``aux_weight`` weighs an auxiliary task's loss
+#: (``random+rotation:aux_weight=0.1``)
+METHOD_CONFIG_KEYS = ("dedup", "min_iterations", "warm_start", "aux_weight")
 
 
 def _spec_value(text: str):
@@ -106,6 +107,14 @@ def parse_method(spec: str) -> tuple[str, dict]:
     for key in ("dedup", "warm_start"):
         if key in overrides and not isinstance(overrides[key], bool):
             raise ValueError(f"method {spec!r}: {key} must be true or false, got {overrides[key]!r}")
+    if "aux_weight" in overrides:
+        aw = overrides["aux_weight"]
+        if "auxiliary" not in overrides:
+            raise ValueError(f"method {spec!r}: aux_weight weighs an auxiliary task; the spec has none "
+                             f"(e.g. random+rotation:aux_weight=0.1; PAL's own head: pal:rotation_weight=0.1)")
+        if isinstance(aw, bool) or not isinstance(aw, (int, float)) or not np.isfinite(aw) or aw < 0:
+            raise ValueError(f"method {spec!r}: aux_weight must be a number >= 0, got {aw!r}")
+        overrides["aux_weight"] = float(aw)
     mi = overrides.get("min_iterations")
     if mi is not None and (isinstance(mi, bool) or not isinstance(mi, int) or mi < 1):
         raise ValueError(f"method {spec!r}: min_iterations must be an integer >= 1, got {mi!r}")

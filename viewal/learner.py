@@ -135,6 +135,8 @@ def training_key(c: ALConfig) -> dict:
 
     if c.warm_start:  # only when set: the fingerprints of every cold-start run stay what they were
         d["warm_start"] = True
+    if c.auxiliary != "none" and float(c.aux_weight) != 1.0:  # likewise: runs at the default keep their models
+        d["aux_weight"] = float(c.aux_weight)
     if len(fit_steps(c)) > 2:  # fit + augmentation + pseudo-labels
         # before issue 13 such a fit ran the augmentation alone: its checkpoints must not be reused now
         d["aids"] = "composed"
@@ -209,6 +211,9 @@ class ALConfig:
         auxiliary: ``"none"`` or ``"rotation"``: train PAL's rotation head (self-supervised, labels unused)
             alongside segmentation whatever the scorer, e.g. as the control that separates PAL's
             selection from its extra training signal.
+        aux_weight: weight of the auxiliary task's loss against the cross-entropy (PAL's own head reads its
+            scorer option ``rotation_weight`` instead). 1 as PAL; an ImageNet-started encoder learns
+            segmentation better with less (``docs/seed_methods_warm.md``).
         warm_start: False (ViewAL): every fit starts again from ``init``. True: a fit starts from the
             weights of the learner's current model (the previous cycle's), so the training a cycle gets
             adds up over the cycles; the seed set's fit (no model yet) starts from ``init``.
@@ -243,6 +248,7 @@ class ALConfig:
     augment: str = "none"
     pseudo_labels: str = "none"
     auxiliary: str = "none"
+    aux_weight: float = 1.0
     executor: str = "local"
     ray_address: str | None = None
     max_retries: int = 3
@@ -266,6 +272,9 @@ class ALConfig:
                              f"got {self.pseudo_labels!r}")
         if self.auxiliary not in ("none", "rotation"):
             raise ValueError(f"auxiliary must be 'none' or 'rotation', got {self.auxiliary!r}")
+        if isinstance(self.aux_weight, bool) or not isinstance(self.aux_weight, (int, float, np.floating)) \
+                or not np.isfinite(self.aux_weight) or self.aux_weight < 0:
+            raise ValueError(f"aux_weight must be a finite number >= 0, got {self.aux_weight!r}")
         if self.sampling not in ("uniform", "labels", "crops"):
             raise ValueError(f"sampling must be 'uniform', 'labels' or 'crops', got {self.sampling!r}")
         if self.steps is not None and self.steps < 1:
