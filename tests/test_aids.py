@@ -132,6 +132,17 @@ def test_checkpoints_of_the_old_augment_only_fit_are_not_reused():
     assert "aids" not in training_key(method_config(ALConfig(), "entropy+ups", seed=0))
 
 
+def test_checkpoints_of_the_old_pseudo_label_finetuning_are_not_reused():
+    """The pseudo-labels' fine-tuning now runs half the fit's steps (it ran fit epochs // 2 over the pool):
+    runs with pseudo-labels get a new training key, every other run keeps its own."""
+    from viewal.learner import training_key
+
+    for spec in ("random+ups", "random+confidence", "entropy+max_entropy+classwise"):
+        assert training_key(method_config(ALConfig(), spec, seed=0))["pseudo_finetune"] == "half_fit_steps"
+    for spec in ("random", "random+max_entropy", "random+rotation"):
+        assert "pseudo_finetune" not in training_key(method_config(ALConfig(), spec, seed=0))
+
+
 def test_aux_weight_scales_the_rotation_loss_and_is_part_of_the_recipe():
     """``random+rotation:aux_weight=0.1`` trains the rotation head with a tenth of its loss; the weight is in
     the training key only when it is not the default, so checkpoints of runs at weight 1 stay valid."""

@@ -343,3 +343,29 @@ def test_pseudo_labelled_pool_frames_get_the_training_extras():
                                               threshold=0.0, item_extras=extras)
     assert sorted(asked) == sorted(f.key for f in frames[1:])  # the labelled frame keeps its own extras
     assert st["items_used"] == 3 and np.isfinite(res.losses).all()  # the 3 unlabelled frames, all pseudo-labelled
+
+
+def test_pseudo_label_finetuning_takes_half_the_fits_steps():
+    """The fine-tuning over labelled + pseudo-labelled items runs about half the SGD steps of the fit, however
+    many epochs the fit needed on its small labelled set (before: fit epochs // 2 over the whole pool, 16x the
+    fit on a 2 % seed set)."""
+    from viewal.train import FitResult, TrainConfig
+
+    cfg = TrainConfig(epochs=75, batch_size=6)  # 75 epochs: 150 steps over 11 labelled frames
+    fit150 = FitResult(best_miou=0.2, best_epoch=75, history=[{"step": 150}])
+    assert pseudo.finetune_epochs_for(fit150, 560, cfg) == 1  # 94 steps per pool epoch: 1 epoch ~ 75 steps
+    assert pseudo.finetune_epochs_for(FitResult(0.2, 8, [{"step": 560}]), 560, TrainConfig(epochs=8, batch_size=6)) == 3
+    assert pseudo.finetune_epochs_for(FitResult(0.2, 1, []), 10, cfg) == 1  # no history: at least one epoch
+    counted = TrainConfig(epochs=4, steps=40, steps_per_epoch=10)
+    assert pseudo.finetune_epochs_for(FitResult(0.2, 4, [{"step": 40}]), 1000, counted) == 2  # 20 steps
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(8)
+    frames = [_frame(*_clean(rng), i=i) for i in range(8)]
+    items = [(frames[0], np.asarray(frames[0].labels))]
+    cfg = TrainConfig(epochs=12, batch_size=2, flip=False, blur=False)  # 12 steps over one frame
+    model = build_model(2, decoder_channels=16)
+    res, st = pseudo.train_with_pseudo_labels(model, items, frames, [], cfg, "confidence", mc_passes=1,
+                                              progress=False, threshold=0.0)
+    assert st["items_used"] >= 7  # 7 or 8 items in the fine-tuning: 4 steps per epoch at batch 2 either way
+    assert res.history[-1]["step"] == 8  # round(12 / 2 / 4 steps per epoch over 8 items) = 2 epochs, 8 steps

@@ -135,6 +135,8 @@ def training_key(c: ALConfig) -> dict:
 
     if c.warm_start:  # only when set: the fingerprints of every cold-start run stay what they were
         d["warm_start"] = True
+    if c.pseudo_labels != "none":  # the fine-tuning's length: half the fit's steps (before: epochs // 2)
+        d["pseudo_finetune"] = "half_fit_steps"
     if c.auxiliary != "none" and float(c.aux_weight) != 1.0:  # likewise: runs at the default keep their models
         d["aux_weight"] = float(c.aux_weight)
     if len(fit_steps(c)) > 2:  # fit + augmentation + pseudo-labels
