@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = ["FitState", "FitStep", "Fit", "MaxEntropyStep", "PseudoLabelStep", "ModelAid", "RotationAuxiliary",
-           "fit_steps", "model_aids", "run_steps"]
+           "fit_steps", "model_aids", "run_steps", "recipe_entries"]
 
 
 @dataclass
@@ -168,6 +168,23 @@ def model_aids(config) -> list[ModelAid]:
     if config.auxiliary != "none":
         raise ValueError(f"unknown auxiliary {config.auxiliary!r}")
     return []
+
+
+def recipe_entries(config) -> dict:
+    """Entries the aids of an ``ALConfig`` add to its training key (``viewal.learner.training_key``), so a
+    checkpoint trained with another recipe of an aid is not reused. Only what differs from the recipe the
+    key had before the entry existed, so checkpoints of every other run keep their fingerprints:
+
+    * pseudo-labels: ``pseudo_finetune = "half_fit_steps"`` (:func:`viewal.pseudo.finetune_epochs_for`; the
+      fine-tuning ran half the fit's epochs before);
+    * an auxiliary task at a weight other than 1: ``aux_weight``.
+    """
+    out: dict = {}
+    if any(isinstance(s, PseudoLabelStep) for s in fit_steps(config)):
+        out["pseudo_finetune"] = "half_fit_steps"
+    if any(getattr(a, "weight", 1.0) != 1.0 for a in model_aids(config)):
+        out["aux_weight"] = float(config.aux_weight)
+    return out
 
 
 def run_steps(steps: Sequence[FitStep], state: FitState) -> FitState:

@@ -131,14 +131,11 @@ def training_key(c: ALConfig) -> dict:
 
     d = json.loads(json.dumps({k: getattr(c, k) for k in TRAINING_FIELDS}))
     d["train_seed"] = c.seed if c.train_seed is None else int(c.train_seed)
-    from viewal.aids import fit_steps
+    from viewal.aids import fit_steps, recipe_entries
 
     if c.warm_start:  # only when set: the fingerprints of every cold-start run stay what they were
         d["warm_start"] = True
-    if c.pseudo_labels != "none":  # the fine-tuning's length: half the fit's steps (before: epochs // 2)
-        d["pseudo_finetune"] = "half_fit_steps"
-    if c.auxiliary != "none" and float(c.aux_weight) != 1.0:  # likewise: runs at the default keep their models
-        d["aux_weight"] = float(c.aux_weight)
+    d.update(recipe_entries(c))  # what the aids' own recipes add (the pseudo-labels' fine-tuning length, ...)
     if len(fit_steps(c)) > 2:  # fit + augmentation + pseudo-labels
         # before issue 13 such a fit ran the augmentation alone: its checkpoints must not be reused now
         d["aids"] = "composed"
