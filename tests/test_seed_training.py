@@ -353,7 +353,7 @@ def test_pseudo_label_finetuning_takes_half_the_fits_steps():
 
     cfg = TrainConfig(epochs=75, batch_size=6)  # 75 epochs: 150 steps over 11 labelled frames
     fit150 = FitResult(best_miou=0.2, best_epoch=75, history=[{"step": 150}])
-    assert pseudo.finetune_epochs_for(fit150, 560, cfg) == 1  # 94 steps per pool epoch: 1 epoch ~ 75 steps
+    assert pseudo.finetune_epochs_for(fit150, 560, cfg) == 1  # half the fit is 75 steps; one pool epoch is 94
     assert pseudo.finetune_epochs_for(FitResult(0.2, 8, [{"step": 560}]), 560, TrainConfig(epochs=8, batch_size=6)) == 3
     assert pseudo.finetune_epochs_for(FitResult(0.2, 1, []), 10, cfg) == 1  # no history: at least one epoch
     counted = TrainConfig(epochs=4, steps=40, steps_per_epoch=10)
