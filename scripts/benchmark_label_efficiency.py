@@ -272,15 +272,19 @@ def main(argv: list[str] | None = None) -> int:
     from viewal.io import write_text
     from viewal.report import aggregate, format_table, fraction_to_reach, plot_curves, write_results
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.cycles, args.iterations, args.mc_passes = "2", 1, 4, 2
     t0 = time.time()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods:
-        experiment.parse_method(m)  # fails early, naming the bad spec
-    seeds = experiment.parse_seeds(args.seeds)
-    budgets = experiment.parse_budgets(args.budget)
+    try:  # fail early, as a usage error naming the bad spec
+        for m in methods:
+            experiment.parse_method(m)
+        seeds = experiment.parse_seeds(args.seeds)
+        budgets = experiment.parse_budgets(args.budget)
+    except ValueError as e:
+        parser.error(str(e))
     if args.generate and not (Path(args.data) / "viewal.json").is_file():
         from viewal.datasets.synthetic import generate_dataset
 

@@ -132,3 +132,15 @@ def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, tiny, tmp_
     assert calls == [100, 101] and sorted(cold_floor["cycles"]) == ["0", "2"]
     assert cold_floor["cycles"]["0"][0] == run[0] and cold_floor["cycles"]["2"][0] == run[2]
     assert cold_floor["cycles"]["0"][1:] == floor["cycles"]["0"][1:]  # the seed set's fit is cold in both
+
+
+@pytest.mark.parametrize("args,match", [(["--methods", "random:aux_weight=0.1"], "aux_weight weighs an auxiliary"),
+                                        (["--methods", "bogus"], "unknown scorer 'bogus'"),
+                                        (["--budget", "0"], "--budget")])
+def test_bad_method_specs_and_budgets_are_usage_errors_before_any_work(bench, tmp_path, capsys, args, match):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--data", str(tmp_path / "data"), "--generate", "2x2", "--out", str(out), *args])
+    assert e.value.code == 2  # argparse's usage error, not a traceback
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "data").exists() and not out.exists()  # nothing generated, nothing written
