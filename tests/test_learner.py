@@ -94,6 +94,21 @@ def test_same_seed_same_queries(tiny, tmp_path):
     assert [(q.frame_key, q.region_id) for q in other.query(budget_pixels=1200, progress=False)] != runs[0]
 
 
+def test_random_share_spends_part_of_the_budget_on_random_regions(tiny, tmp_path):
+    ds = open_dataset(tiny)
+    plain = viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "p.sqlite", **FAST)
+    top = [(q.frame_key, q.region_id) for q in plain.query(budget_pixels=600, progress=False)]
+    mixed = [viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / f"m{k}.sqlite", random_share=0.5, **FAST)
+             for k in range(2)]
+    picks = [[(q.frame_key, q.region_id) for q in m.query(budget_pixels=1200, progress=False)] for m in mixed]
+    assert picks[0] == picks[1]                      # seeded per run and cycle: a rerun asks the same
+    k = len(top)
+    assert picks[0][:k] == top                       # half the budget: the scorer's own first picks
+    assert len(picks[0]) > k and not set(picks[0][k:]) & set(top)
+    with pytest.raises(ValueError, match="random_share must be a number in"):
+        viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "x.sqlite", random_share=1.0, **FAST)
+
+
 def test_whole_image_regions(tiny, tmp_path):
     ds = open_dataset(tiny)
     learner = viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "w.sqlite", region="image", **FAST)
@@ -190,6 +205,10 @@ def test_method_specs_parse_into_scorer_and_training_aids():
     assert parse_method("random@image:min_iterations=560") == ("random", {"region": "image", "min_iterations": 560})
     with pytest.raises(ValueError, match="min_iterations must be an integer >= 1"):
         parse_method("random:min_iterations=0.5")
+    assert parse_method("view_entropy:random_share=0.5") == ("view_entropy", {"random_share": 0.5})
+    for bad in ("1", "-0.2", "true", "lots"):
+        with pytest.raises(ValueError, match="random_share must be a number in"):
+            parse_method(f"entropy:random_share={bad}")
     from viewal.experiment import method_config
     from viewal.learner import ALConfig
 

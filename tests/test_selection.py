@@ -18,6 +18,7 @@ from viewal.selection import (
     region_features,
     select,
     select_greedy,
+    select_random_share,
     select_viewal,
     whole_image_regions,
 )
@@ -313,3 +314,72 @@ def test_end_to_end_with_kernel_overlap_table():
     for g in sel.ids:                              # ... in its most divergent view
         copies = pool.offsets[:-1] + pool.local_id(g)
         assert pool.view[g] == pool.view[copies].max()
+
+
+# ------------------------------------------------------------------------------------------ random share
+
+def test_random_share_keeps_the_scorers_picks_then_draws_disjoint_random_regions():
+    from viewal.selection import GreedySelector, RandomShareSelector, SelectionContext
+
+    rng = np.random.default_rng(5)
+    R = 400
+    sizes = rng.integers(1, 30, R)
+    avail = rng.random(R) > 0.2
+    pool = make_pool(rng.random(R), rng.random(R), sizes, avail)
+    budget = int(sizes[avail].sum() // 4)
+    sel = RandomShareSelector(GreedySelector(), 0.5).select(pool, budget, SelectionContext(rng=np.random.default_rng(1)))
+    top = select_greedy(pool, round(0.5 * budget))
+    k = len(top)
+    assert sel.ids[:k].tolist() == top.ids.tolist()           # the scorer's share comes first, as it alone picks
+    rest = sel.ids[k:]
+    assert len(rest) > 0 and avail[rest].all() and not set(rest.tolist()) & set(top.ids.tolist())
+    assert len(set(sel.ids.tolist())) == len(sel) and sel.pixels == sizes[sel.ids].sum()
+    assert budget <= sel.pixels and sel.pixels - sizes[sel.ids[-1]] < budget   # over by at most one region
+    # the random share is not the scorer's next picks: its regions' scores are spread like the pool's
+    below = pool.score[avail & ~np.isin(np.arange(R), top.ids)]
+    assert np.median(pool.score[rest]) < np.quantile(below, 0.75)
+    assert (sel.anchors[k:] == rest).all() and np.allclose(sel.score, pool.score[sel.ids])
+    # the generator decides the random share: same stream, same picks; another stream, other picks
+    again = RandomShareSelector(GreedySelector(), 0.5).select(pool, budget, SelectionContext(rng=np.random.default_rng(1)))
+    other = RandomShareSelector(GreedySelector(), 0.5).select(pool, budget, SelectionContext(rng=np.random.default_rng(2)))
+    assert again.ids.tolist() == sel.ids.tolist() and other.ids[k:].tolist() != rest.tolist()
+    assert other.ids[:k].tolist() == top.ids.tolist()
+
+
+def test_random_share_with_dedup_never_asks_a_3d_region_the_scorer_asked():
+    from viewal.selection import RandomShareSelector, SelectionContext, ViewALSelector
+
+    rng = np.random.default_rng(8)
+    R = 120
+    sizes = np.ones(R, np.int64)
+    pool = make_pool(rng.random(R), rng.random(R), sizes)
+    cov = {(int(a), int(b)): 1.0 for a, b in rng.integers(0, R, (150, 2)) if a != b}
+    A = adj_from_cov(cov, R)
+    A = ((A + A.T) > 0).tocsr()
+    sel = RandomShareSelector(ViewALSelector(), 0.5).select(pool, 40, SelectionContext(adjacency=A,
+                                                                                       rng=np.random.default_rng(0)))
+    first = select_viewal(pool, A, 20)
+    k = len(first)
+    assert sel.ids[:k].tolist() == first.ids.tolist()
+    blocked = set(A[first.ids].indices.tolist()) | set(first.ids.tolist())
+    assert not blocked & set(sel.ids[k:].tolist()) and len(sel.ids) > k
+    # the same random draw without the scorer's overlaps does pick some of those regions
+    loose = select_random_share(pool, first, 40, np.random.default_rng(0))
+    assert blocked & set(loose.ids[k:].tolist())
+
+
+def test_random_share_settings_are_checked():
+    from viewal.selection import GreedySelector, RandomShareSelector, SelectionContext, with_random_share
+
+    for bad in (-0.1, 1.5, True, "half"):
+        with pytest.raises(ValueError, match="share must be a number in"):
+            RandomShareSelector(GreedySelector(), bad)
+    pool = make_pool([0.3, 0.2], [0, 0], [1, 1])
+    with pytest.raises(ValueError, match="needs a random generator"):
+        RandomShareSelector(GreedySelector(), 0.5).select(pool, 2, SelectionContext())
+    g = GreedySelector(dedup=True)
+    assert with_random_share(g, 0) is g
+    assert with_random_share(g, 0.25).needs_overlaps and with_random_share(GreedySelector(), 0.25).share == 0.25
+    # share 1: random regions only
+    sel = RandomShareSelector(GreedySelector(), 1.0).select(pool, 2, SelectionContext(rng=np.random.default_rng(0)))
+    assert sorted(sel.ids.tolist()) == [0, 1]

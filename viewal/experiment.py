@@ -44,8 +44,9 @@ REGION_KINDS = ("superpixel", "image")
 #: ALConfig fields a method spec may set with ``:key=value`` (everything else is a scorer option);
 #: ``min_iterations`` gives one method more steps, e.g. a compute control for a baseline; ``warm_start=true``
 #: trains each cycle on from the previous cycle's model; ``aux_weight`` weighs an auxiliary task's loss
-#: (``random+rotation:aux_weight=0.1``)
-METHOD_CONFIG_KEYS = ("dedup", "min_iterations", "warm_start", "aux_weight")
+#: (``random+rotation:aux_weight=0.1``); ``random_share`` gives that share of each cycle's budget to random
+#: regions after the scorer's picks (``view_entropy:random_share=0.5``)
+METHOD_CONFIG_KEYS = ("dedup", "min_iterations", "warm_start", "aux_weight", "random_share")
 
 
 def _spec_value(text: str):
@@ -115,6 +116,9 @@ def parse_method(spec: str) -> tuple[str, dict]:
         if isinstance(aw, bool) or not isinstance(aw, (int, float)) or not np.isfinite(aw) or aw < 0:
             raise ValueError(f"method {spec!r}: aux_weight must be a number >= 0, got {aw!r}")
         overrides["aux_weight"] = float(aw)
+    rs = overrides.get("random_share")
+    if rs is not None and (isinstance(rs, bool) or not isinstance(rs, (int, float)) or not 0 <= rs < 1):
+        raise ValueError(f"method {spec!r}: random_share must be a number in [0, 1), got {rs!r}")
     mi = overrides.get("min_iterations")
     if mi is not None and (isinstance(mi, bool) or not isinstance(mi, int) or mi < 1):
         raise ValueError(f"method {spec!r}: min_iterations must be an integer >= 1, got {mi!r}")

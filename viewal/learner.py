@@ -34,7 +34,9 @@ from viewal.selection import (
     concat_pools,
     overlap_adjacency,
     queries_from_selection,
+    with_random_share,
 )
+from viewal.seeding import stream_rng
 
 __all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
            "model_fingerprint", "pool_signature", "integer_class_ids", "EXECUTION_SETTINGS", "LEGACY_DEPTH_TEST_KEYS",
@@ -182,6 +184,8 @@ class ALConfig:
         region: ``"superpixel"`` or ``"image"`` (whole-image selection).
         superpixels: ``"seeds"`` or ``"slic"``; superpixel_num: target count per frame.
         dedup: cross-view dedup for greedy scorers (ViewAL's own selection always dedups).
+        random_share: share of each cycle's budget given to random regions after the scorer's own picks
+            (``viewal.selection.RandomShareSelector``; 0: none). Selection only: the training is unchanged.
         seed_fraction: share of the training frames fully labelled before the first cycle (ViewAL: 1.5 %).
         mc_passes: MC-dropout passes for scoring.
         depth_test: :class:`~viewal.kernels.DepthTest`, the run's one depth test (mode, tolerances or
@@ -225,6 +229,7 @@ class ALConfig:
     superpixels: str = "seeds"
     superpixel_num: int = 40
     dedup: bool = False
+    random_share: float = 0.0
     seed_fraction: float = 0.015
     mc_passes: int = 20
     depth_test: DepthTest = DEPTH_TEST
@@ -274,6 +279,11 @@ class ALConfig:
         if isinstance(self.aux_weight, bool) or not isinstance(self.aux_weight, (int, float, np.floating)) \
                 or not np.isfinite(self.aux_weight) or self.aux_weight < 0:
             raise ValueError(f"aux_weight must be a finite number >= 0, got {self.aux_weight!r}")
+        if isinstance(self.random_share, bool) or not isinstance(self.random_share, (int, float, np.floating)) \
+                or not 0 <= self.random_share < 1:
+            raise ValueError(f"random_share must be a number in [0, 1) (the share of a cycle's budget given to "
+                             f"random regions), got {self.random_share!r}")
+        self.random_share = float(self.random_share)
         if self.sampling not in ("uniform", "labels", "crops"):
             raise ValueError(f"sampling must be 'uniform', 'labels' or 'crops', got {self.sampling!r}")
         if self.steps is not None and self.steps < 1:
@@ -377,7 +387,8 @@ class ActiveLearner:
 
         self.executor = make_executor(cfg)  # no Ray installed for executor="ray": says what to install, now
         self.scorer = scorers.get(cfg.scorer, depth_test=cfg.depth_test, **cfg.scorer_options)
-        self.selector = self.scorer.selector(dedup=cfg.dedup)  # how the pooled scores become a selection
+        # how the pooled scores become a selection
+        self.selector = with_random_share(self.scorer.selector(dedup=cfg.dedup), cfg.random_share)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         stored = self.ledger.config()
         if isinstance(stored.get("al"), dict):
@@ -679,7 +690,8 @@ class ActiveLearner:
         frames = [self.dataset.frame(s, f) for s, f in zip(pool.scene_ids, pool.frame_ids)]
         context = SelectionContext(adjacency=lambda: self._adjacency_for(pool), model=self.model, frames=frames,
                                    device=self.config.device, size=self.config.size,
-                                   batch_size=self.config.infer_batch_size, progress=progress)
+                                   batch_size=self.config.infer_batch_size, progress=progress,
+                                   rng=stream_rng(self.config.seed, "select", cycle))
         sel = self.selector.select(pool, int(budget_pixels), context)
         queries = queries_from_selection(pool, sel, lambda i: self.regions(frames[i]), cycle=cycle)
         recorded = self.ledger.record_queries(cycle, queries)

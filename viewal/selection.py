@@ -17,6 +17,8 @@ Selectors (``Scorer.selector()``; the functional form: :func:`select` by rule na
 * :class:`KCenterSelector` (``"kcenter"``) — k-centre greedy (core-set) on the pool's region features:
   :func:`kcenter_greedy`.
 * PAL's sub-queries live with the PAL scorer (``viewal.scorers.pal.PALSelector``).
+* :class:`RandomShareSelector` — any of the above for ``1 − share`` of the budget, then random regions for
+  the rest (:func:`select_random_share`): uncertainty picks plus an exploration share.
 
 Whole-image selection is the same machinery with one region per frame (region map all zeros,
 :func:`whole_image_regions`); the overlap table of all-zero maps is a frame-level overlap.
@@ -48,7 +50,7 @@ same, since labelled regions are excluded through ``RegionPool.available``, not 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,9 +58,10 @@ import numpy as np
 __all__ = [
     "RegionQuery", "RegionPool", "Selection", "OVERLAP_THRESHOLD", "whole_image_regions", "region_sizes",
     "pool_frames", "build_pool", "concat_pools", "labelled_regions", "overlap_edges", "adjacency_from_edges",
-    "overlap_adjacency", "empty_adjacency", "select_viewal", "select_greedy",
+    "overlap_adjacency", "empty_adjacency", "select_viewal", "select_greedy", "select_random_share",
     "kcenter_greedy", "region_features", "select", "queries_from_selection",
     "SelectionContext", "Selector", "GreedySelector", "ViewALSelector", "KCenterSelector",
+    "RandomShareSelector", "with_random_share",
 ]
 
 #: ViewAL's overlap threshold: two regions are "the same 3D region" if either covers the other by more.
@@ -621,6 +624,7 @@ class SelectionContext:
         frames: (F,) the pool's frames in pool order.
         device, size, batch_size: inference settings (working size (H, W) or None).
         progress: show progress bars.
+        rng: random generator of this cycle's selection (random shares); None: the selection uses none.
     """
 
     adjacency: Any = None
@@ -630,6 +634,7 @@ class SelectionContext:
     size: tuple[int, int] | None = None
     batch_size: int = 4
     progress: bool = True
+    rng: np.random.Generator | None = None
 
     def overlaps(self):
         """The overlap adjacency (computed now when it was given as a callable); ValueError when none."""
@@ -658,6 +663,29 @@ class Selector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def select_random_share(pool: RegionPool, first: Selection, budget_pixels: int, rng: np.random.Generator,
+                        adjacency=None) -> Selection:
+    """``first`` (a selection made on ``pool``), then regions drawn uniformly at random (one U(0, 1) per region,
+    whatever its size, as the ``random`` scorer) among those ``first`` left available, until ``budget_pixels``
+    is reached (over by at most one region). ``adjacency`` (R, R) given: regions overlapping a pick of
+    ``first`` are not drawn either, so no 3D region is asked from two views. The random picks' ``score`` and
+    ``view`` are the pool's (their rank among the scorer's picks does not matter)."""
+    R = pool.n_regions
+    available = np.asarray(pool.available, dtype=bool).copy()
+    available[first.ids] = False
+    if adjacency is not None and len(first.ids):
+        if adjacency.shape != (R, R):
+            raise ValueError(f"adjacency has shape {adjacency.shape}, expected ({R}, {R}) for this pool")
+        available[adjacency[first.ids].indices] = False
+    rest = replace(pool, score=rng.random(R), available=available, features=None)
+    second = select_greedy(rest, max(0, int(budget_pixels) - first.pixels))
+    return Selection(ids=np.concatenate([first.ids, second.ids]).astype(np.int64),
+                     anchors=np.concatenate([first.anchors, second.ids]).astype(np.int64),
+                     score=np.concatenate([first.score, pool.score[second.ids]]).astype(np.float64),
+                     view=np.concatenate([first.view, pool.view[second.ids]]).astype(np.float64),
+                     pixels=int(first.pixels + second.pixels))
 
 
 @dataclass(frozen=True)
@@ -700,6 +728,43 @@ class KCenterSelector(Selector):
         labelled = ~np.asarray(pool.available, dtype=bool) & (pool.sizes > 0)
         centres = pool.features[labelled] if labelled.any() else None
         return _kcenter(pool, budget_pixels, pool.features, centres)
+
+
+@dataclass(frozen=True)
+class RandomShareSelector(Selector):
+    """``inner`` picks ``(1 − share)`` of the budget, random regions the rest (:func:`select_random_share`;
+    ``context.rng`` draws them; when ``inner`` dedups, the random picks avoid the 3D regions it asked).
+
+    Uncertainty sampling in segmentation trades classes: it spends its labels where the model is unsure
+    (small objects) and starves the large classes it is confident about, whose IoU then falls
+    (``docs/label_efficiency_warm.md``). A random share keeps every class sampled as the pool has it."""
+
+    inner: Selector
+    share: float
+    name: ClassVar[str] = "random_share"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.share, bool) or not isinstance(self.share, (int, float, np.floating)) \
+                or not 0 <= self.share <= 1:
+            raise ValueError(f"RandomShareSelector: share must be a number in [0, 1], got {self.share!r}")
+
+    @property
+    def needs_overlaps(self) -> bool:
+        return self.inner.needs_overlaps
+
+    def select(self, pool: RegionPool, budget_pixels: int, context: SelectionContext) -> Selection:
+        if context.rng is None:
+            raise ValueError("RandomShareSelector needs a random generator (SelectionContext.rng)")
+        inner_budget = int(round((1.0 - float(self.share)) * int(budget_pixels)))
+        first = self.inner.select(pool, inner_budget, context) if inner_budget > 0 else \
+            Selection(ids=np.zeros(0, np.int64), anchors=np.zeros(0, np.int64), score=np.zeros(0), view=np.zeros(0))
+        return select_random_share(pool, first, budget_pixels, context.rng,
+                                   context.overlaps() if self.inner.needs_overlaps else None)
+
+
+def with_random_share(selector: Selector, share: float) -> Selector:
+    """``selector`` itself when ``share`` is 0, else a :class:`RandomShareSelector` around it."""
+    return selector if share == 0 else RandomShareSelector(selector, float(share))
 
 
 def _kcenter(pool: RegionPool, budget_pixels: int, features: np.ndarray, centres: np.ndarray | None) -> Selection:
