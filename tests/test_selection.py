@@ -327,7 +327,12 @@ def test_random_share_keeps_the_scorers_picks_then_draws_disjoint_random_regions
     avail = rng.random(R) > 0.2
     pool = make_pool(rng.random(R), rng.random(R), sizes, avail)
     budget = int(sizes[avail].sum() // 4)
-    sel = RandomShareSelector(GreedySelector(), 0.5).select(pool, budget, SelectionContext(rng=np.random.default_rng(1)))
+
+    def mixed(stream):
+        return RandomShareSelector(GreedySelector(), 0.5).select(pool, budget,
+                                                                 SelectionContext(rng=np.random.default_rng(stream)))
+
+    sel = mixed(1)
     top = select_greedy(pool, round(0.5 * budget))
     k = len(top)
     assert sel.ids[:k].tolist() == top.ids.tolist()           # the scorer's share comes first, as it alone picks
@@ -340,8 +345,7 @@ def test_random_share_keeps_the_scorers_picks_then_draws_disjoint_random_regions
     assert np.median(pool.score[rest]) < np.quantile(below, 0.75)
     assert (sel.anchors[k:] == rest).all() and np.allclose(sel.score, pool.score[sel.ids])
     # the generator decides the random share: same stream, same picks; another stream, other picks
-    again = RandomShareSelector(GreedySelector(), 0.5).select(pool, budget, SelectionContext(rng=np.random.default_rng(1)))
-    other = RandomShareSelector(GreedySelector(), 0.5).select(pool, budget, SelectionContext(rng=np.random.default_rng(2)))
+    again, other = mixed(1), mixed(2)
     assert again.ids.tolist() == sel.ids.tolist() and other.ids[k:].tolist() != rest.tolist()
     assert other.ids[:k].tolist() == top.ids.tolist()
 

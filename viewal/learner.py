@@ -28,6 +28,7 @@ from viewal.faults import kill_point
 from viewal.kernels.depth_test import DEPTH_TEST, FLAGS, DepthTest, refuse_depth_test_options
 from viewal.ledger import LabelItem, Ledger, LedgerError
 from viewal.oracle import Oracle
+from viewal.seeding import stream_rng
 from viewal.selection import (
     RegionQuery,
     SelectionContext,
@@ -36,7 +37,6 @@ from viewal.selection import (
     queries_from_selection,
     with_random_share,
 )
-from viewal.seeding import stream_rng
 
 __all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
            "model_fingerprint", "pool_signature", "integer_class_ids", "EXECUTION_SETTINGS", "LEGACY_DEPTH_TEST_KEYS",
