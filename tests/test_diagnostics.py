@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from viewal.diagnostics import diagnose_cycle, selection_counts, summarise_counts
+from viewal.diagnostics import class_histogram, diagnose_cycle, selection_counts, summarise_counts
 from viewal.ledger import LabelItem, Ledger
 
 C = 3
@@ -148,3 +148,44 @@ def test_class_balance_counts_what_each_method_labelled_by_a_cycle(tiny, tmp_pat
     with pytest.raises(ValueError, match="labels outside 0..2"):
         class_histogram([np.array([[0, 3], [255, 1]])], 3)
     np.testing.assert_array_equal(class_histogram([np.array([[0, 2], [255, 2]])], 3), [1, 0, 2])
+
+
+def test_compare_models_reports_iou_and_the_classes_each_model_predicts(tiny):
+    from viewal.datasets import open_dataset
+    from viewal.diagnostics import compare_models
+
+    ds = open_dataset(tiny)
+    frames = ds.split("test")
+    C = ds.num_classes
+    truth = class_histogram((f.labels for f in frames), C).astype(float)
+    truth /= truth.sum()
+    k = int(np.argmax(truth))                    # the commonest class
+    other = int(np.argsort(truth)[-2])
+    cmp = compare_models({"common": ConstantModel(k, C), "other": ConstantModel(other, C)}, frames, C)
+    assert np.allclose(cmp["truth"], truth)
+    pred = cmp["common"]["predicted"]
+    assert pred[k] == pytest.approx(1.0) and pred.sum() == pytest.approx(1.0)
+    assert cmp["common"]["iou"][k] == pytest.approx(truth[k])     # all pixels called k: IoU = k's share
+    assert cmp["other"]["iou"][other] == pytest.approx(truth[other])
+    present = (truth > 0).sum()
+    assert cmp["common"]["miou"] == pytest.approx(truth[k] / present)
+    with pytest.raises(ValueError, match="no models"):
+        compare_models({}, frames, C)
+
+
+def test_compare_checkpoints_script_refuses_bad_arguments(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_checkpoints.py"
+    spec = importlib.util.spec_from_file_location("compare_checkpoints", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    a = tmp_path / "a.pt"
+    a.write_bytes(b"x")
+    for argv, match in ((["missing.pt", "--data", "d"], "no such checkpoint: missing.pt"),
+                        ([str(a), "--names", "x,y", "--data", "d"], "gives 2 names for 1 checkpoints"),
+                        ([str(a)], "give --run")):
+        with pytest.raises(SystemExit) as e:
+            mod.main(argv)
+        assert e.value.code == 2 and match in capsys.readouterr().err

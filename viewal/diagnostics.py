@@ -32,7 +32,7 @@ import numpy as np
 from viewal.datasets.base import IGNORE_INDEX
 
 __all__ = ["selection_counts", "summarise_counts", "predict_labels", "diagnose_cycle", "open_run_dataset",
-           "diagnose_run", "class_histogram", "class_balance"]
+           "diagnose_run", "class_histogram", "class_balance", "compare_models"]
 
 COUNT_KEYS = ("picked", "picked_err", "pool", "pool_err")
 
@@ -256,4 +256,27 @@ def class_balance(run_dir: str | Path, dataset, methods: Sequence[str], seeds: S
                 raise ValueError(f"{path}: cycle {cycle}'s result has no per_class_iou (a ledger older than it)")
             ious.append(np.asarray(results[cycle]["per_class_iou"], dtype=float))
         out[method] = {"share": np.mean(shares, 0).tolist(), "iou": np.nanmean(ious, 0).tolist()}
+    return out
+
+
+def compare_models(models: dict, frames: Sequence, num_classes: int, batch_size: int = 8) -> dict[str, Any]:
+    """Class by class, what each of several models predicts on labelled ``frames`` (e.g. a fit and the same
+    fit after a training aid): ``{"truth": (C,) share of the frames' labelled pixels per class, name: {"miou":
+    float, "iou": (C,) test IoU (NaN: class absent from truth and prediction), "predicted": (C,) share of
+    those pixels predicted as each class}}`` (:func:`viewal.train.evaluate`, eval mode). A model that drifts
+    toward the classes it is sure of shows a ``predicted`` share above ``truth`` there and falling IoU
+    elsewhere."""
+    from viewal.train import evaluate
+
+    if not models:
+        raise ValueError("compare_models: no models given")
+    out: dict[str, Any] = {}
+    for name, model in models.items():
+        m = evaluate(model, list(frames), num_classes, batch_size=batch_size)
+        conf = m["confusion"].astype(np.float64)
+        total = conf.sum()
+        if total == 0:
+            raise ValueError("compare_models: the frames carry no labelled pixels")
+        out.setdefault("truth", conf.sum(1) / total)
+        out[name] = {"miou": float(m["miou"]), "iou": m["per_class_iou"], "predicted": conf.sum(0) / total}
     return out
