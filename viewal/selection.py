@@ -670,8 +670,9 @@ def select_random_share(pool: RegionPool, first: Selection, budget_pixels: int, 
     """``first`` (a selection made on ``pool``), then regions drawn uniformly at random (one U(0, 1) per region,
     whatever its size, as the ``random`` scorer) among those ``first`` left available, until ``budget_pixels``
     is reached (over by at most one region). ``adjacency`` (R, R) given: regions overlapping a pick of
-    ``first`` are not drawn either, so no 3D region is asked from two views. The random picks' ``score`` and
-    ``view`` are the pool's (their rank among the scorer's picks does not matter)."""
+    ``first`` are not drawn either, so the random share never asks again for a 3D region ``first`` asked for
+    (random picks may overlap one another, as the plain ``random`` scorer's do). The random picks' ``score``
+    and ``view`` are the pool's (their rank among the scorer's picks does not matter)."""
     R = pool.n_regions
     available = np.asarray(pool.available, dtype=bool).copy()
     available[first.ids] = False
