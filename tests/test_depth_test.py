@@ -148,11 +148,12 @@ def test_old_ledger_opens_and_resumes_with_the_equivalent_depth_test(tiny, tmp_p
     a.label(qa[:1])
     stored = a.ledger.config()
     # settings added after OLD_CONFIG was captured (the scoring executor, warm start, the auxiliary task's
-    # weight) are stored with their defaults
+    # weight, the random share) are stored with their defaults
     assert stored["al"] == {**{k: v for k, v in OLD_CONFIG.items()
                                if k not in ("overlap_mode", "depth_tol", "kernel_backend")},
                             "depth_test": DEPTH_TEST.to_dict(), "executor": "local", "max_retries": 3,
-                            "ray_address": None, "warm_start": False, "aux_weight": 1.0}
+                            "ray_address": None, "warm_start": False, "aux_weight": 1.0,
+                            "random_share": 0.0}
     # the same run as written before the depth test was one setting, with another kernel backend
     a.ledger.set_config({**stored, "al": {**OLD_CONFIG, "kernel_backend": "numpy"}}, overwrite=True)
     a.ledger.close()
