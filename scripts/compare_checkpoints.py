@@ -62,18 +62,22 @@ def main(argv=None) -> int:
     from viewal.experiment import parse_size_arg
     from viewal.train import load_checkpoint
 
-    if args.run:
-        ds = open_run_dataset(args.run, args.method, 0, data=args.data)
-    else:
-        size = parse_size_arg(args.size) if args.size else None
-        ds = open_dataset(args.data, **({"height": size[0], "width": size[1]} if size else {})).every(args.frame_step)
-    if args.split not in ds.splits:
-        ap.error(f"--split {args.split!r}: the dataset has {', '.join(ds.splits)}")
+    try:  # bad data, run folder or checkpoint: a usage error naming it, before any evaluation
+        if args.run:
+            ds = open_run_dataset(args.run, args.method, 0, data=args.data)
+        else:
+            size = parse_size_arg(args.size) if args.size else None
+            ds = open_dataset(args.data, **({"height": size[0], "width": size[1]} if size else {}))
+            ds = ds.every(args.frame_step)
+        if args.split not in ds.splits:
+            ap.error(f"--split {args.split!r}: the dataset has {', '.join(ds.splits)}")
+        models = {}
+        for n, c in zip(names, args.checkpoints):
+            torch.manual_seed(0)
+            models[n] = load_checkpoint(c, num_classes=ds.num_classes)
+    except (OSError, ValueError) as e:  # CheckpointError is a ValueError
+        ap.error(str(e))
     frames = ds.split(args.split)
-    models = {}
-    for n, c in zip(names, args.checkpoints):
-        torch.manual_seed(0)
-        models[n] = load_checkpoint(c, num_classes=ds.num_classes)
     cmp = compare_models(models, frames, ds.num_classes, batch_size=args.batch)
     classes = list(getattr(ds, "class_names", None) or [str(i) for i in range(ds.num_classes)])
     print(f"{len(frames)} {args.split} frames of {ds.root}")

@@ -173,7 +173,7 @@ def test_compare_models_reports_iou_and_the_classes_each_model_predicts(tiny):
         compare_models({}, frames, C)
 
 
-def test_compare_checkpoints_script_refuses_bad_arguments(tmp_path, capsys):
+def test_compare_checkpoints_script_refuses_bad_arguments(tiny, tmp_path, capsys):
     import importlib.util
     from pathlib import Path
 
@@ -185,7 +185,10 @@ def test_compare_checkpoints_script_refuses_bad_arguments(tmp_path, capsys):
     a.write_bytes(b"x")
     for argv, match in ((["missing.pt", "--data", "d"], "no such checkpoint: missing.pt"),
                         ([str(a), "--names", "x,y", "--data", "d"], "gives 2 names for 1 checkpoints"),
-                        ([str(a)], "give --run")):
+                        ([str(a)], "give --run"),
+                        ([str(a), "--data", str(tmp_path / "nope")], "dataset path does not exist"),
+                        ([str(a), "--data", str(tiny)], "a.pt: not a loadable checkpoint"),
+                        ([str(a), "--data", str(tiny), "--split", "dev"], "--split 'dev': the dataset has")):
         with pytest.raises(SystemExit) as e:
             mod.main(argv)
         assert e.value.code == 2 and match in capsys.readouterr().err
