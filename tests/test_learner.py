@@ -105,6 +105,10 @@ def test_random_share_spends_part_of_the_budget_on_random_regions(tiny, tmp_path
     k = len(top)
     assert picks[0][:k] == top                       # half the budget: the scorer's own first picks
     assert len(picks[0]) > k and not set(picks[0][k:]) & set(top)
+    # the other half is not what the scorer alone would have asked next with the whole budget
+    alone = viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "a.sqlite", **FAST)
+    whole = [(q.frame_key, q.region_id) for q in alone.query(budget_pixels=1200, progress=False)]
+    assert whole[:k] == top and set(picks[0][k:]) != set(whole[k:])
     with pytest.raises(ValueError, match="random_share must be a number in"):
         viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "x.sqlite", random_share=1.0, **FAST)
 
