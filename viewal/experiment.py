@@ -25,7 +25,8 @@ from viewal.layout import RunLayout, seedset_name
 from viewal.report import ResultRow
 
 __all__ = ["run_experiment", "run_cycles", "open_learners", "check_run_setting", "check_budget_total", "parse_seeds",
-           "parse_methods", "parse_scorer_options", "clean_run", "full_data_miou", "retrain_miou", "retrain_mious",
+           "parse_methods", "parse_scorer_options", "clean_run", "check_ground_truth", "full_data_miou", "retrain_miou",
+           "retrain_mious",
            "result_row", "parse_budgets", "budget_for_cycle", "parse_method", "method_config", "METHOD_CONFIG_KEYS",
            "seedset_name", "parse_size_arg",
            "RunLayout", "TRAINING_AIDS", "REGION_KINDS"]
@@ -217,17 +218,6 @@ def parse_size_arg(text):
     return parse_size(text)
 
 
-def _scalars(d: dict, prefix: str = "") -> dict:
-    """Numbers and strings of a (nested) stats dict, flattened to ``a.b`` keys (for the ledger's JSON)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_scalars(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float, str, np.integer, np.floating)):
-            out[f"{prefix}{k}"] = v.item() if hasattr(v, "item") else v
-    return out
-
-
 def result_row(method: str, seed: int, r: dict) -> ResultRow:
     """A :class:`~viewal.report.ResultRow` from one ledger result (cost counts -1 when not recorded)."""
     return ResultRow(method, seed, int(r["cycle"]), float(r["labelled_fraction"]), float(r["miou"]),
@@ -400,50 +390,41 @@ def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[f
 
 def run_cycles(learner, method: str, seed: int, cycles: int, budgets: list[float], out: Path, pool_pixels: int,
                progress: bool = True) -> None:
-    """Run (or resume) one learner's cycles 0..``cycles``: query + label (cycles >= 1), fit or load the
-    cycle's checkpoint, evaluate, close the cycle in the ledger.
+    """Run (or resume) one learner's cycles 0..``cycles`` with the simulated oracle: open the cycle (score and
+    select, cycles >= 1), answer its pending queries, close it (fit or load the cycle's checkpoint, evaluate).
 
-    Resumable at any point: queries recorded once (a resumed cycle labels the pending rest), a checkpoint
-    reused only when it was trained on exactly the ledger's labels with this recipe
-    (``ActiveLearner.checkpoint_is_current``; otherwise retrained and overwritten)."""
-    from viewal.faults import kill_point
+    The learner's own :meth:`~viewal.learner.ActiveLearner.open_cycle` and
+    :meth:`~viewal.learner.ActiveLearner.close_cycle` make every step, as ``viewal loop`` does with people's
+    answers. Resumable at any point: queries recorded once (a resumed cycle labels the pending rest), a
+    checkpoint reused only when it was trained on exactly the ledger's labels with this recipe."""
     from viewal.progress import progress_bar
 
     layout = RunLayout(out)  # cycle 0: same seed set and recipe, one model (RunLayout.seedset)
     bar = progress_bar(total=cycles + 1, initial=min(learner.ledger.cycle(), cycles + 1), unit="cycle",
                        desc=f"{method} seed {seed}", disable=not progress)
     while (c := learner.ledger.cycle()) <= cycles:
-        ckpt = layout.checkpoint(method, learner.config, c)
-        if c > 0:
-            if not learner.ledger.queries(c):
-                prev = layout.checkpoint(method, learner.config, c - 1)
-                if learner.model is None and learner.checkpoint_is_current(prev):
-                    learner.load_model(prev)
-                learner.query(int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)), progress=False)
-            learner.label()  # the pending queries of the cycle (none left when a kill came after labelling)
-        if learner.checkpoint_is_current(ckpt):
-            learner.load_model(ckpt)
-        else:
-            if learner.config.warm_start and c > 0 and learner.model is None:  # resumed: the previous cycle's model
-                prev = layout.checkpoint(method, learner.config, c - 1)
-                if not prev.is_file():
-                    raise FileNotFoundError(f"warm start of cycle {c}: the previous cycle's model {prev} is missing "
-                                            f"(viewal experiment: --overwrite starts the run over)")
-                learner.load_model(prev)
-            learner.fit(progress=False)
-            learner.save_model(ckpt)
-        kill_point("evaluate", c)
-        metrics = learner.evaluate()
-        metrics["labelled_fraction"] = learner.labelled_fraction()
-        metrics["fit_stats"] = _scalars(learner.fit_stats)
-        metrics["oracle_wrong_regions"] = learner.oracle.n_wrong
-        metrics["regions"] = len(learner.ledger.labels())  # annotation cost: clicks (a seed frame = 1)
-        metrics["frames"] = len(learner.ledger.labelled_frames())
-        metrics["steps"] = learner.model_steps  # SGD steps of the cycle's fit (they grow with --epochs)
-        learner.next_cycle(metrics)
+        prev = layout.checkpoint(method, learner.config, c - 1) if c > 0 else None
+        if c > 0 and not learner.ledger.queries(c):
+            learner.open_cycle(int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)), prev, progress=False)
+        learner.label()  # the pending queries of the cycle (none left when a kill came after labelling)
+        metrics = learner.close_cycle(layout.checkpoint(method, learner.config, c), prev, progress=False)
         bar.update(1)
         bar.set_postfix(miou=f"{metrics['miou']:.3f}", labelled=f"{100 * metrics['labelled_fraction']:.1f}%")
     bar.close()
+
+
+def check_ground_truth(dataset, splits: tuple[str, ...] = ("train", "test")) -> None:
+    """Refuse a dataset whose ``splits`` have frames without labels, naming the first and counting them: a
+    benchmark answers every query from the ground truth (the simulated oracle) and scores the test split.
+    People's labels go through ``viewal loop`` instead."""
+    for split in splits:
+        frames = dataset.split(split) if split in dataset.splits else []
+        missing = [f.key for f in frames if not f.has_labels]
+        if missing:
+            raise ValueError(f"{dataset.root}: frame {missing[0]} ({split} split) has no labels ({len(missing)} of "
+                             f"{len(frames)} {split} frames): an experiment answers its queries from the ground "
+                             f"truth and scores the test split with it; to have people label the queries, use "
+                             f"'viewal loop'")
 
 
 def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, budget_pct: float | list[float],
@@ -453,6 +434,7 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
 
     ``frame_step`` is recorded in the ledgers (a resume with another one is refused); ``dataset`` must
     already be reduced to it."""
+    check_ground_truth(dataset)
     out.mkdir(parents=True, exist_ok=True)
     for p in RunLayout(out).partial_checkpoints():  # saves killed before their rename
         p.unlink(missing_ok=True)

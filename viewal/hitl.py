@@ -397,18 +397,22 @@ def label_items(d: Path, pairs: Sequence[tuple[dict, Path, np.ndarray]], dataset
             vals = np.unique(lab[bad])[:10].tolist()
             raise LabelImportError(f"{path}: class ids {vals} outside 0..{C - 1} (255 = not labelled), "
                                    f"e.g. at row {int(np.argwhere(bad)[0][0])}, column {int(np.argwhere(bad)[0][1])}")
-        mask = lab != IGNORE_INDEX
+        given = lab != IGNORE_INDEX
+        mask = given
         if restrict_to_query:
             qmask = query_region(d, e, where)
             if qmask.shape != lab.shape:
                 raise LabelImportError(f"{where or d / QUERIES_FILE}: region of query {e.get('index')} has another "
                                        f"size than its labels {path}")
-            mask &= qmask
-        if not mask.any():
+            given = given & qmask
+            # an answered query covers its region, as the simulated oracle's answers do: pixels left unlabelled
+            # inside it were asked and are void (255), never asked again
+            mask = qmask
+        if not given.any():
             warnings.warn(f"{path}: no labelled pixels inside the region of query {e.get('index')} "
                           f"({scene_id}/{frame_id}); skipped", stacklevel=3)
             continue
         items.append(LabelItem(scene_id=scene_id, frame_id=frame_id, mask=mask,
-                               labels=np.where(mask, lab, IGNORE_INDEX), source="human",
+                               labels=np.where(given, lab, IGNORE_INDEX), source="human",
                                region_id=int(e.get("region_id", -1)), query_id=e.get("query_id"), origin=origin))
     return items

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +187,12 @@ class ALConfig:
         random_share: share of each cycle's budget given to random regions after the scorer's own picks
             (``viewal.selection.RandomShareSelector``; 0: none). Selection only: the training is unchanged.
         seed_fraction: share of the training frames fully labelled before the first cycle (ViewAL: 1.5 %).
+        seed_set: where the seed set's labels come from (:mod:`viewal.seedset`): ``"oracle"`` (ground truth,
+            at once), ``"ask"`` (pending whole-frame queries of cycle 0, for people), ``"labels"`` (the pool
+            frames the dataset already labels) or ``"auto"`` (oracle when every pool frame has labels, labels
+            when some have, ask when none has; resolved when the run starts and stored with it).
+        seed_rule: how seed frames are picked for ``"oracle"`` and ``"ask"``: ``"random"`` or ``"spread"``
+            (over scenes and viewpoints).
         mc_passes: MC-dropout passes for scoring.
         depth_test: :class:`~viewal.kernels.DepthTest`, the run's one depth test (mode, tolerances or
             distance, aggregation, kernel backend), given unchanged to the view-entropy scorer and the
@@ -231,6 +237,8 @@ class ALConfig:
     dedup: bool = False
     random_share: float = 0.0
     seed_fraction: float = 0.015
+    seed_set: str = "auto"
+    seed_rule: str = "random"
     mc_passes: int = 20
     depth_test: DepthTest = DEPTH_TEST
     wrong_label_rate: float = 0.0
@@ -312,6 +320,12 @@ class ALConfig:
             raise ValueError(f"region must be 'superpixel' or 'image', got {self.region!r}")
         if not 0 < self.seed_fraction <= 1:
             raise ValueError(f"seed_fraction must lie in (0, 1], got {self.seed_fraction}")
+        from viewal.seedset import SEED_RULES, SEED_SETS
+
+        if self.seed_set not in SEED_SETS:
+            raise ValueError(f"seed_set must be one of {', '.join(SEED_SETS)}, got {self.seed_set!r}")
+        if self.seed_rule not in SEED_RULES:
+            raise ValueError(f"seed_rule must be one of {', '.join(SEED_RULES)}, got {self.seed_rule!r}")
         if self.size is not None:
             self.size = tuple(int(x) for x in self.size)
 
@@ -332,6 +346,17 @@ class ALConfig:
         if unknown:
             raise ValueError(f"ALConfig: unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
         return cls(**d)
+
+
+def _scalars(d: dict, prefix: str = "") -> dict:
+    """Numbers and strings of a (nested) stats dict, flattened to ``a.b`` keys (for the ledger's JSON)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_scalars(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float, str, np.integer, np.floating)):
+            out[f"{prefix}{k}"] = v.item() if hasattr(v, "item") else v
+    return out
 
 
 def integer_class_ids(labels: np.ndarray, what: str) -> np.ndarray:
@@ -391,6 +416,13 @@ class ActiveLearner:
         self.selector = with_random_share(self.scorer.selector(dedup=cfg.dedup), cfg.random_share)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         stored = self.ledger.config()
+        if cfg.seed_set == "auto":  # resolved once, when the run starts, and stored with it
+            from viewal.seedset import resolve_seed_set
+
+            prior = stored["al"].get("seed_set", "auto") if isinstance(stored.get("al"), dict) else None
+            has = [] if prior is not None else [f.has_labels for f in self.dataset.split("train")]
+            cfg = replace(cfg, seed_set=resolve_seed_set("auto", has, prior))
+            self.config = cfg
         if isinstance(stored.get("al"), dict):
             # a ledger written before a setting existed ran with that setting's default, and one written
             # before the depth test was one setting with its equivalent (upgrade_config): upgrading viewal
@@ -399,6 +431,8 @@ class ActiveLearner:
                 old = json.loads(json.dumps(ALConfig.from_json(stored["al"]).to_json()))
             except ValueError as e:
                 raise LedgerError(f"{self.ledger.path}: its stored config cannot be read: {e}") from None
+            if old["seed_set"] == "auto":  # stored before the seed set had sources: it came from the ground truth
+                old["seed_set"] = "oracle"
             # how a run executes (threads, device, batch size of inference, kernel backend) is not what it
             # is: resuming on another machine keeps the run
             new = json.loads(json.dumps(cfg.to_json()))
@@ -427,8 +461,8 @@ class ActiveLearner:
         # per-scene scoring results of the running cycle, beside the ledger (resume without rescoring)
         self.scene_store = SceneStore(self.ledger.path.with_name(self.ledger.path.stem + ".scores"))
         self._overlaps: dict[str, object] = {}  # scene -> overlap table, from the last scoring
-        if not self.ledger.labelled_frames():
-            self._label_seed_set()
+        if not self.ledger.labelled_frames() and not self.ledger.queries(0):
+            self._start_seed_set()
 
     # ------------------------------------------------------------------------------------------ pool
     def _check_pool(self) -> None:
@@ -467,14 +501,40 @@ class ActiveLearner:
             by.setdefault(f.scene_id, []).append(f)
         return list(by.items())
 
-    def _label_seed_set(self) -> None:
-        """Fully label ``seed_fraction`` of the pool frames (one ledger transaction)."""
-        rng = np.random.default_rng(self.config.seed)
-        n = max(1, int(round(self.config.seed_fraction * len(self.pool))))
-        picks = sorted(rng.choice(len(self.pool), size=n, replace=False))
+    def _start_seed_set(self) -> None:
+        """Start the run's seed set (one ledger transaction; :mod:`viewal.seedset`): label the picked frames
+        from the ground truth (``seed_set="oracle"``), record them as pending whole-frame queries of cycle 0
+        (``"ask"``), or take the labels the dataset already has on pool frames (``"labels"``)."""
+        from viewal.seedset import seed_frame_indices
+
+        c = self.config
+        if c.seed_set == "labels":
+            items = []
+            for f in self.pool:
+                if not f.has_labels:
+                    continue
+                lab = np.asarray(f.labels, dtype=np.int64)
+                if (lab != IGNORE_INDEX).any():
+                    items.append(LabelItem(f.scene_id, f.frame_id, lab != IGNORE_INDEX, lab, source="human",
+                                           origin=f"dataset labels {self.dataset.root}"))
+            if not items:
+                raise ValueError(f"{self.dataset.root}: seed_set='labels' takes the pool frames' own labels as the "
+                                 f"seed set, but no train-split frame has a labelled pixel; use seed_set='ask'")
+            self.ledger.record_labels(0, items)
+            return
+        picks = [self.pool[i] for i in seed_frame_indices(self.pool, c.seed_fraction, c.seed, c.seed_rule)]
+        hw = (self.dataset.height, self.dataset.width)
+        if c.seed_set == "ask":
+            self.ledger.record_queries(0, [RegionQuery(f.scene_id, f.frame_id, np.ones(hw, bool), score=0.0,
+                                                       region_id=-1, cycle=0) for f in picks])
+            return
+        unlabelled = [f.key for f in picks if not f.has_labels]
+        if unlabelled:
+            raise ValueError(f"seed_set='oracle' labels the seed set from the ground truth, but frame {unlabelled[0]} "
+                             f"has no labels ({len(unlabelled)} of {len(picks)} seed frames); use seed_set='ask' "
+                             f"(people label them) or 'labels' (the frames already labelled)")
         items = []
-        for i in picks:
-            f = self.pool[i]
+        for f in picks:
             gt = np.asarray(f.labels)
             items.append(LabelItem(f.scene_id, f.frame_id, np.ones(gt.shape, bool), gt, source="seed"))
         self.ledger.record_labels(0, items)
@@ -504,7 +564,8 @@ class ActiveLearner:
         """(frame, label map, {"superpixels": region map}) of every frame with labels in the ledger
         (255 = unlabelled); the region maps let training hooks work per region (e.g. the loss head)."""
         items = []
-        for key in self.ledger.labelled_frames():
+        order = {f.key: i for i, f in enumerate(self.pool)}  # pool order: the same labels train alike, whatever
+        for key in sorted(self.ledger.labelled_frames(), key=order.__getitem__):  # order they were recorded in
             f = self.dataset.frame(key)
             items.append((f, self.ledger.label_map(key, (self.dataset.height, self.dataset.width)),
                           {"superpixels": self.regions(f)}))
@@ -608,15 +669,82 @@ class ActiveLearner:
         return state.result
 
     def evaluate(self, split: str = "test") -> dict:
-        """mIoU and per-class IoU of the current model on ``split`` (``{"miou", "per_class_iou", ...}``)."""
+        """How good the current model is, as far as the data can tell.
+
+        With labelled frames in ``split``: mIoU and per-class IoU on them (``{"miou", "per_class_iou",
+        "eval_split", "eval_frames"}``; frames of the split without labels are left out and counted in
+        ``"unlabelled_eval_frames"``). Without any: ``"miou"`` is None (never an mIoU made up) and the dict holds
+        what needs no ground truth: the ledger's labelled pixels and frames, pixels per class, the classes seen,
+        and the model's predicted class shares on the split's frames (the pool when the split is empty)."""
+        from viewal.metrics import label_class_counts, predicted_class_shares
         from viewal.train import evaluate
 
         if self.model is None:
             raise RuntimeError("evaluate: no model yet; call fit() first")
-        frames = self.dataset.split(split)
-        out = evaluate(self.model, frames, self.dataset.num_classes, batch_size=self.config.infer_batch_size,
-                       device=self.config.device, size=self.config.size)
-        return {"miou": float(out["miou"]), "per_class_iou": [float(x) for x in np.asarray(out["per_class_iou"])]}
+        frames = self.dataset.split(split) if split in self.dataset.splits else []
+        labelled = [f for f in frames if f.has_labels]
+        c = self.config
+        if labelled:
+            out = evaluate(self.model, labelled, self.dataset.num_classes, batch_size=c.infer_batch_size,
+                           device=c.device, size=c.size)
+            return {"miou": float(out["miou"]), "per_class_iou": [float(x) for x in np.asarray(out["per_class_iou"])],
+                    "eval_split": split, "eval_frames": len(labelled),
+                    "unlabelled_eval_frames": len(frames) - len(labelled)}
+        hw = (self.dataset.height, self.dataset.width)
+        counts = label_class_counts((self.ledger.label_map(k, hw) for k in self.ledger.labelled_frames()),
+                                    self.dataset.num_classes)
+        shares = predicted_class_shares(self.model, frames or self.pool, self.dataset.num_classes,
+                                        batch_size=c.infer_batch_size, device=c.device, size=c.size)
+        return {"miou": None, "eval_split": split if frames else "train", "eval_frames": 0,
+                "unlabelled_eval_frames": len(frames),
+                "class_pixels": [int(x) for x in counts], "classes_seen": [int(k) for k in np.flatnonzero(counts)],
+                "predicted_class_shares": [float(x) for x in shares]}
+
+    # ------------------------------------------------------------------------------------------ the cycle
+    def close_cycle(self, checkpoint: str | Path | None = None, previous: str | Path | None = None, *,
+                    progress: bool = True) -> dict:
+        """End the current cycle: train on every label so far, evaluate, record the metrics and move on.
+
+        ``checkpoint``: where this cycle's model is kept; a model there trained on exactly the ledger's labels
+        with this recipe is loaded instead of fitting again (a killed run resumes without retraining).
+        ``previous``: the previous cycle's checkpoint, the start of a warm-started fit when the learner holds
+        no model (a resumed run). Returns the recorded metrics (:meth:`evaluate`, plus the labelled fraction,
+        regions, frames, SGD steps and what the training aids measured)."""
+        c = self.ledger.cycle()
+        if not self.ledger.labelled_pixels():
+            raise ValueError(f"{self.ledger.path}: cycle {c} cannot end: the ledger holds no labels yet (answer "
+                             f"the {len(self.ledger.pending_queries(c))} pending queries of the seed set first)")
+        if checkpoint is not None and self.checkpoint_is_current(checkpoint):
+            self.load_model(checkpoint)
+        else:
+            if self.config.warm_start and c > 0 and self.model is None and previous is not None:
+                if not Path(previous).is_file():
+                    raise FileNotFoundError(f"warm start of cycle {c}: the previous cycle's model {previous} is "
+                                            f"missing")
+                self.load_model(previous)
+            self.fit(progress=progress)
+            if checkpoint is not None:
+                self.save_model(checkpoint)
+        kill_point("evaluate", c)
+        metrics = self.evaluate()
+        metrics["labelled_fraction"] = self.labelled_fraction()
+        metrics["fit_stats"] = _scalars(self.fit_stats)
+        metrics["oracle_wrong_regions"] = self.oracle.n_wrong
+        metrics["regions"] = len(self.ledger.labels())  # annotation cost: clicks (a seed frame = 1)
+        metrics["frames"] = len(self.ledger.labelled_frames())
+        metrics["steps"] = self.model_steps  # SGD steps of the cycle's fit
+        self.next_cycle(metrics)
+        return metrics
+
+    def open_cycle(self, budget_pixels: int, previous: str | Path | None = None, *,
+                   progress: bool = True) -> list[RegionQuery]:
+        """Start the current cycle: score the pool and record its queries as pending (:meth:`query`).
+
+        ``previous``: the previous cycle's checkpoint, loaded when the learner holds no model and it is
+        current (trained on exactly the ledger's labels), so a new process does not train again."""
+        if self.model is None and previous is not None and self.checkpoint_is_current(previous):
+            self.load_model(previous)
+        return self.query(budget_pixels, progress=progress)
 
     # ------------------------------------------------------------------------------------------ querying
     def score_key(self) -> str:
@@ -673,7 +801,9 @@ class ActiveLearner:
         """The next regions to label, about ``budget_pixels`` pixels in all (never over by more than one region).
 
         Trains the model first when labels changed since the last :meth:`fit`. The queries are recorded in
-        the ledger (a resumed run gets the same queries back while they are unlabelled).
+        the ledger (a resumed run gets the same queries back while they are unlabelled). The pending queries of
+        the current cycle are returned as they are: in cycle 0 of a run whose seed set is asked from people
+        (``seed_set="ask"``) those are the seed set's whole frames, whatever the budget.
         """
         if isinstance(budget_pixels, bool) or not isinstance(budget_pixels, (int, np.integer)) or budget_pixels < 1:
             raise ValueError(f"query: budget_pixels must be a positive integer, got {budget_pixels!r}")
@@ -713,7 +843,8 @@ class ActiveLearner:
         for q in queries:
             if q.query_id is not None and q.query_id in answered:
                 continue
-            self.ledger.record_labels(cycle, [LabelItem.from_query(q, self.oracle.label_query(q))])
+            source = "seed" if q.cycle == 0 else "oracle"  # cycle 0 asks the seed set's whole frames
+            self.ledger.record_labels(cycle, [LabelItem.from_query(q, self.oracle.label_query(q), source)])
             n += 1
             kill_point("label", cycle)
         return n

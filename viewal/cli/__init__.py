@@ -26,8 +26,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("viewal.cli.pretrain", "SimSiam self-supervised pretraining of the encoder on unlabelled frames"),
     "experiment": ("viewal.cli.experiment",
                    "active-learning experiment: methods x seeds x cycles -> results.csv, curves.png"),
+    "loop": ("viewal.cli.loop", "the labelling loop with people: start a run on unlabelled data, then one cycle at "
+                                "a time (fit on the team's labels, select, export)"),
     "query": ("viewal.cli.query",
               "human in the loop: export region queries (PNG, COCO RLE, Label Studio), import labels"),
+    "label-studio": ("viewal.cli.labelstudio",
+                     "serve a loop run to Label Studio as an ML backend: pre-annotations, answers into the ledger "
+                     "as they are saved, the next cycle's tasks"),
     "visualize": ("viewal.cli.visualize",
                   "pictures of a run: contact sheet of the selected regions, view-entropy point cloud (PLY)"),
     "report": ("viewal.cli.report", "one self-contained HTML page of a run's cycles: queries, heat-maps, scores, "

@@ -28,24 +28,41 @@ from viewal.experiment import (
 )
 from viewal.layout import RunLayout
 from viewal.report import format_table, plot_curves, write_results
+from viewal.seedset import SEED_RULES
 
 __all__ = ["configure_parser", "run", "config_from_args", "steps_from_args", "open_from_args",
-           "check_experiment_args"]
+           "check_experiment_args", "add_recipe_arguments", "add_budget_argument"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset directory (any format open_dataset reads)")
-    p.add_argument("--format", default="auto", help="dataset format")
     p.add_argument("--methods", default="view_entropy,random,entropy",
                    help="comma-separated methods: a scorer name (viewal.scorers.names()), optionally with training "
                         "aids, e.g. random+ups or entropy+max_entropy (aids: max_entropy, confidence, classwise, ups, "
                         "rotation)")
     p.add_argument("--cycles", type=int, default=3, help="active-learning cycles after the seed set")
+    add_budget_argument(p)
+    p.add_argument("--seeds", default="1", help="number of seeds N (0..N-1) or a comma-separated list")
+    p.add_argument("--out", required=True, help="output directory (resumes when it holds an earlier run)")
+    add_recipe_arguments(p)
+    p.add_argument("--wrong-label-rate", type=float, default=0.0, help="simulated oracle's per-region error rate")
+    p.add_argument("--no-full-data", action="store_true", help="skip the full-data reference training")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the earlier run in --out (ledgers, checkpoints, results) and start over; without it "
+                        "an earlier run is resumed, and refused when a setting differs")
+
+
+def add_budget_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", default="2",
                    help="pixels labelled per cycle, %% of the pool's pixels: one number, or one per cycle "
                         "(e.g. 2,4,8,16; the last repeats)")
-    p.add_argument("--seeds", default="1", help="number of seeds N (0..N-1) or a comma-separated list")
-    p.add_argument("--out", required=True, help="output directory (resumes when it holds an earlier run)")
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
+    """The flags of a run's recipe (data reading, training, scoring, selection), shared by ``viewal experiment``
+    and ``viewal loop start`` (whose ``--format`` is the export's: the dataset's is ``format_flag``): one
+    definition, one default each."""
+    p.add_argument(format_flag, dest="format", default="auto", help="dataset format")
     p.add_argument("--frame-step", type=int, default=1, help="keep every K-th frame of each scene")
     p.add_argument("--size", default=None, help="working size HxW (frames resized on load), e.g. 96x128")
     p.add_argument("--iterations", type=int, default=300,
@@ -72,12 +89,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_network_arguments(p)
     p.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for scoring")
     p.add_argument("--seed-fraction", type=float, default=0.05, help="share of train frames in the seed set")
+    p.add_argument("--seed-rule", choices=SEED_RULES, default="random",
+                   help="how the seed set's whole frames are picked: random, or spread over scenes and viewpoints")
     p.add_argument("--region", choices=("superpixel", "image"), default="superpixel")
     p.add_argument("--superpixels", choices=("seeds", "slic"), default="seeds")
     p.add_argument("--superpixel-num", type=int, default=40)
     p.add_argument("--dedup", action="store_true", help="cross-view dedup for greedy scorers too")
     add_depth_test_arguments(p)
-    p.add_argument("--wrong-label-rate", type=float, default=0.0, help="simulated oracle's per-region error rate")
     p.add_argument("--augment", choices=("none", "max_entropy"), default="none",
                    help="training option: max-entropy spatial-transformer augmentation (seed 002)")
     p.add_argument("--pseudo-labels", choices=("none", "confidence", "classwise", "ups"), default="none",
@@ -89,10 +107,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "cluster ('auto': the one 'ray start' runs here; 'host:6379'); without it: RAY_ADDRESS, "
                         "else a new local Ray (docs/scale.md)")
     p.add_argument("--max-retries", type=int, default=3, help="with --ray: reruns of a task whose worker died")
-    p.add_argument("--no-full-data", action="store_true", help="skip the full-data reference training")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the earlier run in --out (ledgers, checkpoints, results) and start over; without it "
-                        "an earlier run is resumed, and refused when a setting differs")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -100,9 +114,11 @@ def config_from_args(args: argparse.Namespace):
     CLI and the benchmark scripts)."""
     from viewal.learner import ALConfig
 
-    return ALConfig(seed_fraction=args.seed_fraction, mc_passes=args.mc_passes, region=args.region,
+    return ALConfig(seed_fraction=args.seed_fraction, seed_rule=getattr(args, "seed_rule", "random"),
+                    seed_set=getattr(args, "seed_set", "oracle"), mc_passes=args.mc_passes, region=args.region,
                     superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
-                    depth_test=depth_test_from_args(args), wrong_label_rate=args.wrong_label_rate, encoder=args.encoder,
+                    depth_test=depth_test_from_args(args), wrong_label_rate=getattr(args, "wrong_label_rate", 0.0),
+                    encoder=args.encoder,
                     init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
                     validations=getattr(args, "validations", 5),
                     sampling=args.sampling, decoder_channels=args.decoder_channels,
@@ -139,7 +155,8 @@ def open_from_args(args: argparse.Namespace):
 
 
 def check_experiment_args(args: argparse.Namespace) -> dict:
-    """Every argument of ``viewal experiment`` checked before any data is read or model trained.
+    """Every argument of ``viewal experiment`` (or of ``viewal loop start``: one ``--method`` and ``--seed``, no
+    ``--cycles``) checked before any data is read or model trained.
 
     Returns ``{"methods", "budgets", "seeds"}`` parsed; raises ValueError naming the flag otherwise."""
     import os
@@ -149,10 +166,15 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("viewal experiment does not run under torchrun (every rank would write the ledgers); "
                          "torchrun runs 'viewal train', and --ray spreads the scoring (docs/scale.md)")
-    methods = parse_methods(args.methods)
+    methods = parse_methods(args.methods if hasattr(args, "methods") else args.method)
+    if not hasattr(args, "methods") and len(methods) != 1:
+        raise ValueError(f"--method names one method, got {args.method!r}")
     budgets = parse_budgets(args.budget)
-    seeds = parse_seeds(args.seeds)
-    ints = {"--cycles": (args.cycles, 0), "--iterations": (args.iterations, 1), "--batch-size": (args.batch_size, 1),
+    seeds = parse_seeds(args.seeds) if hasattr(args, "seeds") else [args.seed]
+    if seeds[0] < 0:
+        raise ValueError(f"--seed must be >= 0, got {seeds[0]}")
+    ints = {"--cycles": (getattr(args, "cycles", 0), 0), "--iterations": (args.iterations, 1),
+            "--batch-size": (args.batch_size, 1),
             "--validations": (getattr(args, "validations", 5), 1),
             "--mc-passes": (args.mc_passes, 1), "--frame-step": (args.frame_step, 1),
             "--superpixel-num": (args.superpixel_num, 1), "--decoder-channels": (args.decoder_channels, 1)}
@@ -175,7 +197,7 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
     if not (0 < args.seed_fraction <= 1):
         raise ValueError(f"--seed-fraction must lie in (0, 1], got {args.seed_fraction}")
-    if not (0 <= args.wrong_label_rate <= 1):
+    if not (0 <= getattr(args, "wrong_label_rate", 0.0) <= 1):
         raise ValueError(f"--wrong-label-rate must lie in [0, 1], got {args.wrong_label_rate}")
     parse_size_arg(args.size)
     depth_test_from_args(args)
@@ -185,7 +207,8 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
             scorers.get(parse_method(m)[0], **{**options, **parse_method(m)[1].get("scorer_options", {})})
         except ValueError as e:
             raise ValueError(f"--scorer-options: {e}") from None
-    check_budget_total(budgets, args.cycles, args.seed_fraction)
+    if hasattr(args, "cycles"):
+        check_budget_total(budgets, args.cycles, args.seed_fraction)
     return {"methods": methods, "budgets": budgets, "seeds": seeds}
 
 

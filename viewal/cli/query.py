@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from viewal.hitl import FORMATS, QUERIES_FILE, LabelImportError, export_queries, import_labels, read_queries_json
+from viewal.hitl import FORMATS, QUERIES_FILE, LabelImportError, import_labels, read_queries_json
 
 __all__ = ["configure_parser", "run"]
 
@@ -15,7 +15,7 @@ __all__ = ["configure_parser", "run"]
 def configure_parser(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="<action>", required=True)
     ex = sub.add_parser("export", help="write the unlabelled queries for labellers (PNG, COCO or Label Studio)")
-    ex.add_argument("--ledger", required=True, help="SQLite ledger of the run")
+    _add_ledger_arguments(ex)
     ex.add_argument("--out", required=True, help="output directory")
     ex.add_argument("--data", help="dataset directory (RGB previews and frame images, class names, size checks)")
     ex.add_argument("--cycle", type=int, default=None, help="cycle whose queries to export (default: all pending)")
@@ -32,7 +32,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     im = sub.add_parser("import", help="read labels of an export into the ledger (source=human)")
     im.add_argument("source", nargs="?", default=None,
                     help="export directory, or Label Studio's JSON export file (--format label-studio)")
-    im.add_argument("--ledger", required=True, help="SQLite ledger of the run")
+    _add_ledger_arguments(im)
     im.add_argument("--dir", default=None, help="export directory holding queries.json (same as SOURCE)")
     im.add_argument("--format", choices=("auto", *FORMATS), default="auto",
                     help="auto: the export's own format (queries.json); label-studio: SOURCE is Label Studio's "
@@ -42,8 +42,27 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     im.add_argument("--skip-missing", action="store_true", help="ignore queries without labels yet")
     im.add_argument("--allow-overlap", action="store_true",
                     help="accept labels overlapping already-labelled pixels (corrections; later labels win)")
+    an = sub.add_parser("answer", help="a scripted labeller: answer an export from a labelled copy of the dataset "
+                                       "(to try the loop before anyone labels)")
+    an.add_argument("source", help="export directory (with queries.json)")
+    _add_ledger_arguments(an)
+    an.add_argument("--truth", required=True, help="the labelled copy of the run's dataset whose labels answer")
     st = sub.add_parser("status", help="summary of the ledger: cycle, queries, labels")
-    st.add_argument("--ledger", required=True, help="SQLite ledger of the run")
+    _add_ledger_arguments(st)
+
+
+def _add_ledger_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--ledger", help="SQLite ledger of the run")
+    g.add_argument("--run", help="run folder of 'viewal loop start' (its ledger)")
+
+
+def _ledger_path(args: argparse.Namespace) -> str:
+    if args.run is not None:
+        from viewal.loop import run_ledger_path
+
+        return str(run_ledger_path(args.run))
+    return args.ledger
 
 
 def _open_ledger(path: str):
@@ -67,14 +86,32 @@ def _dataset(path: str | None, ledger=None):
 
 
 def run(args: argparse.Namespace) -> int:
+    args.ledger = _ledger_path(args)
     led = _open_ledger(args.ledger)
     try:
         if args.action == "status":
+            from viewal.loop import cycle_progress
+
             c = led.counts()
             print(f"ledger {args.ledger}: cycle {c['cycle']}, {c['queries']} queries "
                   f"({c['labelled_queries']} labelled, {len(led.pending_queries())} pending), {c['labels']} labels, "
                   f"{led.labelled_pixels()} labelled pixels")
+            for r in cycle_progress(led):
+                miou = f", mIoU {100 * r['miou']:.1f}" if r["miou"] is not None else ""
+                print(f"  cycle {r['cycle']}: {r['answered']}/{r['queries']} queries answered, {r['pending']} pending, "
+                      f"{r['labels']} labels, {r['labelled_pixels']} pixels{miou}"
+                      f"{'' if r['closed'] else ' (open)'}")
             return 0
+        if args.action == "answer":
+            from viewal.answer import answer_export
+
+            path = answer_export(args.source, _dataset(args.truth, led))
+            print(f"answered the queries of {args.source}: {path}")
+            return 0
+        if args.data is None and args.run is not None:
+            from viewal.loop import read_loop
+
+            args.data = read_loop(args.run)["data"]
         ds = _dataset(args.data, led)
         if args.action == "export":
             return _export(led, ds, args)
@@ -86,31 +123,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export(led, ds, args) -> int:
-    from viewal.formats import annotator_batches
+    from viewal.loop import export_for_people
 
     qs = led.pending_queries(args.cycle)
     if not qs:
         print("no pending queries to export")
         return 0
-    if args.image_url and args.format != "label-studio":
-        raise ValueError("--image-url applies to --format label-studio only")
     cfg = led.config()
-    kw = dict(dataset=ds, previews=not args.no_previews, num_classes=cfg.get("num_classes"),
-              class_names=cfg.get("class_names"), format=args.format)
-    if args.image_url:
-        kw["image_url"] = args.image_url
+    paths = export_for_people(qs, args.out, dataset=ds, format=args.format, annotators=args.annotators,
+                              previews=not args.no_previews, image_url=args.image_url,
+                              num_classes=cfg.get("num_classes"), class_names=cfg.get("class_names"))
     if args.annotators == 1:
-        path = export_queries(qs, args.out, **kw)
-        print(f"exported {len(qs)} queries ({args.format}) to {path}")
+        print(f"exported {len(qs)} queries ({args.format}) to {paths[0]}")
         return 0
-    batches = annotator_batches(len(qs), args.annotators)
-    for k, idx in enumerate(batches, 1):
-        if not len(idx):
-            continue
-        out = Path(args.out) / f"annotator-{k}"
-        path = export_queries([qs[i] for i in idx], out, ranks=idx,
-                              annotator=f"{k} of {args.annotators}", **kw)
-        print(f"annotator {k}: {len(idx)} queries ({args.format}) in {path}")
+    for path in paths:
+        n = len(read_queries_json(path.parent)["queries"])
+        print(f"{path.parent.name.replace('-', ' ')}: {n} queries ({args.format}) in {path}")
     return 0
 
 
