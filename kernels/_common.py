@@ -145,16 +145,17 @@ def relative_poses(poses: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.nd
     return np.ascontiguousarray(np.concatenate([Rm, tm[:, :, None]], axis=2))
 
 
-def camera_boxes(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+def camera_boxes(scene: Scene, sources: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: (N, 8, 3) corners of the camera-frame bounding box of its valid back-projected points,
-    and (N,) bool "has at least one valid pixel"."""
+    and (N,) bool "has at least one valid pixel". ``sources``: optional (N, H, W) bool, the pixels to bound
+    (only the valid ones among them count); default every valid pixel."""
     n, h, w = scene.depths.shape
     v, u = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     corners = np.zeros((n, 8, 3))
     has = np.zeros(n, bool)
     for i in range(n):
         d = scene.depths[i].astype(np.float64)
-        m = d > 0
+        m = d > 0 if sources is None else (d > 0) & sources[i]
         if not m.any():
             continue
         has[i] = True
@@ -176,18 +177,21 @@ def far_bounds(scene: Scene) -> np.ndarray:
     return dmax + scene.world_distance
 
 
-def candidate_pairs(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+def candidate_pairs(scene: Scene, sources: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Ordered frame pairs (src, dst), src != dst, whose points may pass the test in dst.
 
     The cheap, conservative bound: the camera-frame bounding box of src's valid points, moved into dst's
     camera, must not lie entirely outside one of dst's frustum half-spaces (in front of the camera,
-    inside the four image borders, nearer than the farthest depth dst could confirm). Returns two int64
-    arrays (P,), sorted by src then dst.
+    inside the four image borders, nearer than the farthest depth dst could confirm). ``sources``: optional
+    (N, H, W) bool, the only pixels of each src frame that will be projected (e.g. the labelled ones): the
+    box bounds those, and a frame without any is no src; dst frames keep all their valid pixels. Returns
+    two int64 arrays (P,), sorted by src then dst.
     """
     n, h, w = scene.depths.shape
-    corners, has = camera_boxes(scene)
+    corners, has_src = camera_boxes(scene, sources)
+    has = has_src if sources is None else (scene.depths > 0).reshape(n, -1).any(axis=1)
     zfar = far_bounds(scene)
-    src, dst = np.nonzero(~np.eye(n, dtype=bool) & has[:, None] & has[None, :])
+    src, dst = np.nonzero(~np.eye(n, dtype=bool) & has_src[:, None] & has[None, :])
     if src.size == 0:
         return src.astype(np.int64), dst.astype(np.int64)
     keep = np.empty(src.size, bool)

@@ -102,7 +102,8 @@ def correspond(x, y, z, M, K, Kinv, depth, mode, abs_tol, rel_tol, max_dist2):
 
 
 def make_pixel_landing(backproject_pixel, correspond):
-    """The per-source-pixel step shared by the overlap kernels (CPU, CUDA) and CUDA's splat kernel, built from
+    """The per-source-pixel step shared by the overlap kernels (CPU, CUDA), CUDA's splat kernel and the label
+    propagation kernels (``propagate``), built from
     one compiler's ``backproject_pixel`` and ``correspond`` (a function of this module may not call a module
     global: the globals here are the uncompiled formulas). ``viewal.kernels.cpu`` compiles the result with
     ``numba.njit``, ``viewal.kernels.cuda`` with ``numba.cuda.jit(device=True)``.
