@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .base import IGNORE_INDEX, SPLITS, DatasetError, Frame, RGBDDataset
+from .base import IGNORE_INDEX, SPLITS, DatasetError, Frame, MissingLabelsError, RGBDDataset
 
-__all__ = ["open_dataset", "FORMATS", "Frame", "RGBDDataset", "DatasetError", "IGNORE_INDEX", "SPLITS",
-           "detect_format"]
+__all__ = ["open_dataset", "FORMATS", "Frame", "RGBDDataset", "DatasetError", "MissingLabelsError", "IGNORE_INDEX",
+           "SPLITS", "detect_format"]
 
 # format name -> "module:function"; each function takes (path, **kwargs) and returns an RGBDDataset.
 FORMATS: dict[str, str] = {

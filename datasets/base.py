@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Frame", "RGBDDataset", "DatasetError", "IGNORE_INDEX", "SPLITS"]
+__all__ = ["Frame", "RGBDDataset", "DatasetError", "MissingLabelsError", "IGNORE_INDEX", "SPLITS",
+           "frames_without_labels", "require_labels"]
 
 IGNORE_INDEX = 255
 SPLITS = ("train", "val", "test")
@@ -24,6 +25,11 @@ ArrayOrLoader = np.ndarray | Callable[[], np.ndarray] | None
 
 class DatasetError(ValueError):
     """A dataset on disk is malformed; the message names the file or directory at fault."""
+
+
+class MissingLabelsError(ValueError):
+    """Something that needs ground truth (the simulated oracle, mIoU, the full-data reference) met a frame
+    without labels; the message names the frame and what needed its labels."""
 
 
 def _resolve(x: ArrayOrLoader):
@@ -90,6 +96,7 @@ class Frame:
 
     @property
     def has_labels(self) -> bool:
+        """Whether the frame has ground-truth labels (decided when the dataset is opened, without reading them)."""
         return self._loaders["labels"] is not None
 
     def release(self) -> None:
@@ -159,6 +166,15 @@ class RGBDDataset:
             raise KeyError(f"unknown split {name!r}; this dataset has {sorted(self.splits)}")
         return [self._by_key[k] for k in self.splits[name]]
 
+    def labelled(self, split: str | None = None) -> list[Frame]:
+        """Frames with ground-truth labels, of split ``split`` or (None) of the whole dataset, in order."""
+        frames = self.all_frames() if split is None else self.split(split)
+        return [f for f in frames if f.has_labels]
+
+    def unlabelled(self, split: str | None = None) -> list[Frame]:
+        """Frames without ground-truth labels, of split ``split`` or (None) of the whole dataset, in order."""
+        return frames_without_labels(self.all_frames() if split is None else self.split(split))
+
     def split_scenes(self, name: str) -> list[str]:
         """Scene ids that have at least one frame in split ``name``, in dataset order."""
         ids = {k.split("/", 1)[0] for k in self.splits.get(name, [])}
@@ -192,6 +208,22 @@ class RGBDDataset:
 
 def frame_keys(frames: Iterable[Frame]) -> list[str]:
     return [f.key for f in frames]
+
+
+def frames_without_labels(frames: Iterable) -> list[Frame]:
+    """The frames of ``frames`` that have no ground-truth labels (``Frame.has_labels`` False), in order."""
+    return [f for f in frames if not f.has_labels]
+
+
+def require_labels(frames: Iterable, needed_for: str) -> None:
+    """Raise :class:`MissingLabelsError` naming the first frame of ``frames`` without labels, how many of
+    them lack labels, and what needs them (``needed_for``, e.g. ``"evaluation (mIoU)"``); nothing when every
+    frame has labels."""
+    frames = list(frames)
+    missing = frames_without_labels(frames)
+    if missing:
+        raise MissingLabelsError(f"{needed_for} needs ground-truth labels, but frame {missing[0].key} has none "
+                                 f"({len(missing)} of {len(frames)} frames have no labels)")
 
 
 def stack_scene(frames: Sequence[Frame]) -> dict[str, np.ndarray]:

@@ -8,7 +8,7 @@
     <root>/<scene>/pose/<id>.txt             4×4 camera-to-world
     <root>/<scene>/intrinsic/intrinsic_depth.txt   4×4 (or 3×3) intrinsics of the depth image
     <root>/<scene>/intrinsic/intrinsic_color.txt   4×4 (or 3×3) intrinsics of the colour image
-    <root>/<scene>/label/<id>.png            uint8 class id, 255 = ignore (optional)
+    <root>/<scene>/label/<id>.png            uint8 class id, 255 = ignore (optional, per scene and per frame)
 
 ``viewal.json``::
 
@@ -20,6 +20,9 @@ A split entry is a scene id (all its frames) or a frame key ``"<scene>/<frame>"`
 Depth is resized with nearest neighbour (never interpolated across depth edges) and the depth
 intrinsics are scaled to match; colour is resized to the same working size. Frames whose pose is
 non-finite (ScanNet writes ``-inf`` when tracking failed) are reported once and skipped.
+
+Labels are optional: a scene without ``label/`` or a frame without its label file opens with
+``Frame.labels`` None (``Frame.has_labels`` False); only what needs ground truth refuses such a frame.
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ from .base import IGNORE_INDEX, SPLITS, DatasetError, Frame, RGBDDataset
 __all__ = ["read_canonical", "write_frame", "write_scene_intrinsics", "write_meta", "load_pose", "load_matrix",
            "load_depth_png", "load_color", "load_label_png", "resize_nearest", "natural_key", "META_FILE",
            "make_frame", "read_scene_frames", "pose_or_skip", "warn_skipped", "select_frames", "image_shape",
-           "viewal_label_shift", "read_split_lists", "default_splits", "resolve_splits", "expand_splits"]
+           "viewal_label_shift", "read_split_lists", "default_splits", "resolve_splits", "expand_splits", "label_files",
+           "optional_labels"]
 
 META_FILE = "viewal.json"
 COLOR_EXTS = (".jpg", ".jpeg", ".png")
@@ -153,6 +157,26 @@ def load_label_png(path: Path, size: tuple[int, int], num_classes: int,
     return lab
 
 
+def label_files(label_dir: Path, ext: str = ".png") -> dict[str, Path]:
+    """Frame name → label file, for every ``<name><ext>`` in ``label_dir`` (one directory listing; empty when the
+    folder is absent). A frame missing here has no labels: it opens with ``Frame.labels`` None, never an error."""
+    label_dir = Path(label_dir)
+    if not label_dir.is_dir():
+        return {}
+    return {p.name[: -len(ext)]: p for p in label_dir.iterdir()
+            if p.name.lower().endswith(ext) and not p.name.startswith(".")}
+
+
+def optional_labels(files: dict[str, Path], name: str,
+                    load: Callable[[Path], np.ndarray]) -> Callable[[], np.ndarray] | None:
+    """Zero-argument loader ``load(file)`` of frame ``name``'s labels from ``files`` (:func:`label_files`), or
+    None when the frame has no label file."""
+    path = files.get(name)
+    if path is None:
+        return None
+    return lambda: load(path)
+
+
 def common_shape(paths: list[Path]) -> tuple[int, int]:
     """The most common (H, W) among a few image files (first wins a tie): the scene's native size, so that
     one odd file (even the first) is blamed itself when loaded, not every other file of the scene."""
@@ -253,15 +277,18 @@ def read_scene_frames(
     scene_id: str,
     size: tuple[int, int],
     depth_scale: float,
-    label_loader: Callable[[str], np.ndarray] | None,
+    load_label: Callable[[Path], np.ndarray] | None,
     skipped: list[str],
     *,
     frame_skip: int = 1,
+    label_dir: str = "label",
 ) -> list[Frame]:
     """Build the lazily loaded frames of one scene directory (canonical / ScanNet export layout).
 
     Frames with a non-finite pose are appended to ``skipped`` and left out. The depth intrinsics are
     scaled from the size of the scene's depth images (read once from the first one) to ``size``.
+    ``load_label(path) -> (H, W) int64`` reads ``<scene_dir>/<label_dir>/<id>.png``; a frame without that
+    file (or every frame, when ``load_label`` is None or the folder is absent) has no labels.
     """
     colors = _find_color(scene_dir)
     if not colors:
@@ -270,6 +297,7 @@ def read_scene_frames(
     K_path = scene_dir / "intrinsic" / "intrinsic_depth.txt"
     K_depth = geometry.check_intrinsics(load_matrix(K_path), name="intrinsic_depth", source=K_path)
 
+    labels = label_files(scene_dir / label_dir) if load_label is not None else {}
     frames: list[Frame] = []
     native_shape = None
     ids = select_frames(sorted(colors, key=natural_key), frame_skip)
@@ -285,7 +313,7 @@ def read_scene_frames(
         frames.append(make_frame(
             scene_id, fid, color=colors[fid], depth=depth_path, K_native=K_depth, native_shape=native_shape,
             size=size, world_T_cam=pose, depth_scale=depth_scale,
-            labels=(lambda fid=fid: label_loader(fid)) if label_loader is not None else None,
+            labels=optional_labels(labels, fid, load_label) if load_label is not None else None,
             source=scene_dir,
         ))
     return frames
@@ -434,14 +462,13 @@ def read_canonical(root: str | Path, height: int | None = None, width: int | Non
     scale = float(meta.get("depth_scale", 1000.0))
     scenes: dict[str, list[Frame]] = {}
     skipped: list[str] = []
+
+    def load_label(path: Path) -> np.ndarray:
+        return load_label_png(path, size, len(class_names))
+
     for scene_dir in sorted((p for p in root.iterdir() if (p / "color").is_dir()), key=lambda p: natural_key(p.name)):
         sid = scene_dir.name
-        label_dir = scene_dir / "label"
-        label_loader = None
-        if label_dir.is_dir():
-            def label_loader(fid, label_dir=label_dir):
-                return load_label_png(label_dir / f"{fid}.png", size, len(class_names))
-        scenes[sid] = read_scene_frames(scene_dir, sid, size, scale, label_loader, skipped)
+        scenes[sid] = read_scene_frames(scene_dir, sid, size, scale, load_label, skipped)
     if not scenes:
         raise DatasetError(f"{root}: no scene directories (expected <root>/<scene>/color/...)")
     warn_skipped(root, skipped)

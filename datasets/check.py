@@ -1,9 +1,10 @@
 """Up-front check of every frame a run will read, so that a corrupt file fails before any training.
 
-:func:`check_frames` loads each frame's arrays once (colour, depth, labels, intrinsics, pose) through
-the dataset's own loaders, which refuse truncated or undecodable images naming the file
-(``viewal.io.read_image``). Frames whose image files kept their size and modification time since they
-last passed are skipped (cache: a small JSON file), so a resumed run re-checks only what changed.
+:func:`check_frames` loads each frame's arrays once (colour, depth, intrinsics, pose, and labels when the
+frame has them: a frame without labels passes) through the dataset's own loaders, which refuse truncated
+or undecodable images naming the file (``viewal.io.read_image``). Frames whose image files kept their size
+and modification time since they last passed are skipped (cache: a small JSON file), so a resumed run
+re-checks only what changed.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ Expected layout (Matterport3D's own directory names, one directory per house)::
                                                                         any size (nearest-resized)
     <root>/scenes_{train,val,test}.txt                                  optional house lists
 
-``label_dir`` defaults to ``label_nyu40``. Matterport3D ships no per-image labels: they come from
+``label_dir`` defaults to ``label_nyu40``; a house without it, or an image without its label png, opens
+with ``Frame.labels`` None. Matterport3D ships no per-image labels: they come from
 rendering its annotated meshes (``house_segmentations``, mpcat40 / NYU40 categories) into each
 camera, as ViewAL's preprocessing did; this reader takes the result as one 8- or 16-bit png per
 colour image, named like the colour image.
@@ -42,9 +43,11 @@ from viewal import geometry
 from .base import DatasetError, RGBDDataset
 from .canonical import (
     image_shape,
+    label_files,
     load_label_png,
     make_frame,
     natural_key,
+    optional_labels,
     resolve_splits,
     viewal_label_shift,
     warn_skipped,
@@ -122,7 +125,7 @@ def read_matterport(
 
     Args:
         height, width: working size (ViewAL: 320×240).
-        label_dir: per-house directory of preprocessed NYU40 label pngs (optional).
+        label_dir: per-house directory of preprocessed NYU40 label pngs (optional, per house and per image).
         splits: split name → house ids or ``house/frame`` keys; default ``<root>/scenes_{train,val,test}.txt``
             (Matterport's benchmark lists), else :func:`viewal.datasets.canonical.default_splits`.
     """
@@ -136,9 +139,13 @@ def read_matterport(
                            f"(expected <root>/<house>/{CONF_DIR}/<house>.conf)")
     scenes = {}
     skipped: list[str] = []
+
+    def load_label(path: Path) -> np.ndarray:
+        return load_label_png(path, size, len(NYU40_CLASSES), viewal_label_shift)
+
     for hdir in houses:
         conf = hdir / CONF_DIR / f"{hdir.name}.conf"
-        ldir = hdir / label_dir
+        labels = label_files(hdir / label_dir)
         frames = []
         native_shape = None
         for scan in read_conf(conf):
@@ -155,13 +162,9 @@ def read_matterport(
             if native_shape is None:
                 native_shape = image_shape(depth)
             fid = Path(scan["color"]).stem
-            labels = None
-            if ldir.is_dir():
-                def labels(p=ldir / f"{fid}.png"):
-                    return load_label_png(p, size, len(NYU40_CLASSES), viewal_label_shift)
             frames.append(make_frame(hdir.name, fid, color=color, depth=depth, K_native=scan["K"],
-                                     native_shape=native_shape, size=size, world_T_cam=pose,
-                                     depth_scale=DEPTH_SCALE, labels=labels, source=where))
+                                     native_shape=native_shape, size=size, world_T_cam=pose, depth_scale=DEPTH_SCALE,
+                                     labels=optional_labels(labels, fid, load_label), source=where))
         if frames:
             scenes[hdir.name] = frames
     warn_skipped(root, skipped)

@@ -7,8 +7,8 @@ Expected layout (one directory per scan; frame ids are the exporter's integers `
     <root>/<scene>/pose/<i>.txt                     4×4 camera-to-world (``-inf`` where tracking failed)
     <root>/<scene>/intrinsic/intrinsic_depth.txt    4×4, depth camera at 640×480
     <root>/<scene>/intrinsic/intrinsic_color.txt    4×4, colour camera (not used for geometry)
-    <root>/<scene>/label-filt/<i>.png               optional: ScanNet raw category ids (16-bit), from
-                                                    ``<scene>_2d-label-filt.zip``
+    <root>/<scene>/label-filt/<i>.png               optional (per scene and per frame): ScanNet raw
+                                                    category ids (16-bit), from ``<scene>_2d-label-filt.zip``
     <root>/scannetv2-labels.combined.tsv            raw id → NYU40 table (needed when labels exist)
     <root>/scannetv2_{train,val,test}.txt           optional official scene lists (also looked for
                                                     next to ``<root>``)
@@ -26,7 +26,8 @@ Labels. ``label-filt`` raw ids → NYU40 ids (column ``nyu40id`` of the tsv, key
 raw ids missing from the tsv count as 0 = unannotated) → ViewAL's shift
 (:func:`viewal.datasets.canonical.viewal_label_shift`): NYU40 id k ∈ 1..40 → class k − 1 (so 40
 classes, 0 = wall … 39 = otherprop, names in :data:`NYU40_CLASSES`), 0 → 255 (ignore). Labels are
-nearest-resized.
+nearest-resized. A scene without ``label-filt/`` or a frame without its label image opens without labels
+(``Frame.labels`` None).
 
 Frames. ``frame_skip=k`` keeps frames whose id is a multiple of k (ViewAL used every 35th frame;
 default 1 = all). Frames with a non-finite pose are skipped with one warning naming the count and
@@ -162,12 +163,13 @@ def read_scannet(
 
     frames_by_scene = {}
     skipped: list[str] = []
+    load_label = None
+    if mapping is not None:
+        def load_label(path: Path) -> np.ndarray:
+            return load_label_png(path, size, len(NYU40_CLASSES), mapping)
     for sdir in scene_dirs:
-        label_loader = None
-        if (sdir / LABEL_DIR).is_dir():
-            def label_loader(fid, d=sdir / LABEL_DIR):
-                return load_label_png(d / f"{fid}.png", size, len(NYU40_CLASSES), mapping)
-        frames = read_scene_frames(sdir, sdir.name, size, DEPTH_SCALE, label_loader, skipped, frame_skip=frame_skip)
+        frames = read_scene_frames(sdir, sdir.name, size, DEPTH_SCALE, load_label, skipped, frame_skip=frame_skip,
+                                   label_dir=LABEL_DIR)
         if frames:
             frames_by_scene[sdir.name] = frames
     warn_skipped(root, skipped)

@@ -15,12 +15,14 @@ and labels, which a few lines of pySceneNetRGBD can dump. Expected layout::
                                          convention: interpolate shutter open/close at 0.5, up = +y), or
                                          ``n`` followed by 16 numbers: 4×4 camera-to-world, row-major, OpenCV
     <root>/<traj>/pose/<n>.txt         4×4 camera-to-world (OpenCV axes)
-    labels (optional), the first that exists:
+    labels (optional, per trajectory and per frame), the first folder that exists:
     <root>/<traj>/class13/<n>.png      NYU13 ids 0..13 (0 = unknown), e.g. pySceneNetRGBD's
                                        instance → class13 conversion
     <root>/<traj>/instance/<n>.png     16-bit instance ids, with
     <root>/<traj>/instance_class13.txt lines ``instance_id nyu13_id`` (unlisted instances → 0 = unknown)
     <root>/{train,val,test}.txt        optional split lists (scene ids or ``scene/frame`` keys)
+
+A trajectory without labels, or a frame without its label image, opens with ``Frame.labels`` None.
 
 ``<traj>`` may be one level deeper, as SceneNet ships it (``<root>/0/223/photo``); the scene id is then
 the relative path with ``/`` replaced by ``_`` (``0_223``, ViewAL's naming).
@@ -39,6 +41,7 @@ z = r / sqrt(1 + ((u − cx)/fx)² + ((v − cy)/fy)²) (up to 1/cos(37°) ≈ 1
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +50,12 @@ from viewal import geometry
 
 from .base import DatasetError, RGBDDataset
 from .canonical import (
+    label_files,
     load_depth_png,
     load_label_png,
     make_frame,
     natural_key,
+    optional_labels,
     pose_or_skip,
     resize_nearest,
     resolve_splits,
@@ -165,23 +170,30 @@ def _read_instance_map(path: Path) -> np.ndarray:
     return table
 
 
-def _label_loader(tdir: Path, size):
+def _label_loaders(tdir: Path, size) -> Callable[[str], Callable[[], np.ndarray] | None]:
+    """Frame number → zero-argument loader of its labels, or None (no label folder, or no file for that frame)."""
     n = len(NYU13_CLASSES)
     if (tdir / "class13").is_dir():
-        return lambda fid: load_label_png(tdir / "class13" / f"{fid}.png", size, n, viewal_label_shift,
-                                          native_shape=NATIVE_SHAPE)
+        files = label_files(tdir / "class13")
+
+        def load(p: Path) -> np.ndarray:
+            return load_label_png(p, size, n, viewal_label_shift, native_shape=NATIVE_SHAPE)
+        return lambda fid: optional_labels(files, fid, load)
     map_path = tdir / "instance_class13.txt"
     if (tdir / "instance").is_dir() and map_path.is_file():
         table = _read_instance_map(map_path)
+        files = label_files(tdir / "instance")
 
         def mapping(inst):
             cls = np.zeros_like(inst)
             known = inst < len(table)
             cls[known] = table[inst[known]]
             return viewal_label_shift(cls)
-        return lambda fid: load_label_png(tdir / "instance" / f"{fid}.png", size, n, mapping,
-                                          native_shape=NATIVE_SHAPE)
-    return None
+
+        def load_instances(p: Path) -> np.ndarray:
+            return load_label_png(p, size, n, mapping, native_shape=NATIVE_SHAPE)
+        return lambda fid: optional_labels(files, fid, load_instances)
+    return lambda fid: None
 
 
 def read_scenenet(
@@ -222,7 +234,7 @@ def read_scenenet(
         table = _read_poses_txt(poses_txt) if poses_txt.is_file() else None
         if table is None and not (tdir / "pose").is_dir():
             raise FileNotFoundError(f"{tdir}: no poses: expected {poses_txt} or {tdir / 'pose'}/<n>.txt")
-        labels = _label_loader(tdir, size)
+        labels_of = _label_loaders(tdir, size)
         frames = []
         for fid in sorted(photos, key=natural_key):
             depth_path = tdir / "depth" / f"{fid}.png"
@@ -250,8 +262,7 @@ def read_scenenet(
 
             frames.append(make_frame(sid, fid, color=photos[fid], depth=depth_loader, K_native=K_native,
                                      native_shape=NATIVE_SHAPE, size=size, world_T_cam=pose,
-                                     labels=(lambda f=fid, lab=labels: lab(f)) if labels is not None else None,
-                                     source=tdir))
+                                     labels=labels_of(fid), source=tdir))
         if frames:
             scenes[sid] = frames
     warn_skipped(root, skipped)

@@ -5,7 +5,8 @@ frame ``000035``; the scene is the first ``scene_parts`` = 2 underscore-separate
 
     <root>/raw/selections/color/<name>.jpg        320×240 RGB
     <root>/raw/selections/depth/<name>.pgm        640×480 uint16 millimetres (m_depthShift), 0 = invalid
-    <root>/raw/selections/label/<name>.png        320×240 uint8 labels (see below); same size as colour
+    <root>/raw/selections/label/<name>.png        320×240 uint8 labels (see below); same size as colour;
+                                                  optional (a frame without its png has no labels)
     <root>/raw/selections/pose/<name>.txt         4×4 camera-to-world, space separated
     <root>/raw/selections/info/<scene>.txt        ScanNet sensor info: m_calibrationDepthIntrinsic (4×4, at
                                                   m_depthWidth × m_depthHeight), m_depthShift
@@ -50,9 +51,11 @@ from .base import IGNORE_INDEX, SPLITS, DatasetError, Frame, RGBDDataset
 from .canonical import (
     default_splits,
     image_shape,
+    label_files,
     load_label_png,
     make_frame,
     natural_key,
+    optional_labels,
     pose_or_skip,
     resize_nearest,
     viewal_label_shift,
@@ -206,6 +209,11 @@ def read_viewal_original(
 
     # ViewAL stores colour and labels at one size; every colour and label image must have it
     color_shape = image_shape(color_file(names[0])) if source == "files" else None
+    labels = label_files(label_dir) if source == "files" else {}
+
+    def load_label(path: Path) -> np.ndarray:
+        return load_label_png(path, size, num_classes, viewal_label_shift, native_shape=color_shape)
+
     infos: dict[str, dict] = {}
     scenes: dict[str, list[Frame]] = {}
     name_to_key: dict[str, str] = {}
@@ -224,14 +232,10 @@ def read_viewal_original(
             skipped_names.add(name)
             continue
         if source == "files":
-            color = color_file(name)
-            labels = None
-            if label_dir.is_dir():
-                def labels(p=label_dir / f"{name}.png"):
-                    return load_label_png(p, size, num_classes, viewal_label_shift, native_shape=color_shape)
-            frame = make_frame(sid, fid, color=color, depth=depth, K_native=info["K_depth"],
+            frame = make_frame(sid, fid, color=color_file(name), depth=depth, K_native=info["K_depth"],
                                native_shape=info["depth_shape"], size=size, world_T_cam=pose,
-                               depth_scale=info["depth_shift"], labels=labels, source=sel, color_shape=color_shape)
+                               depth_scale=info["depth_shift"], labels=optional_labels(labels, name, load_label),
+                               source=sel, color_shape=color_shape)
         else:
             frame = make_frame(sid, fid, color=lambda n=name: _lmdb_rgb(db, n, size), depth=depth,
                                K_native=info["K_depth"], native_shape=info["depth_shape"], size=size,

@@ -31,7 +31,8 @@ class FitState:
     Attributes:
         model: the network being trained (changed in place by every step).
         items: labelled training items ``(frame, label map (H, W), extras)`` (``viewal.train.fit``).
-        val: validation frames (checkpoint choice).
+        val: validation frames (checkpoint choice; ``viewal.train.fit`` skips those without labels and keeps
+            the final weights when none has labels).
         config: ``viewal.train.TrainConfig`` of the fits.
         extra_loss: the scorer's and auxiliaries' ``extra_loss`` hook (or None), used by every fit.
         progress, desc: progress bars and their label.
@@ -94,7 +95,8 @@ class MaxEntropyStep(FitStep):
 @dataclass
 class PseudoLabelStep(FitStep):
     """Pseudo-labels of the pool from the trained model, then a fine-tuning on labelled + pseudo-labelled
-    pixels (``viewal.pseudo.pseudo_label_finetune``)."""
+    pixels (``viewal.pseudo.pseudo_label_finetune``). The pool needs no ground truth: the precision it reports
+    is measured on the pool frames that have labels (absent when none has)."""
 
     mode: str
     pool: Sequence = ()

@@ -17,7 +17,8 @@ cycle k with every pixel still unlabelled before it:
   the labelled pixels next to its share of the pool and its test IoU, the trade an uncertainty method makes
   between the classes a model finds hard and the ones it finds easy.
 
-Ground truth is used here for the measurement only, never by a scorer. The arithmetic is in small pure
+Ground truth is used here for the measurement only, never by a scorer; frames without labels are left out of
+every measurement (the numbers are those of the frames that have labels). The arithmetic is in small pure
 functions on arrays (:func:`selection_counts`, :func:`summarise_counts`); :func:`diagnose_run` reads a run
 folder (ledgers + checkpoints) and drives them.
 """
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from viewal.datasets.base import IGNORE_INDEX
+from viewal.datasets.base import IGNORE_INDEX, MissingLabelsError
 
 __all__ = ["selection_counts", "summarise_counts", "predict_labels", "diagnose_cycle", "open_run_dataset",
            "diagnose_run", "class_histogram", "class_balance", "compare_models"]
@@ -122,27 +123,34 @@ def predict_labels(model, frames: Sequence, batch_size: int = 8) -> tuple[np.nda
 def diagnose_cycle(model, ledger, pool: Sequence, cycle: int, num_classes: int, batch_size: int = 8,
                    after=None) -> dict[str, Any]:
     """:func:`summarise_counts` of ``cycle``'s picks; ``model`` is the one that picked them (cycle - 1's),
-    ``ledger`` an open :class:`~viewal.ledger.Ledger`, ``pool`` its pool frames. ``after``: the model trained
-    on those picks (cycle's own); adds ``error_picked_after`` (its error on the pixels it was trained on: how
-    learnable the picked labels were) and ``error_pool_after`` (on the pixels still unlabelled)."""
+    ``ledger`` an open :class:`~viewal.ledger.Ledger`, ``pool`` its pool frames (those without labels are left
+    out: ``measured_frames`` counts the others; with none, the counts are 0 and the rates NaN). ``after``: the
+    model trained on those picks (cycle's own); adds ``error_picked_after`` (its error on the pixels it was
+    trained on: how learnable the picked labels were) and ``error_pool_after`` (on the pixels still unlabelled)."""
     if cycle < 1:
         raise ValueError(f"diagnose_cycle: cycle must be >= 1 (cycle 0 is the seed set), got {cycle}")
-    pred, gt = predict_labels(model, pool, batch_size)
-    pred_after = predict_labels(after, pool, batch_size)[0] if after is not None else None
-    total: dict[str, np.ndarray] | None = None
+    pool = [f for f in pool if f.has_labels]
+    zeros = np.zeros(num_classes, np.int64)
+    total: dict[str, np.ndarray] = {**{k: zeros for k in COUNT_KEYS},
+                                    "confusion": np.zeros((num_classes, num_classes), np.int64)}
     err_after = np.zeros(3, np.int64)  # ``after``'s errors on the picked, on the still unlabelled; their count
-    shape = gt.shape[1:]
+    pred = gt = pred_after = None
+    if pool:
+        pred, gt = predict_labels(model, pool, batch_size)
+        pred_after = predict_labels(after, pool, batch_size)[0] if after is not None else None
+    shape = gt.shape[1:] if gt is not None else None
     for i, f in enumerate(pool):
         key = f"{f.scene_id}/{f.frame_id}"
         before = ledger.label_map(key, shape, max_cycle=cycle - 1) != IGNORE_INDEX
         upto = ledger.label_map(key, shape, max_cycle=cycle) != IGNORE_INDEX
         c = selection_counts(pred[i], gt[i], upto & ~before, ~before, num_classes)
-        total = c if total is None else {k: total[k] + c[k] for k in total}
+        total = {k: total[k] + c[k] for k in total}
         if pred_after is not None:
             a = selection_counts(pred_after[i], gt[i], upto & ~before, ~upto, num_classes)
             err_after += (a["picked_err"].sum(), a["pool_err"].sum(), a["pool"].sum())
     out = summarise_counts(total)
-    if pred_after is not None:
+    out["measured_frames"] = len(pool)
+    if after is not None:
         out.update(error_picked_after=_rate(err_after[0], out["picked_pixels"]),
                    error_pool_after=_rate(err_after[1], err_after[2]))
     rows = ledger.labels(cycle)
@@ -214,15 +222,10 @@ def diagnose_run(run_dir: str | Path, dataset, methods: Sequence[str], seeds: Se
 
 def class_histogram(label_maps, num_classes: int) -> np.ndarray:
     """(num_classes,) int64 pixel count per class over (H, W) label maps (``IGNORE_INDEX`` skipped); a class
-    outside 0..num_classes-1 is refused."""
-    out = np.zeros(num_classes, dtype=np.int64)
-    for m in label_maps:
-        v = np.asarray(m).ravel()
-        v = v[v != IGNORE_INDEX]
-        if v.size and (v.min() < 0 or v.max() >= num_classes):
-            raise ValueError(f"class_histogram: labels outside 0..{num_classes - 1} (got {v.min()}..{v.max()})")
-        out += np.bincount(v.astype(np.int64), minlength=num_classes)
-    return out
+    outside 0..num_classes-1 is refused (:func:`viewal.metrics.label_class_counts`)."""
+    from viewal.metrics import label_class_counts
+
+    return label_class_counts(label_maps, num_classes)
 
 
 def class_balance(run_dir: str | Path, dataset, methods: Sequence[str], seeds: Sequence[int], cycle: int,
@@ -265,11 +268,17 @@ def compare_models(models: dict, frames: Sequence, num_classes: int, batch_size:
     float, "iou": (C,) test IoU (NaN: class absent from truth and prediction), "predicted": (C,) share of
     those pixels predicted as each class}}`` (:func:`viewal.train.evaluate`, eval mode). A model that drifts
     toward the classes it is sure of shows a ``predicted`` share above ``truth`` there and falling IoU
-    elsewhere."""
+    elsewhere. Frames without labels are left out; with none left, :class:`viewal.datasets.MissingLabelsError`."""
     from viewal.train import evaluate
 
     if not models:
         raise ValueError("compare_models: no models given")
+    given = list(frames)
+    frames = [f for f in given if isinstance(f, tuple) or f.has_labels]
+    if not frames:
+        first = f" (e.g. {given[0].key})" if given else ""
+        raise MissingLabelsError(f"compare_models: none of the {len(given)} frames has labels{first}; comparing "
+                                 "models class by class needs ground truth")
     out: dict[str, Any] = {}
     for name, model in models.items():
         m = evaluate(model, list(frames), num_classes, batch_size=batch_size)

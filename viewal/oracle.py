@@ -5,6 +5,10 @@ wrong class (a class different from the region's majority ground-truth class; ig
 ignore), as PAL's noisy-oracle test does (20 %). Whether a region is wrong and which class it gets are
 drawn from a generator seeded by ``(seed, frame key, region mask)``, so the same query gets the same
 answer whatever the order of the queries and across resumed runs.
+
+A frame without labels (``Frame.has_labels`` False) cannot be answered: :meth:`Oracle.label` raises
+:class:`viewal.datasets.MissingLabelsError` naming it (such data is labelled by people:
+``viewal query export`` / ``import``).
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import hashlib
 from typing import Any
 
 import numpy as np
+
+from viewal.datasets.base import MissingLabelsError
 
 __all__ = ["IGNORE_INDEX", "oracle_labels", "majority_class", "region_rng", "Oracle"]
 
@@ -67,7 +73,7 @@ class Oracle:
     """Simulated oracle over a dataset's ground truth.
 
     Args:
-        dataset: ``viewal.datasets.RGBDDataset`` (frames must have labels).
+        dataset: ``viewal.datasets.RGBDDataset`` (the frames it is asked about must have labels).
         wrong_label_rate: probability that a region comes back with one wrong class (0 = perfect oracle).
         seed: seed of the wrong-label draws.
 
@@ -100,11 +106,15 @@ class Oracle:
         return c if c < maj else c + 1
 
     def label(self, frame: Any, mask: np.ndarray) -> np.ndarray:
-        """Labels for ``mask`` of ``frame`` (a Frame, or a key ``"scene/frame"``): (H, W) int64, 255 outside."""
+        """Labels for ``mask`` of ``frame`` (a Frame, or a key ``"scene/frame"``): (H, W) int64, 255 outside.
+
+        Raises :class:`viewal.datasets.MissingLabelsError` (a ValueError) naming the frame when it has no labels.
+        """
         if isinstance(frame, str):
             frame = self.dataset.frame(frame)
         if not frame.has_labels:
-            raise ValueError(f"oracle: frame {frame.key} has no ground-truth labels")
+            raise MissingLabelsError(f"the simulated oracle answers from ground truth, but frame {frame.key} has no "
+                                     f"labels; label its queries by hand instead (viewal query export / import)")
         gt = np.asarray(frame.labels)
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != gt.shape:

@@ -15,7 +15,8 @@ returns a label map (255 = no pseudo-label) and, for UPS, a negative-label mask:
   absent"). Negatives train with −log(1 − p_c) (:func:`negative_label_loss`).
 
 :func:`pseudo_label_precision` measures them against ground truth (for reports only — ground truth never
-enters the rules). :func:`negative_loss_hook` turns the negative loss into a ``viewal.train.fit``
+enters the rules; pool frames without labels are left out of the measurement, and the training never needs
+them). :func:`negative_loss_hook` turns the negative loss into a ``viewal.train.fit``
 ``extra_loss`` (batches carry the mask under ``"negative"``).
 """
 from __future__ import annotations
@@ -294,14 +295,16 @@ def pseudo_label_items(model, frames, mode: str, *, labels=None, mc_passes: int 
             they take precedence over pseudo-labels.
         mc_passes: MC-dropout passes (UPS's std comes from them).
         size: working (H, W) for the network (``viewal.model.iter_predict_frames``).
-        with_precision: measure precision against ``frame.labels`` (reports only; needs labelled frames).
+        with_precision: measure precision against ``frame.labels`` (reports only): on the frames that have
+            labels; frames without are skipped, and with none the precision keys are absent.
         keep_empty: keep frames that got no pseudo-label and no negative.
         options: rule settings (see :func:`pseudo_labels`).
     Returns:
         (items, stats): items ``(frame, label_map (H, W) int64, extras)`` with ``extras["negative"]``
         (C, H, W) bool for ``ups``; stats: ``mode``, ``frames``, ``pixels``, ``n_labelled``, ``coverage``
         (pseudo-labelled / all pixels of the frames), ``thresholds`` (classwise), and with
-        ``with_precision``: ``precision``, ``n_correct``, ``negative_precision`` (ups).
+        ``with_precision``: ``precision_frames`` (frames measured), and when it is not 0 ``precision``,
+        ``n_correct``, ``negative_precision`` (ups).
     """
     from viewal.model import iter_predict_frames
 
@@ -354,16 +357,19 @@ def pseudo_label_items(model, frames, mode: str, *, labels=None, mc_passes: int 
         n_lab += int((pl_only != IGNORE).sum())
         n_pix += pl.size
         if with_precision and getattr(fr, "has_labels", False):
+            gt = np.asarray(fr.labels)
             precision_pl.append(pl_only)
-            precision_gt.append(np.asarray(fr.labels))
+            precision_gt.append(gt)
             if neg is not None:
                 neg_pl.append(neg)
-                neg_gt.append(np.asarray(fr.labels))
+                neg_gt.append(gt)
         if not keep_empty and not (pl_only != IGNORE).any() and (neg is None or not neg.any()):
             continue
         items.append((fr, merged, {"negative": neg} if neg is not None else {}))
     stats.update(pixels=n_pix, n_labelled=n_lab, coverage=n_lab / max(n_pix, 1), items=len(items))
-    if with_precision and precision_pl:
+    if with_precision:
+        stats["precision_frames"] = len(precision_pl)
+    if precision_pl:
         pr = pseudo_label_precision(np.stack(precision_pl), np.stack(precision_gt))
         stats.update(precision=pr["precision"], n_correct=pr["n_correct"])
         if neg_pl:
@@ -422,7 +428,8 @@ def pseudo_label_finetune(model, train_items, pool_frames, val_items, config, ba
             counting the fine-tuning in those epochs over the whole pool would train it many times longer
             than the fit itself (16× on a 2 % seed set of 560 frames).
         max_frames: keep at most this many pseudo-labelled frames (those with the most pseudo-labelled pixels).
-        with_precision: measure pseudo-label precision against the frames' ground truth (reports only).
+        with_precision: measure pseudo-label precision against the ground truth of the pool frames that have
+            labels (reports only; frames without labels are skipped).
         item_extras: ``frame -> dict`` giving a pool frame's training extras (e.g. its ``"superpixels"``)
             when ``train_items`` carry extras: a pseudo-labelled frame keeps its labelled item's extras, an
             unlabelled one gets ``item_extras(frame)``, so every item of the fine-tuning batches the same keys.

@@ -10,6 +10,11 @@ that CPU runs stay short.
 mIoU convention: IoU_c = TP / (TP + FP + FN) from the confusion matrix over all evaluated pixels
 (pixels whose ground truth is 255 are skipped); a class with TP + FP + FN = 0 (absent from the
 ground truth and never predicted) has IoU NaN and is left out of the mean.
+
+Frames without labels (``Frame.has_labels`` False): :func:`fit` skips them among the validation frames (and
+trains without validation, keeping the final weights, when none has labels); :func:`evaluate` refuses them
+with an error naming the frame (an mIoU needs ground truth); :func:`iter_eval_predictions` predicts them with
+an all-255 (unknown) label map. Reports for data without ground truth: :mod:`viewal.metrics`.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +35,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from viewal.data import SegmentationDataset, as_items, collate, parse_size
-from viewal.datasets.base import IGNORE_INDEX
+from viewal.datasets.base import IGNORE_INDEX, require_labels
 from viewal.io import atomic_path
 from viewal.model import SegModel, build_model
 from viewal.pretrained import canonical_encoder
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
            "iou_from_confusion", "iter_eval_predictions", "save_checkpoint", "load_checkpoint", "CheckpointError",
-           "train_subset", "set_threads"]
+           "train_subset", "set_threads", "labelled_val_items"]
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
 
@@ -139,7 +145,7 @@ class FitResult:
     """Outcome of :func:`fit`.
 
     Attributes:
-        best_miou: best validation mIoU (NaN without validation frames).
+        best_miou: best validation mIoU (NaN without labelled validation frames).
         best_epoch: 1-based epoch of the restored weights (the last one without validation).
         history: one dict per epoch: ``epoch``, ``step`` (SGD steps done), ``loss`` (mean training
             loss), ``lr``, ``seconds``, ``train_seconds`` (without validation), ``val_miou`` (or None).
@@ -190,20 +196,35 @@ def iou_from_confusion(conf: np.ndarray) -> tuple[float, np.ndarray]:
     return miou, iou
 
 
+def _eval_item(item):
+    """A frame or ``(frame, label)`` item to predict; a frame without labels gets an all-unknown label map."""
+    if isinstance(item, tuple) or getattr(item, "has_labels", False):
+        return item
+    return item, np.full(np.asarray(item.rgb).shape[:2], IGNORE_INDEX, np.int64)
+
+
 def iter_eval_predictions(model: SegModel, frames: Sequence, batch_size: int = 8, device: str = "cpu", *,
                           size: tuple[int, int] | str | None = None, progress: bool = False, desc: str = "eval"):
     """Plain (eval-mode) argmax predictions of ``frames`` batch by batch: yields ``(pred, label)``, each
-    (B, H, W) int numpy at the working ``size`` (labels nearest-resized; 255 = unknown)."""
+    (B, H, W) int numpy at the working ``size`` (labels nearest-resized; 255 = unknown, everywhere for a
+    frame without labels).
+
+    Args:
+        frames: frames (with or without labels) or ``(frame, label_map (H, W))`` pairs.
+    """
     from viewal.progress import progress_bar
 
-    ds = SegmentationDataset(frames, parse_size(size), augment=False, cache=False)
+    frames = list(frames)
+    size = parse_size(size)
     was_training = model.training
     model.eval()
     model.to(device)
     try:
         with torch.no_grad():
-            for s in progress_bar(range(0, len(ds), batch_size), desc=desc, disable=not progress, leave=False):
-                batch = collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))])
+            for s in progress_bar(range(0, len(frames), batch_size), desc=desc, disable=not progress, leave=False):
+                ds = SegmentationDataset([_eval_item(it) for it in frames[s:s + batch_size]], size, augment=False,
+                                         cache=False)
+                batch = collate([ds[i] for i in range(len(ds))])
                 yield model(batch["image"].to(device)).argmax(1).cpu().numpy(), batch["label"].numpy()
     finally:
         model.train(was_training)
@@ -220,7 +241,14 @@ def evaluate(model: SegModel, frames: Sequence, num_classes: int, batch_size: in
     Returns:
         ``{"miou": float, "per_class_iou": (C,) float64 with NaN for absent classes,
         "confusion": (C, C) int64 (rows = ground truth), "pixel_accuracy": float}``.
+
+    Raises:
+        viewal.datasets.MissingLabelsError (a ValueError): a frame has no labels (the message names the
+        first one); an mIoU needs ground truth on every val/test frame (:mod:`viewal.metrics` reports
+        without it).
     """
+    frames = list(frames)
+    require_labels((f for f in frames if not isinstance(f, tuple)), "evaluation (mIoU) of the val/test frames")
     conf = np.zeros((num_classes, num_classes), np.int64)
     for pred, label in iter_eval_predictions(model, frames, batch_size, device, size=size, progress=progress,
                                              desc=desc):
@@ -366,6 +394,23 @@ class _Step(nn.Module):
         return loss
 
 
+def labelled_val_items(val_items: Sequence, desc: str = "train") -> list:
+    """The validation items that carry labels: ``(frame, label)`` pairs and frames with labels, in order.
+
+    Frames without labels are left out with one warning naming the first of them; when none is left, the
+    warning says that training runs without validation and keeps its final weights."""
+    val_items = list(val_items)
+    kept = [it for it in val_items if isinstance(it, tuple) or getattr(it, "has_labels", False)]
+    dropped = [it for it in val_items if not (isinstance(it, tuple) or getattr(it, "has_labels", False))]
+    if dropped:
+        first = getattr(dropped[0], "key", dropped[0])
+        what = (f"{len(dropped)} of {len(val_items)} validation frames have no labels (e.g. {first}) and are skipped"
+                if kept else f"none of the {len(val_items)} validation frames has labels (e.g. {first}): training "
+                             "without validation, keeping the final weights")
+        warnings.warn(f"{desc}: {what}", stacklevel=3)
+    return kept
+
+
 def set_threads(n: int | None) -> None:
     """``torch.set_num_threads(n)`` for a positive ``n``; None (or <= 0) leaves torch's default."""
     if n is not None and n > 0:
@@ -380,7 +425,9 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     Args:
         model: a :class:`SegModel` (re-initialise it yourself for each active-learning cycle).
         train_items: (frame, label_map (H, W) int, 255 = unlabelled[, extras dict]) items, or labelled frames.
-        val_items: labelled frames (or (frame, label) pairs) for model selection; may be empty.
+        val_items: frames (or (frame, label) pairs) for model selection; may be empty. Frames without labels
+            are skipped (one warning); with no labelled one, training runs without validation and keeps the
+            final weights.
         config: :class:`TrainConfig`.
         extra_loss: ``extra_loss(model, batch, logits, features) -> scalar Tensor`` added to the
             cross-entropy (batch: dict with ``image``, ``label`` and the items' extras, on the device;
@@ -410,6 +457,7 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     train_items = as_items(train_items)
     if not train_items:
         raise ValueError("fit: no training items")
+    val_items = labelled_val_items(val_items, desc)
     set_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -1,5 +1,10 @@
 """``viewal train``: DeepLabv3+ on every label of the train split (the full-data reference), with
-:func:`viewal.train.fit`; writes ``OUT/model.pt`` (best-validation checkpoint) and ``OUT/metrics.json``."""
+:func:`viewal.train.fit`; writes ``OUT/model.pt`` (best-validation checkpoint) and ``OUT/metrics.json``.
+
+The reference needs ground truth: a train frame without labels is refused (the error names the first one and
+how many lack labels) unless ``--skip-unlabelled`` trains on the labelled ones. Val/test frames without labels
+are left out of validation and of the mIoU (``metrics.json`` counts them); with no labelled val frame the
+final weights are kept."""
 from __future__ import annotations
 
 import argparse
@@ -12,11 +17,12 @@ import torch
 
 from viewal.cli.options import add_network_arguments
 from viewal.data import parse_size
+from viewal.datasets.base import MissingLabelsError, frames_without_labels
 from viewal.io import write_json
 from viewal.model import build_model
 from viewal.train import TrainConfig, evaluate, fit, save_checkpoint, set_threads, train_subset
 
-__all__ = ["configure_parser", "run"]
+__all__ = ["configure_parser", "run", "labelled_train_frames"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -30,6 +36,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=float, default=0.25, help="MC Dropout2d p")
     p.add_argument("--train-fraction", type=float, default=1.0,
                    help="use a random fraction of the train frames (label-efficiency / pretraining comparisons)")
+    p.add_argument("--skip-unlabelled", action="store_true",
+                   help="train on the train frames that have labels (default: refuse a train split with frames "
+                        "without labels)")
     p.add_argument("--eval-every", type=int, default=1, help="validate every N epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -49,17 +58,32 @@ def run(args: argparse.Namespace) -> int:
         finish()  # every rank leaves the process group before it exits
 
 
+def labelled_train_frames(frames: list, skip_unlabelled: bool = False) -> list:
+    """The train frames of the full-data reference: all of ``frames``, which must have labels, or with
+    ``skip_unlabelled`` those that have. Raises :class:`viewal.datasets.MissingLabelsError` naming the first
+    frame without labels and how many lack them (always when none has labels)."""
+    missing = frames_without_labels(frames)
+    if not frames:
+        raise MissingLabelsError("viewal train: the train split has no frames")
+    if missing and (not skip_unlabelled or len(missing) == len(frames)):
+        hint = ("; label them, or pass --skip-unlabelled to train on the "
+                f"{len(frames) - len(missing)} that have labels") if len(missing) < len(frames) else ""
+        raise MissingLabelsError(f"viewal train (the full-data reference) trains on ground-truth labels, but train "
+                                 f"frame {missing[0].key} has none ({len(missing)} of {len(frames)} train frames "
+                                 f"have no labels){hint}")
+    return [f for f in frames if f.has_labels]
+
+
 def _run(args: argparse.Namespace, w) -> int:
     from viewal.datasets import open_dataset
 
     main = w.rank == 0
     ds = open_dataset(args.data)
-    train = [f for f in ds.split("train") if f.has_labels]
-    if not train:
-        raise ValueError(f"{args.data}: no labelled frames in the train split")
+    train = labelled_train_frames(ds.split("train"), args.skip_unlabelled)
     train = train_subset(train, args.train_fraction, args.seed)
-    val = [f for f in ds.split("val") if f.has_labels] if "val" in ds.splits else []
-    test = [f for f in ds.split("test") if f.has_labels] if "test" in ds.splits else []
+    unlabelled = {s: len(ds.unlabelled(s)) if s in ds.splits else 0 for s in ("train", "val", "test")}
+    val = ds.labelled("val") if "val" in ds.splits else []
+    test = ds.labelled("test") if "test" in ds.splits else []
     device = args.device
     if device.startswith("cuda") and w.distributed:
         device = f"cuda:{torch.cuda.current_device()}"  # each rank its own GPU (LOCAL_RANK)
@@ -70,7 +94,11 @@ def _run(args: argparse.Namespace, w) -> int:
     model = build_model(ds.num_classes, args.encoder, dropout=args.dropout, encoder_weights=args.init)
     size_txt = "x".join(map(str, cfg.size)) if cfg.size else f"{ds.height}x{ds.width}"
     if main:
-        print(f"viewal train: {ds!r}\n  train {len(train)} frames, val {len(val)}, test {len(test)}; "
+        skipped = ", ".join(f"{n} {s}" for s, n in unlabelled.items() if n)
+        if unlabelled["val"] and not val:
+            skipped += "; no labelled val frame: no validation, the final weights are kept"
+        print(f"viewal train: {ds!r}\n  train {len(train)} frames, val {len(val)}, test {len(test)}"
+              + (f" (without labels, left out: {skipped})" if skipped else "") + "; "
               f"{args.encoder}, size {size_txt}, {cfg.epochs} epochs, threads {torch.get_num_threads()}"
               + (f", init {args.init}" if args.init else "")
               + (f", {w.size} processes (global batch {cfg.batch_size})" if w.distributed else ""), flush=True)
@@ -90,6 +118,7 @@ def _run(args: argparse.Namespace, w) -> int:
     metrics = {
         "data": str(args.data), "encoder": args.encoder, "init": args.init, "size": size_txt,
         "train_frames": len(train), "val_frames": len(val), "test_frames": len(test),
+        **{f"{s}_frames_without_labels": n for s, n in unlabelled.items()},
         "train_fraction": args.train_fraction,
         "val_miou": None if val_m is None else val_m["miou"], "test_miou": None if test_m is None else test_m["miou"],
         "val_per_class_iou": per_class(val_m), "test_per_class_iou": per_class(test_m),
