@@ -201,16 +201,16 @@ def test_every_command_is_a_cli_module_with_a_parser_and_a_run():
 
     from viewal.cli import COMMANDS
 
-    assert set(COMMANDS) == {"generate", "preview", "superpixels", "train", "pretrain", "experiment", "query",
-                             "visualize", "report"}
+    assert set(COMMANDS) == {"generate", "preview", "superpixels", "train", "pretrain", "experiment", "loop", "query",
+                             "label-studio", "visualize", "report"}
     for command, (module, _) in COMMANDS.items():
-        assert module == f"viewal.cli.{command}"
+        assert module == f"viewal.cli.{command.replace('-', '')}"
         mod = importlib.import_module(module)
         assert callable(mod.configure_parser) and callable(mod.run), module
 
 
 @pytest.mark.parametrize("command", ["generate", "preview", "superpixels", "train", "pretrain", "experiment",
-                                     "query", "visualize"])
+                                     "loop", "query", "visualize"])
 def test_every_command_prints_its_help(command, capsys):
     from viewal.cli import main
 
@@ -222,7 +222,8 @@ def test_every_command_prints_its_help(command, capsys):
     # one flag of each command, with its default where it has one: the definitions moved, not the options
     flag = {"generate": "--depth-noise", "preview": "(default: preview.png)", "superpixels": "--cache-dir",
             "train": "(default: 50)", "pretrain": "(default: 96x128)", "experiment": "(default: 300)",
-            "query": "status summary of the ledger", "visualize": "(default: view_entropy)"}[command]
+            "query": "status summary of the ledger", "visualize": "default: a loop run's own",
+            "loop": "next close the cycle"}[command]
     assert flag in " ".join(out.split())
 
 
@@ -231,7 +232,7 @@ def test_top_level_help_lists_every_command(capsys):
 
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    listed = re.findall(r"^    (\w+)\s", out, re.M)
+    listed = re.findall(r"^    ([\w-]+)\s", out, re.M)
     assert set(COMMANDS) <= set(listed), listed
 
 

@@ -109,10 +109,15 @@ def test_import_label_studio_export(tmp_path, dataset):
     assert np.array_equal(items[1].mask, q1.mask) and (items[1].labels[half] == 0).all()
     assert (items[1].labels[q1.mask & ~half] == 255).all() and (q1.mask & ~half).any()
     assert items[0].origin == f"label-studio {path.resolve()} task 50 (annotator ann0@example.com)"
-    # a task left with only the pre-drawn region: nothing labelled, skipped with a warning
+    # a task submitted with only the pre-drawn region: nothing labellable there, a void answer (all 255)
     path.write_text(json.dumps(ls_export(tasks, [[brush(q0.mask, QUERY_LABEL)], res1])))
-    with pytest.warns(UserWarning, match="no labelled pixels inside the region of query 0"):
-        assert [it.query_id for it in import_label_studio(path, CLASSES, dataset=dataset)] == [8]
+    with pytest.warns(UserWarning, match="no labelled pixels inside the region of query 0.*recorded as void"):
+        items = import_label_studio(path, CLASSES, dataset=dataset)
+    assert [it.query_id for it in items] == [7, 8]
+    assert np.array_equal(items[0].mask, q0.mask) and (items[0].labels == 255).all()
+    # a task with no annotation is not answered
+    path.write_text(json.dumps(ls_export(tasks, [None, res1])))
+    assert [it.query_id for it in import_label_studio(path, CLASSES, dataset=dataset, missing="skip")] == [8]
 
 
 def test_import_label_studio_errors_name_the_task(tmp_path, dataset):

@@ -70,9 +70,10 @@ def answer_export(export_dir: str | Path, dataset: Any) -> Path:
         for e in entries:
             region = query_region(d, e)
             gt = ground_truth_of(dataset, e)
-            for c in _classes_in(gt, region):
-                anns.append({"id": len(anns) + 1, "image_id": e["index"] + 1, "category_id": c + 1,
-                             "segmentation": coco_encode(region & (gt == c)), "iscrowd": 0})
+            for c in _classes_in(gt, region) or [None]:  # nothing labellable: one empty annotation (a void answer)
+                seg = region & (gt == c) if c is not None else np.zeros_like(region)
+                anns.append({"id": len(anns) + 1, "image_id": e["index"] + 1, "category_id": 1 if c is None else c + 1,
+                             "segmentation": coco_encode(seg), "iscrowd": 0})
         coco["annotations"] = anns
         write_json(d / COCO_LABELS_FILE, coco)
         return d

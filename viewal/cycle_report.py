@@ -32,7 +32,7 @@ import numpy as np
 from viewal.io import write_text
 from viewal.layout import RunLayout
 
-__all__ = ["png_data_uri", "rendered_png", "scores_table", "write_cycle_report"]
+__all__ = ["png_data_uri", "rendered_png", "scores_table", "write_cycle_report", "class_shares_plot"]
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
@@ -64,6 +64,38 @@ def rendered_png(draw: Callable[[Path], Any]) -> bytes:
 def _img(png: bytes, cls: str, alt: str, caption: str) -> str:
     return (f'<figure class="{cls}"><img class="{cls}" alt="{html.escape(alt)}" src="{png_data_uri(png)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def class_shares_plot(class_names: Sequence[str], class_pixels: Sequence[int], predicted: Sequence[float],
+                      out: str | Path, title: str = "") -> Path:
+    """Bar chart of what can be said without ground truth: each class's share of the labelled pixels beside its
+    share of the model's predicted pixels (classes with neither left out). class_pixels: (C,) counts; predicted:
+    (C,) shares summing to 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from viewal.io import atomic_path
+
+    counts = np.asarray(class_pixels, dtype=np.float64)
+    labelled = counts / max(counts.sum(), 1.0)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    keep = np.flatnonzero((labelled > 0) | (predicted > 0.001))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(keep) + 1.5), 3.2), dpi=100)
+    x = np.arange(len(keep))
+    ax.bar(x - 0.2, 100 * labelled[keep], width=0.4, label="labelled pixels")
+    ax.bar(x + 0.2, 100 * predicted[keep], width=0.4, label="predicted pixels")
+    ax.set_xticks(x, [str(class_names[k]) if k < len(class_names) else str(k) for k in keep], rotation=60,
+                  ha="right", fontsize=8)
+    ax.set_ylabel("% of pixels")
+    ax.set_title(f"classes without ground truth {title}".strip(), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+    return Path(out)
 
 
 def scores_table(queries: Sequence[Any], labelled_by: dict[int, str]) -> str:
@@ -140,9 +172,18 @@ def write_cycle_report(run_dir: str | Path, method: str = "view_entropy", seed: 
         parts = [f'<section class="cycle" id="cycle-{c}"><h2>Cycle {c}</h2>']
         qs = by_cycle.get(c, [])
         res = next((r for r in results if int(r["cycle"]) == c), None)
-        if res is not None and "miou" in res:
+        if res is not None and res.get("miou") is not None:
             parts.append(f"<p>test mIoU after the cycle: {100 * float(res['miou']):.1f} %, labelled "
                          f"{100 * float(res.get('labelled_fraction', float('nan'))):.2f} % of the pool's pixels</p>")
+        elif res is not None and res.get("predicted_class_shares") is not None:
+            parts.append(f"<p>no labelled test frames, so no mIoU; labelled "
+                         f"{100 * float(res.get('labelled_fraction', float('nan'))):.2f} % of the pool's pixels, "
+                         f"{len(res.get('classes_seen', []))} classes seen</p>")
+            png = rendered_png(partial(class_shares_plot, dataset.class_names, res["class_pixels"],
+                                       res["predicted_class_shares"], title=f"after cycle {c}"))
+            parts.append(_img(png, "curve", f"class shares after cycle {c}",
+                              "share of the labelled pixels per class, and of the pixels the model predicts per class "
+                              f"on the {res.get('eval_split', 'test')} frames"))
         if qs:
             px = sum(int(np.count_nonzero(q.mask)) for q in qs)
             png = rendered_png(partial(query_contact_sheet, dataset, qs, max_queries=max_queries,
@@ -182,7 +223,7 @@ def write_cycle_report(run_dir: str | Path, method: str = "view_entropy", seed: 
                                   f"view entropy of scene {scene} ({len(frames)} frames, every {stride}th pixel)"))
         rows = [ResultRow(method, seed, int(r["cycle"]), float(r.get("labelled_fraction", 0.0)), float(r["miou"]),
                           int(r.get("regions", -1)), int(r.get("frames", -1)))
-                for r in results if int(r["cycle"]) <= c and "miou" in r]
+                for r in results if int(r["cycle"]) <= c and r.get("miou") is not None]
         if rows:
             png = rendered_png(partial(plot_curves, rows, full_miou=full,
                                        title=f"{method}, seed {seed}: up to cycle {c}"))

@@ -409,9 +409,14 @@ def label_items(d: Path, pairs: Sequence[tuple[dict, Path, np.ndarray]], dataset
             # inside it were asked and are void (255), never asked again
             mask = qmask
         if not given.any():
+            if not restrict_to_query:
+                warnings.warn(f"{path}: no labelled pixels for query {e.get('index')} ({scene_id}/{frame_id}); "
+                              f"skipped", stacklevel=3)
+                continue
+            # the labeller returned the region with no class in it (nothing labellable there): a void answer,
+            # recorded as the simulated oracle records a region whose ground truth is all ignore
             warnings.warn(f"{path}: no labelled pixels inside the region of query {e.get('index')} "
-                          f"({scene_id}/{frame_id}); skipped", stacklevel=3)
-            continue
+                          f"({scene_id}/{frame_id}); recorded as void (255), not asked again", stacklevel=3)
         items.append(LabelItem(scene_id=scene_id, frame_id=frame_id, mask=mask,
                                labels=np.where(given, lab, IGNORE_INDEX), source="human",
                                region_id=int(e.get("region_id", -1)), query_id=e.get("query_id"), origin=origin))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from viewal.model import DEFAULT_ENCODER, DEFAULT_INIT
 
-__all__ = ["add_network_arguments", "add_depth_test_arguments", "depth_test_from_args"]
+__all__ = ["add_network_arguments", "add_depth_test_arguments", "depth_test_from_args", "add_run_arguments",
+           "resolve_run_arguments"]
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +77,20 @@ def depth_test_from_args(args: argparse.Namespace):
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """The run a picture or page is made of (``viewal visualize``, ``viewal report``): folder, method, seed, data."""
     p.add_argument("--run", required=True, type=Path, help="experiment output directory (viewal experiment --out)")
-    p.add_argument("--method", default="view_entropy", help="method (ledger OUT/ledgers/<method>-s<seed>.sqlite)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run")
+    p.add_argument("--method", default=None,
+                   help="method (ledger OUT/ledgers/<method>-s<seed>.sqlite); default: a loop run's own, else "
+                        "view_entropy")
+    p.add_argument("--seed", type=int, default=None, help="seed of the run (default: a loop run's own, else 0)")
     p.add_argument("--data", type=Path, default=None, help="dataset directory (default: the one in the ledger)")
+
+
+def resolve_run_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill ``--method`` and ``--seed`` left out: a loop run's own (its ``loop.json``), else view_entropy and 0."""
+    from viewal.loop import LOOP_FILE, read_loop
+
+    doc = read_loop(args.run) if (Path(args.run) / LOOP_FILE).is_file() else {}
+    if args.method is None:
+        args.method = doc.get("method", "view_entropy")
+    if args.seed is None:
+        args.seed = int(doc.get("seed", 0))
+    return args

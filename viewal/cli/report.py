@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from viewal.cli.options import add_run_arguments
+from viewal.cli.options import add_run_arguments, resolve_run_arguments
 from viewal.cycle_report import write_cycle_report
 
 __all__ = ["configure_parser", "run"]
@@ -20,6 +20,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_run_arguments(args)
     path = write_cycle_report(args.run, args.method, args.seed, out=args.out, data=args.data,
                               max_frames=args.max_frames, stride=args.stride, mc_passes=args.mc_passes)
     print(f"report: {path}")

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from viewal.cli.options import add_run_arguments
+from viewal.cli.options import add_run_arguments, resolve_run_arguments
 from viewal.kernels.depth_test import BACKENDS
 from viewal.layout import RunLayout
 from viewal.visualize import (
@@ -51,6 +51,7 @@ def _run_size(ledger, al: dict, args) -> tuple[int, int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_run_arguments(args)
     from viewal.datasets import open_dataset
     from viewal.ledger import Ledger
 
