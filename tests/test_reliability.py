@@ -483,5 +483,7 @@ def test_reliability_table_names_existing_tests():
     named = set(re.findall(r"`(test_[a-z0-9_]+)`", doc))
     here = set(re.findall(r"^def (test_[a-z0-9_]+)", Path(__file__).read_text(), re.M))
     kill = set(re.findall(r"^def (test_[a-z0-9_]+)", (Path(__file__).parent / "test_resume_kill.py").read_text(), re.M))
-    assert named <= here | kill, sorted(named - here - kill)
+    loop = set(re.findall(r"^def (test_[a-z0-9_]+)", (Path(__file__).parent / "test_loop.py").read_text(), re.M))
+    assert named <= here | kill | loop, sorted(named - here - kill - loop)
+    assert loop <= named, sorted(loop - named)  # every test of the loop is in the table
     assert (here | kill) - {"test_reliability_table_names_existing_tests"} <= named, sorted((here | kill) - named)
