@@ -19,6 +19,10 @@ Label Studio's JSON export: each task's annotation (one, not cancelled), every `
 decoded with the SDK's converter, painted in order (later results win where they overlap, as Label
 Studio draws them), "query region" pixels left unlabelled, pixels outside the asked region dropped.
 Errors name the file and the task; the ledger records the whole import in one transaction.
+
+Live, without files: :mod:`viewal.lsbackend` is an ML backend that Label Studio calls for predictions (the
+region pre-drawn with the model's classes inside it, :func:`prediction_results`) and whose webhooks record
+each saved annotation in the run's ledger (:func:`task_label_map`).
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ import numpy as np
 
 from viewal.io import write_json, write_text
 
-__all__ = ["QUERY_LABEL", "labelling_config", "make_task", "write_label_studio", "import_label_studio",
+__all__ = ["QUERY_LABEL", "labelling_config", "check_labelling_config", "make_task", "brush_result",
+           "prediction_results", "model_version", "png_data_uri", "write_label_studio", "import_label_studio",
            "task_label_map"]
 
 #: brush label of the pre-drawn region: "asked here, not labelled yet"
@@ -59,25 +64,95 @@ def labelling_config(class_names: Sequence[str]) -> str:
             f"    <Label value={quoteattr(QUERY_LABEL)} background=\"#ffff00\"/>\n  </BrushLabels>\n</View>\n")
 
 
-def make_task(entry: dict, image: str, mask: np.ndarray) -> dict:
+def check_labelling_config(config: str, class_names: Sequence[str]) -> None:
+    """Check that a Label Studio project's labelling config can hold viewal's answers: an ``Image`` named
+    ``image`` and a ``BrushLabels`` named ``label`` on it with every class of the dataset and :data:`QUERY_LABEL`
+    as labels (the config :func:`labelling_config` writes). Raises ValueError naming what is missing."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(config)
+    except ET.ParseError as e:
+        raise ValueError(f"the labelling config is not valid XML ({e})") from None
+    brushes = [el for el in root.iter("BrushLabels") if el.get("name") == FROM_NAME]
+    if not brushes:
+        raise ValueError(f"the labelling config has no <BrushLabels name=\"{FROM_NAME}\">; create the project with "
+                         f"viewal's config (viewal.labelstudio.labelling_config)")
+    if brushes[0].get("toName") != TO_NAME or not any(el.get("name") == TO_NAME for el in root.iter("Image")):
+        raise ValueError(f"the labelling config's BrushLabels {FROM_NAME!r} must label an <Image name=\"{TO_NAME}\">")
+    have = {el.get("value") for el in brushes[0].iter("Label")}
+    missing = [n for n in [*class_names, QUERY_LABEL] if n not in have]
+    if missing:
+        raise ValueError(f"the labelling config's BrushLabels {FROM_NAME!r} lacks the label(s) "
+                         f"{', '.join(map(repr, missing))} of the run's dataset")
+
+
+def brush_result(mask: np.ndarray, label: str, rid: str) -> dict:
+    """A ``brushlabels`` result painting ``mask`` (H, W) bool with ``label``, as Label Studio stores it (RLE from
+    the SDK's converter, :func:`viewal.formats.brush_encode`)."""
+    from viewal.formats import brush_encode
+
+    h, w = mask.shape
+    return {"id": rid, "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
+            "original_width": int(w), "original_height": int(h), "image_rotation": 0,
+            "value": {"format": "rle", "rle": brush_encode(mask), "brushlabels": [label]}}
+
+
+def prediction_results(mask: np.ndarray, rid: str, predicted: np.ndarray | None = None,
+                       class_names: Sequence[str] | None = None) -> list[dict]:
+    """The results of a query's prediction: the region pre-drawn as :data:`QUERY_LABEL` (id ``rid``), then,
+    with ``predicted`` ((H, W) class ids of a model), one brush per predicted class inside the region (ids
+    ``rid-<class id>``, painted over the region: accepting the prediction labels every pixel of it)."""
+    mask = np.asarray(mask, dtype=bool)
+    out = [brush_result(mask, QUERY_LABEL, rid)]
+    if predicted is None:
+        return out
+    predicted = np.asarray(predicted)
+    if predicted.shape != mask.shape:
+        raise ValueError(f"prediction_results: predicted classes {predicted.shape} and region {mask.shape} differ")
+    if class_names is None:
+        raise ValueError("prediction_results: the class names are needed to name the predicted brushes")
+    names = list(class_names)
+    for c in np.unique(predicted[mask]):
+        if not 0 <= int(c) < len(names):
+            raise ValueError(f"prediction_results: predicted class {int(c)} outside 0..{len(names) - 1}")
+        out.append(brush_result(mask & (predicted == c), names[int(c)], f"{rid}-{int(c)}"))
+    return out
+
+
+def make_task(entry: dict, image: str, mask: np.ndarray, predicted: np.ndarray | None = None,
+              class_names: Sequence[str] | None = None) -> dict:
     """One Label Studio task for a ``queries.json`` entry (see module docstring).
 
     Args:
         entry: the query's entry (``scene_id``, ``frame_id``, ``score``, ``region`` ... see :mod:`viewal.hitl`).
         image: URL or data URI of the frame. mask: (H, W) bool, the region.
+        predicted, class_names: (H, W) class ids of the model that chose the query and the dataset's class
+            names: the prediction also paints the predicted classes inside the region
+            (:func:`prediction_results`); without them it pre-draws the region alone.
     """
-    from viewal.formats import brush_encode
-
-    h, w = mask.shape
     keys = ("index", "query_id", "cycle", "scene_id", "frame_id", "region_id", "score", "view_score", "n_pixels",
             "height", "width", "region")
     data = {"image": image, **{k: entry.get(k) for k in keys}}
-    result = {"id": f"q{entry['index']}", "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
-              "original_width": int(w), "original_height": int(h), "image_rotation": 0,
-              "value": {"format": "rle", "rle": brush_encode(mask), "brushlabels": [QUERY_LABEL]}}
+    result = prediction_results(mask, f"q{entry['index']}", predicted, class_names)
     cycle = entry.get("cycle")
-    return {"data": data, "predictions": [{"model_version": f"viewal cycle {cycle}", "score": float(entry["score"]),
-                                           "result": [result]}]}
+    return {"data": data, "predictions": [{"model_version": model_version(cycle), "score": float(entry["score"]),
+                                           "result": result}]}
+
+
+def model_version(cycle: int | None) -> str:
+    """The ``model_version`` of a cycle's predictions: the model that chose the cycle's queries."""
+    return f"viewal cycle {cycle}"
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    """A PNG data URI of an (H, W, 3) uint8 RGB image (how tasks embed their frame)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[..., ::-1]))
+    if not ok:  # pragma: no cover
+        raise OSError("PNG encoding of a frame failed")
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
 def _data_uri(path: Path) -> str:
