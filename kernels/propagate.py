@@ -21,7 +21,6 @@ pixel and frame pair). All three return the same integers.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,6 +31,7 @@ from ._common import Scene, candidate_pairs, check_depth_test, check_scene, rela
 from .cpu import pixel_landing
 from .cuda import pixel_landing as pixel_landing_cuda
 from .depth_test import DEPTH_TEST, DepthTest
+from .rule import PROPAGATION_RULE, PropagationRule
 
 __all__ = ["NO_LABEL", "PROPAGATION_RULE", "Propagation", "PropagationRule", "VoteCounts", "decide",
            "propagate_labels", "votes_cpu", "votes_cuda", "votes_reference"]
@@ -40,43 +40,6 @@ NO_LABEL = 255
 # relative slack of the agreement comparison: "share reaches min_agreement" is decided on integers
 # (majority_votes >= min_agreement * votes), and e.g. 0.7 * 10 = 7.000000000000001 must not refuse 7 of 10
 _AGREEMENT_SLACK = 1e-12
-
-
-@dataclass(frozen=True)
-class PropagationRule:
-    """When a pixel without a human label takes the class its votes propagate to it.
-
-    Attributes:
-        min_agreement: the most-voted class must have at least this share of the pixel's votes (0..1); a tie
-            for the most votes never propagates.
-        min_support: at least this many votes (labelled source pixels landing on the pixel), >= 1.
-        min_views: from at least this many distinct source frames, >= 1.
-
-    ``PropagationRule()`` (:data:`PROPAGATION_RULE`) is the measured default (docs/propagation.md).
-    """
-
-    min_agreement: float = 0.75
-    min_support: int = 1
-    min_views: int = 1
-
-    def __post_init__(self) -> None:
-        a = self.min_agreement
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and 0.0 <= a <= 1.0):
-            raise ValueError(f"rule.min_agreement: expected a share in [0, 1], got {a!r}")
-        for name in ("min_support", "min_views"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"rule.{name}: expected an integer >= 1, got {v!r}")
-        object.__setattr__(self, "min_agreement", float(a))
-        object.__setattr__(self, "min_support", int(self.min_support))
-        object.__setattr__(self, "min_views", int(self.min_views))
-
-    def to_dict(self) -> dict:
-        return {"min_agreement": self.min_agreement, "min_support": self.min_support, "min_views": self.min_views}
-
-
-#: the one default rule
-PROPAGATION_RULE = PropagationRule()
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,8 @@ def write_cycle_report(run_dir: str | Path, method: str = "view_entropy", seed: 
             parts.append(_img(png, "curve", f"class shares after cycle {c}",
                               "share of the labelled pixels per class, and of the pixels the model predicts per class "
                               f"on the {res.get('eval_split', 'test')} frames"))
+        if run_cfg is not None and run_cfg.propagate:
+            parts += _propagation_parts(dataset, lpath, run_cfg, c, res, max_frames)
         if qs:
             px = sum(int(np.count_nonzero(q.mask)) for q in qs)
             png = rendered_png(partial(query_contact_sheet, dataset, qs, max_queries=max_queries,
@@ -244,3 +246,34 @@ def write_cycle_report(run_dir: str | Path, method: str = "view_entropy", seed: 
     dest = Path(out) if out is not None else layout.report
     write_text(dest, page)
     return dest
+
+
+def _propagation_parts(dataset, ledger_path: str | Path, run_cfg, cycle: int, res: dict | None,
+                      max_frames: int = 4) -> list[str]:
+    """HTML of a propagating run's cycle: what propagation added beside the human labels (the cycle's metrics)
+    and the frames it added most to, human labels and propagated ones in two colours
+    (:func:`viewal.visualize.propagation_sheet` on the labels as they stood after ``cycle``)."""
+    from viewal.ledger import Ledger
+    from viewal.visualize import propagation_sheet, run_propagation
+
+    out = []
+    if res is not None and "propagated_pixels" in res:
+        acc = res.get("propagation_accuracy")
+        out.append(f"<p>3D propagation: {int(res['propagated_pixels'])} pixels beside the human labels "
+                   f"(&times;{float(res.get('propagation_multiplier', float('nan'))):.2f}), "
+                   f"{int(res.get('propagated_regions', 0))} regions no longer asked"
+                   + (f", {100 * float(acc):.1f} % agreeing with the pool's ground truth" if acc is not None else "")
+                   + "; the costs count human labels only</p>")
+    with Ledger(ledger_path) as led:
+        scenes = run_propagation(dataset, led, run_cfg, max_cycle=cycle)
+    if scenes is None:
+        return out + ['<p class="note">the dataset does not give the run\'s pool: no propagation picture</p>']
+    if not any(sp.n_propagated for sp in scenes.values()):
+        return out
+    shown: dict = {}
+    png = rendered_png(lambda path: shown.update(propagation_sheet(dataset, scenes, path, max_frames=max_frames,
+                                                                   title=f"labels after cycle {cycle}")))
+    out.append(_img(png, "propagation", f"human and propagated labels after cycle {cycle}",
+                    f"labels after cycle {cycle} on the {shown['frames']} pool frames propagation added most to: "
+                    f"human (blue) and propagated (orange)"))
+    return out

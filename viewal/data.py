@@ -6,7 +6,8 @@ A training *item* is ``(frame, label_map)`` or ``(frame, label_map, extras)``:
 * ``label_map``: (H, W) int array, class ids, 255 = unlabelled / ignored (the active-learning loop passes
   the labelled regions of a frame; the full-data reference passes the frame's own labels);
 * ``extras``: optional dict of further per-pixel maps passed through to the batch under their own key
-  (e.g. ``"negative"`` (C, H, W) bool, ``"superpixels"`` (H, W) int): arrays whose last two axes are
+  (e.g. ``"negative"`` (C, H, W) bool, ``"superpixels"`` (H, W) int, ``"weight"`` (H, W) float: each pixel's
+  weight in the cross-entropy, ``viewal.train.segmentation_loss``): arrays whose last two axes are
   (H, W) are resized (nearest) and flipped with the image; anything else is passed unchanged.
 
 Samples are dicts ``{"image": (3, h, w) float32 RGB in [0, 1] (the model normalises for its encoder),

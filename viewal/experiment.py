@@ -46,8 +46,11 @@ REGION_KINDS = ("superpixel", "image")
 #: ``min_iterations`` gives one method more steps, e.g. a compute control for a baseline; ``warm_start=true``
 #: trains each cycle on from the previous cycle's model; ``aux_weight`` weighs an auxiliary task's loss
 #: (``random+rotation:aux_weight=0.1``); ``random_share`` gives that share of each cycle's budget to random
-#: regions after the scorer's picks (``view_entropy:random_share=0.5``)
-METHOD_CONFIG_KEYS = ("dedup", "min_iterations", "warm_start", "aux_weight", "random_share")
+#: regions after the scorer's picks (``view_entropy:random_share=0.5``); ``propagate=true`` trains and selects with
+#: 3D label propagation (``propagate_weight``, ``propagate_known``: its loss weight and selection share), so
+#: ``random,random:propagate=true`` compares the same method with and without it in one run
+METHOD_CONFIG_KEYS = ("dedup", "min_iterations", "warm_start", "aux_weight", "random_share", "propagate",
+                      "propagate_weight", "propagate_known")
 
 
 def _spec_value(text: str):
@@ -106,7 +109,7 @@ def parse_method(spec: str) -> tuple[str, dict]:
         if key in target:
             raise ValueError(f"method {spec!r}: {key!r} is set twice")
         target[key] = _spec_value(value)
-    for key in ("dedup", "warm_start"):
+    for key in ("dedup", "warm_start", "propagate"):
         if key in overrides and not isinstance(overrides[key], bool):
             raise ValueError(f"method {spec!r}: {key} must be true or false, got {overrides[key]!r}")
     if "aux_weight" in overrides:
@@ -120,6 +123,12 @@ def parse_method(spec: str) -> tuple[str, dict]:
     rs = overrides.get("random_share")
     if rs is not None and (isinstance(rs, bool) or not isinstance(rs, (int, float)) or not 0 <= rs < 1):
         raise ValueError(f"method {spec!r}: random_share must be a number in [0, 1), got {rs!r}")
+    pw = overrides.get("propagate_weight")
+    if pw is not None and (isinstance(pw, bool) or not isinstance(pw, (int, float)) or not np.isfinite(pw) or pw < 0):
+        raise ValueError(f"method {spec!r}: propagate_weight must be a number >= 0, got {pw!r}")
+    pk = overrides.get("propagate_known")
+    if pk is not None and (isinstance(pk, bool) or not isinstance(pk, (int, float)) or not 0 < pk <= 1):
+        raise ValueError(f"method {spec!r}: propagate_known must be a number in (0, 1], got {pk!r}")
     mi = overrides.get("min_iterations")
     if mi is not None and (isinstance(mi, bool) or not isinstance(mi, int) or mi < 1):
         raise ValueError(f"method {spec!r}: min_iterations must be an integer >= 1, got {mi!r}")
@@ -236,9 +245,10 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True, *, cached_on
     path = RunLayout(out).full_data
     train = dataset.split("train")
     # the cached reference is reused only for the same recipe and the same train frames; one fit has no
-    # previous model, so a warm-start run shares the cold run's reference
+    # previous model, so a warm-start run shares the cold run's reference; it trains on the dataset's own labels,
+    # never propagated ones, so a propagating run shares it too
     recipe = {"train": training_key(replace(base, scorer="random", scorer_options={}, seed=0, train_seed=None,
-                                            warm_start=False)),
+                                            warm_start=False, propagate=False)),
               "pool": pool_signature([f.key for f in train])}
     recipe = json.loads(json.dumps(recipe))
     if path.is_file():
@@ -286,6 +296,9 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
     want = sorted({int(c) for c in cycles})
     if not want or want[0] < 0:
         raise ValueError(f"cycles must be >= 0, got {want}")
+    if getattr(config, "propagate", False):
+        raise ValueError("retrain_mious retrains on the ledger's human labels only; a run with propagate=True "
+                         "trained on its propagated labels too, which this retrain would leave out")
     fits = list(range(want[-1] + 1)) if config.warm_start else want
     shape = (dataset.height, dataset.width)
     with Ledger(ledger_path) as led:

@@ -8,6 +8,7 @@
     OUT/models/<method>-s<seed>-c<N>.pt      cycle N >= 1
     OUT/results.csv, table.txt, curves.png, full_data.json, frame_check.json
     OUT/queries_<method>_c<N>.png            contact sheets of the queried regions
+    OUT/propagated_<method>_c<N>.png         human and propagated labels of a propagating run
     OUT/view_entropy_<scene>.ply (+ .png)    view-entropy point clouds
     OUT/report.html                          the HTML page of the cycles (viewal report)
 
@@ -107,6 +108,10 @@ class RunLayout:
 
     def query_sheet(self, method: str, cycle: int) -> Path:
         return self.root / f"queries_{method}_c{int(cycle)}.png"
+
+    def propagation_sheet(self, method: str, cycle: int) -> Path:
+        """Human and propagated labels of a propagating run after ``cycle`` (``viewal visualize``)."""
+        return self.root / f"propagated_{method}_c{int(cycle)}.png"
 
     def point_cloud(self, scene: str) -> Path:
         return self.root / f"view_entropy_{scene}.ply"

@@ -26,6 +26,7 @@ import numpy as np
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
 from viewal.faults import kill_point
 from viewal.kernels.depth_test import DEPTH_TEST, FLAGS, DepthTest, refuse_depth_test_options
+from viewal.kernels.rule import PROPAGATION_RULE, PropagationRule
 from viewal.ledger import LabelItem, Ledger, LedgerError
 from viewal.oracle import Oracle
 from viewal.seeding import stream_rng
@@ -137,6 +138,11 @@ def training_key(c: ALConfig) -> dict:
 
     if c.warm_start:  # only when set: the fingerprints of every cold-start run stay what they were
         d["warm_start"] = True
+    if c.propagate:  # only when set, likewise: what the propagated labels are made of, and how they weigh
+        from viewal.scoring import overlap_test_key
+
+        d.update(propagate=True, propagate_weight=float(c.propagate_weight),
+                 propagate_rule=c.propagate_rule.to_dict(), propagate_test=overlap_test_key(c.depth_test))
     d.update(recipe_entries(c))  # what the aids' own recipes add (the pseudo-labels' fine-tuning length, ...)
     if len(fit_steps(c)) > 2:  # fit + augmentation + pseudo-labels
         # before issue 13 such a fit ran the augmentation alone: its checkpoints must not be reused now
@@ -226,6 +232,16 @@ class ALConfig:
         warm_start: False (ViewAL): every fit starts again from ``init``. True: a fit starts from the
             weights of the learner's current model (the previous cycle's), so the training a cycle gets
             adds up over the cycles; the seed set's fit (no model yet) starts from ``init``.
+        propagate: 3D label propagation (``viewal.propagation``, docs/propagation.md): the human labels of
+            the ledger reach the pool frames of their scene that see the same surface (``depth_test``); the
+            fits train on them too (a human label always wins) and selection counts a region as labelled when
+            at least ``propagate_known`` of its pixels carry a propagated label. The costs stay human.
+        propagate_weight: weight of a propagated pixel in the fit's cross-entropy against a human one (1: the
+            same; the loss is the weighted mean over labelled pixels). Used only with ``propagate``.
+        propagate_rule: :class:`~viewal.kernels.PropagationRule` (votes, views, agreement a propagated pixel
+            needs); a dict is read with ``PropagationRule.from_dict``.
+        propagate_known: share of a region's pixels that must carry propagated labels for selection to count it
+            as labelled (in (0, 1]; docs/propagation.md measures 0.5).
     """
 
     scorer: str = "view_entropy"
@@ -265,6 +281,10 @@ class ALConfig:
     ray_address: str | None = None
     max_retries: int = 3
     warm_start: bool = False
+    propagate: bool = False
+    propagate_weight: float = 1.0
+    propagate_rule: PropagationRule = PROPAGATION_RULE
+    propagate_known: float = 0.5
 
     def __post_init__(self) -> None:
         from viewal.scoring import EXECUTORS
@@ -277,6 +297,24 @@ class ALConfig:
         if not isinstance(self.warm_start, (bool, np.bool_)):
             raise ValueError(f"warm_start must be True or False, got {self.warm_start!r}")
         self.warm_start = bool(self.warm_start)
+        if not isinstance(self.propagate, (bool, np.bool_)):
+            raise ValueError(f"propagate must be True or False, got {self.propagate!r}")
+        self.propagate = bool(self.propagate)
+        if isinstance(self.propagate_weight, bool) or not isinstance(self.propagate_weight, (int, float, np.floating)) \
+                or not np.isfinite(self.propagate_weight) or self.propagate_weight < 0:
+            raise ValueError(f"propagate_weight must be a finite number >= 0 (1: a propagated pixel weighs as a "
+                             f"human one), got {self.propagate_weight!r}")
+        self.propagate_weight = float(self.propagate_weight)
+        if isinstance(self.propagate_rule, dict):
+            self.propagate_rule = PropagationRule.from_dict(self.propagate_rule)
+        if not isinstance(self.propagate_rule, PropagationRule):
+            raise ValueError(f"propagate_rule must be a viewal.kernels.PropagationRule (or a dict of its settings), "
+                             f"got {type(self.propagate_rule).__name__}")
+        if isinstance(self.propagate_known, bool) or not isinstance(self.propagate_known, (int, float, np.floating)) \
+                or not 0 < self.propagate_known <= 1:
+            raise ValueError(f"propagate_known must be a share in (0, 1] (of a region's pixels), "
+                             f"got {self.propagate_known!r}")
+        self.propagate_known = float(self.propagate_known)
         if self.augment not in ("none", "max_entropy"):
             raise ValueError(f"augment must be 'none' or 'max_entropy', got {self.augment!r}")
         if self.pseudo_labels not in ("none", "confidence", "classwise", "ups"):
@@ -332,6 +370,7 @@ class ALConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["depth_test"] = self.depth_test.to_dict()
+        d["propagate_rule"] = self.propagate_rule.to_dict()
         d["size"] = None if self.size is None else list(self.size)
         return d
 
@@ -461,6 +500,10 @@ class ActiveLearner:
         # per-scene scoring results of the running cycle, beside the ledger (resume without rescoring)
         self.scene_store = SceneStore(self.ledger.path.with_name(self.ledger.path.stem + ".scores"))
         self._overlaps: dict[str, object] = {}  # scene -> overlap table, from the last scoring
+        from viewal.propagation import PropagationStore
+
+        # each pool scene's propagated labels (derived from the ledger's; kept beside it, keyed by what made them)
+        self.propagation_store = PropagationStore(self.ledger.path.with_name(self.ledger.path.stem + ".propagated"))
         if not self.ledger.labelled_frames() and not self.ledger.queries(0):
             self._start_seed_set()
 
@@ -562,7 +605,13 @@ class ActiveLearner:
 
     def training_items(self) -> list[tuple]:
         """(frame, label map, {"superpixels": region map}) of every frame with labels in the ledger
-        (255 = unlabelled); the region maps let training hooks work per region (e.g. the loss head)."""
+        (255 = unlabelled); the region maps let training hooks work per region (e.g. the loss head).
+
+        With ``config.propagate`` the label maps also carry the propagated labels (:meth:`propagation`; a human
+        label always wins), the pool frames with propagated labels only are items too, and every item has a
+        ``"weight"`` map (H, W) float32: ``config.propagate_weight`` on propagated pixels, 1 elsewhere."""
+        if self.config.propagate:
+            return self._propagated_items()
         items = []
         order = {f.key: i for i, f in enumerate(self.pool)}  # pool order: the same labels train alike, whatever
         for key in sorted(self.ledger.labelled_frames(), key=order.__getitem__):  # order they were recorded in
@@ -570,6 +619,65 @@ class ActiveLearner:
             items.append((f, self.ledger.label_map(key, (self.dataset.height, self.dataset.width)),
                           {"superpixels": self.regions(f)}))
         return items
+
+    def _propagated_items(self) -> list[tuple]:
+        """:meth:`training_items` of a propagating run, in pool order."""
+        scenes = self.propagation()
+        labelled = set(self.ledger.labelled_frames())
+        items = []
+        for f in self.pool:
+            sp = scenes[f.scene_id]
+            i = sp.index(f.frame_id)
+            prop = sp.result.propagated[i]
+            if f.key not in labelled and not prop.any():
+                continue
+            weight = np.where(prop, np.float32(self.config.propagate_weight), np.float32(1.0)).astype(np.float32)
+            items.append((f, sp.result.labels[i].copy(), {"superpixels": self.regions(f), "weight": weight}))
+        return items
+
+    # ------------------------------------------------------------------------------------------ propagation
+    def propagation(self, scene_id: str | None = None):
+        """The propagation of the ledger's human labels (``viewal.propagation``), pool frames only.
+
+        Computed from the ledger's labels, the run's ``depth_test`` and ``propagate_rule`` whether or not the run
+        trains on it (``config.propagate``), and kept beside the ledger (:attr:`propagation_store`). Returns the
+        :class:`~viewal.propagation.ScenePropagation` of ``scene_id``, or of every pool scene as a dict when
+        None. A scene without pool frames raises KeyError."""
+        from viewal.propagation import ledger_propagation, pool_scenes
+
+        hw = (self.dataset.height, self.dataset.width)
+        if scene_id is None:
+            return ledger_propagation(self.pool, self.ledger, self.config, hw, store=self.propagation_store)
+        frames = dict(pool_scenes(self.pool)).get(scene_id)
+        if frames is None:
+            raise KeyError(f"propagation: {scene_id!r} has no pool frames (propagation reaches pool frames only)")
+        return ledger_propagation(frames, self.ledger, self.config, hw, store=self.propagation_store)[scene_id]
+
+    def propagated_labels(self, frame_key: str) -> np.ndarray:
+        """(H, W) int64: the propagated classes of a pool frame, 255 elsewhere (human-labelled pixels included;
+        ``ledger.label_map`` has those). A validation or test frame raises ValueError: it never gets labels."""
+        from viewal.kernels.propagate import NO_LABEL
+
+        f = self.dataset.frame(frame_key)
+        if f.key not in {g.key for g in self.pool}:
+            raise ValueError(f"propagated_labels: {f.key} is not a pool frame; labels reach pool frames only")
+        sp = self.propagation(f.scene_id)
+        i = sp.index(f.frame_id)
+        return np.where(sp.result.propagated[i], sp.result.labels[i], NO_LABEL).astype(np.int64)
+
+    def known_masks(self, frames: Sequence) -> np.ndarray:
+        """(N, H, W) bool, what selection counts as labelled on one scene's pool ``frames``: the ledger's human
+        masks and, with ``config.propagate``, every region at least ``config.propagate_known`` of whose pixels
+        carry propagated labels (``viewal.propagation.covered_regions``)."""
+        hw = (self.dataset.height, self.dataset.width)
+        human = np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames])
+        if not self.config.propagate or not frames:
+            return human
+        from viewal.propagation import covered_regions
+
+        sp = self.propagation(frames[0].scene_id)
+        prop = np.stack([sp.result.propagated[sp.index(f.frame_id)] for f in frames])
+        return human | covered_regions(self._region_maps.stack(frames), prop, self.config.propagate_known)
 
     def _new_model(self):
         """A freshly initialised model (seeded), prepared for the scorer and the auxiliary tasks
@@ -644,6 +752,10 @@ class ActiveLearner:
         training aids of the config (max-entropy augmentation, pseudo-labels)."""
         from viewal.aids import fit_steps
 
+        hw = (self.dataset.height, self.dataset.width)
+        if self.config.propagate:  # every item of a batch carries the same extras: a unit weight map
+            return fit_steps(self.config, pool=self.pool, item_extras=lambda f: {"superpixels": self.regions(f),
+                                                                                 "weight": np.ones(hw, np.float32)})
         return fit_steps(self.config, pool=self.pool, item_extras=lambda f: {"superpixels": self.regions(f)})
 
     def fit(self, progress: bool = True):
@@ -733,8 +845,31 @@ class ActiveLearner:
         metrics["regions"] = len(self.ledger.labels())  # annotation cost: clicks (a seed frame = 1)
         metrics["frames"] = len(self.ledger.labelled_frames())
         metrics["steps"] = self.model_steps  # SGD steps of the cycle's fit
+        if self.config.propagate:  # beside the costs, never inside them: those count what people labelled
+            metrics.update(self.propagation_metrics())
         self.next_cycle(metrics)
         return metrics
+
+    def propagation_metrics(self) -> dict:
+        """What propagation adds to the ledger's labels now (``viewal.propagation.propagation_metrics``), and
+        ``propagated_regions``: the pool regions selection counts as labelled through propagation alone."""
+        from viewal.propagation import covered_regions, propagation_metrics
+
+        scenes = self.propagation()
+        out = propagation_metrics(scenes, self.pool, self.ledger.labelled_pixels())
+        hw = (self.dataset.height, self.dataset.width)
+        n = 0
+        for sid, frames in self._scenes():
+            sp = scenes[sid]
+            regions = self._region_maps.stack(frames)
+            prop = np.stack([sp.result.propagated[sp.index(f.frame_id)] for f in frames])
+            human = np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames])
+            covered = covered_regions(regions, prop, self.config.propagate_known)
+            for i in range(len(frames)):
+                ids = np.unique(regions[i][covered[i]])
+                n += int(np.setdiff1d(ids, np.unique(regions[i][human[i]])).size)
+        out["propagated_regions"] = n
+        return out
 
     def open_cycle(self, budget_pixels: int, previous: str | Path | None = None, *,
                    progress: bool = True) -> list[RegionQuery]:
@@ -770,13 +905,11 @@ class ActiveLearner:
 
         c = self.config
         cycle = self.ledger.cycle()
-        hw = (self.dataset.height, self.dataset.width)
         key = self.score_key()
         self.scene_store.clear(keep_cycle=cycle)  # results of earlier cycles are spent
         scenes = self._scenes()
         done = {sid: r for sid, _ in scenes if (r := self.scene_store.load(cycle, sid, key)) is not None}
-        jobs = [SceneJob(sid, frames, np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames]))
-                for sid, frames in scenes if sid not in done]
+        jobs = [SceneJob(sid, frames, self.known_masks(frames)) for sid, frames in scenes if sid not in done]
         spec = ScoringSpec(config=c, cycle=cycle, regions=self._region_maps, overlaps=self.selector.needs_overlaps)
         bar = progress_bar(total=len(scenes), initial=len(done), desc=f"score ({c.scorer}, {self.executor.name})",
                            unit="scene", disable=not progress)

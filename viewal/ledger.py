@@ -458,12 +458,22 @@ class Ledger:
         self._mask_cache[frame_key] = out
         return out.copy()
 
-    def labelled_mask(self, frame_key: str, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    def labelled_mask(self, frame_key: str, shape: tuple[int, int] | None = None, *,
+                      max_cycle: int | None = None) -> np.ndarray | None:
         """(H, W) bool pixels of ``"scene/frame"`` that carry a label (any source).
 
         A frame without labels gives zeros of ``shape``, or ``None`` when ``shape`` is not given.
+        ``max_cycle``: only the labels recorded in cycles <= it.
         """
-        return self._labelled_mask_con(self._con, frame_key, shape)
+        if max_cycle is None:
+            return self._labelled_mask_con(self._con, frame_key, shape)
+        rows = self._label_rows(self._con, frame_key, max_cycle)
+        if not rows:
+            return None if shape is None else np.zeros(shape, dtype=bool)
+        out = np.zeros((rows[0][0], rows[0][1]), dtype=bool)
+        for rh, rw, m, _ in rows:
+            out |= decode_mask(m, (rh, rw))
+        return out
 
     def label_map(self, frame_key: str, shape: tuple[int, int] | None = None, *,
                   max_cycle: int | None = None) -> np.ndarray | None:

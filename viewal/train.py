@@ -164,14 +164,25 @@ class FitResult:
 
 # ---------------------------------------------------------------------------------------------- loss / metrics
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over labelled pixels; logits (B, C, H, W), labels (B, H, W) int64, 255 = ignore.
 
-    A batch without any labelled pixel gives 0 (still connected to the graph), never NaN.
+    ``weight``: optional (B, H, W) per-pixel weights (e.g. propagated labels weighing less than human ones); the
+    loss is then the weighted mean ``sum(w * ce) / sum(w)`` over labelled pixels (all ones: the plain mean).
+    A batch without any labelled pixel (or whose labelled pixels all weigh 0) gives 0 (still connected to the
+    graph), never NaN.
     """
-    if not bool((labels != IGNORE_INDEX).any()):
+    valid = labels != IGNORE_INDEX
+    if not bool(valid.any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+    if weight is None:
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+    w = weight.to(logits.dtype) * valid
+    total = w.sum()
+    if not bool(total > 0):
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")
+    return (ce * w).sum() / total
 
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
@@ -388,7 +399,7 @@ class _Step(nn.Module):
     def forward(self, batch: dict, weight: float) -> torch.Tensor:
         feats = self.model.encode(batch["image"])
         logits = self.model.decode(feats)
-        loss = segmentation_loss(logits, batch["label"]) * weight
+        loss = segmentation_loss(logits, batch["label"], batch.get("weight")) * weight
         if self.extra_loss is not None:
             loss = loss + self.extra_loss(self.model, batch, logits, feats)
         return loss
@@ -425,6 +436,8 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     Args:
         model: a :class:`SegModel` (re-initialise it yourself for each active-learning cycle).
         train_items: (frame, label_map (H, W) int, 255 = unlabelled[, extras dict]) items, or labelled frames.
+            An extras ``"weight"`` map (H, W) weighs each pixel's cross-entropy (:func:`segmentation_loss`); when
+            one item has it, every item must.
         val_items: frames (or (frame, label) pairs) for model selection; may be empty. Frames without labels
             are skipped (one warning); with no labelled one, training runs without validation and keeps the
             final weights.
@@ -530,7 +543,9 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
                 if len(batch["image"]) < (1 if cfg.freeze_bn else 2):
                     raise ValueError(f"{desc}: a batch of {n_global} items leaves rank {w.rank} of {w.size} fewer "
                                      f"than 2 (BatchNorm needs 2); raise the batch size")
-                n_lab = torch.tensor([float((batch["label"] != IGNORE_INDEX).sum())], dtype=torch.float64)
+                valid = batch["label"] != IGNORE_INDEX  # labelled pixels, or their weights with a weight map
+                n_lab = torch.tensor([float(valid.sum() if "weight" not in batch else (batch["weight"] * valid).sum())],
+                                     dtype=torch.float64)
                 total = n_lab.clone().to(device)
                 torch.distributed.all_reduce(total)
                 weight = float(n_lab) * w.size / float(total) if float(total) > 0 else 1.0

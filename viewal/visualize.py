@@ -39,9 +39,12 @@ __all__ = [
     "region_bbox", "crop_box", "mask_contours", "outline_mask", "majority_class", "query_contact_sheet",
     "scene_view_entropy", "view_entropy_points", "colorize_values", "view_entropy_point_cloud",
     "render_point_cloud_png", "write_query_sheets", "view_heatmaps", "run_view_entropy", "last_query_cycle",
+    "label_sources_sheet", "run_propagation", "propagation_sheet",
 ]
 
 OUTLINE_COLOR = (1.0, 0.15, 0.1)  # region outline on the crops (red)
+HUMAN_COLOR = (0.15, 0.45, 1.0)  # pixels labelled by people (blue)
+PROPAGATED_COLOR = (1.0, 0.6, 0.0)  # pixels labelled through 3D propagation (orange)
 
 
 # --------------------------------------------------------------------------------------------- regions
@@ -434,6 +437,90 @@ def run_view_entropy(model, frames: Sequence, run_config, mc_passes: int, seed: 
                               batch_size=int(run_config.infer_batch_size),
                               depth_test=run_config.depth_test if depth_test is None else depth_test, seed=seed,
                               progress=progress)
+
+
+def label_sources_sheet(rgbs: Sequence[np.ndarray], human: Sequence[np.ndarray], propagated: Sequence[np.ndarray],
+                        titles: Sequence[str], out_png: str | os.PathLike, *, title: str = "", cols: int = 4,
+                        dpi: int = 90) -> Path:
+    """Frames with their labelled pixels tinted by source: human labels blue, propagated labels orange.
+
+    Args:
+        rgbs: F frames (H, W, 3) uint8. human, propagated: F (H, W) bool each (disjoint). titles: F captions.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    n = len(rgbs)
+    if not (len(human) == len(propagated) == len(titles) == n) or n == 0:
+        raise ValueError(f"label_sources_sheet: need as many (>= 1) human and propagated masks and titles as frames "
+                         f"({n})")
+    H, W = np.asarray(rgbs[0]).shape[:2]
+    cols = max(1, min(int(cols), n))
+    rows = -(-n // cols)
+    cell = 2.6
+    fig = Figure(figsize=(cell * cols, cell * rows * H / W + 0.7), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for j, ax in enumerate(axes.ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j >= n:
+            ax.axis("off")
+            continue
+        img = np.asarray(rgbs[j], np.float64) * 0.55
+        for mask, colour in ((human[j], HUMAN_COLOR), (propagated[j], PROPAGATED_COLOR)):
+            m = np.asarray(mask, bool)
+            img[m] = 0.35 * img[m] + 0.65 * 255 * np.asarray(colour)
+        ax.imshow(img.astype(np.uint8), interpolation="nearest")
+        ax.set_title(titles[j], fontsize=7)
+    fig.legend(handles=[Patch(color=HUMAN_COLOR, label="human labels"),
+                        Patch(color=PROPAGATED_COLOR, label="propagated labels")],
+               loc="lower center", ncol=2, fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    out_png = Path(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    return out_png
+
+
+def run_propagation(dataset, ledger, run_config, max_cycle: int | None = None) -> dict | None:
+    """The propagation of a run's ledger (``viewal.propagation.ledger_propagation``) under its recorded settings,
+    with the labels as they stood after ``max_cycle`` (None: all). The pool is the train split at the run's
+    frame step; None when ``dataset`` does not give the ledger's pool (another split, size or frame step)."""
+    from viewal.learner import pool_signature
+    from viewal.propagation import ledger_propagation
+
+    pool = dataset.every(int((ledger.meta("experiment") or {}).get("frame_step", 1))).split("train")
+    if ledger.meta("pool") not in (None, pool_signature([f.key for f in pool])):
+        return None
+    return ledger_propagation(pool, ledger, run_config, (dataset.height, dataset.width), max_cycle=max_cycle)
+
+
+def propagation_sheet(dataset, scenes: dict, out_png: str | os.PathLike, *, max_frames: int = 4,
+                      title: str = "") -> dict:
+    """:func:`label_sources_sheet` of the ``max_frames`` pool frames with the most propagated pixels (``scenes``:
+    :func:`run_propagation`'s result). Returns ``{"frames", "propagated", "human"}`` (pixel counts over the pool);
+    nothing is drawn when no pixel is propagated (``frames`` 0)."""
+    ranked = []
+    human_px = prop_px = 0
+    for sid, sp in scenes.items():
+        human_px += int(np.count_nonzero(sp.human & (sp.result.labels != IGNORE_INDEX)))
+        for i, fid in enumerate(sp.frame_ids):
+            k = int(np.count_nonzero(sp.result.propagated[i]))
+            prop_px += k
+            if k:
+                ranked.append((-k, sid, fid, i))
+    ranked.sort()
+    shown = ranked[:max_frames]
+    if shown:
+        label_sources_sheet([dataset.frame(f"{s}/{f}").rgb for _, s, f, _ in shown],
+                            [scenes[s].human[i] for _, s, _, i in shown],
+                            [scenes[s].result.propagated[i] for _, s, _, i in shown],
+                            [f"{s}/{f}: {-k} px propagated" for k, s, f, _ in shown], out_png, title=title)
+    return {"frames": len(shown), "propagated": prop_px, "human": human_px}
 
 
 def last_query_cycle(ledger) -> int | None:

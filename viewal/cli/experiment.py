@@ -86,6 +86,13 @@ def add_recipe_arguments(p: argparse.ArgumentParser, format_flag: str = "--forma
     p.add_argument("--warm-start", action="store_true",
                    help="each cycle's fit starts from the previous cycle's model instead of the ImageNet start "
                         "(ViewAL restarts); a method spec sets it for one method: random:warm_start=true")
+    p.add_argument("--propagate", action="store_true",
+                   help="3D label propagation: each label also reaches the pool frames that see the same surface "
+                        "(under the run's depth test); the fits train on those pixels too and selection skips regions "
+                        "mostly known through it; costs stay counted in human labels (docs/propagation.md). A method "
+                        "spec sets it for one method: random:propagate=true")
+    p.add_argument("--propagate-weight", type=float, default=1.0,
+                   help="with --propagate: weight of a propagated pixel in the loss against a human one")
     add_network_arguments(p)
     p.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for scoring")
     p.add_argument("--seed-fraction", type=float, default=0.05, help="share of train frames in the seed set")
@@ -123,6 +130,8 @@ def config_from_args(args: argparse.Namespace):
                     validations=getattr(args, "validations", 5),
                     sampling=args.sampling, decoder_channels=args.decoder_channels,
                     warm_start=bool(getattr(args, "warm_start", False)),
+                    propagate=bool(getattr(args, "propagate", False)),
+                    propagate_weight=float(getattr(args, "propagate_weight", 1.0)),
                     num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
                     pseudo_labels=args.pseudo_labels, scorer_options=parse_scorer_options(args.scorer_options),
                     **executor_from_args(args))
@@ -195,6 +204,9 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
             raise ValueError(f"{flag} must be >= {lo}, got {v}")
     if not (np.isfinite(args.lr) and args.lr > 0):
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
+    pw = getattr(args, "propagate_weight", 1.0)
+    if not (np.isfinite(pw) and pw >= 0):
+        raise ValueError(f"--propagate-weight must be a finite number >= 0, got {pw}")
     if not (0 < args.seed_fraction <= 1):
         raise ValueError(f"--seed-fraction must lie in (0, 1], got {args.seed_fraction}")
     if not (0 <= getattr(args, "wrong_label_rate", 0.0) <= 1):

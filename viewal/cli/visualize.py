@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"contact sheet: {png}")
     else:
         print(f"{lpath}: no queries recorded for cycle {cycle}; no contact sheet")
+    if al.get("propagate"):
+        _propagation_sheet(args, layout, lpath, al, dataset, cycle)
     if args.ply:
         from viewal.learner import ALConfig
         from viewal.train import load_checkpoint
@@ -105,3 +107,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"point cloud: {ply} ({info['written']} points; VE {info['vmin']:.3f}-{info['vmax']:.3f} bits)\n"
               f"rendering:   {img}")
     return 0
+
+
+def _propagation_sheet(args: argparse.Namespace, layout: RunLayout, lpath: Path, al: dict, dataset, cycle: int) -> None:
+    """A propagating run's human and propagated labels after ``cycle`` (the frames propagation added most to)."""
+    from viewal.learner import ALConfig
+    from viewal.ledger import Ledger
+    from viewal.visualize import propagation_sheet, run_propagation
+
+    with Ledger(lpath) as led:
+        scenes = run_propagation(dataset, led, ALConfig.from_json({**al, "seed": args.seed}), max_cycle=cycle)
+    if scenes is None:
+        print(f"{lpath}: the dataset does not give the run's pool; no propagation sheet")
+        return
+    png = layout.propagation_sheet(args.method, cycle)
+    info = propagation_sheet(dataset, scenes, png, max_frames=args.cols,
+                             title=f"{args.method}, seed {args.seed}: labels after cycle {cycle}")
+    if info["frames"]:
+        print(f"propagation:   {png} ({info['propagated']} px propagated beside {info['human']} human-labelled px)")
+    else:
+        print(f"{lpath}: no label propagated after cycle {cycle}; no propagation sheet")
