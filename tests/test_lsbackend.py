@@ -583,7 +583,7 @@ def test_concurrent_and_repeated_webhooks_from_threads(run, serving):
             answers[q.query_id] = rival_classes[q.query_id] if aid >= 800 else truth[q.query_id]
         for key, lm in _expected_map(qs, answers, shape).items():
             assert np.array_equal(led.label_map(key, shape), lm), key
-    assert b.wait_idle(60) and b.advanced == []                  # one query open: the cycle stays open
+    assert b.wait_idle(60) and b.opened == []                  # one query open: the cycle stays open
 
 
 def _start_backend(run, *extra, env=None, log=None):
@@ -798,7 +798,7 @@ def test_answered_cycle_advances_once_in_the_background_and_pushes_its_tasks(run
         time.sleep(0.2)
     assert b.wait_idle(600), "the advance did not finish"
     assert max(lat) < 1.0, lat                       # Label Studio waits 1 s for a webhook
-    assert b.advanced == [1] and b.last_error is None
+    assert b.opened == [2] and b.last_error is None
     _check_pushed(fake_ls, run)
     with ledger_of(run) as led:
         assert led.cycle() == 2 and len(led.results()) == 2
@@ -808,8 +808,8 @@ def test_answered_cycle_advances_once_in_the_background_and_pushes_its_tasks(run
     assert call(url, "POST", "/setup", {"project": f"{PROJECT}.1"}) == (200, {"model_version": "viewal cycle 2"})
     b2 = LabelStudioBackend(run, TOKEN, client=client, project=PROJECT)
     b2.kick()
-    assert b2.wait_idle(60) and b2.advanced == [] and b2.pushed == []
-    assert len(fake_ls.imports) == 1 and b.advanced == [1]
+    assert b2.wait_idle(60) and b2.opened == [] and b2.pushed == []
+    assert len(fake_ls.imports) == 1 and b.opened == [2]
     # the cycle-2 tasks are predicted with cycle 2's model
     with ledger_of(run) as led:
         q = led.queries(2)[0]
@@ -841,7 +841,7 @@ def test_backend_killed_during_the_advance_resumes_and_pushes_once(run, tmp_path
         while not fake_ls.imports and time.monotonic() < deadline:
             time.sleep(0.2)
         st, status = call(url, "GET", "/status")
-        assert st == 200 and status["advanced"] == [] and status["last_error"] is None
+        assert st == 200 and status["opened"] == [] and status["last_error"] is None
         assert status["pushed"] == len(fake_ls.imports[0])
     finally:
         p.send_signal(signal.SIGTERM)
@@ -856,11 +856,65 @@ def test_backend_killed_during_the_advance_resumes_and_pushes_once(run, tmp_path
             if not status["busy"]:
                 break
             time.sleep(0.2)
-        assert status["pushed"] == 0 and status["advanced"] == []
+        assert status["pushed"] == 0 and status["opened"] == []
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(120) == 0
     assert len(fake_ls.imports) == 1
+
+
+def _answer_in_ledger(run):
+    """Every pending query of the open cycle answered with the dataset's labels, straight into the ledger."""
+    from viewal.ledger import LabelItem
+    from viewal.loop import open_learner
+
+    learner = open_learner(run)
+    try:
+        c = learner.ledger.cycle()
+        for q in learner.ledger.pending_queries(c):
+            learner.ledger.record_labels(c, [LabelItem.from_query(q, learner.oracle.label_query(q), "human")])
+    finally:
+        learner.ledger.close()
+
+
+def _wait_log(log, text, timeout=600):
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"{text!r} not logged: {log.read_text()[-3000:]}"
+        time.sleep(0.05)
+
+
+def test_stop_waits_for_the_advance_and_a_second_signal_stops_at_once(run, tmp_path):
+    """SIGTERM during an advance: no new requests, the advance is waited for; a second SIGTERM stops at once
+    (exit 0). The next start finishes that advance, once: one result per closed cycle, cycle 2 opened."""
+    _answer_in_ledger(run)                          # answered while no backend ran: the start advances the run
+    log = tmp_path / "backend.log"
+    p, url = _start_backend(run, log=log)
+    _wait_log(log, "is answered: advancing")
+    p.send_signal(signal.SIGTERM)
+    _wait_log(log, "waiting for the background step (advance) to end")
+    with pytest.raises((urllib.error.URLError, ConnectionError)):   # no new requests meanwhile
+        call(url, "GET", "/status", timeout=5)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(60) == 0
+    assert "the background step was left unfinished and resumes at the next start" in log.read_text()
+    with ledger_of(run) as led:
+        assert [r["cycle"] for r in led.results()] in ([0], [0, 1]) and not led.queries(2)
+    p, url = _start_backend(run, log=log)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            st, status = call(url, "GET", "/status")
+            if status["opened"] and not status["busy"]:
+                break
+            time.sleep(0.2)
+        assert status["opened"] == [2] and status["last_error"] is None, status
+    finally:
+        p.send_signal(signal.SIGINT)
+        assert p.wait(120) == 0
+    with ledger_of(run) as led:
+        assert led.cycle() == 2 and [r["cycle"] for r in led.results()] == [0, 1]
+        assert len(led.pending_queries(2)) == len(led.queries(2)) >= 12
 
 
 # ------------------------------------------------------------------------------------------ client, CLI
@@ -1089,10 +1143,10 @@ client.annotations.update(id=out[first], result=args['r'][first][:1])
         deadline = time.monotonic() + 1200
         while time.monotonic() < deadline:
             st, status = call(burl, "GET", "/status")
-            if status["advanced"] == [1] and not status["busy"]:
+            if status["opened"] == [2] and not status["busy"]:
                 break
             time.sleep(3)
-        assert status["advanced"] == [1] and status["last_error"] is None, status
+        assert status["opened"] == [2] and status["last_error"] is None, status
         with ledger_of(run) as led:
             qs2 = led.queries(2)
             assert led.cycle() == 2 and len(qs2) >= 12

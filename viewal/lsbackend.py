@@ -260,7 +260,7 @@ class LabelStudioBackend:
         if client is not None and project is None:
             raise ValueError("pushing tasks to Label Studio needs the project id (--project)")
         self.run = Path(run)
-        self.loop = read_loop(self.run)
+        read_loop(self.run)  # not a loop run: said now, naming the folder
         self.ledger_path = run_ledger_path(self.run)
         self.token = token
         self.client = client
@@ -278,9 +278,9 @@ class LabelStudioBackend:
         finally:
             learner.ledger.close()
         self.class_names = [str(n) for n in self.dataset.class_names]
-        from viewal.formats import _brush_converter
+        from viewal.formats import brush_encode
 
-        _brush_converter()  # imported now: Label Studio waits 1 s for a webhook's answer
+        brush_encode(np.zeros((1, 1), bool))  # the converter imported now: Label Studio waits 1 s for a webhook
         self._warm = True  # the first background step loads the open cycle's model (the first /predict is quick)
         self._models: dict[int, Any] = {}
         self._predicted: dict[tuple[int, str], np.ndarray] = {}
@@ -288,8 +288,9 @@ class LabelStudioBackend:
         self._state_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._again = False
+        self.step = None  # what the background worker does now: "warm-up", "push", "advance" or None
         self._need_push = client is not None
-        self.advanced: list[int] = []  # cycles this backend closed (in order)
+        self.opened: list[int] = []  # cycles this backend opened by advancing the run (in order)
         self.pushed: list[int] = []  # query ids this backend pushed into the project
         self.last_error: str | None = None
 
@@ -474,7 +475,7 @@ class LabelStudioBackend:
             rows = cycle_progress(led)
             cycle = led.cycle()
         return {"run": str(self.run), "cycle": cycle, "cycles": rows, "busy": self.busy(),
-                "advanced": list(self.advanced), "pushed": len(self.pushed), "last_error": self.last_error}
+                "opened": list(self.opened), "pushed": len(self.pushed), "last_error": self.last_error}
 
     def webhook(self, body: dict) -> tuple[int, dict]:
         action = body.get("action")
@@ -629,14 +630,22 @@ class LabelStudioBackend:
                 self._again = False
 
     def _step(self) -> None:
-        if self._warm:
-            self._warm = False
-            with self._ledger() as led:
-                self.model(led.cycle())
-        if self._need_push:
-            self.push_tasks()
-        if not self.auto_advance or not self.needs_advance():
-            return
+        try:
+            if self._warm:
+                self._warm = False
+                self.step = "warm-up"
+                with self._ledger() as led:
+                    self.model(led.cycle())
+            self.step = "push"
+            if self._need_push:
+                self.push_tasks()
+            if self.auto_advance and self.needs_advance():
+                self.step = "advance"
+                self._advance()
+        finally:
+            self.step = None
+
+    def _advance(self) -> None:
         from viewal.loop import advance
 
         with _run_lock(self.run / LOCK_FILE) as mine:
@@ -650,7 +659,8 @@ class LabelStudioBackend:
             log.info("cycle %d of %s is answered: advancing (fit, evaluate, score, select)", cycle, self.run)
             t0 = time.monotonic()
             queries = advance(self.run, progress=False)
-            self.advanced.append(cycle)
+            with self._ledger() as led:
+                self.opened.append(led.cycle())
             self._need_push = self.client is not None
             log.info("advanced in %.1f s: %d queries of cycle %d", time.monotonic() - t0, len(queries),
                      queries[0].cycle if queries else cycle + 1)
@@ -785,8 +795,8 @@ def make_server(backend: LabelStudioBackend, host: str = "127.0.0.1", port: int 
 def serve(backend: LabelStudioBackend, host: str = "127.0.0.1", port: int = 9090, *,
           ready: Callable[[str], None] | None = None) -> int:
     """Serve until SIGINT or SIGTERM, then stop cleanly: no new requests, those in flight answered, and the
-    background step (an advance, a push, the model's loading) finished. A second signal stops without waiting
-    for it: the run resumes an advance at the next start (a step of the loop is resumable at any point), and
+    background step (an advance, a push; not the model's loading) finished. A second signal stops without
+    waiting for it: the run resumes an advance at the next start (a step of the loop is resumable at any point), and
     :meth:`LabelStudioBackend.busy` is then still True. Returns 0."""
     server = make_server(backend, host, port)
     signals: list[int] = []
@@ -805,11 +815,11 @@ def serve(backend: LabelStudioBackend, host: str = "127.0.0.1", port: int = 9090
         server.shutdown()
         server.server_close()
         thread.join()
-        if backend.busy():
-            log.info("waiting for the background step (an advance, a push or the model's loading) to end; a second "
-                     "signal stops at once (an advance resumes at the next start)")
+        if backend.busy() and backend.step != "warm-up":  # the model's loading is not waited for
+            log.info("waiting for the background step (%s) to end; a second signal stops at once (an advance "
+                     "resumes at the next start)", backend.step)
             n = len(signals)
-            while backend.busy() and len(signals) == n:
+            while backend.busy() and backend.step != "warm-up" and len(signals) == n:
                 backend.wait_idle(0.2)
         if backend.busy():
             log.info("stopped; the background step was left unfinished and resumes at the next start")
