@@ -795,7 +795,7 @@ def test_answered_cycle_advances_once_in_the_background_and_pushes_its_tasks(run
         b.kick()
         if not b.busy():
             break
-        time.sleep(0.2)
+        time.sleep(0.5)
     assert b.wait_idle(600), "the advance did not finish"
     assert max(lat) < 1.0, lat                       # Label Studio waits 1 s for a webhook
     assert b.opened == [2] and b.last_error is None
@@ -915,6 +915,30 @@ def test_stop_waits_for_the_advance_and_a_second_signal_stops_at_once(run, tmp_p
     with ledger_of(run) as led:
         assert led.cycle() == 2 and [r["cycle"] for r in led.results()] == [0, 1]
         assert len(led.pending_queries(2)) == len(led.queries(2)) >= 12
+
+
+def test_a_cycle_opened_with_nothing_to_ask_is_not_advanced_again(run, monkeypatch):
+    """When the pool has nothing left to ask, the advance opens a cycle without queries: the backend does not
+    try to open it again at every kick (each try would score the pool for nothing)."""
+    import viewal.loop
+
+    _answer_in_ledger(run)
+    calls = []
+
+    def advance(run_dir, force=False, progress=True, learner=None):  # closes the cycle, asks nothing
+        with ledger_of(run_dir) as led:
+            calls.append(led.cycle())
+            led.finish_cycle(led.cycle(), {"miou": 0.5})
+        return []
+
+    monkeypatch.setattr(viewal.loop, "advance", advance)
+    b = LabelStudioBackend(run, TOKEN)
+    for _ in range(3):
+        b.kick()
+        assert b.wait_idle(120)
+    assert calls == [1] and b.opened == [2] and b.last_error is None
+    with ledger_of(run) as led:
+        assert led.cycle() == 2 and led.queries(2) == [] and [r["cycle"] for r in led.results()] == [0, 1]
 
 
 # ------------------------------------------------------------------------------------------ client, CLI

@@ -291,6 +291,7 @@ class LabelStudioBackend:
         self.step = None  # what the background worker does now: "warm-up", "push", "advance" or None
         self._need_push = client is not None
         self.opened: list[int] = []  # cycles this backend opened by advancing the run (in order)
+        self._nothing_asked: set[int] = set()  # cycles opened with no query (nothing left to ask in the pool)
         self.pushed: list[int] = []  # query ids this backend pushed into the project
         self.last_error: str | None = None
 
@@ -586,7 +587,7 @@ class LabelStudioBackend:
             c = led.cycle()
             if led.queries(c):
                 return not led.pending_queries(c)
-            return led.labelled_pixels() > 0
+            return c not in self._nothing_asked and led.labelled_pixels() > 0
 
     def kick(self) -> None:
         """Start the background worker (push missing tasks, advance when the cycle is answered) unless it
@@ -661,6 +662,9 @@ class LabelStudioBackend:
             queries = advance(self.run, progress=False)
             with self._ledger() as led:
                 self.opened.append(led.cycle())
+                if not queries:  # not opened again by this backend: each try would score the pool for nothing
+                    self._nothing_asked.add(led.cycle())
+                    log.info("cycle %d was opened with no query: nothing left to ask in the pool", led.cycle())
             self._need_push = self.client is not None
             log.info("advanced in %.1f s: %d queries of cycle %d", time.monotonic() - t0, len(queries),
                      queries[0].cycle if queries else cycle + 1)
