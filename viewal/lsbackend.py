@@ -25,7 +25,8 @@ One HTTP server (stdlib :class:`~http.server.ThreadingHTTPServer`) serves one ru
                    ``ANNOTATIONS_CREATED`` (lists) record the annotation at once; other actions are
                    acknowledged and ignored. Label Studio waits 1 s for the answer (``WEBHOOK_TIMEOUT``).
 ``POST /train``    acknowledged: the run trains when a cycle is answered, not on request.
-``GET /status``    the run's state: cycle, answered and pending queries, the last advance and error.
+``GET /status``    the run's cycles (answered and pending queries), the cycles this backend opened, whether
+                   a background step runs, the last error.
 ================== =====================================================================================
 
 **Token.** Every endpoint but ``/health`` requires the shared secret, sent as ``Authorization: Bearer
