@@ -987,77 +987,6 @@ def test_cli_errors_name_what_is_missing(run, capsys, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ a real server
 
-LS_TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
-
-
-@pytest.fixture()
-def label_studio_ml(tmp_path):
-    """(base URL, API token, the Label Studio environment's python) of a Label Studio server on 127.0.0.1 that
-    may call a model and webhooks on this machine (``ML_BLOCK_LOCAL_IP=false``, ``SSRF_PROTECTION_ENABLED=
-    false``; both default to blocking local addresses). Found as tests/test_labelstudio.py finds it
-    ($VIEWAL_LABEL_STUDIO, on PATH, beside this Python); first start on a fresh data folder: migrations, minutes
-    on a busy machine."""
-    import socket
-
-    from test_labelstudio import _label_studio_command
-
-    cmd = _label_studio_command()
-    if not cmd:
-        pytest.skip("no label-studio command (pip install label-studio in its own venv; set VIEWAL_LABEL_STUDIO)")
-    python = Path(cmd).parent / "python"
-    if not python.is_file():
-        pytest.skip(f"no python beside {cmd} to run the Label Studio SDK's client")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = tmp_path / "ls-data"
-    # SENTRY_DSN empty: no error reports sent out (Label Studio 1.23.2's sentry options also fail with the
-    # sentry-sdk 3 that pip installs beside it)
-    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "ML_BLOCK_LOCAL_IP": "false",
-           "SSRF_PROTECTION_ENABLED": "false", "SENTRY_DSN": ""}
-    log = tmp_path / "label-studio.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([cmd, "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port),
-                                 "--data-dir", str(data), "--username", "annotator@example.com", "--password",
-                                 "viewal-test-password", "--user-token", LS_TOKEN, "--enable-legacy-api-token"],
-                                env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 1500
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"label-studio exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("label-studio did not answer /health within 1500 s")
-            time.sleep(3)
-        yield url, LS_TOKEN, python
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _sdk(python, url, token, code, **args):
-    """Run ``code`` with the Label Studio SDK's client (``client``) and ``args`` in Label Studio's environment
-    (the client's dependencies conflict with viewal's); returns what it assigns to ``out`` (JSON)."""
-    script = ("import json, sys\nfrom label_studio_sdk import LabelStudio\n"
-              "client = LabelStudio(base_url=sys.argv[1], api_key=sys.argv[2])\nargs = json.loads(sys.stdin.read())\n"
-              "out = None\n" + code + "\nprint(json.dumps(out))\n")
-    r = subprocess.run([str(python), "-c", script, url, token], input=json.dumps(args), capture_output=True,
-                       text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 class _Recorder:
     """A webhook target that keeps what Label Studio posts (to compare its payloads with the fast tests')."""
 
@@ -1082,7 +1011,7 @@ class _Recorder:
 
 
 @pytest.mark.slow
-def test_label_studio_server_runs_a_cycle_with_the_backend(run, tmp_path, label_studio_ml):
+def test_label_studio_server_runs_a_cycle_with_the_backend(run, tmp_path, label_studio):
     """A project made through the SDK, the backend connected as its model (Basic auth with the token) with its
     webhook given the token header; the backend pushes cycle 1's tasks, Label Studio asks it for predictions,
     annotations posted through the SDK land in the ledger at once, the answered cycle advances, and cycle 2's
@@ -1090,12 +1019,12 @@ def test_label_studio_server_runs_a_cycle_with_the_backend(run, tmp_path, label_
     from viewal.datasets import open_dataset
     from viewal.loop import read_loop
 
-    url, key, python = label_studio_ml
+    url, key, sdk = label_studio.url, label_studio.token, label_studio.sdk
     ds = open_dataset(read_loop(run)["data"])
     names = list(ds.class_names)
     qs1 = pending(run)
-    pid = _sdk(python, url, key, "out = client.projects.create(title='viewal run', label_config=args['config']).id",
-               config=labelling_config(names))
+    pid = sdk("out = client.projects.create(title='viewal run', label_config=args['config']).id",
+              config=labelling_config(names))
     log = tmp_path / "backend.log"
     p, burl = _start_backend(run, "--ls-url", url, "--ls-api-key", key, "--project", str(pid), log=log)
     recorder = _Recorder()
@@ -1103,11 +1032,11 @@ def test_label_studio_server_runs_a_cycle_with_the_backend(run, tmp_path, label_
         # the backend pushes the open cycle's tasks into the empty project at its start
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            n = _sdk(python, url, key, "out = len(list(client.tasks.list(project=args['p'])))", p=pid)
+            n = sdk("out = len(list(client.tasks.list(project=args['p'])))", p=pid)
             if n == len(qs1):
                 break
             time.sleep(2)
-        ml = _sdk(python, url, key, """
+        ml = sdk("""
 ml = client.ml.create(project=args['p'], url=args['u'], title='viewal', auth_method='BASIC_AUTH',
                       basic_auth_user='viewal', basic_auth_pass=args['t'], is_interactive=True)
 hooks = [h for h in client.webhooks.list(project=args['p']) if h.url.rstrip('/') == args['u'] + '/webhook']
@@ -1144,7 +1073,7 @@ out = {'id': ml.id, 'state': str(ml.state), 'version': ml.model_version, 'hooks'
             gt = np.asarray(ds.frame(q.scene_id, q.frame_id).labels).astype(np.int64)
             results[t["id"]] = answer(q, gt, names, [brush_result(~q.mask, names[0], "outside")])
         t0 = time.monotonic()
-        made = _sdk(python, url, key, """
+        made = sdk("""
 out = {}
 for tid, res in args['r'].items():
     out[tid] = client.annotations.create(id=int(tid), result=res, was_cancelled=False).id
@@ -1152,7 +1081,7 @@ first = sorted(out)[0]
 client.annotations.update(id=out[first], result=args['r'][first][:1])
 """, r={str(k): v for k, v in results.items()})
         saving = time.monotonic() - t0
-        me = _sdk(python, url, key, "out = client.users.whoami().id")
+        me = sdk("out = client.users.whoami().id")
         with ledger_of(run) as led:
             rows = led.labels(1)
             assert sorted(r["query_id"] for r in rows) == sorted(q.query_id for q in qs1)
@@ -1174,7 +1103,7 @@ client.annotations.update(id=out[first], result=args['r'][first][:1])
         with ledger_of(run) as led:
             qs2 = led.queries(2)
             assert led.cycle() == 2 and len(qs2) >= 12
-        all_tasks = _sdk(python, url, key, """
+        all_tasks = sdk("""
 out = [{'id': t.id, 'q': t.data.get('query_id'), 'c': t.data.get('cycle'),
         'p': [(x.model_version, x.score) for x in t.predictions]}
        for t in client.tasks.list(project=args['p'], fields='all')]""", p=pid)
