@@ -14,4 +14,4 @@ if ! command -v chromium > /dev/null && [ "$(id -u)" = 0 ] && command -v apt-get
         > /dev/null 2>&1 || echo "chromium could not be installed: the report's browser check will be skipped" >&2
 fi
 export NUMBA_THREADING_LAYER=omp
-.venv/bin/python -m pytest -q -m "not slow" "$@"
+.venv/bin/python -m pytest -q -m "not slow" --durations=25 "$@"
