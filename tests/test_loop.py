@@ -192,3 +192,18 @@ def test_killed_next_resumes_to_the_same_selection(tiny, tmp_path, point):
     assert (runs["killed"] / "queries" / "cycle-1" / "queries.json").is_file()
     got = [_ledger_state(runs[n] / "ledgers" / "view_entropy-s0.sqlite", 1, (64, 80)) for n in ("clean", "killed")]
     assert got[0][0] and got[0] == got[1]
+
+
+def test_a_seed_set_the_data_cannot_give_stores_nothing(tiny, tmp_path, capsys):
+    scans = scans_of(tiny, tmp_path / "scans")
+    run = tmp_path / "run"
+    args = ["loop", "start", "--data", str(scans), "--run", str(run), "--budget", "4", *RECIPE]
+    assert main([*args, "--seed-set", "labels"]) == 1
+    assert "no train-split frame has a labelled pixel" in capsys.readouterr().err
+    assert main(args) == 0  # the same run asked from people: nothing of the refused start is in the way
+    with Ledger(run / "ledgers" / "view_entropy-s0.sqlite") as led:
+        assert len(led.pending_queries(0)) == 2
+    with pytest.raises(ValueError, match="seed_set='oracle'.*has no labels"):
+        viewal.ActiveLearner(open_dataset(scans), scorer="random", ledger=tmp_path / "o.sqlite", seed_set="oracle")
+    with Ledger(tmp_path / "o.sqlite") as led:
+        assert led.config() == {} and not led.labels()

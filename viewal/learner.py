@@ -479,6 +479,9 @@ class ActiveLearner:
                 old = new
             if old != stored["al"]:
                 self.ledger.set_config({**stored, "al": old}, overwrite=True)
+        # the seed set is made (and refused when the data cannot give it) before anything of the run is stored
+        seed = self._seed_set(self.dataset.split("train")) if not self.ledger.labelled_frames() \
+            and not self.ledger.queries(0) else None
         self.ledger.set_config({"al": cfg.to_json(),
                                 "dataset": dataset_spelling(stored.get("dataset"), self.dataset.root),
                                 "num_classes": self.dataset.num_classes})
@@ -504,8 +507,10 @@ class ActiveLearner:
 
         # each pool scene's propagated labels (derived from the ledger's; kept beside it, keyed by what made them)
         self.propagation_store = PropagationStore(self.ledger.path.with_name(self.ledger.path.stem + ".propagated"))
-        if not self.ledger.labelled_frames() and not self.ledger.queries(0):
-            self._start_seed_set()
+        if seed is not None and isinstance(seed[0], LabelItem):  # one ledger transaction: the seed set's labels,
+            self.ledger.record_labels(0, seed)
+        elif seed is not None:  # or its whole frames asked from people
+            self.ledger.record_queries(0, seed)
 
     # ------------------------------------------------------------------------------------------ pool
     def _check_pool(self) -> None:
@@ -544,16 +549,17 @@ class ActiveLearner:
             by.setdefault(f.scene_id, []).append(f)
         return list(by.items())
 
-    def _start_seed_set(self) -> None:
-        """Start the run's seed set (one ledger transaction; :mod:`viewal.seedset`): label the picked frames
-        from the ground truth (``seed_set="oracle"``), record them as pending whole-frame queries of cycle 0
-        (``"ask"``), or take the labels the dataset already has on pool frames (``"labels"``)."""
+    def _seed_set(self, pool: Sequence) -> list:
+        """The run's seed set (:mod:`viewal.seedset`), not yet recorded: the picked frames labelled from the
+        ground truth (``seed_set="oracle"``: ``LabelItem`` s), the picked frames as whole-frame queries of cycle 0
+        for people (``"ask"``: ``RegionQuery`` s), or the labels the dataset already has on pool frames
+        (``"labels"``: ``LabelItem`` s). Raises ValueError naming the frame when the data cannot give it."""
         from viewal.seedset import seed_frame_indices
 
         c = self.config
         if c.seed_set == "labels":
             items = []
-            for f in self.pool:
+            for f in pool:
                 if not f.has_labels:
                     continue
                 lab = np.asarray(f.labels, dtype=np.int64)
@@ -563,24 +569,19 @@ class ActiveLearner:
             if not items:
                 raise ValueError(f"{self.dataset.root}: seed_set='labels' takes the pool frames' own labels as the "
                                  f"seed set, but no train-split frame has a labelled pixel; use seed_set='ask'")
-            self.ledger.record_labels(0, items)
-            return
-        picks = [self.pool[i] for i in seed_frame_indices(self.pool, c.seed_fraction, c.seed, c.seed_rule)]
+            return items
+        picks = [pool[i] for i in seed_frame_indices(pool, c.seed_fraction, c.seed, c.seed_rule)]
         hw = (self.dataset.height, self.dataset.width)
         if c.seed_set == "ask":
-            self.ledger.record_queries(0, [RegionQuery(f.scene_id, f.frame_id, np.ones(hw, bool), score=0.0,
-                                                       region_id=-1, cycle=0) for f in picks])
-            return
+            return [RegionQuery(f.scene_id, f.frame_id, np.ones(hw, bool), score=0.0, region_id=-1, cycle=0)
+                    for f in picks]
         unlabelled = [f.key for f in picks if not f.has_labels]
         if unlabelled:
             raise ValueError(f"seed_set='oracle' labels the seed set from the ground truth, but frame {unlabelled[0]} "
                              f"has no labels ({len(unlabelled)} of {len(picks)} seed frames); use seed_set='ask' "
                              f"(people label them) or 'labels' (the frames already labelled)")
-        items = []
-        for f in picks:
-            gt = np.asarray(f.labels)
-            items.append(LabelItem(f.scene_id, f.frame_id, np.ones(gt.shape, bool), gt, source="seed"))
-        self.ledger.record_labels(0, items)
+        return [LabelItem(f.scene_id, f.frame_id, np.ones(hw, bool), np.asarray(f.labels), source="seed")
+                for f in picks]
 
     # ------------------------------------------------------------------------------------------ overlap
     def overlap_table(self, scene_id: str, frames: Sequence):
