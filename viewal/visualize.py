@@ -459,7 +459,7 @@ def label_sources_sheet(rgbs: Sequence[np.ndarray], human: Sequence[np.ndarray],
     cols = max(1, min(int(cols), n))
     rows = -(-n // cols)
     cell = 2.6
-    fig = Figure(figsize=(cell * cols, cell * rows * H / W + 0.7), dpi=dpi)
+    fig = Figure(figsize=(cell * cols, rows * (cell * H / W + 0.35) + 0.7), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
     for j, ax in enumerate(axes.ravel()):
