@@ -148,12 +148,17 @@ def test_old_ledger_opens_and_resumes_with_the_equivalent_depth_test(tiny, tmp_p
     a.label(qa[:1])
     stored = a.ledger.config()
     # settings added after OLD_CONFIG was captured (the scoring executor, warm start, the auxiliary task's
-    # weight, the random share) are stored with their defaults
+    # weight, the random share, the seed set's source and rule, propagation) are stored with their defaults; the
+    # seed set of labelled data comes from the ground truth
+    from viewal.kernels.rule import PROPAGATION_RULE
+
     assert stored["al"] == {**{k: v for k, v in OLD_CONFIG.items()
                                if k not in ("overlap_mode", "depth_tol", "kernel_backend")},
                             "depth_test": DEPTH_TEST.to_dict(), "executor": "local", "max_retries": 3,
                             "ray_address": None, "warm_start": False, "aux_weight": 1.0,
-                            "random_share": 0.0}
+                            "random_share": 0.0, "seed_set": "oracle", "seed_rule": "random", "propagate": False,
+                            "propagate_weight": 1.0, "propagate_rule": PROPAGATION_RULE.to_dict(),
+                            "propagate_known": 0.5}
     # the same run as written before the depth test was one setting, with another kernel backend
     a.ledger.set_config({**stored, "al": {**OLD_CONFIG, "kernel_backend": "numpy"}}, overwrite=True)
     a.ledger.close()

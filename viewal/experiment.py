@@ -288,7 +288,7 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
     either replays the run's fits. Returns ``{cycle: mIoU}``."""
     import torch
 
-    from viewal.learner import train_config
+    from viewal.learner import in_pool_order, train_config
     from viewal.ledger import Ledger
     from viewal.model import build_model
     from viewal.train import evaluate, fit
@@ -308,7 +308,8 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
     out, model = {}, None
     for c in fits:
         with Ledger(ledger_path) as led:  # one cycle's label maps in memory at a time
-            maps = [(k, led.label_map(k, shape, max_cycle=c)) for k in led.labelled_frames()]
+            maps = [(k, led.label_map(k, shape, max_cycle=c))
+                    for k in in_pool_order(led.labelled_frames(), dataset.split("train"))]  # as the learner's fits
         items = [(dataset.frame(k), m) for k, m in maps if (m != 255).any()]
         torch.manual_seed(int(train_seed))
         fresh = build_model(dataset.num_classes, encoder=config.encoder, encoder_weights=config.init,

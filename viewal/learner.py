@@ -41,7 +41,7 @@ from viewal.selection import (
 
 __all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
            "model_fingerprint", "pool_signature", "integer_class_ids", "EXECUTION_SETTINGS", "LEGACY_DEPTH_TEST_KEYS",
-           "run_identity", "upgrade_config"]
+           "run_identity", "upgrade_config", "in_pool_order"]
 
 
 def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1) -> int:
@@ -387,6 +387,13 @@ class ALConfig:
         return cls(**d)
 
 
+def in_pool_order(keys: Sequence[str], pool: Sequence) -> list[str]:
+    """Frame keys in the pool's order: the order a fit takes its labelled frames in, so the same labels train
+    alike whatever order they were recorded in (people's imports arrive in any order)."""
+    order = {f.key: i for i, f in enumerate(pool)}
+    return sorted(keys, key=order.__getitem__)
+
+
 def _scalars(d: dict, prefix: str = "") -> dict:
     """Numbers and strings of a (nested) stats dict, flattened to ``a.b`` keys (for the ledger's JSON)."""
     out = {}
@@ -614,8 +621,7 @@ class ActiveLearner:
         if self.config.propagate:
             return self._propagated_items()
         items = []
-        order = {f.key: i for i, f in enumerate(self.pool)}  # pool order: the same labels train alike, whatever
-        for key in sorted(self.ledger.labelled_frames(), key=order.__getitem__):  # order they were recorded in
+        for key in in_pool_order(self.ledger.labelled_frames(), self.pool):
             f = self.dataset.frame(key)
             items.append((f, self.ledger.label_map(key, (self.dataset.height, self.dataset.width)),
                           {"superpixels": self.regions(f)}))
