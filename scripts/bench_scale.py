@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of scoring on Ray (issue 14): scenes per minute with 1 and 2 Ray workers (their ratio, in one
+"""Benchmark of scoring on Ray: scenes per minute with 1 and 2 Ray workers (their ratio, in one
 run), Ray's overhead per task, and an estimate of one full ScanNet scoring cycle on N workers.
 
 What is measured, on one synthetic dataset (``viewal.datasets.synthetic``; ``--data`` for another):

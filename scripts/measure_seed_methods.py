@@ -1,4 +1,4 @@
-"""Small-run measurements of the seed methods (docs/methods.md): one trained model, then
+"""Small-run measurements of the other methods (docs/methods.md): one trained model, then
 
 * scorer informativeness: Spearman correlation, over the pool's superpixels, between each scorer's region
   score and the region's true cross-entropy / error rate (ground truth used for the measurement only);

@@ -104,7 +104,7 @@ def test_unknown_aid_values_are_refused():
 
 
 def test_max_entropy_classwise_and_rotation_all_run_in_one_fit(tiny, tmp_path):
-    """The combination issue 13 found silently dropped: entropy+max_entropy+classwise (+ rotation) trains
+    """The combination once silently dropped: entropy+max_entropy+classwise (+ rotation) trains
     the STN, pseudo-labels the pool and trains the rotation head, all in one fit."""
     ds = open_dataset(tiny)
     cfg = method_config(ALConfig(epochs=1, steps=2, validations=1, mc_passes=2, seed_fraction=0.3, num_threads=1,

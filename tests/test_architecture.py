@@ -1,4 +1,4 @@
-"""Issue 13's structure, checked: a scorer-neutral loop, one needs registry below the scorers, one run
+"""The package's structure, checked: a scorer-neutral loop, one needs registry below the scorers, one run
 layout, progress bars that do not flood logs, no pure test twins in the package."""
 import ast
 import io
@@ -260,7 +260,7 @@ def test_method_citations_point_to_sections_of_docs_methods_md():
                 cited += 1
     assert cited >= 8  # the scorers, aids and kernels cite their sections
 def test_the_depth_test_has_one_definition_and_one_default():
-    """Issue 12 §2: the depth test's values are written once (kernels/depth_test.py); every other module takes a
+    """The depth test's values are written once (kernels/depth_test.py); every other module takes a
     DepthTest, none has depth-test keywords or a default tolerance of its own."""
     from dataclasses import fields
 
@@ -276,3 +276,17 @@ def test_the_depth_test_has_one_definition_and_one_default():
                     assert not tol, (path.name, node.name)
     names = {f.name for f in fields(ALConfig)}
     assert "depth_test" in names and not {"overlap_mode", "depth_tol", "kernel_backend"} & names
+
+
+def test_the_project_speaks_of_itself_only():
+    """No file of the package, its tests, scripts or docs recounts how it was made (numbered sessions, issues or
+    rounds of work, the source papers by their file numbers): it speaks of what it is and cites papers by name."""
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"\b(session|issue|round)s? #?\d+|\bseeds? 0\d\d\b|\bseed methods?\b", re.I)
+    files = [p for ext in ("py", "md", "sh", "toml") for p in root.rglob(f"*.{ext}")
+             if not any(part.startswith(".") or part in ("build", "data", "runs") for part in p.relative_to(root).parts)
+             and "egg-info" not in str(p)]
+    assert len(files) > 100
+    hits = [f"{p.relative_to(root)}:{n}: {line.strip()[:80]}" for p in files
+            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if pattern.search(line)]
+    assert not hits, "\n".join(hits[:20])

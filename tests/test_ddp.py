@@ -1,4 +1,4 @@
-"""Issue 14: data-parallel training (``torchrun``; here two CPU processes with gloo) against one process
+"""Data-parallel training (``torchrun``; here two CPU processes with gloo) against one process
 training on the same global batch.
 
 What must match and why (docs/scale.md): every rank draws and assembles the same global batch (same

@@ -335,7 +335,7 @@ def test_concurrent_imports_from_annotators(tmp_path, dataset):
 
 
 def test_version_1_export_without_region_rle_still_imports(tmp_path, dataset):
-    """An export written before issue 15 has PNG region masks and no ``region`` RLE in queries.json."""
+    """An export of the first queries.json version has PNG region masks and no ``region`` RLE in queries.json."""
     out = tmp_path / "q"
     export_queries(queries(), out, dataset=dataset)
     doc = json.loads((out / "queries.json").read_text())

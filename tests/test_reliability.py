@@ -1,4 +1,4 @@
-"""Issue 11 (reliability): every bad input refused early with an error naming it; resume safety that does
+"""Reliability: every bad input refused early with an error naming it; resume safety that does
 not need a subprocess (the kill-9 tests are in test_resume_kill.py). Each test is listed in
 docs/reliability.md (checked by test_reliability_table_names_existing_tests)."""
 import json

@@ -1,4 +1,4 @@
-"""Issue 14: scoring on Ray equals local scoring; a killed Ray worker is retried; resume without rescoring.
+"""Scoring on Ray equals local scoring; a killed Ray worker is retried; resume without rescoring.
 
 The Ray tests skip when ``ray`` is not importable (``pip install 'viewal[ray]'``; the ``test`` extra has it).
 Ray runs locally with ``ray.init(num_cpus=2)``. Scores are compared exactly (bit for bit): the driver scores

@@ -1,4 +1,4 @@
-"""Seed methods on hand-built inputs: flip consistency, scorers, pseudo-labels, STN warps, ranking loss,
+"""The other methods on hand-built inputs: flip consistency, scorers, pseudo-labels, STN warps, ranking loss,
 masked average pooling, negative-label loss."""
 from __future__ import annotations
 

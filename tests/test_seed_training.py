@@ -1,4 +1,4 @@
-"""Seed methods that learn: loss-prediction head, rotation head, STN, PAL selection, pseudo-label items.
+"""The other methods that learn: loss-prediction head, rotation head, STN, PAL selection, pseudo-label items.
 
 Tiny models (mobilenet_v2 encoder, 16-channel decoder) on 32×32 synthetic images; CPU, one thread.
 """

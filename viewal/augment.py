@@ -1,4 +1,4 @@
-"""Max-entropy augmentation (seed 002, docs/methods.md §4): a spatial transformer learns per-image affine warps
+"""Max-entropy augmentation (Cho, Kim and Yoon, docs/methods.md §4): a spatial transformer learns per-image affine warps
 that make the (frozen) segmenter uncertain; the segmenter is then fine-tuned on the warped images.
 
 Pieces (pure functions first):

@@ -1,4 +1,4 @@
-"""Data-parallel training under ``torchrun`` (issue 14): the process group, and each rank's share of a batch.
+"""Data-parallel training under ``torchrun``: the process group, and each rank's share of a batch.
 
 ``torchrun --nproc_per_node N -m viewal.cli train ...`` starts N processes with ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK`` and ``MASTER_ADDR``/``MASTER_PORT`` set. :func:`init_from_env` joins them into one process

@@ -145,7 +145,7 @@ def training_key(c: ALConfig) -> dict:
                  propagate_rule=c.propagate_rule.to_dict(), propagate_test=overlap_test_key(c.depth_test))
     d.update(recipe_entries(c))  # what the aids' own recipes add (the pseudo-labels' fine-tuning length, ...)
     if len(fit_steps(c)) > 2:  # fit + augmentation + pseudo-labels
-        # before issue 13 such a fit ran the augmentation alone: its checkpoints must not be reused now
+        # tagged: a model of the augmentation alone is never taken for one of the composed fit
         d["aids"] = "composed"
     tag = scorers.get(c.scorer, **c.scorer_options).training
     if tag:

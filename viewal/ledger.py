@@ -212,7 +212,7 @@ class Ledger:
                 for stmt in _SCHEMA.strip().split(";"):
                     if stmt.strip():
                         self._con.execute(stmt)
-                # ledgers written before labels had an origin (issue 15) gain the column, NULL for old rows
+                # ledgers written before labels had an origin gain the column, NULL for old rows
                 if "origin" not in {r[1] for r in self._con.execute("PRAGMA table_info(labels)")}:
                     self._con.execute("ALTER TABLE labels ADD COLUMN origin TEXT")
             self.config()  # the stored config must be JSON

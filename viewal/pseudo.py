@@ -1,11 +1,11 @@
 """Pseudo-labels for unlabelled pixels: confidence-only, class-wise thresholds, and UPS.
 
-Seeds 000 and 004 (docs/methods.md §5 "Pseudo-labels"). Every rule is a pure function on probability maps that
+Class-wise thresholds after Kim and Lee, UPS after Rizve et al. (docs/methods.md §5 "Pseudo-labels"). Every rule is a pure function on probability maps that
 returns a label map (255 = no pseudo-label) and, for UPS, a negative-label mask:
 
 * :func:`confidence_pseudo_labels` — one threshold for every class (the comparison; also what CEAL's
   tightening threshold uses, see :func:`ceal_threshold`).
-* :func:`classwise_pseudo_labels` — a threshold per class (seed 000): for class c, the ``quantile``
+* :func:`classwise_pseudo_labels` — a threshold per class (Kim and Lee): for class c, the ``quantile``
   of the confidence max_k p_k over the pixels whose argmax is c, clipped to ``[min_threshold,
   max_threshold]`` (:func:`classwise_thresholds`). Frequent, easy classes therefore get high thresholds
   and rare, hard classes lower ones — the point of class-wise confidence.
@@ -65,7 +65,7 @@ def confidence_pseudo_labels(probs: np.ndarray, threshold: float = 0.9) -> np.nd
 
 def classwise_thresholds(probs: np.ndarray, quantile: float = 0.5, min_threshold: float = 0.5,
                          max_threshold: float = 0.95) -> np.ndarray:
-    """Per-class confidence thresholds (seed 000's class-wise confidence).
+    """Per-class confidence thresholds (Kim and Lee's class-wise confidence).
 
     t_c = clip(quantile_q{ max_k p_k(x) : argmax_k p_k(x) = c }, min_threshold, max_threshold); a class that
     is the argmax nowhere gets ``max_threshold``.

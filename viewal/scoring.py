@@ -1,4 +1,4 @@
-"""Scoring the pool scene by scene, in this process or on a Ray cluster (issue 14).
+"""Scoring the pool scene by scene, in this process or on a Ray cluster.
 
 Scoring is independent per scene: MC-dropout inference on the scene's frames, the scorer's kernels (view
 entropy/divergence for ViewAL), pooling into regions, and the scene's superpixel overlap table. One

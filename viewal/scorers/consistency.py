@@ -325,7 +325,7 @@ def _loss_head_hook(options: dict, model):
 
 @register
 class FlipConsistency(Scorer):
-    """Seed 000's consistency score: pixel map CI(x) + LI(r(x)); region mean = L_con(r)."""
+    """Kim and Lee's consistency score (flip consistency): pixel map CI(x) + LI(r(x)); region mean = L_con(r)."""
 
     name = "flip_consistency"
     needs = frozenset({"flip_consistency"})
@@ -357,7 +357,7 @@ class LossPrediction(Scorer):
 
 @register
 class ConsistencyLoss(NormalisingScorer):
-    """Seed 000's acquisition: n(L_con) + λ · n(l̂). Options: ``lam`` (λ, default 1), ``normalise``, ``stats``
+    """Kim and Lee's acquisition: n(L_con) + λ · n(l̂). Options: ``lam`` (λ, default 1), ``normalise``, ``stats``
     (keys ``"con"``, ``"loss"``), and the training options of :class:`LossPrediction`."""
 
     option_names = frozenset({'stats', 'normalise', 'lam', 'loss_hidden', 'rank_weight', 'margin'})
