@@ -1,7 +1,8 @@
 """Pseudo-labels for unlabelled pixels: confidence-only, class-wise thresholds, and UPS.
 
-Class-wise thresholds after Kim and Lee, UPS after Rizve et al. (docs/methods.md §5 "Pseudo-labels"). Every rule is a pure function on probability maps that
-returns a label map (255 = no pseudo-label) and, for UPS, a negative-label mask:
+Class-wise thresholds after Kim and Lee, UPS after Rizve et al. (docs/methods.md §5 "Pseudo-labels"). Every rule
+is a pure function on probability maps that returns a label map (255 = no pseudo-label) and, for UPS, a
+negative-label mask:
 
 * :func:`confidence_pseudo_labels` — one threshold for every class (the comparison; also what CEAL's
   tightening threshold uses, see :func:`ceal_threshold`).

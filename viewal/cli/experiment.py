@@ -106,7 +106,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser, format_flag: str = "--forma
     p.add_argument("--augment", choices=("none", "max_entropy"), default="none",
                    help="training option: max-entropy spatial-transformer augmentation (Cho, Kim and Yoon)")
     p.add_argument("--pseudo-labels", choices=("none", "confidence", "classwise", "ups"), default="none",
-                   help="training option: pseudo-label the pool and fine-tune (class-wise: Kim and Lee; UPS: Rizve et al.)")
+                   help="training option: pseudo-label the pool and fine-tune (class-wise: Kim and Lee; UPS: "
+                        "Rizve et al.)")
     p.add_argument("--scorer-options", default="{}", help="JSON dict of scorer options, e.g. '{\"sub_queries\": 4}'")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
