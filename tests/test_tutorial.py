@@ -21,8 +21,13 @@ def test_tutorial_runs_on_the_real_sample(scannet_sample, tmp_path):
     assert script.count("viewal loop next") == 2 and "viewal report" in script
     env = {**os.environ, "VIEWAL_SCANNET_SAMPLE": str(scannet_sample), "NUMBA_THREADING_LAYER": "omp",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    source = sorted((Path(scannet_sample) / "raw" / "selections" / "label").glob("*.png"))
+    # the sample reached through a link, as a checkout may hold it: the tutorial's copy must not write through it
+    (tmp_path / "link").symlink_to(Path(scannet_sample).resolve(), target_is_directory=True)
+    env["VIEWAL_SCANNET_SAMPLE"] = str(tmp_path / "link")
     p = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=1800)
+    assert sorted((Path(scannet_sample) / "raw" / "selections" / "label").glob("*.png")) == source
     assert p.returncode == 0, p.stderr[-3000:]
     # the pool's labels were gone: the loop read none of them, the scripted labeller answered from the sample
     team = tmp_path / "data" / "scannet-team" / "raw" / "selections" / "label"
