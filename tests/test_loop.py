@@ -198,6 +198,10 @@ def test_a_seed_set_the_data_cannot_give_stores_nothing(tiny, tmp_path, capsys):
     scans = scans_of(tiny, tmp_path / "scans")
     run = tmp_path / "run"
     args = ["loop", "start", "--data", str(scans), "--run", str(run), "--budget", "4", *RECIPE]
+    assert main(["loop", "start", "--data", str(tmp_path / "nope"), "--run", str(run), *RECIPE]) == 1
+    assert f"--data {tmp_path / 'nope'}: no such dataset folder" in capsys.readouterr().err and not run.exists()
+    assert main(["query", "import", "answers.json", "--run", str(tmp_path / "nope")]) == 1
+    assert "not a loop run" in capsys.readouterr().err
     assert main([*args, "--seed-set", "labels"]) == 1
     assert "no train-split frame has a labelled pixel" in capsys.readouterr().err
     assert main(args) == 0  # the same run asked from people: nothing of the refused start is in the way

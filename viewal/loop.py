@@ -118,6 +118,8 @@ def start_run(data: str | Path, run: str | Path, config, *, method: str = "view_
     from viewal.ledger import Ledger, LedgerError
 
     run = Path(run)
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"--data {data}: no such dataset folder")
     budgets = parse_budgets(",".join(str(b) for b in budgets))
     cfg = method_config(config, method, config.seed)
     doc = {"method": method, "seed": int(cfg.seed), "data": str(Path(data).resolve()), "format": data_format,
@@ -195,13 +197,13 @@ def load_query_model(learner, cycle: int, run: str | Path | None = None):
 def cycle_progress(ledger) -> list[dict]:
     """Per cycle of a ledger: ``{"cycle", "queries", "answered", "pending", "labels", "labelled_pixels",
     "miou", "closed"}`` (``miou`` None when the cycle is open or was evaluated without labelled test frames)."""
+    qcycle = {q.query_id: q.cycle for q in ledger.queries()}
     queries: dict[int, int] = {}
-    for q in ledger.queries():
-        queries[q.cycle] = queries.get(q.cycle, 0) + 1
+    for c in qcycle.values():
+        queries[c] = queries.get(c, 0) + 1
     answered: dict[int, set] = {}
     labels: dict[int, int] = {}
     pixels: dict[int, int] = {}
-    qcycle = {q.query_id: q.cycle for q in ledger.queries()}
     for r in ledger.labels():
         labels[r["cycle"]] = labels.get(r["cycle"], 0) + 1
         pixels[r["cycle"]] = pixels.get(r["cycle"], 0) + int(r["n_pixels"])

@@ -161,7 +161,8 @@ def _import(led, ds, args) -> int:
         where = Path(src)
     else:
         if not Path(src).is_dir():
-            raise FileNotFoundError(f"export directory does not exist: {src}")
+            what = "Label Studio export file" if str(src).endswith(".json") else "export directory"
+            raise FileNotFoundError(f"{what} does not exist: {src}")
         doc = read_queries_json(src)
         if fmt != "export" and doc.get("label_format", "png") != fmt:
             raise LabelImportError(f"{Path(src) / QUERIES_FILE}: an export in {doc.get('label_format', 'png')} "
