@@ -39,7 +39,8 @@ from viewal.selection import (
     with_random_share,
 )
 
-__all__ = ["ALConfig", "ActiveLearner", "RegionQuery", "epochs_for", "train_config", "training_key",
+__all__ = ["ALConfig", "ActiveLearner", "own_model", "OWN_CHECKPOINT_FORMAT", "kernel_backend_for",
+           "RegionQuery", "epochs_for", "train_config", "training_key",
            "model_fingerprint", "pool_signature", "integer_class_ids", "EXECUTION_SETTINGS", "LEGACY_DEPTH_TEST_KEYS",
            "run_identity", "upgrade_config", "in_pool_order"]
 
@@ -419,6 +420,95 @@ def integer_class_ids(labels: np.ndarray, what: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def kernel_backend_for(device: str, backend: str) -> str:
+    """The kernel backend of a run on ``device``: on a CUDA device the CUDA kernels replace the Numba CPU ones
+    (the NumPy reference, when asked for, stays); elsewhere ``backend`` as it is."""
+    return "cuda" if str(device).startswith("cuda") and backend == "cpu" else backend
+
+
+#: checkpoint format of a user's own network (its state dict and the run's meta; the module is the user's)
+OWN_CHECKPOINT_FORMAT = "viewal-own-module"
+
+
+def own_model(dataset: RGBDDataset, cfg: ALConfig, scorer, *, model=None, predict=None,
+              probabilities: str | Path | None = None, fit: bool | None = None):
+    """The predictor (``viewal.predictor``) of a user's own network and whether viewal trains it: ``(None, True)``
+    for viewal's DeepLabv3+.
+
+    Args:
+        model: an ``nn.Module`` ((B, 3, H, W) images normalised with ImageNet's mean/std -> (B, C, H, W) logits;
+            wrap it in ``viewal.predictor.OwnModule`` for another normalisation); trained unless ``fit=False``.
+        predict: ``frames -> (N, C, H, W)`` probabilities (or a ``viewal.predictor.Predictor``); never trained.
+        probabilities: a folder of probability files (``viewal.predictor.FilePredictor``); never trained.
+
+    Everything is checked before any work: one source at most, a scorer that needs probabilities only (and
+    MC samples only from a source that gives them), no training aid that needs viewal's network, the module
+    on the run's device, and one pool frame predicted (shape, class count, NaN, sums to 1)."""
+    import torch
+
+    import viewal.scorers as scorers
+    from viewal.predictor import (
+        MODEL_FREE_NEEDS,
+        CallablePredictor,
+        FilePredictor,
+        ModulePredictor,
+        OwnModule,
+        Predictor,
+        module_device,
+    )
+
+    given = [n for n, v in (("model", model), ("predict", predict), ("probabilities", probabilities)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"give one source of probabilities: model, predict or probabilities (got {', '.join(given)})")
+    if fit is not None and not isinstance(fit, (bool, np.bool_)):
+        raise ValueError(f"fit must be True or False, got {fit!r}")
+    if not given:
+        if fit is False:
+            raise ValueError("fit=False keeps the weights of a model of yours (model=...); viewal's own DeepLabv3+ "
+                             "is trained on the labels")
+        return None, True
+    C = dataset.num_classes
+    if model is not None:
+        from viewal.model import SegModel
+
+        plain = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)} if isinstance(model, SegModel) else {}
+        own = model if isinstance(model, OwnModule) else OwnModule(model, C, **plain)  # a SegModel normalises itself
+        if own.num_classes != C:
+            raise ValueError(f"model: an OwnModule of {own.num_classes} classes, the dataset has {C}")
+        where = module_device(own.module)
+        if where is not None and where.type != torch.device(cfg.device).type:
+            raise ValueError(f"model: its weights are on {where}, the run's device is {cfg.device!r}; move the model "
+                             f"(model.to({cfg.device!r})) or set device={where.type!r}")
+        pred: Predictor = ModulePredictor(own)
+    elif predict is not None:
+        pred = predict if isinstance(predict, Predictor) else CallablePredictor(predict, C)
+    else:
+        pred = FilePredictor(probabilities, C)
+    if fit and not pred.trainable:
+        raise ValueError(f"fit=True: viewal cannot train {pred.kind} (it never touches that network); train it "
+                         f"yourself and give its new probabilities each cycle")
+    fits = pred.trainable if fit is None else bool(fit)
+    free = [n for n in scorers.names() if scorers.get(n).needs <= MODEL_FREE_NEEDS]
+    other = sorted(set(scorer.needs) - MODEL_FREE_NEEDS)
+    if other:
+        raise ValueError(f"scorer {cfg.scorer!r} needs {', '.join(other)} from viewal's own DeepLabv3+; with a "
+                         f"network of yours use a scorer that needs probabilities only: {', '.join(free)}")
+    if "mc_probs" in scorer.needs and not pred.samples:
+        how = ("the model has no dropout layer" if pred.trainable else
+               "the predict callable gives one sample (pass a Predictor with samples=True)" if predict is not None
+               else "the probability files hold one sample each, not (T, C, H, W)")
+        raise ValueError(f"scorer {cfg.scorer!r} needs MC samples, and {how}; use a scorer that needs one pass, "
+                         f"e.g. view_entropy or entropy")
+    for name, off in (("augment", "none"), ("pseudo_labels", "none"), ("auxiliary", "none")):
+        if getattr(cfg, name) != off:
+            raise ValueError(f"{name}={getattr(cfg, name)!r} trains viewal's own DeepLabv3+; with a network of "
+                             f"yours keep {name}={off!r}")
+    pool = dataset.split("train")
+    if pool:  # one frame through the whole path now, not a shape error mid-cycle
+        pred.predict(pool[:1], passes=min(2, cfg.mc_passes), seed=0, batch_size=1, device=cfg.device, size=cfg.size)
+    return pred, fits
+
+
 class ActiveLearner:
     """Active learning of semantic segmentation on an RGB-D dataset, one region query at a time.
 
@@ -427,6 +517,11 @@ class ActiveLearner:
         scorer: scorer name (overrides ``config.scorer``).
         ledger: SQLite file holding the run's state (created, or resumed when it exists).
         config: :class:`ALConfig`; keyword ``overrides`` replace its fields.
+        model, predict, probabilities: a network of yours instead of viewal's DeepLabv3+ (:func:`own_model`,
+            ``docs/own_model.md``): an ``nn.Module`` giving logits, a callable giving probabilities, or a folder
+            of probability files. Scorers that need probabilities only (and MC samples only from a source that
+            gives them) work with all three.
+        fit: with ``model``: train it on the labels each cycle (True, the default) or keep its weights (False).
 
     The pool is the ``train`` split; ``val`` selects the checkpoint; ``test`` is reported by
     :meth:`evaluate`. Ground-truth labels of the pool are read only by the oracle (:meth:`label`) and
@@ -434,7 +529,9 @@ class ActiveLearner:
     """
 
     def __init__(self, dataset: RGBDDataset | str | Path, scorer: str | None = None,
-                 ledger: str | Path = "run.sqlite", *, config: ALConfig | None = None, **overrides) -> None:
+                 ledger: str | Path = "run.sqlite", *, config: ALConfig | None = None, model=None,
+                 predict=None, probabilities: str | Path | None = None, fit: bool | None = None,
+                 **overrides) -> None:
         import viewal.scorers as scorers
 
         self.dataset = dataset if isinstance(dataset, RGBDDataset) else open_dataset(dataset)
@@ -454,13 +551,29 @@ class ActiveLearner:
             if not torch.cuda.is_available():
                 raise ValueError(f"device {cfg.device!r}: no CUDA GPU found (torch.cuda.is_available() is False); "
                                  f"use device='cpu'")
+            backend = kernel_backend_for(cfg.device, cfg.depth_test.backend)
+            if backend != cfg.depth_test.backend:  # the kernels run where the network does
+                from viewal.kernels import check_backend
+
+                check_backend(backend)
+                cfg = replace(cfg, depth_test=replace(cfg.depth_test, backend=backend))
+                self.config = cfg
         from viewal.scoring import make_executor
 
         self.executor = make_executor(cfg)  # no Ray installed for executor="ray": says what to install, now
         self.scorer = scorers.get(cfg.scorer, depth_test=cfg.depth_test, **cfg.scorer_options)
         # how the pooled scores become a selection
         self.selector = with_random_share(self.scorer.selector(dedup=cfg.dedup), cfg.random_share)
+        # a network of the user's (a module, a callable or probability files) instead of viewal's DeepLabv3+:
+        # checked against the dataset, the scorer and the settings before anything is stored
+        self.own, self.fits = own_model(self.dataset, cfg, self.scorer, model=model, predict=predict,
+                                        probabilities=probabilities, fit=fit)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
+        kind = self.own.kind if self.own is not None else "viewal"
+        if self.ledger.meta("model") not in (None, kind):
+            raise LedgerError(f"{self.ledger.path}: its run scores with {self.ledger.meta('model')!r} models, this "
+                              f"learner with {kind!r}; resume it the way it was started, or start a new run")
+        self.ledger.set_meta("model", kind)
         stored = self.ledger.config()
         if cfg.seed_set == "auto":  # resolved once, when the run starts, and stored with it
             from viewal.seedset import resolve_seed_set
@@ -499,7 +612,10 @@ class ActiveLearner:
         self.val = self.dataset.split("val") if "val" in self.dataset.splits else []
         self.test = self.dataset.split("test") if "test" in self.dataset.splits else []
         self.oracle = Oracle(self.dataset, cfg.wrong_label_rate, seed=cfg.seed)
-        self.model = None
+        # viewal's DeepLabv3+ (None until the first fit), or the user's OwnModule or Predictor
+        self.model = None if self.own is None else (self.own.own if self.own.trainable else self.own)
+        self._initial_state = None if self.own is None or not self.own.trainable else \
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self._model_labels = -1  # labelled-pixel count the current model was trained on
         self._model_fingerprint = ""  # model_fingerprint of the current model's recipe and labels
         self.model_steps = -1  # SGD steps of the fit that made the current model (-1: unknown)
@@ -688,8 +804,13 @@ class ActiveLearner:
 
     def _new_model(self):
         """A freshly initialised model (seeded), prepared for the scorer and the auxiliary tasks
-        (``viewal.aids.model_aids``); returns (model, extra_loss)."""
+        (``viewal.aids.model_aids``); returns (model, extra_loss). A network of the user's is reset to the
+        weights it came with."""
         import torch
+
+        if self.own is not None:
+            self.model.load_state_dict(self._initial_state)
+            return self.model, None
 
         from viewal.aids import model_aids
         from viewal.heads import combine_extra_losses
@@ -717,8 +838,17 @@ class ActiveLearner:
         path = Path(path)
         if not is_main():  # under torchrun every rank holds the same model: rank 0 writes it
             return path
+        if self.own is not None and not self.own.trainable:
+            raise RuntimeError(f"save_model: the run's probabilities come from {self.own.kind}; there are no weights "
+                               f"to save")
         with atomic_path(path) as tmp:
-            save_checkpoint(tmp, self.model, meta)
+            if self.own is not None:  # the user's network: its weights (the module itself is the user's code)
+                import torch
+
+                torch.save({"format": OWN_CHECKPOINT_FORMAT, "version": 1, "meta": meta,
+                            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}, tmp)
+            else:
+                save_checkpoint(tmp, self.model, meta)
             kill_point("save", self.ledger.cycle())
         return path
 
@@ -745,10 +875,22 @@ class ActiveLearner:
         """Load a checkpoint written by :meth:`save_model` (it counts as trained on its labelled pixels).
 
         No check that it fits the ledger's labels: :meth:`checkpoint_is_current` says whether it does."""
-        from viewal.train import checkpoint_meta, load_checkpoint
+        from viewal.train import CheckpointError, checkpoint_meta, load_checkpoint
 
-        model, _ = self._new_model()
-        self.model = load_checkpoint(path, model).eval()
+        if self.own is not None:
+            from viewal.io import load_torch_file
+
+            obj = load_torch_file(path)
+            if not isinstance(obj, dict) or obj.get("format") != OWN_CHECKPOINT_FORMAT:
+                raise CheckpointError(f"{path}: not a checkpoint of a network of yours saved by viewal")
+            try:
+                self.model.load_state_dict(obj["state_dict"])
+            except RuntimeError as e:
+                raise CheckpointError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
+            self.model.eval()
+        else:
+            model, _ = self._new_model()
+            self.model = load_checkpoint(path, model).eval()
         meta = checkpoint_meta(path)
         self._model_labels = int(meta.get("labelled_pixels", -1))
         self._model_fingerprint = str(meta.get("fingerprint", ""))
@@ -803,6 +945,8 @@ class ActiveLearner:
         frames = self.dataset.split(split) if split in self.dataset.splits else []
         labelled = [f for f in frames if f.has_labels]
         c = self.config
+        if self.own is not None and not self.own.trainable:  # probabilities only: argmax of the predictor's
+            return self._evaluate_predictor(split, frames, labelled)
         if labelled:
             out = evaluate(self.model, labelled, self.dataset.num_classes, batch_size=c.infer_batch_size,
                            device=c.device, size=c.size)
@@ -819,6 +963,34 @@ class ActiveLearner:
                 "class_pixels": [int(x) for x in counts], "classes_seen": [int(k) for k in np.flatnonzero(counts)],
                 "predicted_class_shares": [float(x) for x in shares]}
 
+    def _evaluate_predictor(self, split: str, frames: list, labelled: list) -> dict:
+        """:meth:`evaluate` of a predictor (a callable or probability files), at the frames' own resolution."""
+        from viewal.train import confusion_matrix, iou_from_confusion
+
+        c, C = self.config, self.dataset.num_classes
+        target = labelled or frames or self.pool
+        conf = np.zeros((C, C), np.int64)
+        counts = np.zeros(C, np.int64)
+        for s in range(0, len(target), c.infer_batch_size):
+            batch = target[s:s + c.infer_batch_size]
+            pred = self.own.predict(batch, passes=1, seed=None, batch_size=len(batch), device=c.device,
+                                    size=c.size)["probs"].argmax(1)
+            if labelled:
+                conf += confusion_matrix(pred, np.stack([f.labels for f in batch]), C)
+            counts += np.bincount(pred.ravel(), minlength=C)[:C]
+        if labelled:
+            miou, iou = iou_from_confusion(conf)
+            return {"miou": float(miou), "per_class_iou": [float(x) for x in iou], "eval_split": split,
+                    "eval_frames": len(labelled), "unlabelled_eval_frames": len(frames) - len(labelled)}
+        hw = (self.dataset.height, self.dataset.width)
+        from viewal.metrics import label_class_counts
+
+        have = label_class_counts((self.ledger.label_map(k, hw) for k in self.ledger.labelled_frames()), C)
+        return {"miou": None, "eval_split": split if frames else "train", "eval_frames": 0,
+                "unlabelled_eval_frames": len(frames), "class_pixels": [int(x) for x in have],
+                "classes_seen": [int(k) for k in np.flatnonzero(have)],
+                "predicted_class_shares": [float(x) for x in counts / counts.sum()]}
+
     # ------------------------------------------------------------------------------------------ the cycle
     def close_cycle(self, checkpoint: str | Path | None = None, previous: str | Path | None = None, *,
                     progress: bool = True) -> dict:
@@ -833,7 +1005,9 @@ class ActiveLearner:
         if not self.ledger.labelled_pixels():
             raise ValueError(f"{self.ledger.path}: cycle {c} cannot end: the ledger holds no labels yet (answer "
                              f"the {len(self.ledger.pending_queries(c))} pending queries of the seed set first)")
-        if checkpoint is not None and self.checkpoint_is_current(checkpoint):
+        if not self.fits:  # a network of the user's, trained elsewhere: its probabilities as they are
+            pass
+        elif checkpoint is not None and self.checkpoint_is_current(checkpoint):
             self.load_model(checkpoint)
         else:
             if self.config.warm_start and c > 0 and self.model is None and previous is not None:
@@ -897,7 +1071,8 @@ class ActiveLearner:
         if self.model is None:
             raise RuntimeError("score_pool: no model yet; call fit() first")
         conf = {k: v for k, v in self.config.to_json().items() if k not in ("executor", "ray_address", "max_retries")}
-        text = json.dumps({"weights": weights_digest(self.model), "config": conf, "cycle": self.ledger.cycle(),
+        weights = self.own.key() if self.own is not None and not self.own.trainable else weights_digest(self.model)
+        text = json.dumps({"weights": weights, "config": conf, "cycle": self.ledger.cycle(),
                            "labels": self.ledger.labels_digest(), "overlaps": self.selector.needs_overlaps},
                           sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()
@@ -953,7 +1128,7 @@ class ActiveLearner:
             return pending
         if self.ledger.queries(cycle):
             raise RuntimeError(f"cycle {cycle} already has labelled queries; call next_cycle() before querying again")
-        if self.model is None or self._model_labels != self.ledger.labelled_pixels():
+        if self.fits and (self.model is None or self._model_labels != self.ledger.labelled_pixels()):
             self.fit(progress=progress)
         pool = self.score_pool(progress=progress)
         kill_point("select", cycle)

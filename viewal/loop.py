@@ -67,11 +67,13 @@ def _open_dataset(doc: dict, run: Path):
     return open_dataset(data, format=doc.get("format", "auto"), **kw).every(int(doc.get("frame_step", 1)))
 
 
-def open_learner(run: str | Path, *, dataset: Any = None, **overrides):
+def open_learner(run: str | Path, *, dataset: Any = None, probabilities: str | Path | None = None, **overrides):
     """The :class:`~viewal.learner.ActiveLearner` of a loop run: its dataset, ledger and stored config.
 
-    ``overrides``: settings of how the run executes (``num_threads``, ``device``, ``infer_batch_size``); a
-    setting of what the run is cannot change (the ledger refuses it, naming it)."""
+    ``probabilities``: a run scored from probability files (``viewal.predictor.FilePredictor``) reads this
+    folder instead of the one stored with it (a model retrained elsewhere since). ``overrides``: settings of how
+    the run executes (``num_threads``, ``device``, ``infer_batch_size``); a setting of what the run is cannot
+    change (the ledger refuses it, naming it)."""
     from viewal.learner import ActiveLearner, ALConfig
     from viewal.ledger import Ledger
 
@@ -86,7 +88,8 @@ def open_learner(run: str | Path, *, dataset: Any = None, **overrides):
         cfg = ALConfig.from_json(led.config()["al"])
         if overrides:
             cfg = replace(cfg, **overrides)
-        return ActiveLearner(ds, ledger=led, config=cfg)
+        probs = probabilities if probabilities is not None else doc.get("probabilities")
+        return ActiveLearner(ds, ledger=led, config=cfg, probabilities=probs)
     except BaseException:
         led.close()
         raise
@@ -103,14 +106,16 @@ def _budget_pixels(learner, cycle: int) -> int:
 
 def start_run(data: str | Path, run: str | Path, config, *, method: str = "view_entropy",
               budgets: Sequence[float] = (4.0,), data_format: str = "auto", frame_step: int = 1,
-              progress: bool = True) -> list:
+              probabilities: str | Path | None = None, progress: bool = True) -> list:
     """Start a loop run in folder ``run`` on the dataset ``data`` (its frames need no labels).
 
     ``config``: the run's base :class:`~viewal.learner.ALConfig` (its ``seed`` is the run's; ``method`` a
     method spec of ``viewal experiment``, e.g. ``view_entropy:random_share=0.5``); ``budgets``: %% of the pool's
     pixels asked per cycle (the last repeats). The settings are stored in the ledger as ``viewal experiment``
     stores them. Returns the pending queries of cycle 0: the seed set's whole frames (``seed_set="ask"``), or
-    none when the seed set is the frames the dataset already labels (``"labels"``). Starting again with the
+    none when the seed set is the frames the dataset already labels (``"labels"``). ``probabilities``: a folder of
+    probability files of a network of yours (``docs/own_model.md``), which then scores the pool instead of
+    viewal's DeepLabv3+ (never trained here: give each cycle's new files to :func:`advance`). Starting again with the
     same settings returns the same queries; with other settings it is refused, naming them."""
     from viewal.datasets.check import check_frames
     from viewal.experiment import check_run_setting, method_config, parse_budgets
@@ -124,6 +129,8 @@ def start_run(data: str | Path, run: str | Path, config, *, method: str = "view_
     cfg = method_config(config, method, config.seed)
     doc = {"method": method, "seed": int(cfg.seed), "data": str(Path(data).resolve()), "format": data_format,
            "frame_step": int(frame_step), "size": None if cfg.size is None else list(cfg.size)}
+    if probabilities is not None:
+        doc["probabilities"] = str(Path(probabilities).resolve())
     if (run / LOOP_FILE).is_file():
         old = read_loop(run)
         if {k: old.get(k) for k in doc} != doc:
@@ -139,14 +146,15 @@ def start_run(data: str | Path, run: str | Path, config, *, method: str = "view_
     try:
         check_run_setting(led, "budget", budgets, "--budget")
         check_run_setting(led, "frame_step", int(frame_step), "--frame-step")
-        ActiveLearner(ds, ledger=led, config=cfg)  # stores the config, records the seed set
+        ActiveLearner(ds, ledger=led, config=cfg, probabilities=probabilities)  # stores the config, the seed set
         write_json(run / LOOP_FILE, doc)  # last: a start killed before it is started again
         return led.pending_queries(0)
     finally:
         led.close()
 
 
-def advance(run: str | Path, *, force: bool = False, progress: bool = True, learner=None) -> list:
+def advance(run: str | Path, *, force: bool = False, progress: bool = True, learner=None,
+            probabilities: str | Path | None = None) -> list:
     """One step of the loop: close the current cycle and open the next; returns the new pending queries.
 
     Closing trains on every label so far (warm start as configured; the cycle's checkpoint is reused when it
@@ -154,10 +162,17 @@ def advance(run: str | Path, *, force: bool = False, progress: bool = True, lear
     only with labelled test frames) and records the metrics; opening scores the pool, selects the cycle's
     budget and records the queries as pending. Refused with :class:`PendingQueriesError` while the current
     cycle has unanswered queries, unless ``force`` (the cycle closes with what was answered; a late answer
-    is still accepted). A step killed at any point is resumed by calling it again, to the same selection."""
+    is still accepted). A step killed at any point is resumed by calling it again, to the same selection.
+    ``probabilities``: a run scored from probability files reads this folder from now on (stored with the run)."""
     run = Path(run)
     own = learner is None
-    learner = open_learner(run) if own else learner
+    learner = open_learner(run, probabilities=probabilities) if own else learner
+    if probabilities is not None:
+        doc = read_loop(run)
+        if "probabilities" not in doc:
+            raise ValueError(f"{run}: scores with viewal's own network, not probability files; --probabilities "
+                             f"belongs to runs started with it")
+        write_json(run / LOOP_FILE, {**doc, "probabilities": str(Path(probabilities).resolve())})
     try:
         doc = read_loop(run)
         layout = RunLayout(run)

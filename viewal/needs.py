@@ -49,7 +49,8 @@ class NeedContext:
     """What providers may use for one scene.
 
     Attributes:
-        model: the segmentation model (``viewal.model.SegModel``), in eval mode.
+        model: the segmentation model (``viewal.model.SegModel``), in eval mode, or the user's own
+            (``viewal.predictor``: an ``OwnModule`` or a ``Predictor``), which gives probabilities only.
         frames: the scene's pool frames (``viewal.datasets.Frame``), in sequence order.
         mc_passes: number of MC-dropout passes T.
         batch_size, device: inference settings.
@@ -94,9 +95,16 @@ def providers() -> list[str]:
 def _mc(ctx: NeedContext) -> dict[str, np.ndarray]:
     """One MC-dropout sweep over the scene: mean probs, per-pass probs, pooled features (cached)."""
     if "mc" not in ctx.cache:
-        from viewal.model import predict_frames
+        from viewal.model import SegModel, predict_frames
 
         wanted = ctx.cache.get("needs", set())
+        if not isinstance(ctx.model, SegModel):  # a network of the user's, a callable or files on disk
+            from viewal.predictor import as_predictor
+
+            ctx.cache["mc"] = as_predictor(ctx.model).predict(
+                ctx.frames, passes=ctx.mc_passes, seed=ctx.seed, batch_size=ctx.batch_size, device=ctx.device,
+                size=ctx.options.get("size"), return_passes="mc_probs" in wanted)
+            return ctx.cache["mc"]
         # one sweep serves probs, mc_probs and features
         ctx.cache["mc"] = predict_frames(ctx.model, ctx.frames, passes=ctx.mc_passes, batch_size=ctx.batch_size,
                                          device=ctx.device, size=ctx.options.get("size"),

@@ -363,13 +363,15 @@ def recalibrate_bn(model: SegModel, images: Sequence[torch.Tensor], batch_size: 
     if not bns or len(images) < 2:
         return
     drops = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
-    was_training, p, mc = model.training, model.dropout, model.mc_dropout
+    own = not hasattr(model, "mc_dropout")  # a user's network: its dropout layers are all there is
+    was_training, p, mc = model.training, getattr(model, "dropout", 0.0), getattr(model, "mc_dropout", False)
     momenta = [m.momentum for m in bns]
     try:
         model.train()
         for m in drops:
             m.eval()
-        model.dropout, model.mc_dropout = 0.0, False
+        if not own:
+            model.dropout, model.mc_dropout = 0.0, False
         for m in bns:
             m.reset_running_stats()
             m.momentum = None
@@ -382,7 +384,8 @@ def recalibrate_bn(model: SegModel, images: Sequence[torch.Tensor], batch_size: 
     finally:
         for m, mom in zip(bns, momenta):
             m.momentum = mom
-        model.dropout, model.mc_dropout = p, mc
+        if not own:
+            model.dropout, model.mc_dropout = p, mc
         model.train(was_training)
 
 
@@ -397,6 +400,8 @@ class _Step(nn.Module):
         self.extra_loss = extra_loss
 
     def forward(self, batch: dict, weight: float) -> torch.Tensor:
+        if not isinstance(self.model, SegModel):  # a network of the user's (viewal.predictor.OwnModule)
+            return segmentation_loss(self.model(batch["image"]), batch["label"], batch.get("weight")) * weight
         feats = self.model.encode(batch["image"])
         logits = self.model.decode(feats)
         loss = segmentation_loss(logits, batch["label"], batch.get("weight")) * weight
@@ -462,11 +467,15 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         :class:`FitResult`.
     """
     from viewal.distributed import shard, world
+    from viewal.predictor import OwnModule
     from viewal.progress import progress_bar, progress_write
 
     cfg = config or TrainConfig()
-    if not isinstance(model, SegModel):
-        raise TypeError(f"model must be a viewal.model.SegModel, got {type(model).__name__}")
+    if not isinstance(model, (SegModel, OwnModule)):
+        raise TypeError(f"model must be a viewal.model.SegModel or a viewal.predictor.OwnModule, "
+                        f"got {type(model).__name__}")
+    if not isinstance(model, SegModel) and (extra_loss is not None or extra_modules):
+        raise ValueError("fit: auxiliary losses need viewal's own DeepLabv3+ (they read its encoder features)")
     train_items = as_items(train_items)
     if not train_items:
         raise ValueError("fit: no training items")
@@ -480,15 +489,16 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         m.to(device)
 
     ds = SegmentationDataset(train_items, cfg.size, augment=True, flip=cfg.flip, blur=cfg.blur, seed=cfg.seed)
-    enc_params = list(model.net.encoder.parameters())
+    # viewal's DeepLabv3+: the encoder at lr, the rest at head_lr_mult x lr (ViewAL); a user's network: all at lr
+    enc_params = list(model.net.encoder.parameters() if isinstance(model, SegModel) else model.parameters())
     enc_ids = {id(p) for p in enc_params}
     head_params = [p for p in model.parameters() if id(p) not in enc_ids]
     seen = enc_ids | {id(p) for p in head_params}
     for m in extra_modules:
         head_params += [p for p in m.parameters() if id(p) not in seen]
-    opt = torch.optim.SGD([{"params": enc_params, "lr": cfg.lr},
-                           {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}],
-                          lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    groups = [g for g in ({"params": enc_params, "lr": cfg.lr},
+                          {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}) if g["params"]]
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epoch, gamma=cfg.gamma)
 
     w = world()

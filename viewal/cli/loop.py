@@ -50,6 +50,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     st.add_argument("--seed-set", choices=("ask", "labels"), default="ask",
                     help="ask: people label the seed set's whole frames (cycle 0); labels: the pool frames the "
                          "dataset already labels are the seed set")
+    st.add_argument("--probabilities", type=Path, default=None, metavar="DIR",
+                    help="score with a network of yours: its class probabilities, one file per frame, "
+                         "DIR/<scene>/<frame>.npz (docs/own_model.md); viewal then never trains a network")
     add_budget_argument(st)
     add_recipe_arguments(st, format_flag="--data-format")
     _add_export_arguments(st)
@@ -60,6 +63,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     nx.add_argument("--force", action="store_true",
                     help="close the cycle although some of its queries are unanswered")
     nx.add_argument("--threads", type=int, default=None, help="torch threads")
+    nx.add_argument("--probabilities", type=Path, default=None, metavar="DIR",
+                    help="a run started with --probabilities: this cycle's files (your network retrained on the "
+                         "labels so far); default: the folder stored with the run")
     _add_export_arguments(nx)
     ss = sub.add_parser("status", help="per-cycle progress: queries answered and pending, labels, mIoU")
     ss.add_argument("--run", required=True, type=Path, help="run folder of 'viewal loop start'")
@@ -119,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
         config = replace(config, seed=args.seed, seed_set=args.seed_set)
         queries = start_run(args.data, args.run, config, method=args.method, budgets=parse_budgets(args.budget),
-                            data_format=args.format, frame_step=args.frame_step)
+                            data_format=args.format, frame_step=args.frame_step, probabilities=args.probabilities)
         learner = open_learner(args.run)
         try:
             if queries:
@@ -134,10 +140,10 @@ def run(args: argparse.Namespace) -> int:
     from viewal.loop import PendingQueriesError, default_export_dir
 
     overrides = {"num_threads": args.threads} if args.threads is not None else {}
-    learner = open_learner(args.run, **overrides)
+    learner = open_learner(args.run, probabilities=args.probabilities, **overrides)
     try:
         try:
-            queries = advance(args.run, force=args.force, learner=learner)
+            queries = advance(args.run, force=args.force, learner=learner, probabilities=args.probabilities)
         except PendingQueriesError:
             # a step stopped after it recorded the cycle's queries and before it exported them: export them now
             led = learner.ledger
