@@ -1,14 +1,18 @@
 """An HTML page of a run's cycles: one static, self-contained file (images embedded as base64 PNG, no server).
 
-For each cycle of one method and seed (``OUT/ledgers/<method>-s<seed>.sqlite``) the page shows
+It reads top-down, for one method and seed (``OUT/ledgers/<method>-s<seed>.sqlite``):
 
-* the queried regions on their frames (:func:`viewal.visualize.query_contact_sheet`);
-* view entropy and view divergence heat-maps of the queried frames under the model that chose the
-  queries (the checkpoint of the cycle before; :func:`viewal.visualize.view_heatmaps`);
-* the rendered point cloud of view entropy of the scene of the top query
-  (:func:`viewal.visualize.render_point_cloud_png`);
-* the learning curve so far (:func:`viewal.report.plot_curves` on the ledger's results up to the cycle);
-* the scores: every query's rank, frame, region, score, view score, size and who labelled it.
+* at the top, the run's whole curve once (:func:`run_curve_plot`): test mIoU against the share of pixels
+  labelled, each point marked with its cycle (the full-data line when ``full_data.json`` exists); without
+  labelled test frames, each class's share of the labelled pixels and of the model's predicted pixels against
+  the share labelled;
+* then one section per cycle, in order: what was asked (the queried regions on their frames,
+  :func:`viewal.visualize.query_contact_sheet`); view entropy and view divergence heat-maps of the queried frames
+  under the model that chose the queries (the checkpoint of the cycle before;
+  :func:`viewal.visualize.view_heatmaps`) and the rendered point cloud of view entropy of the scene of the top
+  query (:func:`viewal.visualize.render_point_cloud_png`); a propagating run's human and propagated labels;
+  then the numbers: the cycle's result and every query's rank, frame, region, score, view score, size and who
+  labelled it.
 
 Command line::
 
@@ -32,11 +36,11 @@ import numpy as np
 from viewal.io import write_text
 from viewal.layout import RunLayout
 
-__all__ = ["png_data_uri", "rendered_png", "scores_table", "write_cycle_report", "class_shares_plot"]
+__all__ = ["png_data_uri", "rendered_png", "scores_table", "write_cycle_report", "run_curve_plot"]
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
-section.cycle { border-top: 2px solid #888; margin-top: 1.5em; }
+section.run, section.cycle { border-top: 2px solid #888; margin-top: 1.5em; }
 figure { margin: 0.8em 0; } figcaption { font-size: 0.85em; color: #555; }
 img { max-width: 100%; border: 1px solid #ddd; }
 table.scores { border-collapse: collapse; font-size: 0.85em; }
@@ -66,11 +70,16 @@ def _img(png: bytes, cls: str, alt: str, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def class_shares_plot(class_names: Sequence[str], class_pixels: Sequence[int], predicted: Sequence[float],
-                      out: str | Path, title: str = "") -> Path:
-    """Bar chart of what can be said without ground truth: each class's share of the labelled pixels beside its
-    share of the model's predicted pixels (classes with neither left out). class_pixels: (C,) counts; predicted:
-    (C,) shares summing to 1."""
+def run_curve_plot(results: Sequence[dict], out: str | Path, *, full_miou: float | None = None,
+                   class_names: Sequence[str] = (), title: str = "", top_classes: int = 8) -> Path:
+    """The run's whole curve, one point per cycle (marked with its number), against the share of the pool's
+    pixels labelled.
+
+    results: the ledger's results (``[{"cycle", "labelled_fraction", "miou" | "class_pixels" and
+    "predicted_class_shares"}, ...]``). With an mIoU: test mIoU (%), and the full-data line when ``full_miou``.
+    Without (no labelled test frames): two panels, each class's share of the labelled pixels and of the model's
+    predicted pixels (the ``top_classes`` largest by name, the others as thin grey lines). Raises ValueError
+    when the results hold neither."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,19 +87,52 @@ def class_shares_plot(class_names: Sequence[str], class_pixels: Sequence[int], p
 
     from viewal.io import atomic_path
 
-    counts = np.asarray(class_pixels, dtype=np.float64)
-    labelled = counts / max(counts.sum(), 1.0)
-    predicted = np.asarray(predicted, dtype=np.float64)
-    keep = np.flatnonzero((labelled > 0) | (predicted > 0.001))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(keep) + 1.5), 3.2), dpi=100)
-    x = np.arange(len(keep))
-    ax.bar(x - 0.2, 100 * labelled[keep], width=0.4, label="labelled pixels")
-    ax.bar(x + 0.2, 100 * predicted[keep], width=0.4, label="predicted pixels")
-    ax.set_xticks(x, [str(class_names[k]) if k < len(class_names) else str(k) for k in keep], rotation=60,
-                  ha="right", fontsize=8)
-    ax.set_ylabel("% of pixels")
-    ax.set_title(f"classes without ground truth {title}".strip(), fontsize=9)
-    ax.legend(fontsize=8)
+    miou = [r for r in results if r.get("miou") is not None]
+    shares = [r for r in results if r.get("miou") is None and r.get("predicted_class_shares") is not None]
+    if not miou and not shares:
+        raise ValueError("run_curve_plot: no result with an mIoU or class shares")
+
+    def name(k: int) -> str:
+        return str(class_names[k]) if k < len(class_names) else str(k)
+
+    def mark(ax, xs, ys, cycles):
+        for x, y, c in zip(xs, ys, cycles):
+            ax.annotate(str(c), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+
+    if miou:
+        x = [100 * float(r.get("labelled_fraction", float("nan"))) for r in miou]
+        y = [100 * float(r["miou"]) for r in miou]
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+        ax.plot(x, y, marker="o", lw=2, label="test mIoU")
+        mark(ax, x, y, [int(r["cycle"]) for r in miou])
+        if full_miou is not None:
+            ax.axhline(100 * full_miou, color="k", ls="--", lw=1, label=f"full data ({100 * full_miou:.1f})")
+        ax.set_ylabel("test mIoU (%)")
+        ax.set_xlabel("% of the pool's pixels labelled (cycle number at each point)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        x = np.array([100 * float(r.get("labelled_fraction", float("nan"))) for r in shares])
+        counts = np.array([np.asarray(r.get("class_pixels", []), np.float64) for r in shares])
+        labelled = 100 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        predicted = 100 * np.array([np.asarray(r["predicted_class_shares"], np.float64) for r in shares])
+        top = np.argsort(-np.maximum(labelled.max(axis=0), predicted.max(axis=0)), kind="stable")[:top_classes]
+        fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0), dpi=100, sharey=True)
+        cmap = plt.get_cmap("tab10")
+        for ax, ys, what in ((axes[0], labelled, "labelled pixels"), (axes[1], predicted, "predicted pixels")):
+            for k in range(ys.shape[1]):
+                if k not in top and ys[:, k].max() > 0:
+                    ax.plot(x, ys[:, k], color="0.75", lw=0.8)
+            for j, k in enumerate(top):
+                ax.plot(x, ys[:, k], marker="o", ms=3, color=cmap(j % cmap.N), lw=1.5, label=name(int(k)))
+            mark(ax, x, ys.max(axis=1), [int(r["cycle"]) for r in shares])
+            ax.set_title(f"share of the {what} per class", fontsize=10)
+            ax.set_xlabel("% of the pool's pixels labelled (cycle number above)")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("% of pixels")
+        axes[1].legend(fontsize=7, loc="upper right")
+        fig.suptitle(f"{title} (no labelled test frames: no mIoU)".strip(), fontsize=10)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp)
@@ -132,15 +174,8 @@ def write_cycle_report(run_dir: str | Path, method: str = "view_entropy", seed: 
     from viewal.learner import ALConfig
     from viewal.ledger import Ledger
     from viewal.progress import progress_bar
-    from viewal.report import ResultRow, plot_curves
     from viewal.train import load_checkpoint
-    from viewal.visualize import (
-        query_contact_sheet,
-        render_point_cloud_png,
-        run_view_entropy,
-        view_entropy_points,
-        view_heatmaps,
-    )
+    from viewal.visualize import query_contact_sheet
 
     layout = RunLayout(Path(run_dir))
     lpath = layout.ledger(method, seed)
@@ -151,7 +186,12 @@ def write_cycle_report(run_dir: str | Path, method: str = "view_entropy", seed: 
         al = cfg.get("al", {})
         queries = led.queries()
         results = led.results()
-        labelled_by = {r["query_id"]: r["origin"] or r["source"] for r in led.labels() if r["query_id"] is not None}
+        labels = led.labels()
+    labelled_by = {r["query_id"]: r["origin"] or r["source"] for r in labels if r["query_id"] is not None}
+    unasked: dict[int, list[dict]] = {}                  # labels without a query: the seed set, free-form labels
+    for r in labels:
+        if r["query_id"] is None:
+            unasked.setdefault(int(r["cycle"]), []).append(r)
     data = data or cfg.get("dataset")
     if not data:
         raise ValueError(f"{lpath}: no dataset path in the ledger config; pass --data")
@@ -166,92 +206,141 @@ def write_cycle_report(run_dir: str | Path, method: str = "view_entropy", seed: 
     full = None
     if layout.full_data.is_file():
         full = json.loads(layout.full_data.read_text()).get("miou")
+    run_part = _run_part(results, full, dataset.class_names, f"{method}, seed {seed}: cycles {_span(cycles)}")
     sections = []
     bar = progress_bar(total=len(cycles), desc="report", unit="cycle", disable=not progress)
     for c in cycles:
-        parts = [f'<section class="cycle" id="cycle-{c}"><h2>Cycle {c}</h2>']
         qs = by_cycle.get(c, [])
         res = next((r for r in results if int(r["cycle"]) == c), None)
-        if res is not None and res.get("miou") is not None:
-            parts.append(f"<p>test mIoU after the cycle: {100 * float(res['miou']):.1f} %, labelled "
-                         f"{100 * float(res.get('labelled_fraction', float('nan'))):.2f} % of the pool's pixels</p>")
-        elif res is not None and res.get("predicted_class_shares") is not None:
-            parts.append(f"<p>no labelled test frames, so no mIoU; labelled "
-                         f"{100 * float(res.get('labelled_fraction', float('nan'))):.2f} % of the pool's pixels, "
-                         f"{len(res.get('classes_seen', []))} classes seen</p>")
-            png = rendered_png(partial(class_shares_plot, dataset.class_names, res["class_pixels"],
-                                       res["predicted_class_shares"], title=f"after cycle {c}"))
-            parts.append(_img(png, "curve", f"class shares after cycle {c}",
-                              "share of the labelled pixels per class, and of the pixels the model predicts per class "
-                              f"on the {res.get('eval_split', 'test')} frames"))
-        if run_cfg is not None and run_cfg.propagate:
-            parts += _propagation_parts(dataset, lpath, run_cfg, c, res, max_frames)
+        pictures, numbers = [], [_result_line(res, dataset.class_names)] if res is not None else []
+        if qs or c in unasked:
+            pictures.append("<h3>What was asked</h3>")
+        if c in unasked:
+            ls = unasked[c]
+            sources = html.escape(", ".join(sorted({r["source"] for r in ls})))
+            pictures.append(f"<p>{len(ls)} labels without a query ({sources}): "
+                            f"{len({(r['scene_id'], r['frame_id']) for r in ls})} frames, "
+                            f"{sum(int(r['n_pixels']) for r in ls)} px</p>")
         if qs:
             px = sum(int(np.count_nonzero(q.mask)) for q in qs)
             png = rendered_png(partial(query_contact_sheet, dataset, qs, max_queries=max_queries,
                                        title=f"cycle {c}: {len(qs)} regions, {px} px"))
-            parts.append(_img(png, "queries", f"queried regions of cycle {c}",
-                              f"{len(qs)} queried regions ({px} px) on their frames, in rank order"))
+            pictures.append(_img(png, "queries", f"queried regions of cycle {c}",
+                                 f"{len(qs)} queried regions ({px} px) on their frames, in rank order"))
             ckpt = layout.checkpoint(method, run_cfg, c - 1) if run_cfg is not None and c > 0 else None
             if ckpt is None or not ckpt.is_file():
-                parts.append(f'<p class="note">no checkpoint {ckpt} of the model that chose these queries: '
-                             f"no heat-maps or point cloud</p>")
+                pictures.append(f'<p class="note">no checkpoint {ckpt} of the model that chose these queries: '
+                                f"no heat-maps or point cloud</p>")
             else:
-                model = load_checkpoint(ckpt, num_classes=dataset.num_classes)
-                shown = _frames_to_show(qs, max_frames)
-                ve_of: dict[str, tuple] = {}
-                for scene in dict.fromkeys(s for s, _ in shown):
-                    frames = dataset.frames(scene)
-                    ve_of[scene] = (frames, *run_view_entropy(model, frames, run_cfg, mc, seed, progress=False))
-                rgbs, masks, ves, vds, titles = [], [], [], [], []
-                for s, f in shown:
-                    frames, ve, vd = ve_of[s]
-                    j = [fr.frame_id for fr in frames].index(f)
-                    rgbs.append(frames[j].rgb)
-                    masks.append(np.any([q.mask for q in qs if (q.scene_id, q.frame_id) == (s, f)], axis=0))
-                    ves.append(ve[j])
-                    vds.append(vd[j])
-                    titles.append(f"{s}/{f}")
-                png = rendered_png(partial(view_heatmaps, rgbs, masks, ves, vds, titles))
-                parts.append(_img(png, "heatmaps", f"view entropy and divergence, cycle {c}",
-                                  f"view entropy and view divergence (bits) of the queried frames under {ckpt.name} "
-                                  f"({mc} MC passes); queried regions outlined"))
-                scene = shown[0][0]
-                frames, ve, _ = ve_of[scene]
-                pts, vals = view_entropy_points(frames, ve, stride)
-                png = rendered_png(partial(render_point_cloud_png, pts, vals,
-                                           title=f"view entropy of {scene} under {ckpt.name}"))
-                parts.append(_img(png, "cloud", f"view entropy point cloud, cycle {c}",
-                                  f"view entropy of scene {scene} ({len(frames)} frames, every {stride}th pixel)"))
-        rows = [ResultRow(method, seed, int(r["cycle"]), float(r.get("labelled_fraction", 0.0)), float(r["miou"]),
-                          int(r.get("regions", -1)), int(r.get("frames", -1)))
-                for r in results if int(r["cycle"]) <= c and r.get("miou") is not None]
-        if rows:
-            png = rendered_png(partial(plot_curves, rows, full_miou=full,
-                                       title=f"{method}, seed {seed}: up to cycle {c}"))
-            parts.append(_img(png, "curve", f"learning curve up to cycle {c}",
-                              "test mIoU against the share of pixels labelled, cycles 0.." + str(c)))
+                pictures.append("<h3>Why: the model that chose them</h3>")
+                pictures += _heatmap_parts(dataset, qs, load_checkpoint(ckpt, num_classes=dataset.num_classes),
+                                           ckpt.name, run_cfg, c, mc, seed, max_frames, stride)
+        if run_cfg is not None and run_cfg.propagate:
+            prop_numbers, prop_pictures = _propagation_parts(dataset, lpath, run_cfg, c, res, max_frames)
+            pictures += prop_pictures
+            numbers += prop_numbers
         if qs:
-            parts.append(scores_table(qs, labelled_by))
+            numbers.append(scores_table(qs, labelled_by))
+        parts = [f'<section class="cycle" id="cycle-{c}"><h2>Cycle {c}</h2>', *pictures]
+        if numbers:
+            parts += ["<h3>Numbers</h3>", *numbers]
         parts.append("</section>")
         sections.append("\n".join(parts))
         bar.update(1)
     bar.close()
     title = f"viewal run {layout.root.name}: {method}, seed {seed}"
-    nav = " · ".join(f'<a href="#cycle-{c}">cycle {c}</a>' for c in cycles)
+    nav = " · ".join(['<a href="#run">the run</a>'] + [f'<a href="#cycle-{c}">cycle {c}</a>' for c in cycles])
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head>\n<body><h1>{html.escape(title)}</h1>\n"
             f"<p>ledger {html.escape(str(lpath))}, dataset {html.escape(str(data))}; {len(queries)} queries in "
-            f"{len(by_cycle)} cycles</p>\n<nav>{nav}</nav>\n" + "\n".join(sections) + "\n</body></html>\n")
+            f"{len(by_cycle)} cycles</p>\n<nav>{nav}</nav>\n{run_part}\n" + "\n".join(sections)
+            + "\n</body></html>\n")
     dest = Path(out) if out is not None else layout.report
     write_text(dest, page)
     return dest
 
 
+def _span(cycles: Sequence[int]) -> str:
+    return f"{cycles[0]}..{cycles[-1]}" if len(cycles) > 1 else (str(cycles[0]) if cycles else "none")
+
+
+def _run_part(results: Sequence[dict], full: float | None, class_names: Sequence[str], title: str) -> str:
+    """The section at the top: the run's whole curve (:func:`run_curve_plot`), or a note when no cycle has a
+    result yet."""
+    parts = ['<section class="run" id="run"><h2>The run</h2>']
+    if any(r.get("miou") is not None for r in results):
+        png = rendered_png(partial(run_curve_plot, results, full_miou=full, class_names=class_names, title=title))
+        parts.append(_img(png, "curve", "the run's learning curve",
+                          "test mIoU after each cycle against the share of the pool's pixels labelled; the number at "
+                          "each point is the cycle, its section below"))
+    elif any(r.get("predicted_class_shares") is not None for r in results):
+        png = rendered_png(partial(run_curve_plot, results, class_names=class_names, title=title))
+        parts.append(_img(png, "curve", "the run's class shares",
+                          "no labelled test frames, so no mIoU: each class's share of the labelled pixels (left) and "
+                          "of the pixels the model predicts (right) after each cycle, against the share of the "
+                          "pool's pixels labelled; the number above each point is the cycle"))
+    else:
+        parts.append('<p class="note">no cycle has a result yet: no curve</p>')
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _result_line(res: dict, class_names: Sequence[str], top: int = 5) -> str:
+    """The cycle's result in one paragraph: mIoU and share labelled, or without ground truth the share labelled,
+    the classes seen and the largest classes' shares of labelled and predicted pixels."""
+    frac = 100 * float(res.get("labelled_fraction", float("nan")))
+    if res.get("miou") is not None:
+        return (f"<p>test mIoU after the cycle: {100 * float(res['miou']):.1f} %, labelled {frac:.2f} % of the "
+                "pool's pixels</p>")
+    text = f"<p>no labelled test frames, so no mIoU; labelled {frac:.2f} % of the pool's pixels"
+    if res.get("class_pixels") is not None:
+        counts = np.asarray(res["class_pixels"], np.float64)
+        shares = 100 * counts / max(counts.sum(), 1.0)
+        pred = 100 * np.asarray(res.get("predicted_class_shares") or np.zeros_like(counts), np.float64)
+        big = [int(k) for k in np.argsort(-shares, kind="stable")[:top] if shares[k] > 0]
+        names = [html.escape(str(class_names[k]) if k < len(class_names) else str(k)) for k in big]
+        text += (f", {len(res.get('classes_seen', []))} classes seen; largest classes, % of the labelled / predicted "
+                 "pixels: " + ", ".join(f"{n} {shares[k]:.1f} / {pred[k]:.1f}" for n, k in zip(names, big)))
+    return text + "</p>"
+
+
+def _heatmap_parts(dataset, qs: Sequence[Any], model, ckpt_name: str, run_cfg, cycle: int, mc: int, seed: int,
+                   max_frames: int, stride: int) -> list[str]:
+    """View entropy and divergence heat-maps of the first ``max_frames`` queried frames, and the view entropy
+    point cloud of the top query's scene, under ``model`` (the one that chose the queries)."""
+    from viewal.visualize import render_point_cloud_png, run_view_entropy, view_entropy_points, view_heatmaps
+
+    shown = _frames_to_show(qs, max_frames)
+    ve_of: dict[str, tuple] = {}
+    for scene in dict.fromkeys(s for s, _ in shown):
+        frames = dataset.frames(scene)
+        ve_of[scene] = (frames, *run_view_entropy(model, frames, run_cfg, mc, seed, progress=False))
+    rgbs, masks, ves, vds, titles = [], [], [], [], []
+    for s, f in shown:
+        frames, ve, vd = ve_of[s]
+        j = [fr.frame_id for fr in frames].index(f)
+        rgbs.append(frames[j].rgb)
+        masks.append(np.any([q.mask for q in qs if (q.scene_id, q.frame_id) == (s, f)], axis=0))
+        ves.append(ve[j])
+        vds.append(vd[j])
+        titles.append(f"{s}/{f}")
+    out = [_img(rendered_png(partial(view_heatmaps, rgbs, masks, ves, vds, titles)), "heatmaps",
+                f"view entropy and divergence, cycle {cycle}",
+                f"view entropy and view divergence (bits) of the queried frames under {ckpt_name} ({mc} MC passes); "
+                "queried regions outlined")]
+    scene = shown[0][0]
+    frames, ve, _ = ve_of[scene]
+    pts, vals = view_entropy_points(frames, ve, stride)
+    png = rendered_png(partial(render_point_cloud_png, pts, vals, title=f"view entropy of {scene} under {ckpt_name}"))
+    out.append(_img(png, "cloud", f"view entropy point cloud, cycle {cycle}",
+                    f"view entropy of scene {scene} ({len(frames)} frames, every {stride}th pixel)"))
+    return out
+
+
 def _propagation_parts(dataset, ledger_path: str | Path, run_cfg, cycle: int, res: dict | None,
-                      max_frames: int = 4) -> list[str]:
-    """HTML of a propagating run's cycle: what propagation added beside the human labels (the cycle's metrics)
-    and the frames it added most to, human labels and propagated ones in two colours
+                      max_frames: int = 4) -> tuple[list[str], list[str]]:
+    """HTML of a propagating run's cycle as (numbers, pictures): what propagation added beside the human labels
+    (the cycle's metrics), and the frames it added most to, human labels and propagated ones in two colours
     (:func:`viewal.visualize.propagation_sheet` on the labels as they stood after ``cycle``)."""
     from viewal.ledger import Ledger
     from viewal.visualize import propagation_sheet, run_propagation
@@ -267,13 +356,12 @@ def _propagation_parts(dataset, ledger_path: str | Path, run_cfg, cycle: int, re
     with Ledger(ledger_path) as led:
         scenes = run_propagation(dataset, led, run_cfg, max_cycle=cycle)
     if scenes is None:
-        return out + ['<p class="note">the dataset does not give the run\'s pool: no propagation picture</p>']
+        return out, ['<p class="note">the dataset does not give the run\'s pool: no propagation picture</p>']
     if not any(sp.n_propagated for sp in scenes.values()):
-        return out
+        return out, []
     shown: dict = {}
     png = rendered_png(lambda path: shown.update(propagation_sheet(dataset, scenes, path, max_frames=max_frames,
                                                                    title=f"labels after cycle {cycle}")))
-    out.append(_img(png, "propagation", f"human and propagated labels after cycle {cycle}",
-                    f"labels after cycle {cycle} on the {shown['frames']} pool frames propagation added most to: "
-                    f"human (blue) and propagated (orange)"))
-    return out
+    return out, [_img(png, "propagation", f"human and propagated labels after cycle {cycle}",
+                      f"labels after cycle {cycle} on the {shown['frames']} pool frames propagation added most to: "
+                      f"human (blue) and propagated (orange)")]
