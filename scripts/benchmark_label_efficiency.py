@@ -269,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from viewal import experiment
     from viewal.cli import experiment as experiment_cli
+    from viewal.curves import aggregate, format_table, fraction_to_reach, plot_curves, write_results
     from viewal.io import write_text
-    from viewal.report import aggregate, format_table, fraction_to_reach, plot_curves, write_results
 
     parser = build_parser()
     args = parser.parse_args(argv)

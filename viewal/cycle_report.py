@@ -57,7 +57,7 @@ def png_data_uri(png: bytes) -> str:
 
 
 def rendered_png(draw: Callable[[Path], Any]) -> bytes:
-    """The PNG that ``draw(path)`` (a writer of :mod:`viewal.visualize` or :mod:`viewal.report`) writes, as
+    """The PNG that ``draw(path)`` (a writer of :mod:`viewal.visualize` or :mod:`viewal.curves`) writes, as
     bytes; the file lives in a temporary folder only."""
     with tempfile.TemporaryDirectory(prefix="viewal-report-") as d:
         path = Path(d) / "figure.png"

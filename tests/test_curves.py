@@ -3,7 +3,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from viewal.report import (
+from viewal.curves import (
     ResultRow,
     aggregate,
     format_table,
