@@ -182,6 +182,15 @@ def test_probability_files_run_a_cycle_and_the_loop(scans, tmp_path):
     try:
         assert led.cycle() == 1 and led.pending_queries(1)
         assert led.meta("model") == "probability files"
+        # the labels so far, as label maps a network of the user's trains on
+        assert main(["query", "labels", "--run", str(run), "--out", str(tmp_path / "labels")]) == 0
+        from viewal.io import read_image
+
+        keys = led.labelled_frames()
+        assert len(keys) == 2  # the seed set's two frames
+        for key in keys:
+            png = read_image(tmp_path / "labels" / f"{key}.png")
+            np.testing.assert_array_equal(png, ds.frame(key).labels)  # whole frames, answered from the truth
     finally:
         led.close()
 

@@ -49,6 +49,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     an.add_argument("--truth", required=True, help="the labelled copy of the run's dataset whose labels answer")
     st = sub.add_parser("status", help="summary of the ledger: cycle, queries, labels")
     _add_ledger_arguments(st)
+    lb = sub.add_parser("labels", help="write the ledger's labels as label maps, to train a network of yours on "
+                                       "them: OUT/<scene>/<frame>.png, class ids, 255 = unlabelled")
+    _add_ledger_arguments(lb)
+    lb.add_argument("--out", required=True, help="output directory")
 
 
 def _add_ledger_arguments(p: argparse.ArgumentParser) -> None:
@@ -102,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
                       f"{r['labels']} labels, {r['labelled_pixels']} pixels{miou}"
                       f"{'' if r['closed'] else ' (open)'}")
             return 0
+        if args.action == "labels":
+            paths = write_label_maps(led, args.out)
+            print(f"wrote the label maps of {len(paths)} frames ({led.labelled_pixels()} labelled pixels) to "
+                  f"{args.out}")
+            return 0
         if args.action == "answer":
             from viewal.answer import answer_export
 
@@ -120,6 +129,25 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown action {args.action!r}")
     finally:
         led.close()
+
+
+def write_label_maps(led, out: str | Path) -> list[Path]:
+    """Every labelled frame of the ledger as an 8-bit PNG label map ``out/<scene>/<frame>.png`` (class ids, 255 =
+    unlabelled; later labels win on overlap), each written atomically. Returns the paths."""
+    import numpy as np
+
+    from viewal.io import write_image
+
+    paths = []
+    for key in led.labelled_frames():
+        lab = led.label_map(key)
+        if lab.max() > 255:
+            raise ValueError(f"{key}: class ids above 255 do not fit an 8-bit label map")
+        scene, frame = key.rsplit("/", 1)
+        path = Path(out) / scene / f"{frame}.png"
+        write_image(path, lab.astype(np.uint8), rgb=False)
+        paths.append(path)
+    return paths
 
 
 def _export(led, ds, args) -> int:
