@@ -18,15 +18,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from viewal.config import (
+    EXECUTION_SETTINGS,
+    LEGACY_DEPTH_TEST_KEYS,
+    TRAINING_FIELDS,
+    ALConfig,
+    run_identity,
+    upgrade_config,
+)
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
 from viewal.faults import kill_point
-from viewal.kernels.depth_test import DEPTH_TEST, FLAGS, DepthTest, refuse_depth_test_options
-from viewal.kernels.rule import PROPAGATION_RULE, PropagationRule
 from viewal.ledger import LabelItem, Ledger, LedgerError
 from viewal.oracle import Oracle
 from viewal.seeding import stream_rng
@@ -64,67 +70,6 @@ def train_config(c: ALConfig, n_items: int, seed: int | None = None):
                            eval_every=1, **kw)
     epochs = epochs_for(c.min_iterations, n_items, c.batch_size, at_least=c.epochs) if c.min_iterations else c.epochs
     return TrainConfig(epochs=epochs, eval_every=max(1, epochs // c.validations), **kw)
-
-
-#: ALConfig settings that say how a run executes, not what it is: a ledger resumes when only these change
-#: (``a.b`` = key ``b`` of the stored dict ``a``)
-EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "depth_test.backend")
-
-#: ALConfig keys of configs stored before the depth test was one setting -> the DepthTest field they set
-LEGACY_DEPTH_TEST_KEYS = {"overlap_mode": "mode", "depth_tol": "depth_tol", "kernel_backend": "backend"}
-
-#: ALConfig fields that decide what a fit learns from its labels (the labels themselves are in the ledger)
-TRAINING_FIELDS = ("encoder", "init", "epochs", "batch_size", "lr", "size", "min_iterations", "steps", "sampling",
-                   "decoder_channels", "validations", "augment", "pseudo_labels", "auxiliary", "mc_passes")
-
-
-def run_identity(al: dict) -> dict:
-    """A stored ALConfig (``ALConfig.to_json()``) without its :data:`EXECUTION_SETTINGS`: two configs with
-    equal identities are the same run (a ledger resumes with either)."""
-    out = json.loads(json.dumps(al))
-    for path in EXECUTION_SETTINGS:
-        *head, last = path.split(".")
-        node = out
-        for k in head:
-            node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return out
-
-
-def _same_test(a: DepthTest, b: DepthTest) -> bool:
-    """Same decision for every point: same mode and that mode's parameter (tolerances or distance)."""
-    return a.mode == b.mode and (a.depth_tol == b.depth_tol if a.mode == "z" else a.world_distance == b.world_distance)
-
-
-def upgrade_config(d: dict) -> dict:
-    """An ALConfig dict stored before the depth test was one setting, as today's equivalent.
-
-    Such a config has ``overlap_mode``, ``depth_tol`` and ``kernel_backend`` (the overlap table's test and
-    backend) and, for the view-entropy scorer, maybe depth-test scorer options (``mode``, ``depth_tol``,
-    ``world_distance``, ``aggregation``, ``backend``; absent = the kernel's defaults then, which are
-    :data:`~viewal.kernels.DEPTH_TEST`'s). They become one ``depth_test`` dict. When the view entropy and the
-    overlap table of a view-entropy run used two different tests, no single setting reproduces the run:
-    ValueError, naming both. A config without the old keys is returned unchanged (a copy).
-    """
-    legacy = {k: d[k] for k in LEGACY_DEPTH_TEST_KEYS if k in d}
-    if not legacy:
-        return dict(d)
-    if "depth_test" in d:
-        raise ValueError(f"ALConfig: {', '.join(legacy)} and depth_test both given; depth_test holds "
-                         f"{', '.join(LEGACY_DEPTH_TEST_KEYS.values())} now")
-    out = {k: v for k, v in d.items() if k not in legacy}
-    overlap = DepthTest.from_dict({LEGACY_DEPTH_TEST_KEYS[k]: v for k, v in legacy.items()})
-    if out.get("scorer", ALConfig.scorer) != "view_entropy":
-        return {**out, "depth_test": overlap.to_dict()}
-    opts = dict(out.get("scorer_options") or {})
-    moved = {k: opts.pop(k) for k in list(opts) if k in FLAGS}
-    view = DepthTest.from_dict({"backend": overlap.backend, **{k: v for k, v in moved.items() if v is not None}})
-    if not _same_test(view, overlap):
-        raise ValueError(f"ALConfig: this run's view entropy used the depth test {view.computes()} and its overlap "
-                         f"table {overlap.computes()}; a run has one depth test now (ALConfig.depth_test), so it "
-                         f"cannot be resumed as it was: start a new run")
-    return {**out, "scorer_options": opts, "depth_test": view.to_dict()}
 
 
 def training_key(c: ALConfig) -> dict:
@@ -179,213 +124,6 @@ def pool_signature(frame_keys: Sequence[str]) -> dict:
     """``{"frames": n, "sha1": ...}`` of a pool's frame keys (order-free): a ledger refuses another pool."""
     h = hashlib.sha1("\n".join(sorted(frame_keys)).encode()).hexdigest()
     return {"frames": len(frame_keys), "sha1": h}
-
-
-@dataclass
-class ALConfig:
-    """Settings of an active-learning run (stored in the ledger; a resumed run must use the same).
-
-    Attributes:
-        scorer: scorer name (``viewal.scorers.names()``); scorer_options: its options.
-        seed: seeds the seed set, the model initialisation, training and random scorers.
-        region: ``"superpixel"`` or ``"image"`` (whole-image selection).
-        superpixels: ``"seeds"`` or ``"slic"``; superpixel_num: target count per frame.
-        dedup: cross-view dedup for greedy scorers (ViewAL's own selection always dedups).
-        random_share: share of each cycle's budget given to random regions after the scorer's own picks
-            (``viewal.selection.RandomShareSelector``; 0: none). Selection only: the training is unchanged.
-        seed_fraction: share of the training frames fully labelled before the first cycle (ViewAL: 1.5 %).
-        seed_set: where the seed set's labels come from (:mod:`viewal.seedset`): ``"oracle"`` (ground truth,
-            at once), ``"ask"`` (pending whole-frame queries of cycle 0, for people), ``"labels"`` (the pool
-            frames the dataset already labels) or ``"auto"`` (oracle when every pool frame has labels, labels
-            when some have, ask when none has; resolved when the run starts and stored with it).
-        seed_rule: how seed frames are picked for ``"oracle"`` and ``"ask"``: ``"random"`` or ``"spread"``
-            (over scenes and viewpoints).
-        mc_passes: MC-dropout passes for scoring.
-        depth_test: :class:`~viewal.kernels.DepthTest`, the run's one depth test (mode, tolerances or
-            distance, aggregation, kernel backend), given unchanged to the view-entropy scorer and the
-            overlap table (and read back by ``viewal visualize``). A dict is read with ``DepthTest.from_dict``.
-        wrong_label_rate: simulated oracle's per-region error rate.
-        encoder, init: network encoder and optional encoder weights (SimSiam) path.
-        epochs, batch_size, lr, size, num_threads, device: training (``viewal.train.TrainConfig``).
-        min_iterations: at least this many SGD steps per fit (epochs are raised on small labelled sets,
-            so that a cycle with few labelled frames still trains). Ignored when ``steps`` is set.
-        steps: exactly this many SGD steps per fit (``validations`` validations among them), however
-            many frames carry labels; None: epochs / ``min_iterations``.
-        sampling: ``"uniform"``, ``"crops"`` (label-centred 2×2 mosaics, ``viewal.train.label_mosaic``)
-            or ``"labels"`` (items drawn ∝ their labelled pixels, so a fit spends
-            its steps on labels, not on frames with one labelled superpixel; ``viewal.train``).
-        decoder_channels: ASPP/decoder width (256 as DeepLabv3+; 64 is ~3x cheaper on CPU).
-        train_seed: seeds the model initialisation and training only (None: ``seed``); the noise
-            floor is measured by retraining the same labels with other train seeds.
-        validations: about this many validations per fit (the best one's weights are kept).
-        augment: ``"none"`` or ``"max_entropy"`` (spatial-transformer augmentation, ``viewal.augment``).
-        executor: where the pool is scored, scene by scene (``viewal.scoring``): ``"local"`` (this process)
-            or ``"ray"`` (one Ray task per scene; ``ray_address`` the cluster, None: ``RAY_ADDRESS`` or a
-            local Ray); max_retries: reruns of a Ray task whose worker died. Selections do not depend on it.
-        pseudo_labels: ``"none"``, ``"confidence"``, ``"classwise"`` or ``"ups"`` (``viewal.pseudo``): after
-            the fit, pseudo-label the pool and fine-tune on labelled + pseudo-labelled pixels.
-        auxiliary: ``"none"`` or ``"rotation"``: train PAL's rotation head (self-supervised, labels unused)
-            alongside segmentation whatever the scorer, e.g. as the control that separates PAL's
-            selection from its extra training signal.
-        aux_weight: weight of the auxiliary task's loss against the cross-entropy (PAL's own head reads its
-            scorer option ``rotation_weight`` instead). 1 as PAL; an ImageNet-started encoder learns
-            segmentation better with less (``docs/seed_methods_warm.md``).
-        warm_start: False (ViewAL): every fit starts again from ``init``. True: a fit starts from the
-            weights of the learner's current model (the previous cycle's), so the training a cycle gets
-            adds up over the cycles; the seed set's fit (no model yet) starts from ``init``.
-        propagate: 3D label propagation (``viewal.propagation``, docs/propagation.md): the human labels of
-            the ledger reach the pool frames of their scene that see the same surface (``depth_test``); the
-            fits train on them too (a human label always wins) and selection counts a region as labelled when
-            at least ``propagate_known`` of its pixels carry a propagated label. The costs stay human.
-        propagate_weight: weight of a propagated pixel in the fit's cross-entropy against a human one (1: the
-            same; the loss is the weighted mean over labelled pixels). Used only with ``propagate``.
-        propagate_rule: :class:`~viewal.kernels.PropagationRule` (votes, views, agreement a propagated pixel
-            needs); a dict is read with ``PropagationRule.from_dict``.
-        propagate_known: share of a region's pixels that must carry propagated labels for selection to count it
-            as labelled (in (0, 1]; docs/propagation.md measures 0.5).
-    """
-
-    scorer: str = "view_entropy"
-    scorer_options: dict = field(default_factory=dict)
-    seed: int = 0
-    region: str = "superpixel"
-    superpixels: str = "seeds"
-    superpixel_num: int = 40
-    dedup: bool = False
-    random_share: float = 0.0
-    seed_fraction: float = 0.015
-    seed_set: str = "auto"
-    seed_rule: str = "random"
-    mc_passes: int = 20
-    depth_test: DepthTest = DEPTH_TEST
-    wrong_label_rate: float = 0.0
-    encoder: str = "efficientnet-lite0"
-    init: str | None = "imagenet"
-    epochs: int = 50
-    batch_size: int = 6
-    lr: float = 4e-4
-    size: tuple[int, int] | None = None
-    min_iterations: int = 0
-    steps: int | None = None
-    sampling: str = "uniform"
-    decoder_channels: int = 256
-    train_seed: int | None = None
-    num_threads: int | None = None
-    device: str = "cpu"
-    infer_batch_size: int = 8
-    validations: int = 5
-    augment: str = "none"
-    pseudo_labels: str = "none"
-    auxiliary: str = "none"
-    aux_weight: float = 1.0
-    executor: str = "local"
-    ray_address: str | None = None
-    max_retries: int = 3
-    warm_start: bool = False
-    propagate: bool = False
-    propagate_weight: float = 1.0
-    propagate_rule: PropagationRule = PROPAGATION_RULE
-    propagate_known: float = 0.5
-
-    def __post_init__(self) -> None:
-        from viewal.scoring import EXECUTORS
-
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, (int, np.integer)) \
-                or self.max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise ValueError(f"warm_start must be True or False, got {self.warm_start!r}")
-        self.warm_start = bool(self.warm_start)
-        if not isinstance(self.propagate, (bool, np.bool_)):
-            raise ValueError(f"propagate must be True or False, got {self.propagate!r}")
-        self.propagate = bool(self.propagate)
-        if isinstance(self.propagate_weight, bool) or not isinstance(self.propagate_weight, (int, float, np.floating)) \
-                or not np.isfinite(self.propagate_weight) or self.propagate_weight < 0:
-            raise ValueError(f"propagate_weight must be a finite number >= 0 (1: a propagated pixel weighs as a "
-                             f"human one), got {self.propagate_weight!r}")
-        self.propagate_weight = float(self.propagate_weight)
-        if isinstance(self.propagate_rule, dict):
-            self.propagate_rule = PropagationRule.from_dict(self.propagate_rule)
-        if not isinstance(self.propagate_rule, PropagationRule):
-            raise ValueError(f"propagate_rule must be a viewal.kernels.PropagationRule (or a dict of its settings), "
-                             f"got {type(self.propagate_rule).__name__}")
-        if isinstance(self.propagate_known, bool) or not isinstance(self.propagate_known, (int, float, np.floating)) \
-                or not 0 < self.propagate_known <= 1:
-            raise ValueError(f"propagate_known must be a share in (0, 1] (of a region's pixels), "
-                             f"got {self.propagate_known!r}")
-        self.propagate_known = float(self.propagate_known)
-        if self.augment not in ("none", "max_entropy"):
-            raise ValueError(f"augment must be 'none' or 'max_entropy', got {self.augment!r}")
-        if self.pseudo_labels not in ("none", "confidence", "classwise", "ups"):
-            raise ValueError(f"pseudo_labels must be one of none, confidence, classwise, ups; "
-                             f"got {self.pseudo_labels!r}")
-        if self.auxiliary not in ("none", "rotation"):
-            raise ValueError(f"auxiliary must be 'none' or 'rotation', got {self.auxiliary!r}")
-        if isinstance(self.aux_weight, bool) or not isinstance(self.aux_weight, (int, float, np.floating)) \
-                or not np.isfinite(self.aux_weight) or self.aux_weight < 0:
-            raise ValueError(f"aux_weight must be a finite number >= 0, got {self.aux_weight!r}")
-        if isinstance(self.random_share, bool) or not isinstance(self.random_share, (int, float, np.floating)) \
-                or not 0 <= self.random_share < 1:
-            raise ValueError(f"random_share must be a number in [0, 1) (the share of a cycle's budget given to "
-                             f"random regions), got {self.random_share!r}")
-        self.random_share = float(self.random_share)
-        if self.sampling not in ("uniform", "labels", "crops"):
-            raise ValueError(f"sampling must be 'uniform', 'labels' or 'crops', got {self.sampling!r}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1 or None, got {self.steps}")
-        positive = {"mc_passes": self.mc_passes, "batch_size": self.batch_size, "epochs": self.epochs,
-                    "superpixel_num": self.superpixel_num, "infer_batch_size": self.infer_batch_size,
-                    "decoder_channels": self.decoder_channels, "validations": self.validations}
-        for name, v in positive.items():
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not 0 <= self.wrong_label_rate <= 1:
-            raise ValueError(f"wrong_label_rate must lie in [0, 1], got {self.wrong_label_rate}")
-        if self.min_iterations < 0:
-            raise ValueError(f"min_iterations must be >= 0, got {self.min_iterations}")
-        if isinstance(self.depth_test, dict):
-            self.depth_test = DepthTest.from_dict(self.depth_test)
-        if not isinstance(self.depth_test, DepthTest):
-            raise ValueError(f"depth_test must be a viewal.kernels.DepthTest (or a dict of its settings), "
-                             f"got {type(self.depth_test).__name__}")
-        if not isinstance(self.scorer_options, dict):
-            raise ValueError(f"scorer_options must be a dict, got {type(self.scorer_options).__name__}")
-        refuse_depth_test_options(self.scorer_options, "scorer_options")
-        if self.region not in ("superpixel", "image"):
-            raise ValueError(f"region must be 'superpixel' or 'image', got {self.region!r}")
-        if not 0 < self.seed_fraction <= 1:
-            raise ValueError(f"seed_fraction must lie in (0, 1], got {self.seed_fraction}")
-        from viewal.seedset import SEED_RULES, SEED_SETS
-
-        if self.seed_set not in SEED_SETS:
-            raise ValueError(f"seed_set must be one of {', '.join(SEED_SETS)}, got {self.seed_set!r}")
-        if self.seed_rule not in SEED_RULES:
-            raise ValueError(f"seed_rule must be one of {', '.join(SEED_RULES)}, got {self.seed_rule!r}")
-        if self.size is not None:
-            self.size = tuple(int(x) for x in self.size)
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["depth_test"] = self.depth_test.to_dict()
-        d["propagate_rule"] = self.propagate_rule.to_dict()
-        d["size"] = None if self.size is None else list(self.size)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> ALConfig:
-        """The config of a dict written by :meth:`to_json` (absent keys: the defaults). Unknown keys are
-        refused, naming them; a config stored before the depth test was one setting is read as its
-        equivalent (:func:`upgrade_config`)."""
-        d = upgrade_config(d)
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known), key=str)
-        if unknown:
-            raise ValueError(f"ALConfig: unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
-        return cls(**d)
 
 
 def in_pool_order(keys: Sequence[str], pool: Sequence) -> list[str]:

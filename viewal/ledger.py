@@ -35,11 +35,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Ledger", "LabelItem", "LedgerError", "encode_mask", "decode_mask", "encode_labels", "decode_labels",
+__all__ = ["Ledger", "LabelItem", "LedgerError", "SCHEMA_VERSION",
+           "encode_mask", "decode_mask", "encode_labels", "decode_labels",
            "SOURCES", "config_diff"]
 
 SOURCES = ("oracle", "human", "seed")
 IGNORE_INDEX = 255
+
+#: the ledger's schema version (meta key ``schema``): a ledger of another version is refused, naming both
+SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -215,7 +219,17 @@ class Ledger:
                 # ledgers written before labels had an origin gain the column, NULL for old rows
                 if "origin" not in {r[1] for r in self._con.execute("PRAGMA table_info(labels)")}:
                     self._con.execute("ALTER TABLE labels ADD COLUMN origin TEXT")
+                stored = self._con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if stored is None:  # a new ledger, or one written before the schema had a number (the same)
+                    self._con.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)",
+                                      (json.dumps(SCHEMA_VERSION),))
+                elif json.loads(stored[0]) != SCHEMA_VERSION:
+                    raise LedgerError(f"{self.path}: a ledger of schema version {json.loads(stored[0])}; this viewal "
+                                      f"reads version {SCHEMA_VERSION} (upgrade viewal, or start a new run)")
             self.config()  # the stored config must be JSON
+        except LedgerError:
+            self._con.close()
+            raise
         except (sqlite3.DatabaseError, json.JSONDecodeError) as e:
             self._con.close()
             raise LedgerError(f"{self.path}: not a readable viewal ledger (corrupt or truncated: {e}); "

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from viewal.config import PSEUDO_LABELS as MODES
+
 __all__ = [
     "IGNORE", "confidence_pseudo_labels", "classwise_thresholds", "classwise_pseudo_labels",
     "ups_pseudo_labels", "pseudo_labels", "negative_label_loss", "negative_loss_hook",
@@ -34,7 +36,6 @@ __all__ = [
 ]
 
 IGNORE = 255
-MODES = ("none", "confidence", "classwise", "ups")
 
 
 def _check_probs(probs: np.ndarray, name: str = "probs") -> np.ndarray:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from viewal.config import EXECUTORS
 from viewal.faults import kill_point
 from viewal.io import atomic_path
 from viewal.seeding import stream_rng, stream_seed
@@ -38,7 +39,6 @@ __all__ = ["RegionMaps", "SceneJob", "ScoringSpec", "SceneResult", "score_scene"
            "SceneStore", "LocalExecutor", "RayExecutor", "make_executor", "require_ray", "weights_digest",
            "kept_torch_threads", "EXECUTORS", "RAY_INSTALL"]
 
-EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'viewal[ray]'"
 
 

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from viewal.config import SEED_RULES, SEED_SETS
+
 __all__ = ["SEED_SETS", "SEED_RULES", "seed_count", "seed_frame_indices", "spread_indices", "resolve_seed_set"]
 
-SEED_SETS = ("auto", "oracle", "ask", "labels")
-SEED_RULES = ("random", "spread")
 
 
 def seed_count(n_pool: int, fraction: float) -> int:

@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from viewal.config import SAMPLINGS
 from viewal.data import SegmentationDataset, as_items, collate, parse_size
 from viewal.datasets.base import IGNORE_INDEX, require_labels
 from viewal.io import atomic_path
@@ -46,7 +47,6 @@ __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "seg
 
 CHECKPOINT_FORMAT = "viewal-checkpoint"
 
-SAMPLINGS = ("uniform", "labels", "crops")
 
 ExtraLoss = Callable[[SegModel, dict, torch.Tensor, list], torch.Tensor]
 

@@ -15,6 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from viewal.cli.options import add_depth_test_arguments, add_network_arguments, depth_test_from_args
+from viewal.config import (
+    AUGMENTS,
+    PRESET_NAMES,
+    PRESETS,
+    PSEUDO_LABELS,
+    REGIONS,
+    SAMPLINGS,
+    SEED_RULES,
+    SUPERPIXELS,
+)
 from viewal.experiment import (
     check_budget_total,
     clean_run,
@@ -28,9 +38,8 @@ from viewal.experiment import (
 )
 from viewal.layout import RunLayout
 from viewal.report import format_table, plot_curves, write_results
-from viewal.seedset import SEED_RULES
 
-__all__ = ["configure_parser", "run", "config_from_args", "steps_from_args", "open_from_args",
+__all__ = ["configure_parser", "run", "config_from_args", "steps_from_args", "open_from_args", "apply_preset",
            "check_experiment_args", "add_recipe_arguments", "add_budget_argument"]
 
 
@@ -65,27 +74,32 @@ def add_recipe_arguments(p: argparse.ArgumentParser, format_flag: str = "--forma
     p.add_argument(format_flag, dest="format", default="auto", help="dataset format")
     p.add_argument("--frame-step", type=int, default=1, help="keep every K-th frame of each scene")
     p.add_argument("--size", default=None, help="working size HxW (frames resized on load), e.g. 96x128")
-    p.add_argument("--iterations", type=int, default=300,
+    p.add_argument("--preset", choices=PRESET_NAMES, default="cpu",
+                   help="the recipe the flags below start from: cpu, the measured best on 2 CPU cores; paper, "
+                        "ViewAL's own settings (viewal.config.PRESETS, each value with its measurement)")
+    p.add_argument("--iterations", type=int, default=None,
                    help="SGD steps per training, however many frames carry labels (docs/model.md); with --epochs, "
-                        "the least number of steps")
+                        "the least number of steps; default: the preset's (cpu: 8 epochs, at least 150 steps)")
     p.add_argument("--epochs", type=int, default=None,
                    help="steps that grow with the labels: each fit runs E passes over its labelled frames (as "
-                        "ViewAL's epochs), at least --iterations steps; default: exactly --iterations steps")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--validations", type=int, default=5,
+                        "ViewAL's epochs), at least --iterations steps; --iterations alone: exactly that many steps")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    p.add_argument("--validations", type=int, default=None,
                    help="validations per fit (the best one's weights are kept); each costs a precise-BN pass and "
-                        "an evaluation of the val split")
-    p.add_argument("--lr", type=float, default=1e-2,
-                   help="encoder SGD lr (x10 for ASPP+decoder+head). From the ImageNet start 1e-2 learns fastest "
-                        "in a few hundred CPU steps; ViewAL's 4e-4 is for 50 GPU epochs (docs/model.md)")
-    p.add_argument("--sampling", choices=("labels", "uniform", "crops"), default="labels",
+                        "an evaluation of the val split; default: the preset's")
+    p.add_argument("--lr", type=float, default=None,
+                   help="encoder SGD lr (x10 for ASPP+decoder+head); default: the preset's. From the ImageNet start "
+                        "1e-2 learns fastest in a few hundred CPU steps; ViewAL's 4e-4 is for 50 GPU epochs "
+                        "(docs/model.md)")
+    p.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="labels: each training sample drawn in proportion to its frame's labelled pixels; "
                         "crops: each sample a 2x2 mosaic of half-size crops centred on labelled pixels (packs "
-                        "sparse region labels); uniform: passes over the labelled frames")
+                        "sparse region labels); uniform: passes over the labelled frames; default: the preset's")
     p.add_argument("--decoder-channels", type=int, default=256, help="ASPP/decoder width (DeepLabv3+: 256)")
-    p.add_argument("--warm-start", action="store_true",
+    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
                    help="each cycle's fit starts from the previous cycle's model instead of the ImageNet start "
-                        "(ViewAL restarts); a method spec sets it for one method: random:warm_start=true")
+                        "(ViewAL restarts); default: the preset's (cpu: on); a method spec sets it for one method: "
+                        "random:warm_start=false")
     p.add_argument("--propagate", action="store_true",
                    help="3D label propagation: each label also reaches the pool frames that see the same surface "
                         "(under the run's depth test); the fits train on those pixels too and selection skips regions "
@@ -94,18 +108,19 @@ def add_recipe_arguments(p: argparse.ArgumentParser, format_flag: str = "--forma
     p.add_argument("--propagate-weight", type=float, default=1.0,
                    help="with --propagate: weight of a propagated pixel in the loss against a human one")
     add_network_arguments(p)
-    p.add_argument("--mc-passes", type=int, default=8, help="MC-dropout passes for scoring")
-    p.add_argument("--seed-fraction", type=float, default=0.05, help="share of train frames in the seed set")
+    p.add_argument("--mc-passes", type=int, default=None, help="MC-dropout passes for scoring; default: the preset's")
+    p.add_argument("--seed-fraction", type=float, default=None,
+                   help="share of train frames in the seed set; default: the preset's")
     p.add_argument("--seed-rule", choices=SEED_RULES, default="random",
                    help="how the seed set's whole frames are picked: random, or spread over scenes and viewpoints")
-    p.add_argument("--region", choices=("superpixel", "image"), default="superpixel")
-    p.add_argument("--superpixels", choices=("seeds", "slic"), default="seeds")
+    p.add_argument("--region", choices=REGIONS, default="superpixel")
+    p.add_argument("--superpixels", choices=SUPERPIXELS, default="seeds")
     p.add_argument("--superpixel-num", type=int, default=40)
     p.add_argument("--dedup", action="store_true", help="cross-view dedup for greedy scorers too")
     add_depth_test_arguments(p)
-    p.add_argument("--augment", choices=("none", "max_entropy"), default="none",
+    p.add_argument("--augment", choices=AUGMENTS, default="none",
                    help="training option: max-entropy spatial-transformer augmentation (Cho, Kim and Yoon)")
-    p.add_argument("--pseudo-labels", choices=("none", "confidence", "classwise", "ups"), default="none",
+    p.add_argument("--pseudo-labels", choices=PSEUDO_LABELS, default="none",
                    help="training option: pseudo-label the pool and fine-tune (class-wise: Kim and Lee; UPS: "
                         "Rizve et al.)")
     p.add_argument("--scorer-options", default="{}", help="JSON dict of scorer options, e.g. '{\"sub_queries\": 4}'")
@@ -117,25 +132,43 @@ def add_recipe_arguments(p: argparse.ArgumentParser, format_flag: str = "--forma
     p.add_argument("--max-retries", type=int, default=3, help="with --ray: reruns of a task whose worker died")
 
 
-def config_from_args(args: argparse.Namespace):
-    """The base :class:`~viewal.learner.ALConfig` of ``viewal experiment``'s arguments (one place for the
-    CLI and the benchmark scripts)."""
-    from viewal.learner import ALConfig
+#: recipe flags (argparse dests) a preset fills when they are not given
+PRESET_FLAGS = ("batch_size", "validations", "lr", "sampling", "warm_start", "mc_passes", "seed_fraction")
 
-    return ALConfig(seed_fraction=args.seed_fraction, seed_rule=getattr(args, "seed_rule", "random"),
-                    seed_set=getattr(args, "seed_set", "oracle"), mc_passes=args.mc_passes, region=args.region,
-                    superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
-                    depth_test=depth_test_from_args(args), wrong_label_rate=getattr(args, "wrong_label_rate", 0.0),
-                    encoder=args.encoder,
-                    init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
-                    validations=getattr(args, "validations", 5),
-                    sampling=args.sampling, decoder_channels=args.decoder_channels,
-                    warm_start=bool(getattr(args, "warm_start", False)),
-                    propagate=bool(getattr(args, "propagate", False)),
-                    propagate_weight=float(getattr(args, "propagate_weight", 1.0)),
-                    num_threads=args.threads, size=parse_size_arg(args.size), augment=args.augment,
-                    pseudo_labels=args.pseudo_labels, scorer_options=parse_scorer_options(args.scorer_options),
-                    **executor_from_args(args))
+
+def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the recipe flags left out (None) with ``--preset``'s values, in place (idempotent). ``--iterations``
+    alone stays exactly that many steps; with neither ``--iterations`` nor ``--epochs`` the preset's epochs and
+    least steps apply."""
+    preset = {k: v for k, (v, _) in PRESETS[getattr(args, "preset", "cpu")].items()}
+    for name in PRESET_FLAGS:
+        if getattr(args, name, None) is None:
+            setattr(args, name, preset[name])
+    if getattr(args, "iterations", None) is None and getattr(args, "epochs", None) is None:
+        args.epochs, args.iterations = preset["epochs"], preset["min_iterations"]
+    elif getattr(args, "iterations", None) is None:  # --epochs alone: at least the preset's steps
+        args.iterations = preset["min_iterations"]
+    return args
+
+
+def config_from_args(args: argparse.Namespace):
+    """The base :class:`~viewal.config.ALConfig` of ``viewal experiment``'s arguments (one place for the
+    CLI and the benchmark scripts): ``--preset``'s recipe with the flags given."""
+    from viewal.config import ALConfig
+
+    apply_preset(args)
+    return ALConfig.preset(
+        getattr(args, "preset", "cpu"), seed_fraction=args.seed_fraction,
+        seed_rule=getattr(args, "seed_rule", "random"),
+        seed_set=getattr(args, "seed_set", "oracle"), mc_passes=args.mc_passes, region=args.region,
+        superpixels=args.superpixels, superpixel_num=args.superpixel_num, dedup=args.dedup,
+        depth_test=depth_test_from_args(args), wrong_label_rate=getattr(args, "wrong_label_rate", 0.0),
+        encoder=args.encoder, init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
+        validations=args.validations, sampling=args.sampling, decoder_channels=args.decoder_channels,
+        warm_start=bool(args.warm_start), propagate=bool(getattr(args, "propagate", False)),
+        propagate_weight=float(getattr(args, "propagate_weight", 1.0)), num_threads=args.threads,
+        size=parse_size_arg(args.size), augment=args.augment, pseudo_labels=args.pseudo_labels,
+        scorer_options=parse_scorer_options(args.scorer_options), **executor_from_args(args))
 
 
 def executor_from_args(args: argparse.Namespace) -> dict:
@@ -149,9 +182,10 @@ def executor_from_args(args: argparse.Namespace) -> dict:
 def steps_from_args(args: argparse.Namespace) -> dict:
     """ALConfig step fields of ``--iterations`` / ``--epochs``: exactly ``iterations`` steps per fit, or, with
     ``--epochs E``, ``max(iterations, E * ceil(labelled frames / batch))`` steps (``learner.train_config``)."""
+    apply_preset(args)
     epochs = getattr(args, "epochs", None)
     if epochs is None:
-        return {"epochs": 1, "steps": args.iterations}
+        return {"epochs": 1, "steps": args.iterations, "min_iterations": 0}
     return {"epochs": int(epochs), "steps": None, "min_iterations": args.iterations}
 
 
@@ -176,6 +210,7 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("viewal experiment does not run under torchrun (every rank would write the ledgers); "
                          "torchrun runs 'viewal train', and --ray spreads the scoring (docs/scale.md)")
+    apply_preset(args)
     methods = parse_methods(args.methods if hasattr(args, "methods") else args.method)
     if not hasattr(args, "methods") and len(methods) != 1:
         raise ValueError(f"--method names one method, got {args.method!r}")
@@ -183,7 +218,8 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     seeds = parse_seeds(args.seeds) if hasattr(args, "seeds") else [args.seed]
     if seeds[0] < 0:
         raise ValueError(f"--seed must be >= 0, got {seeds[0]}")
-    ints = {"--cycles": (getattr(args, "cycles", 0), 0), "--iterations": (args.iterations, 1),
+    ints = {"--cycles": (getattr(args, "cycles", 0), 0),
+            "--iterations": (args.iterations, 0 if getattr(args, "epochs", None) is not None else 1),
             "--batch-size": (args.batch_size, 1),
             "--validations": (getattr(args, "validations", 5), 1),
             "--mc-passes": (args.mc_passes, 1), "--frame-step": (args.frame_step, 1),
