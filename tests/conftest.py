@@ -17,11 +17,11 @@ def scannet_sample():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny synthetic dataset (4 scenes x 5 frames, 64x80) for end-to-end learner tests."""
+def rooms_64x80(tmp_path_factory):
+    """A synthetic dataset of 4 rooms x 5 frames of 64x80 pixels (seed 3) for end-to-end learner tests."""
     from viewal.datasets.synthetic import generate_dataset
 
-    root = tmp_path_factory.mktemp("tiny") / "data"
+    root = tmp_path_factory.mktemp("rooms_64x80") / "data"
     generate_dataset(root, scenes=4, frames=5, height=64, width=80, seed=3, progress=False)
     return root
 

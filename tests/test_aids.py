@@ -103,10 +103,10 @@ def test_unknown_aid_values_are_refused():
         ALConfig(pseudo_labels="bogus")
 
 
-def test_max_entropy_classwise_and_rotation_all_run_in_one_fit(tiny, tmp_path):
+def test_max_entropy_classwise_and_rotation_all_run_in_one_fit(rooms_64x80, tmp_path):
     """The combination once silently dropped: entropy+max_entropy+classwise (+ rotation) trains
     the STN, pseudo-labels the pool and trains the rotation head, all in one fit."""
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     cfg = method_config(ALConfig(epochs=1, steps=2, validations=1, mc_passes=2, seed_fraction=0.3, num_threads=1,
                                  batch_size=2, infer_batch_size=4, decoder_channels=16, encoder="resnet18",
                                  init=None), "entropy+max_entropy+classwise+rotation", seed=0)

@@ -16,9 +16,9 @@ def bench():
     return mod
 
 
-def test_no_full_data_runs_the_cycles_and_no_reference(bench, tiny, tmp_path, capsys):
+def test_no_full_data_runs_the_cycles_and_no_reference(bench, rooms_64x80, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["--data", str(tiny), "--out", str(out), "--methods", "random", "--cycles", "1", "--budget", "5",
+    args = ["--data", str(rooms_64x80), "--out", str(out), "--methods", "random", "--cycles", "1", "--budget", "5",
             "--seeds", "0,", "--size", "32x40", "--iterations", "1", "--mc-passes", "1", "--threads", "1",
             "--batch-size", "4", "--decoder-channels", "16", "--init", "random", "--seed-fraction", "0.2",
             "--validations", "1", "--noise-floor", ""]
@@ -43,7 +43,7 @@ def test_no_full_data_runs_the_cycles_and_no_reference(bench, tiny, tmp_path, ca
     assert "no report" not in capsys.readouterr().out and (out / "full_data.json").read_text() == made
 
 
-def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, tiny, tmp_path):
+def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, rooms_64x80, tmp_path):
     """--full-data-steps N: the report's full-data reference trains at least N steps (here 6 against the
     run's 1), says so, and is cached under its own recipe; the cycles themselves keep the run's recipe."""
     import json
@@ -51,7 +51,7 @@ def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, tiny, t
     from viewal.learner import ALConfig
 
     out = tmp_path / "run"
-    args = ["--data", str(tiny), "--out", str(out), "--methods", "random", "--cycles", "1", "--budget", "5",
+    args = ["--data", str(rooms_64x80), "--out", str(out), "--methods", "random", "--cycles", "1", "--budget", "5",
             "--seeds", "0,", "--size", "32x40", "--iterations", "1", "--mc-passes", "1", "--threads", "1",
             "--batch-size", "4", "--decoder-channels", "16", "--init", "random", "--seed-fraction", "0.2",
             "--validations", "1", "--noise-floor", "", "--full-data-steps", "6"]
@@ -68,7 +68,7 @@ def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, tiny, t
         bench.reference_config(base, 0)
 
 
-def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, tiny, tmp_path, monkeypatch):
+def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, rooms_64x80, tmp_path, monkeypatch):
     """A --warm-start run's noise floor retrains its chain of fits (each cycle from the previous model) on the
     ledger's labels, so every cycle gets a floor. With the run's own training seed the chain replays the run's
     models exactly; a cold fit on the same labels does not. A floor cut off after one train seed resumes
@@ -81,7 +81,7 @@ def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, tiny, tmp_
     from viewal.ledger import Ledger
 
     out = tmp_path / "run"
-    args = ["--data", str(tiny), "--out", str(out), "--methods", "random", "--cycles", "2", "--budget", "5",
+    args = ["--data", str(rooms_64x80), "--out", str(out), "--methods", "random", "--cycles", "2", "--budget", "5",
             "--seeds", "0,", "--size", "32x40", "--iterations", "2", "--mc-passes", "1", "--threads", "1",
             "--batch-size", "4", "--decoder-channels", "16", "--init", "random", "--seed-fraction", "0.2",
             "--validations", "1", "--noise-floor", "random", "--warm-start", "--docs", str(tmp_path / "docs")]

@@ -24,7 +24,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def rooms_3x4_48x64(tmp_path_factory):
+    """3 synthetic rooms x 4 frames of 48x64 pixels (seed 11)."""
     from viewal.datasets.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("ddp") / "data"
@@ -100,11 +101,11 @@ def _max_rel(a: dict, b: dict) -> float:
                for k in b if b[k].is_floating_point())
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(tiny, tmp_path):
+def test_two_processes_match_one_process_with_the_same_global_batch(rooms_3x4_48x64, tmp_path):
     """Frozen BatchNorm, random layers off: the loss after each of 4 steps matches to 1e-4 (relative) and the
     weights to 1e-3 (largest difference relative to the tensor's largest value); the ranks end equal."""
-    want_losses, want_state = _train(tiny, freeze_bn=True)
-    r0, r1 = _ddp(tiny, tmp_path, freeze_bn=True)
+    want_losses, want_state = _train(rooms_3x4_48x64, freeze_bn=True)
+    r0, r1 = _ddp(rooms_3x4_48x64, tmp_path, freeze_bn=True)
     assert len(r0["losses"]) == STEPS and np.ptp(want_losses) > 1e-3  # the loss moves: the steps did something
     np.testing.assert_allclose(r0["losses"], want_losses, rtol=1e-4)
     assert r0["losses"] == r1["losses"]
@@ -113,12 +114,12 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny, tmp_pa
 
 
 @pytest.mark.slow
-def test_per_rank_batchnorm_stays_close(tiny, tmp_path):
+def test_per_rank_batchnorm_stays_close(rooms_3x4_48x64, tmp_path):
     """Train-mode BatchNorm normalises each rank's 2 samples with their own statistics (CPU: no
     SyncBatchNorm): the first step's loss differs from one process's on 4 samples by the statistics alone,
     and the losses stay within 10 % over 4 steps."""
-    want_losses, _ = _train(tiny, freeze_bn=False)
-    r0, _ = _ddp(tiny, tmp_path, freeze_bn=False)
+    want_losses, _ = _train(rooms_3x4_48x64, freeze_bn=False)
+    r0, _ = _ddp(rooms_3x4_48x64, tmp_path, freeze_bn=False)
     np.testing.assert_allclose(r0["losses"], want_losses, rtol=0.10)
 
 
@@ -139,7 +140,7 @@ def _write():
 '''
 
 
-def test_viewal_train_under_torchrun_two_processes(tiny, tmp_path):
+def test_viewal_train_under_torchrun_two_processes(rooms_3x4_48x64, tmp_path):
     """The real command, ``torchrun --standalone --nproc_per_node 2 -m viewal.cli train`` (gloo on CPUs): rank 0
     alone prints and moves files into the output (model.pt, metrics.json), rank 1 writes nothing, and the
     checkpoint loads and records two processes."""
@@ -158,8 +159,8 @@ def test_viewal_train_under_torchrun_two_processes(tiny, tmp_path):
            "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]),
            "VIEWAL_TEST_RENAMES": str(renames)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "viewal.cli", "train", "--data", str(tiny), "--out", str(out), "--epochs", "2", "--batch-size", "4",
-           "--init", "random", "--threads", "1", "--no-progress"]
+           "-m", "viewal.cli", "train", "--data", str(rooms_3x4_48x64), "--out", str(out), "--epochs", "2",
+           "--batch-size", "4", "--init", "random", "--threads", "1", "--no-progress"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert run.stdout.count("viewal train: best epoch") == 1 and "2 processes (global batch 4)" in run.stdout
@@ -169,7 +170,7 @@ def test_viewal_train_under_torchrun_two_processes(tiny, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.pt"]  # no temp file left
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and len(metrics["history"]) == 2
-    classes = open_dataset(tiny).num_classes
+    classes = open_dataset(rooms_3x4_48x64).num_classes
     model = load_checkpoint(out / "model.pt", num_classes=classes)
     meta = torch.load(out / "model.pt", weights_only=True)["meta"]
     assert meta["val_miou"] == metrics["val_miou"] and meta["best_epoch"] == metrics["best_epoch"]

@@ -140,8 +140,8 @@ def test_cli_flags_build_the_configs_depth_test():
 
 # ------------------------------------------------------------------------------------------ old ledgers
 
-def test_old_ledger_opens_and_resumes_with_the_equivalent_depth_test(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_old_ledger_opens_and_resumes_with_the_equivalent_depth_test(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     path = tmp_path / "old.sqlite"
     a = viewal.ActiveLearner(ds, scorer="random", ledger=path, **FAST)
     qa = a.query(budget_pixels=800, progress=False)
@@ -197,8 +197,8 @@ def test_old_view_entropy_configs_upgrade_or_say_why_not():
     assert ALConfig.from_json({**OLD_CONFIG, "overlap_mode": "viewal"}).depth_test == DepthTest(mode="viewal")
 
 
-def test_old_ledger_with_two_depth_tests_is_refused_naming_the_file(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_old_ledger_with_two_depth_tests_is_refused_naming_the_file(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     path = tmp_path / "two.sqlite"
     with Ledger(path) as led:
         led.set_config({"al": {**OLD_CONFIG, "scorer": "view_entropy", "scorer_options": {"mode": "viewal"}},
@@ -220,12 +220,12 @@ def _spy(monkeypatch, name, calls):
     monkeypatch.setattr(kernels, name, spy)
 
 
-def test_one_depth_test_reaches_view_entropy_the_overlap_table_and_visualize(tiny, tmp_path, monkeypatch):
+def test_one_depth_test_reaches_view_entropy_the_overlap_table_and_visualize(rooms_64x80, tmp_path, monkeypatch):
     from viewal.cli import main
     from viewal.layout import RunLayout
     from viewal.selection import pool_frames
 
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     test = DepthTest(mode="viewal", world_distance=0.3, aggregation="gather", backend="numpy")
     ve_calls, ov_calls = [], []
     _spy(monkeypatch, "view_entropy_divergence", ve_calls)
@@ -262,9 +262,9 @@ def test_one_depth_test_reaches_view_entropy_the_overlap_table_and_visualize(tin
     assert [t for t, *_ in ve_calls] == [dataclasses.replace(test, backend="cpu")]
 
 
-def test_mode_viewal_and_z_give_the_learner_different_view_entropy(tiny, tmp_path):
+def test_mode_viewal_and_z_give_the_learner_different_view_entropy(rooms_64x80, tmp_path):
     """The same model, the same MC masks: the config's depth test alone changes the scores the learner pools."""
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     z = viewal.ActiveLearner(ds, scorer="view_entropy", ledger=tmp_path / "z.sqlite", **FAST)
     z.fit(progress=False)
     z.save_model(tmp_path / "m.pt")

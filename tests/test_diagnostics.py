@@ -65,10 +65,10 @@ class ConstantModel(torch.nn.Module):
         return out
 
 
-def test_diagnose_cycle_reads_the_cycles_picks_from_the_ledger(tiny, tmp_path):
+def test_diagnose_cycle_reads_the_cycles_picks_from_the_ledger(rooms_64x80, tmp_path):
     from viewal.datasets import open_dataset
 
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     pool = ds.split("train")[:3]
     gts = [np.asarray(f.labels).astype(np.int64) for f in pool]
     h, w = gts[0].shape
@@ -101,14 +101,14 @@ def test_diagnose_cycle_reads_the_cycles_picks_from_the_ledger(tiny, tmp_path):
         diagnose_cycle(ConstantModel(k, ds.num_classes), led, pool, 0, ds.num_classes)
 
 
-def test_class_balance_counts_what_each_method_labelled_by_a_cycle(tiny, tmp_path):
+def test_class_balance_counts_what_each_method_labelled_by_a_cycle(rooms_64x80, tmp_path):
     """Per class: the share of the labelled pixels a method had by a cycle (seed set included, later cycles
     not), averaged over seeds, next to the pool's share and the cycle's test IoU from the ledger."""
     from viewal.datasets import open_dataset
     from viewal.diagnostics import class_balance, class_histogram
     from viewal.layout import RunLayout
 
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     pool = ds.split("train")
     gts = [np.asarray(f.labels).astype(np.int64) for f in pool]
     c = ds.num_classes
@@ -150,11 +150,11 @@ def test_class_balance_counts_what_each_method_labelled_by_a_cycle(tiny, tmp_pat
     np.testing.assert_array_equal(class_histogram([np.array([[0, 2], [255, 2]])], 3), [1, 0, 2])
 
 
-def test_compare_models_reports_iou_and_the_classes_each_model_predicts(tiny):
+def test_compare_models_reports_iou_and_the_classes_each_model_predicts(rooms_64x80):
     from viewal.datasets import open_dataset
     from viewal.diagnostics import compare_models
 
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     frames = ds.split("test")
     C = ds.num_classes
     truth = class_histogram((f.labels for f in frames), C).astype(float)
@@ -173,7 +173,7 @@ def test_compare_models_reports_iou_and_the_classes_each_model_predicts(tiny):
         compare_models({}, frames, C)
 
 
-def test_compare_checkpoints_script_refuses_bad_arguments(tiny, tmp_path, capsys):
+def test_compare_checkpoints_script_refuses_bad_arguments(rooms_64x80, tmp_path, capsys):
     import importlib.util
     from pathlib import Path
 
@@ -187,8 +187,8 @@ def test_compare_checkpoints_script_refuses_bad_arguments(tiny, tmp_path, capsys
                         ([str(a), "--names", "x,y", "--data", "d"], "gives 2 names for 1 checkpoints"),
                         ([str(a)], "give --run"),
                         ([str(a), "--data", str(tmp_path / "nope")], "dataset path does not exist"),
-                        ([str(a), "--data", str(tiny)], "a.pt: not a loadable checkpoint"),
-                        ([str(a), "--data", str(tiny), "--split", "dev"], "--split 'dev': the dataset has")):
+                        ([str(a), "--data", str(rooms_64x80)], "a.pt: not a loadable checkpoint"),
+                        ([str(a), "--data", str(rooms_64x80), "--split", "dev"], "--split 'dev': the dataset has")):
         with pytest.raises(SystemExit) as e:
             mod.main(argv)
         assert e.value.code == 2 and match in capsys.readouterr().err

@@ -12,8 +12,8 @@ from viewal.ledger import Ledger
 FAST = dict(epochs=1, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4)
 
 
-def test_query_label_contract(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_query_label_contract(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     learner = viewal.ActiveLearner(ds, scorer="view_entropy", ledger=tmp_path / "run.sqlite", **FAST)
     seed_px = learner.ledger.labelled_pixels()
     assert seed_px == 2 * 64 * 80  # 20 % of 10 pool frames, fully labelled
@@ -50,8 +50,8 @@ def test_query_label_contract(tiny, tmp_path):
     assert 0.0 <= res["miou"] <= 1.0 and len(res["per_class_iou"]) == ds.num_classes
 
 
-def test_resume_returns_the_same_pending_queries(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_resume_returns_the_same_pending_queries(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     a = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
     qa = a.query(budget_pixels=800, progress=False)
     a.label(qa[:1])
@@ -64,8 +64,8 @@ def test_resume_returns_the_same_pending_queries(tiny, tmp_path):
         viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "r.sqlite", **FAST)
 
 
-def test_ledger_from_before_a_setting_existed_resumes_with_its_default(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_ledger_from_before_a_setting_existed_resumes_with_its_default(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     a = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "old.sqlite", **FAST)
     stored = a.ledger.config()
     del stored["al"]["pseudo_labels"]  # as written by a viewal without that option
@@ -83,8 +83,8 @@ def test_ledger_from_before_a_setting_existed_resumes_with_its_default(tiny, tmp
     c.ledger.close()
 
 
-def test_same_seed_same_queries(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_same_seed_same_queries(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     runs = []
     for k in range(2):
         learner = viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / f"d{k}.sqlite", **FAST)
@@ -94,8 +94,8 @@ def test_same_seed_same_queries(tiny, tmp_path):
     assert [(q.frame_key, q.region_id) for q in other.query(budget_pixels=1200, progress=False)] != runs[0]
 
 
-def test_random_share_spends_part_of_the_budget_on_random_regions(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_random_share_spends_part_of_the_budget_on_random_regions(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     plain = viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "p.sqlite", **FAST)
     top = [(q.frame_key, q.region_id) for q in plain.query(budget_pixels=600, progress=False)]
     mixed = [viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / f"m{k}.sqlite", random_share=0.5, **FAST)
@@ -113,16 +113,17 @@ def test_random_share_spends_part_of_the_budget_on_random_regions(tiny, tmp_path
         viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "x.sqlite", random_share=1.0, **FAST)
 
 
-def test_whole_image_regions(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_whole_image_regions(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     learner = viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "w.sqlite", region="image", **FAST)
     queries = learner.query(budget_pixels=64 * 80, progress=False)
     assert len(queries) == 1 and queries[0].mask.all()
 
 
-def test_experiment_cli_and_resume(tiny, tmp_path, capsys):
+def test_experiment_cli_and_resume(rooms_64x80, tmp_path, capsys):
     out = tmp_path / "exp"
-    args = ["experiment", "--data", str(tiny), "--methods", "view_entropy,random", "--cycles", "2", "--budget", "4",
+    args = ["experiment", "--data", str(rooms_64x80), "--methods", "view_entropy,random", "--cycles", "2",
+            "--budget", "4",
             "--seeds", "1", "--out", str(out), "--iterations", "2", "--mc-passes", "2", "--seed-fraction", "0.2",
             "--threads", "1", "--batch-size", "4"]
     assert main(args) == 0
@@ -146,8 +147,8 @@ def test_experiment_cli_and_resume(tiny, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("option", [{"pseudo_labels": "ups"}, {"augment": "max_entropy"}])
-def test_training_options_run_through_the_learner(tiny, tmp_path, option):
-    ds = open_dataset(tiny)
+def test_training_options_run_through_the_learner(rooms_64x80, tmp_path, option):
+    ds = open_dataset(rooms_64x80)
     learner = viewal.ActiveLearner(ds, scorer="entropy", ledger=tmp_path / "o.sqlite", **FAST, **option)
     learner.fit(progress=False)
     assert learner.fit_stats  # the option ran and reported what it measured
@@ -155,8 +156,8 @@ def test_training_options_run_through_the_learner(tiny, tmp_path, option):
     assert 0.0 <= learner.evaluate()["miou"] <= 1.0
 
 
-def test_pal_uses_its_own_pool_selection(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_pal_uses_its_own_pool_selection(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     learner = viewal.ActiveLearner(ds, scorer="pal", ledger=tmp_path / "p.sqlite", **FAST,
                                    scorer_options={"sub_queries": 2, "finetune_steps": 1})
     queries = learner.query(budget_pixels=1500, progress=False)
@@ -165,8 +166,8 @@ def test_pal_uses_its_own_pool_selection(tiny, tmp_path):
     assert hasattr(learner.model, "rotation_head")  # prepare_model attached PAL's head before training
 
 
-def test_loss_prediction_trains_its_head_per_region(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_loss_prediction_trains_its_head_per_region(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
     learner = viewal.ActiveLearner(ds, scorer="loss_prediction", ledger=tmp_path / "l.sqlite", **FAST)
     items = learner.training_items()
     assert all(np.array_equal(extra["superpixels"], learner.regions(f)) for f, _, extra in items)
@@ -220,7 +221,7 @@ def test_method_specs_parse_into_scorer_and_training_aids():
     assert (cfg.scorer, cfg.seed, cfg.scorer_options) == ("view_entropy", 3, {"selection": "greedy", "rank": "vd"})
 
 
-def test_budget_schedule_and_annotation_costs(tiny, tmp_path):
+def test_budget_schedule_and_annotation_costs(rooms_64x80, tmp_path):
     """--budget 3,9 labels about 3 % then 9 % of the pool; random@image picks whole frames; results carry
     regions asked and frames touched."""
     from viewal.experiment import budget_for_cycle, parse_budgets
@@ -232,7 +233,7 @@ def test_budget_schedule_and_annotation_costs(tiny, tmp_path):
     with pytest.raises(ValueError, match="positive"):
         parse_budgets("0")
     out = tmp_path / "exp"
-    assert main(["experiment", "--data", str(tiny), "--methods", "random,random@image", "--cycles", "2",
+    assert main(["experiment", "--data", str(rooms_64x80), "--methods", "random,random@image", "--cycles", "2",
                  "--budget", "3,9", "--seeds", "1", "--out", str(out), "--iterations", "2", "--mc-passes", "2",
                  "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4", "--decoder-channels", "16",
                  "--no-full-data"]) == 0
@@ -292,19 +293,19 @@ def test_seed_set_name_keys_the_training_a_method_spec_changes():
     assert more["pal@image"].startswith("seedset-s0-rotation_head-fit-")  # PAL's head trains on its regions
 
 
-def test_methods_that_train_the_seed_set_differently_keep_their_own_model(tiny, tmp_path):
+def test_methods_that_train_the_seed_set_differently_keep_their_own_model(rooms_64x80, tmp_path):
     from viewal.layout import RunLayout
     from viewal.learner import ALConfig
 
     out = tmp_path / "two"
     methods = ["random", "random@image:min_iterations=3"]
-    args = ["experiment", "--data", str(tiny), "--methods", ",".join(methods), "--cycles", "0", "--seeds", "1",
+    args = ["experiment", "--data", str(rooms_64x80), "--methods", ",".join(methods), "--cycles", "0", "--seeds", "1",
             "--out", str(out), "--iterations", "1", "--epochs", "1", "--mc-passes", "2", "--seed-fraction", "0.2",
             "--threads", "1", "--batch-size", "4", "--decoder-channels", "16", "--no-full-data", "--validations", "1"]
     assert main(args) == 0
     models = sorted(p.name for p in (out / "models").glob("*.pt"))
     assert models[1] == "seedset-s0.pt" and models[0].startswith("seedset-s0-fit-") and len(models) == 2
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     for m in methods:  # neither fit overwrote the other: each file is current for its own ledger and recipe
         with Ledger(RunLayout(out).ledger(m, 0)) as led:
             learner = viewal.ActiveLearner(ds, ledger=led, config=ALConfig.from_json(led.config()["al"]))
@@ -313,10 +314,10 @@ def test_methods_that_train_the_seed_set_differently_keep_their_own_model(tiny, 
             assert learner.checkpoint_is_current(RunLayout(out).checkpoint(m, learner.config, 0))
 
 
-def test_experiment_runs_a_training_aid_next_to_its_plain_method(tiny, tmp_path, capsys):
+def test_experiment_runs_a_training_aid_next_to_its_plain_method(rooms_64x80, tmp_path, capsys):
     out = tmp_path / "aid"
     # 20 steps at lr 1e-2 make the ImageNet-started model confident enough for some pseudo-labels
-    args = ["experiment", "--data", str(tiny), "--methods", "random,random+confidence", "--cycles", "1",
+    args = ["experiment", "--data", str(rooms_64x80), "--methods", "random,random+confidence", "--cycles", "1",
             "--budget", "4", "--seeds", "1", "--out", str(out), "--iterations", "20", "--mc-passes", "2",
             "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4", "--no-full-data",
             "--decoder-channels", "16", "--lr", "1e-2"]
@@ -330,10 +331,10 @@ def test_experiment_runs_a_training_aid_next_to_its_plain_method(tiny, tmp_path,
     assert "unknown training aid 'bogus'" in capsys.readouterr().err
 
 
-def test_rotation_aid_trains_a_rotation_head_for_any_scorer(tiny, tmp_path):
+def test_rotation_aid_trains_a_rotation_head_for_any_scorer(rooms_64x80, tmp_path):
     from viewal.learner import ALConfig
 
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "rot.sqlite", auxiliary="rotation", **FAST)
     learner.fit(progress=False)
     head = learner.model.rotation_head
@@ -377,7 +378,7 @@ def test_epochs_make_the_steps_grow_with_the_labelled_frames():
         experiment.check_experiment_args(p.parse_args(["--data", "d", "--out", "o", "--validations", "0"]))
 
 
-def test_warm_start_continues_from_the_previous_cycles_model(tiny, tmp_path, monkeypatch):
+def test_warm_start_continues_from_the_previous_cycles_model(rooms_64x80, tmp_path, monkeypatch):
     """``warm_start``: a cycle's fit starts from the weights of the learner's current model (the seed set's fit
     from the ImageNet/``init`` start); without it every fit starts from the same fresh initialisation. The
     weights are read at the moment training begins."""
@@ -391,7 +392,7 @@ def test_warm_start_continues_from_the_previous_cycles_model(tiny, tmp_path, mon
     real = aids.run_steps
     monkeypatch.setattr(aids, "run_steps", lambda steps, state: (
         starts.append({k: v.clone() for k, v in state.model.state_dict().items()}), real(steps, state))[1])
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     for warm in (False, True):
         starts.clear()
         learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / f"w{warm}.sqlite", init="random",
@@ -416,13 +417,13 @@ def test_warm_start_continues_from_the_previous_cycles_model(tiny, tmp_path, mon
     assert model_fingerprint(ALConfig(), "x") != model_fingerprint(ALConfig(warm_start=True), "x")
 
 
-def test_warm_start_run_shares_the_cold_full_data_reference(tiny, tmp_path):
+def test_warm_start_run_shares_the_cold_full_data_reference(rooms_64x80, tmp_path):
     """The full-data reference is one fit from the start: a warm-start run reuses the cold run's cached one
     (same "seconds": not trained again); another recipe (lr) trains its own."""
     from viewal.experiment import full_data_miou
     from viewal.learner import ALConfig
 
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_64x80)
     cold = ALConfig(init="random", decoder_channels=16, steps=2, **FAST)
     first = full_data_miou(ds, cold, tmp_path, progress=False)
     warm = full_data_miou(ds, ALConfig(**{**cold.__dict__, "warm_start": True}), tmp_path, progress=False)

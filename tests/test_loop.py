@@ -13,9 +13,9 @@ from viewal.ledger import Ledger
 RECIPE = ["--iterations", "2", "--mc-passes", "2", "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4"]
 
 
-def scans_of(tiny, dest, splits=("train",)):
-    """A copy of ``tiny`` whose ``splits`` scenes have no labels (a team's scans before anyone labels them)."""
-    shutil.copytree(tiny, dest)
+def scans_of(rooms_64x80, dest, splits=("train",)):
+    """A copy of ``rooms_64x80`` whose ``splits`` scenes have no labels (a team's scans before anyone labels them)."""
+    shutil.copytree(rooms_64x80, dest)
     ds = open_dataset(dest)
     for split in splits:
         for sid in ds.split_scenes(split):
@@ -23,8 +23,8 @@ def scans_of(tiny, dest, splits=("train",)):
     return dest
 
 
-def test_python_api_on_unlabelled_scans(tiny, tmp_path):
-    scans = scans_of(tiny, tmp_path / "scans", splits=("train", "val", "test"))
+def test_python_api_on_unlabelled_scans(rooms_64x80, tmp_path):
+    scans = scans_of(rooms_64x80, tmp_path / "scans", splits=("train", "val", "test"))
     ds = open_dataset(scans)
     assert not any(f.has_labels for s in ("train", "val", "test") for f in ds.split(s))
     learner = viewal.ActiveLearner(ds, scorer="view_entropy", ledger=tmp_path / "api.sqlite", epochs=1, steps=2,
@@ -36,7 +36,7 @@ def test_python_api_on_unlabelled_scans(tiny, tmp_path):
     assert learner.ledger.labelled_pixels() == 0
     with pytest.raises(ValueError, match="no labels"):
         learner.label(seed)  # the simulated oracle needs ground truth, and says which frame has none
-    hidden = open_dataset(tiny)
+    hidden = open_dataset(rooms_64x80)
     for q in seed:  # a person labels the seed frames
         learner.add_labels(q.frame_key, q.mask, hidden.frame(q.frame_key).labels, query=q)
     assert learner.ledger.pending_queries(0) == []
@@ -53,33 +53,33 @@ def test_python_api_on_unlabelled_scans(tiny, tmp_path):
     assert sum(int(q.mask.sum()) for q in queries) >= 2000 - max(int(q.mask.sum()) for q in queries)
 
 
-def test_seed_set_from_the_users_own_labels(tiny, tmp_path):
-    scans = scans_of(tiny, tmp_path / "scans")
+def test_seed_set_from_the_users_own_labels(rooms_64x80, tmp_path):
+    scans = scans_of(rooms_64x80, tmp_path / "scans")
     ds = open_dataset(scans)
     pool = ds.split("train")
     keep = pool[3]  # the user labelled one frame of the pool
-    src = tiny / keep.scene_id / "label" / f"{keep.frame_id}.png"
+    src = rooms_64x80 / keep.scene_id / "label" / f"{keep.frame_id}.png"
     (scans / keep.scene_id / "label").mkdir()
     shutil.copy(src, scans / keep.scene_id / "label" / src.name)
     learner = viewal.ActiveLearner(open_dataset(scans), scorer="random", ledger=tmp_path / "own.sqlite",
                                    epochs=1, steps=2, validations=1, mc_passes=2, num_threads=1, batch_size=4)
     assert learner.config.seed_set == "labels" and learner.ledger.labelled_frames() == [keep.key]
     assert learner.ledger.queries() == [] and learner.ledger.labels()[0]["origin"].startswith("dataset labels")
-    assert learner.ledger.labelled_pixels() == int((open_dataset(tiny).frame(keep.key).labels != 255).sum())
+    assert learner.ledger.labelled_pixels() == int((open_dataset(rooms_64x80).frame(keep.key).labels != 255).sum())
 
 
-def test_spread_rule_covers_every_scene_first(tiny):
+def test_spread_rule_covers_every_scene_first(rooms_64x80):
     from viewal.seedset import seed_frame_indices
 
-    pool = open_dataset(tiny).split("train")
+    pool = open_dataset(rooms_64x80).split("train")
     scenes = {f.scene_id for f in pool}
     picks = seed_frame_indices(pool, len(scenes) / len(pool), seed=0, rule="spread")
     assert {pool[i].scene_id for i in picks} == scenes
     assert seed_frame_indices(pool, 0.5, seed=1, rule="spread") == seed_frame_indices(pool, 0.5, seed=1, rule="spread")
 
 
-def test_experiment_refuses_data_without_ground_truth(tiny, tmp_path, capsys):
-    scans = scans_of(tiny, tmp_path / "scans")
+def test_experiment_refuses_data_without_ground_truth(rooms_64x80, tmp_path, capsys):
+    scans = scans_of(rooms_64x80, tmp_path / "scans")
     args = ["experiment", "--data", str(scans), "--methods", "random", "--cycles", "1", "--out", str(tmp_path / "e"),
             "--no-full-data", *RECIPE]
     assert main(args) == 1
@@ -98,13 +98,13 @@ def _ledger_state(path, cycles, shape):
         return queries, maps, results, led.labelled_pixels()
 
 
-def test_human_path_equals_simulated_path(tiny, tmp_path, capsys):
+def test_human_path_equals_simulated_path(rooms_64x80, tmp_path, capsys):
     """Two cycles through viewal loop with a scripted labeller answering each export (PNG, COCO, Label Studio)
     from a hidden copy of the ground truth end with the ledger of viewal experiment's simulated run."""
     exp = tmp_path / "exp"
-    assert main(["experiment", "--data", str(tiny), "--methods", "view_entropy", "--cycles", "2", "--budget", "4",
-                 "--seeds", "1", "--out", str(exp), "--no-full-data", *RECIPE]) == 0
-    scans = scans_of(tiny, tmp_path / "scans")  # val and test keep the team's own labels: an mIoU per cycle
+    assert main(["experiment", "--data", str(rooms_64x80), "--methods", "view_entropy", "--cycles", "2",
+                 "--budget", "4", "--seeds", "1", "--out", str(exp), "--no-full-data", *RECIPE]) == 0
+    scans = scans_of(rooms_64x80, tmp_path / "scans")  # val and test keep the team's own labels: an mIoU per cycle
     run = tmp_path / "run"
     assert main(["loop", "start", "--data", str(scans), "--run", str(run), "--method", "view_entropy",
                  "--budget", "4", *RECIPE]) == 0
@@ -114,7 +114,7 @@ def test_human_path_equals_simulated_path(tiny, tmp_path, capsys):
     answers = [[run / "queries" / "cycle-0"]]
     for cycle, fmt, k in ((1, "coco", 2), (2, "label-studio", 1)):
         for folder in answers[-1]:
-            assert main(["query", "answer", str(folder), "--run", str(run), "--truth", str(tiny)]) == 0
+            assert main(["query", "answer", str(folder), "--run", str(run), "--truth", str(rooms_64x80)]) == 0
             src = folder / "label_studio" / "answers.json" if (folder / "label_studio").is_dir() else folder
             assert main(["query", "import", str(src), "--run", str(run)]) == 0
         # the cycle is answered: nothing pending; next fits, selects and exports
@@ -123,7 +123,7 @@ def test_human_path_equals_simulated_path(tiny, tmp_path, capsys):
         answers.append([base / f"annotator-{a}" for a in range(1, k + 1)] if k > 1 else [base])
         assert all((f / "queries.json").is_file() for f in answers[-1])
     for folder in answers[-1]:
-        assert main(["query", "answer", str(folder), "--run", str(run), "--truth", str(tiny)]) == 0
+        assert main(["query", "answer", str(folder), "--run", str(run), "--truth", str(rooms_64x80)]) == 0
         assert main(["query", "import", str(folder / "label_studio" / "answers.json"), "--run", str(run)]) == 0
     assert main(["loop", "next", "--run", str(run)]) == 0  # closes cycle 2 (and asks cycle 3)
     shape = (64, 80)
@@ -140,8 +140,8 @@ def test_human_path_equals_simulated_path(tiny, tmp_path, capsys):
     assert "cycle 3 open" in status
 
 
-def test_next_refuses_pending_and_force_closes(tiny, tmp_path, capsys):
-    scans = scans_of(tiny, tmp_path / "scans")
+def test_next_refuses_pending_and_force_closes(rooms_64x80, tmp_path, capsys):
+    scans = scans_of(rooms_64x80, tmp_path / "scans")
     run = tmp_path / "run"
     assert main(["loop", "start", "--data", str(scans), "--run", str(run), "--budget", "4", "--method", "random",
                  *RECIPE]) == 0
@@ -151,7 +151,7 @@ def test_next_refuses_pending_and_force_closes(tiny, tmp_path, capsys):
     assert main(["loop", "next", "--run", str(run)]) == 1
     assert "2 of 2 queries still unanswered" in capsys.readouterr().err
     # one of the two seed frames answered; --force closes the cycle with it
-    assert main(["query", "answer", str(export), "--run", str(run), "--truth", str(tiny)]) == 0
+    assert main(["query", "answer", str(export), "--run", str(run), "--truth", str(rooms_64x80)]) == 0
     (export / doc["queries"][1]["label"]).unlink()
     assert main(["query", "import", str(export), "--run", str(run), "--skip-missing"]) == 0
     assert main(["loop", "next", "--run", str(run)]) == 1
@@ -166,7 +166,7 @@ def test_next_refuses_pending_and_force_closes(tiny, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("point", ["save", "score", "queried"])
-def test_killed_next_resumes_to_the_same_selection(tiny, tmp_path, point):
+def test_killed_next_resumes_to_the_same_selection(rooms_64x80, tmp_path, point):
     """A `viewal loop next` killed (SIGKILL) at each point of the cycle, then run again, records the queries an
     uninterrupted one records."""
     import os
@@ -174,13 +174,14 @@ def test_killed_next_resumes_to_the_same_selection(tiny, tmp_path, point):
     import subprocess
     import sys
 
-    scans = scans_of(tiny, tmp_path / "scans")
+    scans = scans_of(rooms_64x80, tmp_path / "scans")
     runs = {}
     for name in ("clean", "killed"):
         run = tmp_path / name
         assert main(["loop", "start", "--data", str(scans), "--run", str(run), "--budget", "4", "--method",
                      "view_entropy", *RECIPE]) == 0
-        assert main(["query", "answer", str(run / "queries" / "cycle-0"), "--run", str(run), "--truth", str(tiny)]) == 0
+        assert main(["query", "answer", str(run / "queries" / "cycle-0"), "--run", str(run),
+                     "--truth", str(rooms_64x80)]) == 0
         assert main(["query", "import", str(run / "queries" / "cycle-0"), "--run", str(run)]) == 0
         runs[name] = run
     assert main(["loop", "next", "--run", str(runs["clean"])]) == 0
@@ -194,8 +195,8 @@ def test_killed_next_resumes_to_the_same_selection(tiny, tmp_path, point):
     assert got[0][0] and got[0] == got[1]
 
 
-def test_a_seed_set_the_data_cannot_give_stores_nothing(tiny, tmp_path, capsys):
-    scans = scans_of(tiny, tmp_path / "scans")
+def test_a_seed_set_the_data_cannot_give_stores_nothing(rooms_64x80, tmp_path, capsys):
+    scans = scans_of(rooms_64x80, tmp_path / "scans")
     run = tmp_path / "run"
     args = ["loop", "start", "--data", str(scans), "--run", str(run), "--budget", "4", *RECIPE]
     assert main(["loop", "start", "--data", str(tmp_path / "nope"), "--run", str(run), *RECIPE]) == 1

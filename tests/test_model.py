@@ -9,13 +9,14 @@ from viewal.model import SegModel, build_model, images_from_rgb, load_encoder_we
 torch.set_num_threads(1)
 
 
-def tiny(num_classes=3, dropout=0.25, seed=0):
+def mobilenet_deeplab(num_classes=3, dropout=0.25, seed=0):
+    """A small DeepLabv3+ (MobileNetV2 encoder, 16 decoder channels), seeded."""
     torch.manual_seed(seed)
     return build_model(num_classes, "mobilenet_v2", dropout=dropout, decoder_channels=16)
 
 
 def test_shapes_and_attributes():
-    m = tiny(4)
+    m = mobilenet_deeplab(4)
     assert isinstance(m, SegModel)
     assert m.num_classes == 4 and m.encoder_name == "mobilenet_v2"
     assert m.encoder_channels[0] == 3 and len(m.encoder_channels) == 6
@@ -30,7 +31,7 @@ def test_shapes_and_attributes():
 
 
 def test_padding_for_sizes_not_multiple_of_16():
-    m = tiny().eval()
+    m = mobilenet_deeplab().eval()
     x = torch.randn(1, 3, 40, 24)  # 40 and 24 are not multiples of 16
     with torch.no_grad():
         out = m(x)
@@ -44,11 +45,11 @@ def test_unknown_encoder_and_bad_input():
     with pytest.raises(ValueError, match="dropout"):
         build_model(3, dropout=1.0, decoder_channels=16)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
-        tiny().encode(torch.zeros(1, 1, 32, 32))
+        mobilenet_deeplab().encode(torch.zeros(1, 1, 32, 32))
 
 
 def test_mc_without_dropout_equals_plain_forward():
-    m = tiny(dropout=0.0).eval()
+    m = mobilenet_deeplab(dropout=0.0).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         ref = torch.softmax(m(x), 1)
@@ -59,7 +60,7 @@ def test_mc_without_dropout_equals_plain_forward():
 
 @pytest.mark.parametrize("chunk", [1, 3])
 def test_mc_with_seed_equals_full_passes_with_same_masks(chunk):
-    m = tiny(dropout=0.25)
+    m = mobilenet_deeplab(dropout=0.25)
     m.train()  # mc_predict must switch to eval itself (BN running stats) and restore the state
     x = torch.randn(2, 3, 32, 32)
     T = 7
@@ -80,7 +81,7 @@ def test_mc_with_seed_equals_full_passes_with_same_masks(chunk):
 
 
 def test_mc_seed_reproducible_and_different_seeds_differ():
-    m = tiny()
+    m = mobilenet_deeplab()
     x = torch.randn(1, 3, 32, 32)
     a = mc_predict(m, x, passes=4, seed=1)
     b = mc_predict(m, x, passes=4, seed=1)
@@ -90,7 +91,7 @@ def test_mc_seed_reproducible_and_different_seeds_differ():
 
 
 def test_mc_extra_outputs():
-    m = tiny(5)
+    m = mobilenet_deeplab(5)
     x = torch.randn(3, 3, 32, 32)
     p = mc_predict(m, x, passes=3, return_passes=True, return_features=True, seed=0)
     assert p.passes.shape == (3, 3, 5, 32, 32)
@@ -101,7 +102,7 @@ def test_mc_extra_outputs():
 
 
 def test_dropout_masks_are_channelwise():
-    m = tiny()
+    m = mobilenet_deeplab()
     g = torch.Generator().manual_seed(0)
     hi, lo = m.draw_masks(4, g)
     assert hi.shape == (4, m.encoder_channels[-1], 1, 1) and lo.shape == (4, m.encoder_channels[2], 1, 1)
@@ -117,7 +118,7 @@ def _frame(i, h=32, w=32, rng=None):
 
 
 def test_predict_frames_numpy_and_resize():
-    m = tiny(3)
+    m = mobilenet_deeplab(3)
     frames = [_frame(i) for i in range(5)]
     probs = predict_frames(m, frames, passes=2, batch_size=2, device="cpu", progress=False, seed=0)
     assert probs.shape == (5, 3, 32, 32) and probs.dtype == np.float32
@@ -165,7 +166,7 @@ def test_encoder_normalises_its_own_input():
 
 
 def test_load_encoder_weights(tmp_path):
-    src = tiny(seed=1)
+    src = mobilenet_deeplab(seed=1)
     path = tmp_path / "enc.pt"
     torch.save({"encoder": "mobilenet_v2", "encoder_state": src.net.encoder.state_dict()}, path)
     dst = build_model(3, "mobilenet_v2", decoder_channels=16, encoder_weights=path)
@@ -173,9 +174,9 @@ def test_load_encoder_weights(tmp_path):
         torch.testing.assert_close(dst.net.encoder.state_dict()[k], v)
     torch.save({"encoder": "resnet18", "encoder_state": {}}, tmp_path / "r.pt")
     with pytest.raises(ValueError, match="resnet18"):
-        load_encoder_weights(tiny(), tmp_path / "r.pt")
+        load_encoder_weights(mobilenet_deeplab(), tmp_path / "r.pt")
     with pytest.raises(FileNotFoundError):
-        load_encoder_weights(tiny(), tmp_path / "missing.pt")
+        load_encoder_weights(mobilenet_deeplab(), tmp_path / "missing.pt")
 
 
 def test_output_stride_8_keeps_twice_the_resolution_and_survives_a_checkpoint(tmp_path):

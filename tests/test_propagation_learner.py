@@ -26,8 +26,8 @@ RECIPE = ["--iterations", "2", "--mc-passes", "2", "--seed-fraction", "0.2", "--
 HW = (64, 80)
 
 
-def learner(tiny, path, **kw):
-    return viewal.ActiveLearner(open_dataset(tiny), ledger=path, **{**FAST, "scorer": "random", **kw})
+def learner(rooms_64x80, path, **kw):
+    return viewal.ActiveLearner(open_dataset(rooms_64x80), ledger=path, **{**FAST, "scorer": "random", **kw})
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -53,7 +53,7 @@ def test_settings_are_validated_stored_and_keyed():
     assert training_key(ALConfig(propagate=True, propagate_known=0.9)) == training_key(ALConfig(propagate=True))
 
 
-def test_spec_key_and_cli_flag_reach_the_config(tiny):
+def test_spec_key_and_cli_flag_reach_the_config(rooms_64x80):
     from viewal.cli.experiment import config_from_args, configure_parser
     from viewal.cli.loop import configure_parser as loop_parser
     from viewal.experiment import method_config, parse_method
@@ -70,20 +70,20 @@ def test_spec_key_and_cli_flag_reach_the_config(tiny):
     assert seedset_name(cfg, "random:propagate=true") != seedset_name(method_config(ALConfig(), "random", 1), "random")
     p = argparse.ArgumentParser()
     configure_parser(p)
-    args = p.parse_args(["--data", str(tiny), "--out", "o", "--propagate", "--propagate-weight", "0.25"])
+    args = p.parse_args(["--data", str(rooms_64x80), "--out", "o", "--propagate", "--propagate-weight", "0.25"])
     c = config_from_args(args)
     assert c.propagate and c.propagate_weight == 0.25
-    assert not config_from_args(p.parse_args(["--data", str(tiny), "--out", "o"])).propagate
+    assert not config_from_args(p.parse_args(["--data", str(rooms_64x80), "--out", "o"])).propagate
     lp = argparse.ArgumentParser()
     loop_parser(lp)
-    c = config_from_args(lp.parse_args(["start", "--data", str(tiny), "--run", "r", "--propagate"]))
+    c = config_from_args(lp.parse_args(["start", "--data", str(rooms_64x80), "--run", "r", "--propagate"]))
     assert c.propagate and c.propagate_weight == 1.0
 
 
 # ------------------------------------------------------------------------------------------ training
 
-def test_training_items_carry_propagated_labels_and_their_weight(tiny, tmp_path):
-    L = learner(tiny, tmp_path / "p.sqlite", propagate=True, propagate_weight=0.5)
+def test_training_items_carry_propagated_labels_and_their_weight(rooms_64x80, tmp_path):
+    L = learner(rooms_64x80, tmp_path / "p.sqlite", propagate=True, propagate_weight=0.5)
     pool = {f.key for f in L.pool}
     items = L.training_items()
     keys = [f.key for f, _, _ in items]
@@ -108,13 +108,13 @@ def test_training_items_carry_propagated_labels_and_their_weight(tiny, tmp_path)
             L.propagated_labels(ds.split(split)[0].key)
         assert not {f.key for f in ds.split(split)} & set(keys)
     # a plain run trains on the ledger's labels alone, without weight maps
-    P = learner(tiny, tmp_path / "plain.sqlite")
+    P = learner(rooms_64x80, tmp_path / "plain.sqlite")
     assert [f.key for f, _, _ in P.training_items()] == [k for k in keys if k in human_frames]
     assert all("weight" not in ex for _, _, ex in P.training_items())
 
 
-def test_a_human_label_wins_over_a_propagated_one(tiny, tmp_path):
-    L = learner(tiny, tmp_path / "h.sqlite", propagate=True)
+def test_a_human_label_wins_over_a_propagated_one(rooms_64x80, tmp_path):
+    L = learner(rooms_64x80, tmp_path / "h.sqlite", propagate=True)
     f, lab, _ = next(it for it in L.training_items() if it[0].key not in set(L.ledger.labelled_frames()))
     y, x = np.argwhere(lab != 255)[0]
     other = (int(lab[y, x]) + 1) % L.dataset.num_classes
@@ -147,8 +147,8 @@ def test_the_loss_weighs_each_pixel():
     assert float(segmentation_loss(logits, labels, torch.zeros(2, 6, 7))) == 0.0
 
 
-def test_fit_and_cycle_metrics_keep_costs_human(tiny, tmp_path):
-    L = learner(tiny, tmp_path / "m.sqlite", propagate=True, propagate_weight=0.5)
+def test_fit_and_cycle_metrics_keep_costs_human(rooms_64x80, tmp_path):
+    L = learner(rooms_64x80, tmp_path / "m.sqlite", propagate=True, propagate_weight=0.5)
     human_px = L.ledger.labelled_pixels()
     m = L.close_cycle(progress=False)
     assert m["propagated_pixels"] > 0 and m["propagated_frames"] > 0
@@ -168,11 +168,11 @@ def region_share(learner, frame_key, mask):
     return float((learner.propagated_labels(frame_key)[mask] != 255).mean())
 
 
-def test_propagated_coverage_removes_regions_from_selection(tiny, tmp_path):
+def test_propagated_coverage_removes_regions_from_selection(rooms_64x80, tmp_path):
     from viewal.propagation import pool_scenes
 
-    L = learner(tiny, tmp_path / "s.sqlite", propagate=True)
-    P = learner(tiny, tmp_path / "plain.sqlite")
+    L = learner(rooms_64x80, tmp_path / "s.sqlite", propagate=True)
+    P = learner(rooms_64x80, tmp_path / "plain.sqlite")
     removed = 0
     for sid, frames in pool_scenes(L.pool):
         regions = np.stack([L.regions(f) for f in frames])
@@ -202,8 +202,8 @@ def test_propagated_coverage_removes_regions_from_selection(tiny, tmp_path):
 
 # ------------------------------------------------------------------------------------------ the cache
 
-def test_the_cache_is_keyed_and_rewritten(tiny, tmp_path):
-    L = learner(tiny, tmp_path / "c.sqlite", propagate=True)
+def test_the_cache_is_keyed_and_rewritten(rooms_64x80, tmp_path):
+    L = learner(rooms_64x80, tmp_path / "c.sqlite", propagate=True)
     first = L.propagation()
     files = sorted(L.propagation_store.directory.glob("*.npz"))
     assert len(files) == len(first) and not list(L.propagation_store.directory.glob(".*"))
@@ -248,13 +248,13 @@ def experiment(data, out, kill_at=None):
                           text=True, timeout=900)
 
 
-def test_resume_after_a_kill_trains_on_the_same_labels(tiny, tmp_path):
+def test_resume_after_a_kill_trains_on_the_same_labels(rooms_64x80, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
-    p = experiment(tiny, clean)
+    p = experiment(rooms_64x80, clean)
     assert p.returncode == 0, p.stderr[-3000:]
-    p = experiment(tiny, killed, kill_at="score:1")
+    p = experiment(rooms_64x80, killed, kill_at="score:1")
     assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
-    p = experiment(tiny, killed)
+    p = experiment(rooms_64x80, killed)
     assert p.returncode == 0, p.stderr[-3000:]
     a, b = (snapshot(d / "ledgers" / "random-s0.sqlite") for d in (clean, killed))
     assert a["queries"] and a["queries"] == b["queries"] and a["labels"] == b["labels"]
@@ -266,25 +266,25 @@ def test_resume_after_a_kill_trains_on_the_same_labels(tiny, tmp_path):
 
 # ------------------------------------------------------------------------------------------ the loop
 
-def scans_of(tiny, dest):
-    """A copy of ``tiny`` whose pool scenes have no labels."""
-    shutil.copytree(tiny, dest)
+def scans_of(rooms_64x80, dest):
+    """A copy of ``rooms_64x80`` whose pool scenes have no labels."""
+    shutil.copytree(rooms_64x80, dest)
     for sid in open_dataset(dest).split_scenes("train"):
         shutil.rmtree(dest / sid / "label")
     return dest
 
 
-def test_the_loop_propagates_imported_labels_like_the_oracles(tiny, tmp_path):
+def test_the_loop_propagates_imported_labels_like_the_oracles(rooms_64x80, tmp_path):
     exp = tmp_path / "exp"
-    assert main(["experiment", "--data", str(tiny), "--methods", "view_entropy", "--cycles", "1", "--budget", "4",
-                 "--seeds", "1", "--out", str(exp), "--no-full-data", "--propagate", *RECIPE]) == 0
-    scans = scans_of(tiny, tmp_path / "scans")
+    assert main(["experiment", "--data", str(rooms_64x80), "--methods", "view_entropy", "--cycles", "1",
+                 "--budget", "4", "--seeds", "1", "--out", str(exp), "--no-full-data", "--propagate", *RECIPE]) == 0
+    scans = scans_of(rooms_64x80, tmp_path / "scans")
     run = tmp_path / "run"
     assert main(["loop", "start", "--data", str(scans), "--run", str(run), "--method", "view_entropy", "--budget", "4",
                  "--propagate", *RECIPE]) == 0
     for cycle in (0, 1):
         folder = run / "queries" / f"cycle-{cycle}"
-        assert main(["query", "answer", str(folder), "--run", str(run), "--truth", str(tiny)]) == 0
+        assert main(["query", "answer", str(folder), "--run", str(run), "--truth", str(rooms_64x80)]) == 0
         assert main(["query", "import", str(folder), "--run", str(run)]) == 0
         assert main(["loop", "next", "--run", str(run)]) == 0
     sim = snapshot(exp / "ledgers" / "view_entropy-s0.sqlite")

@@ -20,7 +20,8 @@ FAST = dict(epochs=1, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def rooms_48x64(tmp_path_factory):
+    """4 synthetic rooms x 5 frames of 48x64 pixels (seed 3)."""
     from viewal.datasets.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("rel") / "data"
@@ -29,11 +30,12 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture()
-def tiny_copy(tiny, tmp_path):
+def rooms_48x64_copy(rooms_48x64, tmp_path):
+    """A copy of ``rooms_48x64`` a test may change."""
     import shutil
 
     dst = tmp_path / "data"
-    shutil.copytree(tiny, dst, ignore=shutil.ignore_patterns(".viewal_cache"))
+    shutil.copytree(rooms_48x64, dst, ignore=shutil.ignore_patterns(".viewal_cache"))
     return dst
 
 
@@ -45,31 +47,31 @@ def exp_args(data, out, *extra):
 
 # ------------------------------------------------------------------------------------------ resume
 
-def test_resume_with_changed_setting_names_it(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_resume_with_changed_setting_names_it(rooms_48x64, tmp_path):
+    ds = open_dataset(rooms_48x64)
     a = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
     a.ledger.close()
     with pytest.raises(LedgerError, match=r"al\.mc_passes: 2 \(stored\) -> 3 \(now\)"):
         viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "r.sqlite", **{**FAST, "mc_passes": 3})
 
 
-def test_resume_from_another_spelling_of_the_data_folder(tiny, tiny_copy, tmp_path, monkeypatch):
+def test_resume_from_another_spelling_of_the_data_folder(rooms_48x64, rooms_48x64_copy, tmp_path, monkeypatch):
     """A run started with a relative --data resumes with the absolute path or a symlink to the same folder (the
     stored spelling is kept); another folder is still refused, naming the dataset."""
-    monkeypatch.chdir(tiny.parent)
-    a = viewal.ActiveLearner(open_dataset(tiny.name), scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
+    monkeypatch.chdir(rooms_48x64.parent)
+    a = viewal.ActiveLearner(open_dataset(rooms_48x64.name), scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
     a.ledger.close()
     link = tmp_path / "link"
-    link.symlink_to(tiny, target_is_directory=True)
-    for spelling in (tiny.resolve(), link):
+    link.symlink_to(rooms_48x64, target_is_directory=True)
+    for spelling in (rooms_48x64.resolve(), link):
         b = viewal.ActiveLearner(open_dataset(spelling), scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
-        assert b.ledger.config()["dataset"] == tiny.name
+        assert b.ledger.config()["dataset"] == rooms_48x64.name
         b.ledger.close()
-    with pytest.raises(LedgerError, match=r"dataset: .*\(stored\) -> .*" + re.escape(str(tiny_copy))):
-        viewal.ActiveLearner(open_dataset(tiny_copy), scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
+    with pytest.raises(LedgerError, match=r"dataset: .*\(stored\) -> .*" + re.escape(str(rooms_48x64_copy))):
+        viewal.ActiveLearner(open_dataset(rooms_48x64_copy), scorer="random", ledger=tmp_path / "r.sqlite", **FAST)
 
 
-def test_corrupt_or_truncated_ledger_is_named(tiny, tmp_path):
+def test_corrupt_or_truncated_ledger_is_named(rooms_48x64, tmp_path):
     bad = tmp_path / "garbage.sqlite"
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(LedgerError, match=re.escape(str(bad)) + ".*corrupt or truncated"):
@@ -87,18 +89,18 @@ def test_corrupt_or_truncated_ledger_is_named(tiny, tmp_path):
         Ledger(good)
 
 
-def test_corrupt_ledger_cli_message(tiny, tmp_path, capsys):
+def test_corrupt_ledger_cli_message(rooms_48x64, tmp_path, capsys):
     out = tmp_path / "exp"
     (out / "ledgers").mkdir(parents=True)
     (out / "ledgers" / "random-s0.sqlite").write_bytes(b"x" * 4096)
-    assert main(exp_args(tiny, out)) == 1
+    assert main(exp_args(rooms_48x64, out)) == 1
     err = capsys.readouterr().err
     assert "random-s0.sqlite" in err and "corrupt or truncated" in err and "Traceback" not in err
     assert not (out / "models").exists()  # refused before any training
 
 
-def test_stale_checkpoint_is_never_reused(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_stale_checkpoint_is_never_reused(rooms_48x64, tmp_path):
+    ds = open_dataset(rooms_48x64)
     a = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "a.sqlite", **FAST)
     a.fit(progress=False)
     ck = a.save_model(tmp_path / "c0.pt")
@@ -121,19 +123,19 @@ def test_stale_checkpoint_is_never_reused(tiny, tmp_path):
     assert not same.checkpoint_is_current(tmp_path / "empty.pt")
 
 
-def test_new_ledger_in_old_out_retrains(tiny, tmp_path):
+def test_new_ledger_in_old_out_retrains(rooms_48x64, tmp_path):
     """A fresh ledger in an existing --out whose checkpoint came from other labels retrains (and its
     result is not the old one); the recorded fingerprint is that of the new labels."""
     from viewal.train import checkpoint_meta
 
     out = tmp_path / "exp"
-    assert main(exp_args(tiny, out)) == 0
+    assert main(exp_args(rooms_48x64, out)) == 0
     ck = out / "models" / "seedset-s0.pt"
     old = checkpoint_meta(ck)["fingerprint"]
     (out / "ledgers" / "random-s0.sqlite").unlink()
-    assert main(exp_args(tiny, out, "--seed-fraction", "0.3")) == 0  # another seed set, same file names
+    assert main(exp_args(rooms_48x64, out, "--seed-fraction", "0.3")) == 0  # another seed set, same file names
     led = Ledger(out / "ledgers" / "random-s0.sqlite")
-    learner = viewal.ActiveLearner(open_dataset(tiny), ledger=led, config=_cfg_of(led))
+    learner = viewal.ActiveLearner(open_dataset(rooms_48x64), ledger=led, config=_cfg_of(led))
     assert checkpoint_meta(ck)["fingerprint"] != old and learner.checkpoint_is_current(ck)
     led.close()
 
@@ -144,27 +146,27 @@ def _cfg_of(led):
     return ALConfig.from_json(led.config()["al"])
 
 
-def test_changed_budget_or_frame_step_refused_overwrite_starts_over(tiny, tmp_path, capsys):
+def test_changed_budget_or_frame_step_refused_overwrite_starts_over(rooms_48x64, tmp_path, capsys):
     out = tmp_path / "exp"
-    assert main(exp_args(tiny, out, "--budget", "4")) == 0
+    assert main(exp_args(rooms_48x64, out, "--budget", "4")) == 0
     capsys.readouterr()
-    assert main(exp_args(tiny, out, "--budget", "8")) == 1
+    assert main(exp_args(rooms_48x64, out, "--budget", "8")) == 1
     assert "--budget 4, not 8" in capsys.readouterr().err
-    assert main(exp_args(tiny, out, "--budget", "4", "--frame-step", "2")) == 1
+    assert main(exp_args(rooms_48x64, out, "--budget", "4", "--frame-step", "2")) == 1
     assert "--frame-step 1, not 2" in capsys.readouterr().err
-    assert main(exp_args(tiny, out, "--budget", "4", "--mc-passes", "3")) == 1
+    assert main(exp_args(rooms_48x64, out, "--budget", "4", "--mc-passes", "3")) == 1
     err = capsys.readouterr().err
     assert "al.mc_passes: 2 (stored) -> 3 (now)" in err and "--overwrite" in err
-    assert main(exp_args(tiny, out, "--budget", "8", "--overwrite")) == 0
+    assert main(exp_args(rooms_48x64, out, "--budget", "8", "--overwrite")) == 0
     with Ledger(out / "ledgers" / "random-s0.sqlite") as led:
         assert led.meta("experiment")["budget"] == [8.0]
 
 
-def test_mc_dropout_and_random_scores_keyed_by_seed_cycle_scene(tiny, tmp_path):
+def test_mc_dropout_and_random_scores_keyed_by_seed_cycle_scene(rooms_48x64, tmp_path):
     """Scores do not depend on what torch's global RNG went through (fitting vs loading a model)."""
     import torch
 
-    ds = open_dataset(tiny)
+    ds = open_dataset(rooms_48x64)
     for scorer in ("mc_entropy", "random"):
         learner = viewal.ActiveLearner(ds, scorer=scorer, ledger=tmp_path / f"{scorer}.sqlite", **FAST)
         learner.fit(progress=False)
@@ -198,8 +200,8 @@ def test_kill_spec_is_checked():
 
 # ------------------------------------------------------------------------------------------ labels
 
-def test_add_labels_only_for_pool_frames(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_add_labels_only_for_pool_frames(rooms_48x64, tmp_path):
+    ds = open_dataset(rooms_48x64)
     learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "l.sqlite", **FAST)
     before = learner.ledger.counts()["labels"]
     for split in ("val", "test"):
@@ -209,8 +211,8 @@ def test_add_labels_only_for_pool_frames(tiny, tmp_path):
     assert learner.ledger.counts()["labels"] == before
 
 
-def test_float_labels_refused(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_float_labels_refused(rooms_48x64, tmp_path):
+    ds = open_dataset(rooms_48x64)
     learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "f.sqlite", **FAST)
     f = next(fr for fr in ds.split("train") if not learner.ledger.labelled_mask(fr.key, (48, 64)).any())
     mask = np.zeros((48, 64), bool)
@@ -334,15 +336,15 @@ def test_experiment_arguments_refused_before_anything_runs(tmp_path, capsys, ext
     assert not out.exists()
 
 
-def test_budget_under_one_pixel_refused_before_training(tiny, tmp_path, capsys):
+def test_budget_under_one_pixel_refused_before_training(rooms_48x64, tmp_path, capsys):
     out = tmp_path / "exp"
-    assert main(exp_args(tiny, out, "--budget", "0.001", "--cycles", "1")) == 1
+    assert main(exp_args(rooms_48x64, out, "--budget", "0.001", "--cycles", "1")) == 1
     assert "less than one pixel (cycle 1)" in capsys.readouterr().err
     assert not (out / "models").exists()
 
 
-def test_query_and_config_refuse_bad_numbers_before_training(tiny, tmp_path):
-    ds = open_dataset(tiny)
+def test_query_and_config_refuse_bad_numbers_before_training(rooms_48x64, tmp_path):
+    ds = open_dataset(rooms_48x64)
     from viewal.learner import ALConfig
 
     learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "q.sqlite", **FAST)
@@ -397,39 +399,39 @@ def test_malicious_init_file_refused_without_weights_only_advice(tmp_path):
 
 # ------------------------------------------------------------------------------------------ data
 
-def test_truncated_jpeg_refused_and_frame_check_cached(tiny_copy, tmp_path):
+def test_truncated_jpeg_refused_and_frame_check_cached(rooms_48x64_copy, tmp_path):
     from viewal.datasets.check import check_frames
 
-    ds = open_dataset(tiny_copy)
+    ds = open_dataset(rooms_48x64_copy)
     frames = list(ds.all_frames())
     cache = tmp_path / "check.json"
     assert check_frames(frames, cache=cache, progress=False) == len(frames)
     assert check_frames(frames, cache=cache, progress=False) == 0  # unchanged files: cached
-    victim = next((tiny_copy / "scene0000" / "color").glob("*.jpg"))
+    victim = next((rooms_48x64_copy / "scene0000" / "color").glob("*.jpg"))
     data = victim.read_bytes()
     victim.write_bytes(data[: int(len(data) * 0.6)])
-    frames = list(open_dataset(tiny_copy).all_frames())
+    frames = list(open_dataset(rooms_48x64_copy).all_frames())
     with pytest.raises(DatasetError, match=r"(?s)1 of \d+ frames.*truncated JPEG.*" + re.escape(victim.name)):
         check_frames(frames, cache=cache, progress=False)
     victim.write_bytes(b"\x00" * 300)  # not an image at all
     with pytest.raises(DatasetError, match=re.escape(victim.name)):
-        check_frames(list(open_dataset(tiny_copy).all_frames()), cache=cache, progress=False)
+        check_frames(list(open_dataset(rooms_48x64_copy).all_frames()), cache=cache, progress=False)
 
 
-def test_experiment_checks_frames_before_training(tiny_copy, tmp_path, capsys):
-    victim = next((tiny_copy / "scene0003" / "color").glob("*.jpg"))
+def test_experiment_checks_frames_before_training(rooms_48x64_copy, tmp_path, capsys):
+    victim = next((rooms_48x64_copy / "scene0003" / "color").glob("*.jpg"))
     victim.write_bytes(victim.read_bytes()[:500])
     out = tmp_path / "exp"
-    assert main(exp_args(tiny_copy, out)) == 1
+    assert main(exp_args(rooms_48x64_copy, out)) == 1
     err = capsys.readouterr().err
     assert "truncated JPEG" in err and victim.name in err
     assert not (out / "models").exists() and not (out / "ledgers").exists()
 
 
-def test_explicit_format_must_match_the_folder(tiny):
+def test_explicit_format_must_match_the_folder(rooms_48x64):
     with pytest.raises(DatasetError, match=r"format='scannet' was asked for, but the folder is in the 'viewal' layout"):
-        open_dataset(tiny, format="scannet")
-    assert open_dataset(tiny, format="viewal").format == "viewal"
+        open_dataset(rooms_48x64, format="scannet")
+    assert open_dataset(rooms_48x64, format="viewal").format == "viewal"
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -439,8 +441,8 @@ def test_explicit_format_must_match_the_folder(tiny):
     ({"width": 0}, "key 'width' must be an integer >= 1"),
     ({"depth_scale": 0}, "key 'depth_scale'"),
 ], ids=["splits-list", "class-names-string", "missing-height", "zero-width", "depth-scale-0"])
-def test_viewal_json_schema_names_the_key(tiny_copy, edit, message):
-    path = tiny_copy / "viewal.json"
+def test_viewal_json_schema_names_the_key(rooms_48x64_copy, edit, message):
+    path = rooms_48x64_copy / "viewal.json"
     meta = json.loads(path.read_text())
     for k, v in edit.items():
         if v is None:
@@ -449,20 +451,20 @@ def test_viewal_json_schema_names_the_key(tiny_copy, edit, message):
             meta[k] = v
     path.write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match=re.escape(str(path)) + ".*" + re.escape(message)):
-        open_dataset(tiny_copy)
+        open_dataset(rooms_48x64_copy)
 
 
-def test_first_frame_depth_of_wrong_size_is_blamed_on_itself(tiny_copy):
-    first = sorted((tiny_copy / "scene0000" / "depth").glob("*.png"))[0]
+def test_first_frame_depth_of_wrong_size_is_blamed_on_itself(rooms_48x64_copy):
+    first = sorted((rooms_48x64_copy / "scene0000" / "depth").glob("*.png"))[0]
     cv2.imwrite(str(first), np.full((10, 12), 1000, np.uint16))
-    ds = open_dataset(tiny_copy)
+    ds = open_dataset(rooms_48x64_copy)
     frames = ds.frames("scene0000")
     assert frames[1].depth.shape == (48, 64)  # the others load
     with pytest.raises(DatasetError, match=re.escape(first.name)):
         frames[0].depth
 
 
-def test_cuda_backend_without_gpu_says_so(tiny, tmp_path):
+def test_cuda_backend_without_gpu_says_so(rooms_48x64, tmp_path):
     from viewal.kernels import check_backend, cuda_available
 
     if cuda_available():
@@ -470,7 +472,7 @@ def test_cuda_backend_without_gpu_says_so(tiny, tmp_path):
     with pytest.raises(ValueError, match=r"no CUDA GPU found.*backends: numpy, cpu, cuda"):
         check_backend("cuda")
     with pytest.raises(ValueError, match="no CUDA GPU found"):
-        viewal.ActiveLearner(open_dataset(tiny), scorer="random", ledger=tmp_path / "g.sqlite",
+        viewal.ActiveLearner(open_dataset(rooms_48x64), scorer="random", ledger=tmp_path / "g.sqlite",
                              **{**FAST, "depth_test": {"backend": "cuda"}})
 
 

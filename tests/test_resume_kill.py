@@ -23,7 +23,8 @@ ARGS = ["--methods", "view_entropy", "--cycles", "2", "--budget", "4", "--seeds"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def rooms_48x64_seed5(tmp_path_factory):
+    """4 synthetic rooms x 5 frames of 48x64 pixels (seed 5)."""
     from viewal.datasets.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("killdata") / "data"
@@ -73,9 +74,9 @@ def read_results(out):
 
 
 @pytest.fixture(scope="module")
-def reference(tiny, tmp_path_factory):
+def reference(rooms_48x64_seed5, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"
-    p = experiment(tiny, out)
+    p = experiment(rooms_48x64_seed5, out)
     assert p.returncode == 0, p.stderr[-3000:]
     snap = snapshot(out / "ledgers" / "view_entropy-s0.sqlite")
     assert len({q[0] for q in snap["queries"]}) == 2 and len(snap["results"]) == 3
@@ -83,10 +84,10 @@ def reference(tiny, tmp_path_factory):
     return out, snap
 
 
-def _kill_and_resume(tiny, tmp_path, reference, spec):
+def _kill_and_resume(rooms_48x64_seed5, tmp_path, reference, spec):
     ref_out, ref = reference
     out = tmp_path / "run"
-    killed = experiment(tiny, out, kill_at=spec)
+    killed = experiment(rooms_48x64_seed5, out, kill_at=spec)
     assert killed.returncode == -signal.SIGKILL, \
         f"not killed at {spec}: rc {killed.returncode}\n{killed.stderr[-2000:]}"
     phase, cycle = parse_kill_spec(spec)
@@ -94,7 +95,7 @@ def _kill_and_resume(tiny, tmp_path, reference, spec):
     assert int(part["cycle"][0] if part["cycle"] else 0) == cycle  # killed inside that cycle
     if phase in ("queried", "label"):
         assert {q[0] for q in part["queries"]} >= {cycle}
-    resumed = experiment(tiny, out)
+    resumed = experiment(rooms_48x64_seed5, out)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(snapshot(out / "ledgers" / "view_entropy-s0.sqlite"), ref)
     assert read_results(out) == read_results(ref_out)
@@ -110,36 +111,36 @@ def test_every_phase_is_covered():
 
 
 @pytest.mark.parametrize("spec", FAST)
-def test_kill_and_resume_equals_uninterrupted(tiny, tmp_path, reference, spec):
-    _kill_and_resume(tiny, tmp_path, reference, spec)
+def test_kill_and_resume_equals_uninterrupted(rooms_48x64_seed5, tmp_path, reference, spec):
+    _kill_and_resume(rooms_48x64_seed5, tmp_path, reference, spec)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", SLOW)
-def test_kill_and_resume_equals_uninterrupted_slow(tiny, tmp_path, reference, spec):
-    _kill_and_resume(tiny, tmp_path, reference, spec)
+def test_kill_and_resume_equals_uninterrupted_slow(rooms_48x64_seed5, tmp_path, reference, spec):
+    _kill_and_resume(rooms_48x64_seed5, tmp_path, reference, spec)
 
 
-def test_warm_started_run_killed_in_a_later_fit_resumes_from_the_previous_model(tiny, tmp_path, reference):
+def test_warm_started_run_killed_in_a_later_fit_resumes_from_the_previous_model(rooms_48x64_seed5, tmp_path, reference):
     """With ``--warm-start`` a cycle's fit continues from the previous cycle's model. A kill during cycle 2's fit
     leaves no model in memory: the resume must load cycle 1's checkpoint and reach the uninterrupted warm run.
     The warm run differs from the cold reference, so this test sees whether the warm start happened."""
     warm = ["--warm-start"]
     ref_out = tmp_path / "warm_ref"
-    p = experiment(tiny, ref_out, extra=warm)
+    p = experiment(rooms_48x64_seed5, ref_out, extra=warm)
     assert p.returncode == 0, p.stderr[-3000:]
     want = snapshot(ref_out / "ledgers" / "view_entropy-s0.sqlite")
     assert want["results"][0] == reference[1]["results"][0]  # the seed set's fit is the same cold fit
     assert want["results"][2] != reference[1]["results"][2]
     out = tmp_path / "run"
-    killed = experiment(tiny, out, kill_at="train:2", extra=warm)
+    killed = experiment(rooms_48x64_seed5, out, kill_at="train:2", extra=warm)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     lost = tmp_path / "lost"  # the same kill with the model it must start from gone: refused, naming it
     shutil.copytree(out, lost)
     (lost / "models" / "view_entropy-s0-c1.pt").unlink()
-    refused = experiment(tiny, lost, extra=warm)
+    refused = experiment(rooms_48x64_seed5, lost, extra=warm)
     assert refused.returncode != 0 and "previous cycle's model" in refused.stderr
     assert "view_entropy-s0-c1.pt" in refused.stderr and "Traceback" not in refused.stderr
-    resumed = experiment(tiny, out, extra=warm)
+    resumed = experiment(rooms_48x64_seed5, out, extra=warm)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(snapshot(out / "ledgers" / "view_entropy-s0.sqlite"), want)

@@ -30,8 +30,8 @@ BUDGET = 600
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """2 pool scenes of 5 frames (48x64) and one scene each for val and test."""
+def rooms_48x64_seed7(tmp_path_factory):
+    """4 synthetic rooms x 5 frames of 48x64 pixels (seed 7): 2 pool scenes and one scene each for val and test."""
     from viewal.datasets.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("scale") / "data"
@@ -44,7 +44,7 @@ def _selection(queries):
 
 
 @pytest.fixture(scope="module")
-def reference(tiny, tmp_path_factory):
+def reference(rooms_48x64_seed7, tmp_path_factory):
     """Local scoring: the model checkpoint, the queries and the pool of the undisturbed run. The scoring
     model is loaded from the checkpoint, as the Ray runs' are (the model a fit leaves in memory scores
     the same to ~1e-5 relative, not bit for bit)."""
@@ -52,11 +52,11 @@ def reference(tiny, tmp_path_factory):
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("ref")
-    learner = viewal.ActiveLearner(open_dataset(tiny), ledger=tmp / "fit.sqlite", **FAST)
+    learner = viewal.ActiveLearner(open_dataset(rooms_48x64_seed7), ledger=tmp / "fit.sqlite", **FAST)
     learner.fit(progress=False)
     ckpt = learner.save_model(tmp / "model.pt")
     learner.ledger.close()
-    learner = viewal.ActiveLearner(open_dataset(tiny), ledger=tmp / "local.sqlite", **FAST)
+    learner = viewal.ActiveLearner(open_dataset(rooms_48x64_seed7), ledger=tmp / "local.sqlite", **FAST)
     learner.load_model(ckpt)
     pool = learner.score_pool(progress=False)
     queries = learner.query(BUDGET, progress=False)
@@ -65,8 +65,8 @@ def reference(tiny, tmp_path_factory):
     return ckpt, queries, pool
 
 
-def ray_learner(tiny, ledger, ckpt):
-    learner = viewal.ActiveLearner(open_dataset(tiny), ledger=ledger, executor="ray", **FAST)
+def ray_learner(rooms_48x64_seed7, ledger, ckpt):
+    learner = viewal.ActiveLearner(open_dataset(rooms_48x64_seed7), ledger=ledger, executor="ray", **FAST)
     learner.load_model(ckpt)
     return learner
 
@@ -97,9 +97,9 @@ def assert_same_queries(got, want):
     assert [q.view_score for q in got] == [q.view_score for q in want]
 
 
-def test_ray_scoring_equals_local(tiny, tmp_path, reference, ray_local):
+def test_ray_scoring_equals_local(rooms_48x64_seed7, tmp_path, reference, ray_local):
     ckpt, want_queries, want_pool = reference
-    learner = ray_learner(tiny, tmp_path / "ray.sqlite", ckpt)
+    learner = ray_learner(rooms_48x64_seed7, tmp_path / "ray.sqlite", ckpt)
     assert learner.executor.name == "ray"
     pool = learner.score_pool(progress=False)
     assert pool.scene_ids == want_pool.scene_ids and pool.frame_ids == want_pool.frame_ids
@@ -124,11 +124,11 @@ class CountingExecutor(LocalExecutor):
         yield from super().map(model, scorer, jobs, spec)
 
 
-def test_stored_scenes_are_not_scored_again(tiny, tmp_path, reference):
+def test_stored_scenes_are_not_scored_again(rooms_48x64_seed7, tmp_path, reference):
     """A driver that stops mid-cycle resumes from the scenes already stored (one .npz each); a scene whose
     file is gone, or written for another model, is scored again."""
     ckpt, _, want_pool = reference
-    learner = viewal.ActiveLearner(open_dataset(tiny), ledger=tmp_path / "l.sqlite", **FAST)
+    learner = viewal.ActiveLearner(open_dataset(rooms_48x64_seed7), ledger=tmp_path / "l.sqlite", **FAST)
     learner.load_model(ckpt)
     learner.executor = counting = CountingExecutor()
     first = learner.score_pool(progress=False)
@@ -151,7 +151,7 @@ def test_stored_scenes_are_not_scored_again(tiny, tmp_path, reference):
     learner.ledger.close()
 
 
-def test_ray_worker_killed_mid_scene_is_retried(tiny, tmp_path, reference, monkeypatch):
+def test_ray_worker_killed_mid_scene_is_retried(rooms_48x64_seed7, tmp_path, reference, monkeypatch):
     """SIGKILL of the Ray worker process while it scores a scene (``viewal.faults``: ``scene`` phase, once):
     Ray reruns the task and the cycle's selections equal the undisturbed run's."""
     ray = pytest.importorskip("ray")
@@ -162,7 +162,7 @@ def test_ray_worker_killed_mid_scene_is_retried(tiny, tmp_path, reference, monke
     if ray.is_initialized():
         ray.shutdown()
     try:
-        learner = ray_learner(tiny, tmp_path / "fault.sqlite", ckpt)
+        learner = ray_learner(rooms_48x64_seed7, tmp_path / "fault.sqlite", ckpt)
         # Ray started by the executor, which hands the kill settings to its workers (runtime_env)
         start_ray(ray, learner.executor.init)
         queries = learner.query(BUDGET, progress=False)
@@ -173,15 +173,15 @@ def test_ray_worker_killed_mid_scene_is_retried(tiny, tmp_path, reference, monke
         ray.shutdown()
 
 
-def test_ray_missing_says_what_to_install(tiny, tmp_path, monkeypatch, capsys):
+def test_ray_missing_says_what_to_install(rooms_48x64_seed7, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ValueError, match=r"pip install 'viewal\[ray\]'"):
         require_ray()
     with pytest.raises(ValueError, match=r"pip install 'viewal\[ray\]'"):
-        viewal.ActiveLearner(open_dataset(tiny), ledger=tmp_path / "x.sqlite", executor="ray", **FAST)
+        viewal.ActiveLearner(open_dataset(rooms_48x64_seed7), ledger=tmp_path / "x.sqlite", executor="ray", **FAST)
     from viewal.cli import main
 
-    rc = main(["experiment", "--data", str(tiny), "--out", str(tmp_path / "exp"), "--ray"])
+    rc = main(["experiment", "--data", str(rooms_48x64_seed7), "--out", str(tmp_path / "exp"), "--ray"])
     err = capsys.readouterr().err
     assert rc == 1 and "--ray" in err and RAY_INSTALL in err
     assert not (tmp_path / "exp").exists()
@@ -251,7 +251,7 @@ def _can_make_namespaces() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _can_make_namespaces(), reason="scripts/ray_two_nodes.sh gives each Ray node a network "
                     "namespace of its own: needs root and iproute2")
-def test_two_ray_nodes_on_localhost_run_the_same_experiment(tiny, tmp_path):
+def test_two_ray_nodes_on_localhost_run_the_same_experiment(rooms_48x64_seed7, tmp_path):
     """``scripts/ray_two_nodes.sh``: a head and a second node joined by address, one CPU each, each in a network
     namespace of its own (10.88.0.1 and 10.88.0.2 on a veth pair); the experiment on that cluster selects what
     the local experiment selects, and the script leaves no namespace behind."""
@@ -262,11 +262,11 @@ def test_two_ray_nodes_on_localhost_run_the_same_experiment(tiny, tmp_path):
     pytest.importorskip("ray")
     env = {**os.environ, "NUMBA_THREADING_LAYER": "omp", "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
            "KEEP_LOGS": "1"}
-    local = subprocess.run([sys.executable, "-m", "viewal.cli", "experiment", "--data", str(tiny), "--out",
+    local = subprocess.run([sys.executable, "-m", "viewal.cli", "experiment", "--data", str(rooms_48x64_seed7), "--out",
                             str(tmp_path / "local"), *EXPERIMENT], env=env, capture_output=True, text=True)
     assert local.returncode == 0, local.stderr[-2000:]
     script = Path(__file__).resolve().parents[1] / "scripts" / "ray_two_nodes.sh"
-    two = subprocess.run(["bash", str(script), str(tiny), str(tmp_path / "two"), *EXPERIMENT], env=env,
+    two = subprocess.run(["bash", str(script), str(rooms_48x64_seed7), str(tmp_path / "two"), *EXPERIMENT], env=env,
                          capture_output=True, text=True, timeout=1800)
     assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
     assert "2 nodes alive (10.88.0.1, 10.88.0.2)" in two.stdout

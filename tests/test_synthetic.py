@@ -16,7 +16,8 @@ H, W = 60, 80
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
+def two_rooms(tmp_path_factory) -> Path:
+    """2 synthetic rooms x 4 frames of HxW pixels (seed 3)."""
     return syn.generate_dataset(tmp_path_factory.mktemp("syn") / "a", scenes=2, frames=4, height=H, width=W, seed=3,
                                 progress=False)
 
@@ -31,18 +32,18 @@ def _files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
 
 
-def test_same_seed_gives_byte_identical_files(tiny, tmp_path):
+def test_same_seed_gives_byte_identical_files(two_rooms, tmp_path):
     again = syn.generate_dataset(tmp_path / "b", scenes=2, frames=4, height=H, width=W, seed=3, progress=False)
-    files = _files(tiny)
+    files = _files(two_rooms)
     assert files == _files(again)
     assert len(files) > 2 * 4 * 4  # colour, depth, pose, label per frame, plus intrinsics and meta
-    _, mismatch, errors = filecmp.cmpfiles(tiny, again, [str(f) for f in files], shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(two_rooms, again, [str(f) for f in files], shallow=False)
     assert mismatch == [] and errors == []
 
 
-def test_other_seed_gives_other_scenes(tiny, tmp_path):
+def test_other_seed_gives_other_scenes(two_rooms, tmp_path):
     other = syn.generate_dataset(tmp_path / "c", scenes=1, frames=1, height=H, width=W, seed=4, progress=False)
-    a = open_dataset(tiny).frames("scene0000")[0]
+    a = open_dataset(two_rooms).frames("scene0000")[0]
     b = open_dataset(other).frames("scene0000")[0]
     assert not np.array_equal(a.labels, b.labels) or not np.array_equal(a.rgb, b.rgb)
 
@@ -69,8 +70,8 @@ def test_depth_is_z_in_camera_frame_not_ray_length(room):
     np.testing.assert_allclose(X, P, atol=2e-4)
 
 
-def test_stored_depth_matches_render(tiny):
-    ds = open_dataset(tiny)
+def test_stored_depth_matches_render(two_rooms):
+    ds = open_dataset(two_rooms)
     f = ds.frames("scene0001")[2]
     spec = syn.build_scene(np.random.default_rng([3, 1]))
     pose = syn.camera_trajectory(np.random.default_rng([3, 1, 1]), spec, 4)[2]
@@ -136,8 +137,8 @@ def test_all_classes_occur(tmp_path):
     assert len(seen) >= 10, f"only classes {sorted(seen)} visible"
 
 
-def test_round_trip_through_open_dataset(tiny):
-    ds = open_dataset(tiny, format="auto")
+def test_round_trip_through_open_dataset(two_rooms):
+    ds = open_dataset(two_rooms, format="auto")
     assert ds.format == "viewal"
     assert ds.class_names == syn.CLASS_NAMES and ds.num_classes >= 10
     assert ds.scene_ids == ["scene0000", "scene0001"]
@@ -151,7 +152,7 @@ def test_round_trip_through_open_dataset(tiny):
     assert f.K.shape == (3, 3) and f.world_T_cam.shape == (4, 4)
     np.testing.assert_allclose(f.K, syn.default_intrinsics(H, W), atol=1e-9)
     assert (f.depth > 0.2).all() and (f.depth < 10).all()
-    meta = json.loads((tiny / "viewal.json").read_text())
+    meta = json.loads((two_rooms / "viewal.json").read_text())
     assert meta["generator"]["seed"] == 3
 
 

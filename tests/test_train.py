@@ -21,7 +21,8 @@ from viewal.train import (
 torch.set_num_threads(1)
 
 
-def tiny(num_classes=3, seed=0):
+def mobilenet_deeplab(num_classes=3, seed=0):
+    """A small DeepLabv3+ (MobileNetV2 encoder, 16 decoder channels), seeded."""
     torch.manual_seed(seed)
     return build_model(num_classes, "mobilenet_v2", decoder_channels=16)
 
@@ -42,7 +43,7 @@ def make_frame(i, h=32, w=32, num_classes=3):
 
 def test_overfits_tiny_labelled_set():
     frames = [make_frame(i) for i in range(6)]
-    model = tiny(3)
+    model = mobilenet_deeplab(3)
     before = evaluate(model, frames, 3, batch_size=6)["miou"]
     cfg = TrainConfig(epochs=12, batch_size=3, lr=0.01, seed=0, step_at=0.9)
     res = fit(model, frames, frames, cfg, progress=False)
@@ -68,7 +69,7 @@ def test_partial_labels_and_extra_loss_hook():
         calls.append((tuple(batch["image"].shape), tuple(batch["weight_map"].shape), len(features)))
         return logits.mean() * 0.0
 
-    res = fit(tiny(3), items, [], TrainConfig(epochs=2, batch_size=2), extra_loss=extra, progress=False)
+    res = fit(mobilenet_deeplab(3), items, [], TrainConfig(epochs=2, batch_size=2), extra_loss=extra, progress=False)
     assert np.isnan(res.best_miou) and res.best_epoch == 2
     assert calls and calls[0] == ((2, 3, 32, 32), (2, 32, 32), 6)
 
@@ -98,7 +99,7 @@ def test_ignore_pixels_have_zero_gradient():
 def test_ignore_through_the_network():
     """Weight gradients with ignored pixels equal those of a CE restricted to the labelled pixels, and
     do not depend on anything written at ignored pixels; changing a labelled pixel changes them."""
-    model = tiny(3)
+    model = mobilenet_deeplab(3)
     model.eval()  # deterministic (no dropout, BN running stats)
     f = make_frame(0)
     x = SegmentationDataset([f])[0]["image"][None]
@@ -146,7 +147,7 @@ def test_confusion_and_iou_convention():
 
 def test_evaluate_size_option():
     frames = [make_frame(i, 64, 64) for i in range(2)]
-    m = evaluate(tiny(3), frames, 3, batch_size=2, size=(32, 32))
+    m = evaluate(mobilenet_deeplab(3), frames, 3, batch_size=2, size=(32, 32))
     assert m["confusion"].sum() == 2 * 32 * 32
     assert parse_size("120x160") == (120, 160) and parse_size(None) is None
     with pytest.raises(ValueError, match="HxW"):
@@ -154,7 +155,7 @@ def test_evaluate_size_option():
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
-    model = tiny(3, seed=5)
+    model = mobilenet_deeplab(3, seed=5)
     path = save_checkpoint(tmp_path / "ck" / "model.pt", model, meta={"val_miou": 0.5})
     assert path.is_file() and not list(path.parent.glob(".*"))  # no temporary left behind
     loaded = load_checkpoint(path)
@@ -165,10 +166,10 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     model.eval(), loaded.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x), loaded(x))
-    into = load_checkpoint(path, tiny(3, seed=9))
+    into = load_checkpoint(path, mobilenet_deeplab(3, seed=9))
     assert torch.equal(next(into.parameters()), next(model.parameters()))
     with pytest.raises(CheckpointError, match="3 classes, expected 4"):
-        load_checkpoint(path, tiny(4))
+        load_checkpoint(path, mobilenet_deeplab(4))
     with pytest.raises(CheckpointError, match="encoder is 'mobilenet_v2', expected 'resnet18'"):
         load_checkpoint(path, encoder="resnet18")
     with pytest.raises(ValueError, match=str(path.name)):
@@ -246,7 +247,7 @@ def test_cli_train_and_pretrain(tmp_path, capsys):
 def test_recalibrate_bn_uses_current_weights_and_restores_state():
     from viewal.train import recalibrate_bn
 
-    model = tiny(3)
+    model = mobilenet_deeplab(3)
     model.eval()
     imgs = [SegmentationDataset([make_frame(i)])[0]["image"] for i in range(5)]
     recalibrate_bn(model, imgs, batch_size=2)  # batches 2, 3 (the single last image is merged)
@@ -280,7 +281,7 @@ def test_epoch_batches_draw_in_proportion_to_labels():
 
 def test_fit_counts_steps_exactly():
     tiny_frames = [make_frame(i) for i in range(4)]
-    model = tiny(3)
+    model = mobilenet_deeplab(3)
     cfg = TrainConfig(steps=5, steps_per_epoch=2, batch_size=2, size=(32, 32), sampling="labels", bn_recalibrate=0)
     assert cfg.epochs == 3
     res = fit(model, tiny_frames[:3], tiny_frames[3:4], cfg, progress=False)
@@ -329,7 +330,7 @@ def test_fit_with_label_crops_trains():
         lab = np.full(f.labels.shape, 255, np.int64)
         lab[10:16, 10:16] = f.labels[10:16, 10:16]
         items.append((f, lab))
-    model = tiny(3)
+    model = mobilenet_deeplab(3)
     cfg = TrainConfig(steps=3, steps_per_epoch=3, batch_size=2, size=(32, 32), sampling="crops", bn_recalibrate=0)
     res = fit(model, items, frames[:1], cfg, progress=False)
     assert [h["step"] for h in res.history] == [3] and np.isfinite(res.history[0]["loss"])

@@ -20,13 +20,11 @@ from viewal.visualize import (
 
 
 @pytest.fixture(scope="module")
-def tiny_ds(tmp_path_factory):
+def rooms_dataset(rooms_64x80):
+    """The shared 4 rooms x 5 frames of 64x80 pixels (tests/conftest.py), opened."""
     from viewal.datasets import open_dataset
-    from viewal.datasets.synthetic import generate_dataset
 
-    root = tmp_path_factory.mktemp("vis") / "ds"
-    generate_dataset(root, scenes=4, frames=5, height=64, width=80, seed=3, progress=False)
-    return open_dataset(root)
+    return open_dataset(rooms_64x80)
 
 
 def _blob(h=40, w=50):
@@ -100,10 +98,10 @@ def _queries(ds, n=7):
     return qs
 
 
-def test_contact_sheet_written(tiny_ds, tmp_path):
+def test_contact_sheet_written(rooms_dataset, tmp_path):
     from viewal.io import read_image
 
-    out = query_contact_sheet(tiny_ds, _queries(tiny_ds), tmp_path / "sheet.png", cols=4)
+    out = query_contact_sheet(rooms_dataset, _queries(rooms_dataset), tmp_path / "sheet.png", cols=4)
     assert out.is_file() and out.stat().st_size > 10_000
     img = read_image(out)
     assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
@@ -113,11 +111,11 @@ def test_contact_sheet_written(tiny_ds, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["sheet.png"]
 
 
-def test_contact_sheet_shape_mismatch_and_atomic(tiny_ds, tmp_path):
-    q = _queries(tiny_ds, 1)[0]
+def test_contact_sheet_shape_mismatch_and_atomic(rooms_dataset, tmp_path):
+    q = _queries(rooms_dataset, 1)[0]
     bad = RegionQuery(q.scene_id, q.frame_id, np.ones((10, 10), bool), score=0.5)
     with pytest.raises(ValueError, match="open the dataset at the run's size"):
-        query_contact_sheet(tiny_ds, [bad], tmp_path / "bad.png")
+        query_contact_sheet(rooms_dataset, [bad], tmp_path / "bad.png")
     assert list(tmp_path.iterdir()) == []                      # nothing written, no temp file left
 
 
@@ -128,14 +126,15 @@ def _scene_ve(ds):
     return frames, ve
 
 
-def test_point_cloud_count_and_colours(tiny_ds, tmp_path):
+def test_point_cloud_count_and_colours(rooms_dataset, tmp_path):
     import open3d as o3d
     from matplotlib import colormaps
 
-    frames, ve = _scene_ve(tiny_ds)
+    frames, ve = _scene_ve(rooms_dataset)
     stride = 2
     valid = sum(int(((f.depth > 0) & np.isfinite(f.depth))[::stride, ::stride].sum()) for f in frames)
-    assert valid == len(frames) * (tiny_ds.height // stride) * (tiny_ds.width // stride)  # closed rooms: all valid
+    # closed rooms: every pixel has a valid depth
+    assert valid == len(frames) * (rooms_dataset.height // stride) * (rooms_dataset.width // stride)
     info = view_entropy_point_cloud(frames, ve, tmp_path / "ve.ply", stride=stride)
     assert info["points"] == valid == info["written"]
     pc = o3d.io.read_point_cloud(str(tmp_path / "ve.ply"))
@@ -161,8 +160,8 @@ def test_point_cloud_count_and_colours(tiny_ds, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ve.ply"]
 
 
-def test_point_cloud_invalid_depth_stride_voxel(tiny_ds, tmp_path):
-    frames, ve = _scene_ve(tiny_ds)
+def test_point_cloud_invalid_depth_stride_voxel(rooms_dataset, tmp_path):
+    frames, ve = _scene_ve(rooms_dataset)
 
     class F:  # a frame with holes in its depth
         def __init__(self, f):
@@ -185,10 +184,10 @@ def test_point_cloud_invalid_depth_stride_voxel(tiny_ds, tmp_path):
         view_entropy_point_cloud(frames, ve, tmp_path / "x.pcd")
 
 
-def test_point_cloud_atomic_on_error(tiny_ds, tmp_path, monkeypatch):
+def test_point_cloud_atomic_on_error(rooms_dataset, tmp_path, monkeypatch):
     import open3d as o3d
 
-    frames, ve = _scene_ve(tiny_ds)
+    frames, ve = _scene_ve(rooms_dataset)
     monkeypatch.setattr(o3d.io, "write_point_cloud", lambda *a, **k: False)
     with pytest.raises(OSError, match="could not write"):
         view_entropy_point_cloud(frames, ve, tmp_path / "ve.ply")
@@ -204,7 +203,7 @@ def test_colorize_values_and_render(tmp_path):
     assert out.is_file() and out.stat().st_size > 5_000
 
 
-def test_visualize_command_and_experiment_sheets(tiny_ds, tmp_path):
+def test_visualize_command_and_experiment_sheets(rooms_dataset, tmp_path):
     """`viewal visualize` on a hand-made run directory: ledger with queries + a checkpoint."""
     import torch
 
@@ -220,31 +219,31 @@ def test_visualize_command_and_experiment_sheets(tiny_ds, tmp_path):
 
     al = ALConfig(mc_passes=2, depth_test=DepthTest(backend="numpy"), seed_fraction=0.1).to_json()
     with Ledger(run_dir / "ledgers" / "view_entropy-s0.sqlite") as led:
-        led.set_config({"al": al, "dataset": str(tiny_ds.root), "num_classes": tiny_ds.num_classes})
-        led.record_queries(1, _queries(tiny_ds, 3))
-        led.record_queries(2, _queries(tiny_ds, 5))
+        led.set_config({"al": al, "dataset": str(rooms_dataset.root), "num_classes": rooms_dataset.num_classes})
+        led.record_queries(1, _queries(rooms_dataset, 3))
+        led.record_queries(2, _queries(rooms_dataset, 5))
     torch.manual_seed(0)
-    model = build_model(tiny_ds.num_classes, encoder="mobilenet_v2")
+    model = build_model(rooms_dataset.num_classes, encoder="mobilenet_v2")
     save_checkpoint(run_dir / "models" / "view_entropy-s0-c2.pt", model)
-    scene = tiny_ds.scene_ids[0]
+    scene = rooms_dataset.scene_ids[0]
     assert main(["visualize", "--run", str(run_dir), "--ply", scene, "--stride", "4"]) == 0
     assert (run_dir / "queries_view_entropy_c2.png").stat().st_size > 5_000        # last cycle by default
     assert (run_dir / f"view_entropy_{scene}.png").stat().st_size > 5_000
     import open3d as o3d
 
     pc = o3d.io.read_point_cloud(str(run_dir / f"view_entropy_{scene}.ply"))
-    n = len(tiny_ds.frames(scene))
-    assert len(pc.points) == n * (tiny_ds.height // 4) * (tiny_ds.width // 4)
+    n = len(rooms_dataset.frames(scene))
+    assert len(pc.points) == n * (rooms_dataset.height // 4) * (rooms_dataset.width // 4)
     assert np.ptp(np.asarray(pc.colors), axis=0).max() > 0.1                      # VE varies over the scene
     # a missing ledger is a clear error naming the file
     assert main(["visualize", "--run", str(run_dir), "--method", "random"]) == 1
     # the experiment's end-of-run hook: one sheet per method with a ledger
-    paths = write_query_sheets(tiny_ds, run_dir, ["view_entropy", "random"], 0, cycle=1)
+    paths = write_query_sheets(rooms_dataset, run_dir, ["view_entropy", "random"], 0, cycle=1)
     assert [p.name for p in paths] == ["queries_view_entropy_c1.png"]
     # a sheet that cannot be drawn (dataset at another size) warns instead of failing the experiment
     from viewal.datasets import open_dataset
 
-    small = open_dataset(tiny_ds.root, height=32, width=40)
+    small = open_dataset(rooms_dataset.root, height=32, width=40)
     with pytest.warns(UserWarning, match="not written"):
         assert write_query_sheets(small, run_dir, ["view_entropy"], 0) == []
     with pytest.raises(ValueError):
