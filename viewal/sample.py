@@ -1,6 +1,7 @@
 """Where the real ScanNet sample (ViewAL's ``scannet-sample``, 37 frames) lives: one place.
 
-``VIEWAL_SCANNET_SAMPLE`` overrides the default ``<repo>/../shared/data/viewal-scannet-sample``.
+``VIEWAL_SCANNET_SAMPLE`` names it; without it, ``data/viewal-scannet-sample`` of the source tree (the folder
+beside the ``viewal`` package, where ``viewal generate`` and the tutorial keep their data).
 """
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import os
 from pathlib import Path
 
 ENV_VAR = "VIEWAL_SCANNET_SAMPLE"
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "viewal-scannet-sample"
+DEFAULT = Path(__file__).resolve().parents[1] / "data" / "viewal-scannet-sample"
 
 
 def scannet_sample_path() -> Path:
-    """Path of the real ScanNet sample (may not exist on a clone without ``../shared``)."""
-    return Path(os.environ.get(ENV_VAR, DEFAULT))
+    """Path of the real ScanNet sample: ``$VIEWAL_SCANNET_SAMPLE``, else :data:`DEFAULT` (may not exist)."""
+    return Path(os.environ.get(ENV_VAR) or DEFAULT)
 
 
 def scannet_sample_available() -> bool:
