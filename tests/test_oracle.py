@@ -93,3 +93,35 @@ def test_wrong_labels_seeded_and_order_independent():
     assert all(np.array_equal(a[i], b[i]) for i in range(len(regions)))
     c = [Oracle(ds, 0.3, seed=8).label(k, m) for k, m in regions]
     assert any(not np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_a_resumed_oracle_counts_what_the_uninterrupted_one_counted(tmp_path):
+    """Answering a run's queries in two processes (an oracle each, the second one resumed from the ledger) gives
+    the labels and counts of one oracle answering all of them; people's answers are not the oracle's."""
+    from viewal.ledger import LabelItem, Ledger
+
+    ds = make_dataset()
+    regions = list(_regions(np.random.default_rng(4), 60))
+    queries = [RegionQuery(k.split("/")[0], k.split("/")[1], m, score=1.0, region_id=i) for i, (k, m) in
+               enumerate(regions)]
+    whole = Oracle(ds, 0.4, seed=5)
+    want = [whole.label_query(q) for q in queries[:50]]
+    with Ledger(tmp_path / "run.sqlite") as led:
+        led.finish_cycle(0)
+        qs = led.record_queries(1, queries)
+        first = Oracle(ds, 0.4, seed=5)
+        for q in qs[:20]:
+            led.record_labels(1, [LabelItem.from_query(q, first.label_query(q), "oracle")], overlap="allow")
+        people = [LabelItem.from_query(q, ds.frame(f"s/{q.frame_id}").labels, "human") for q in qs[50:]]
+        led.record_labels(1, people, overlap="allow")
+        resumed = Oracle(ds, 0.4, seed=5).resume(led)
+        assert (resumed.n_answered, resumed.n_wrong) == (first.n_answered, first.n_wrong) == (20, first.n_wrong)
+        for q in qs[20:50]:
+            led.record_labels(1, [LabelItem.from_query(q, resumed.label_query(q), "oracle")], overlap="allow")
+        assert (resumed.n_answered, resumed.n_wrong) == (whole.n_answered, whole.n_wrong) == (50, whole.n_wrong)
+        assert 10 <= whole.n_wrong <= 30                                            # ~40 % of 50 regions
+        assert Oracle(ds, 0.4, seed=5).resume(led).n_wrong == whole.n_wrong        # a third process counts the same
+        assert Oracle(ds, 0.4, seed=6).resume(led).n_wrong != whole.n_wrong         # the count is the seed's draw
+        assert Oracle(ds, 0.0, seed=5).resume(led).n_wrong == 0
+        again = [Oracle(ds, 0.4, seed=5).label_query(q) for q in qs[:50]]                # the ledger's masks
+        assert all(np.array_equal(a, b) for a, b in zip(want, again))

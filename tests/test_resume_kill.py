@@ -144,3 +144,42 @@ def test_warm_started_run_killed_in_a_later_fit_resumes_from_the_previous_model(
     resumed = experiment(rooms_48x64_seed5, out, extra=warm)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(snapshot(out / "ledgers" / "view_entropy-s0.sqlite"), want)
+
+
+def test_wrong_label_run_killed_while_labelling_labels_as_an_uninterrupted_one(rooms_48x64_seed5, tmp_path):
+    """With a wrong-label rate, a run killed after the first answer of cycle 1 and resumed in a new process
+    records the uninterrupted run's labels (the simulated oracle's draws are keyed by seed, frame and region,
+    not by a running stream), and the count of wrong regions taken from its ledger is the uninterrupted run's."""
+    import json
+
+    from viewal.datasets import open_dataset
+    from viewal.ledger import Ledger
+    from viewal.oracle import Oracle
+
+    noisy = ["--wrong-label-rate", "0.5"]
+    ref_out, out = tmp_path / "ref", tmp_path / "run"
+    p = experiment(rooms_48x64_seed5, ref_out, extra=noisy)
+    assert p.returncode == 0, p.stderr[-3000:]
+    want = snapshot(ref_out / "ledgers" / "view_entropy-s0.sqlite")
+    killed = experiment(rooms_48x64_seed5, out, kill_at="label:1", extra=noisy)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    part = snapshot(out / "ledgers" / "view_entropy-s0.sqlite")
+    asked = sum(1 for q in want["queries"] if q[0] == 1)
+    assert asked >= 2 and sum(1 for lab in part["labels"] if lab[0] == 1) == 1   # killed mid-cycle
+    resumed = experiment(rooms_48x64_seed5, out, extra=noisy)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = snapshot(out / "ledgers" / "view_entropy-s0.sqlite")
+    assert got["labels"] == want["labels"] and got["cycle"] == want["cycle"]
+    assert [q[:5] + q[7:] for q in got["queries"]] == [q[:5] + q[7:] for q in want["queries"]]
+    ds = open_dataset(rooms_48x64_seed5)
+    with Ledger(ref_out / "ledgers" / "view_entropy-s0.sqlite") as led:
+        uninterrupted = Oracle(ds, 0.5, seed=0).resume(led)
+    with Ledger(out / "ledgers" / "view_entropy-s0.sqlite") as led:
+        after_resume = Oracle(ds, 0.5, seed=0).resume(led)
+    recorded = json.loads(want["results"][-1][1])["oracle_wrong_regions"]
+    assert uninterrupted.n_answered == sum(1 for q in want["queries"] if q[0] >= 1) > asked
+    assert (after_resume.n_answered, after_resume.n_wrong) == (uninterrupted.n_answered, uninterrupted.n_wrong)
+    assert after_resume.n_wrong == recorded > 0                 # what the uninterrupted run counted, in one process
+    strip = [{k: v for k, v in json.loads(m).items() if k != "oracle_wrong_regions"} for _, m in got["results"]]
+    assert strip == [{k: v for k, v in json.loads(m).items() if k != "oracle_wrong_regions"}
+                     for _, m in want["results"]]

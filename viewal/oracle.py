@@ -4,7 +4,9 @@ With ``wrong_label_rate = ρ`` each queried region is, with probability ρ, labe
 wrong class (a class different from the region's majority ground-truth class; ignore pixels stay
 ignore), as PAL's noisy-oracle test does (20 %). Whether a region is wrong and which class it gets are
 drawn from a generator seeded by ``(seed, frame key, region mask)``, so the same query gets the same
-answer whatever the order of the queries and across resumed runs.
+answer whatever the order of the queries and across resumed runs. The counts of regions answered and answered
+wrongly are the run's, not the process's: :meth:`Oracle.resume` takes them from the ledger, so a run resumed
+in a new process counts what an uninterrupted one counts.
 
 A frame without labels (``Frame.has_labels`` False) cannot be answered: :meth:`Oracle.label` raises
 :class:`viewal.datasets.MissingLabelsError` naming it (such data is labelled by people:
@@ -88,9 +90,30 @@ class Oracle:
         self.wrong_label_rate = float(wrong_label_rate)
         self.seed = int(seed)
         self.num_classes = int(dataset.num_classes)
-        #: number of regions answered and of regions answered wrongly
+        #: number of regions answered and of regions answered wrongly (since construction, or in the run of the
+        #: ledger given to :meth:`resume`)
         self.n_answered = 0
         self.n_wrong = 0
+
+    def resume(self, ledger: Any) -> Oracle:
+        """Take the counts from a run's ledger (:class:`viewal.ledger.Ledger`): ``n_answered`` = the queries
+        this oracle answered there (labels of a query with source ``oracle``, or ``seed`` for the seed set's
+        whole frames asked in cycle 0), ``n_wrong`` = those of them it answered wrongly (the same keyed draw as
+        :meth:`wrong_class`, on the queries' recorded masks). A learner opening a ledger that already holds
+        answers (a resumed run) calls it once; the counts then go on as an uninterrupted run's. Returns self."""
+        source = {r["query_id"]: r["source"] for r in ledger.labels() if r["query_id"] is not None}
+        answered = [q for q in ledger.queries() if source.get(q.query_id) in ("oracle", "seed")]
+        wrong = 0
+        if self.wrong_label_rate > 0.0:
+            by_frame: dict[str, list] = {}
+            for q in answered:
+                by_frame.setdefault(f"{q.scene_id}/{q.frame_id}", []).append(q)
+            for key, qs in by_frame.items():
+                frame = self.dataset.frame(key)
+                gt = np.asarray(frame.labels)
+                wrong += sum(self.wrong_class(frame.key, gt, np.asarray(q.mask, dtype=bool)) is not None for q in qs)
+        self.n_answered, self.n_wrong = len(answered), wrong
+        return self
 
     def wrong_class(self, frame_key: str, gt: np.ndarray, mask: np.ndarray) -> int | None:
         """The wrong class this region gets, or ``None`` when it is answered correctly."""
