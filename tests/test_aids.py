@@ -145,7 +145,8 @@ def test_checkpoints_of_the_old_pseudo_label_finetuning_are_not_reused():
 
 def test_aux_weight_scales_the_rotation_loss_and_is_part_of_the_recipe():
     """``random+rotation:aux_weight=0.1`` trains the rotation head with a tenth of its loss; the weight is in
-    the training key only when it is not the default, so checkpoints of runs at weight 1 stay valid."""
+    the training key only when it is not 1 (the papers' weight, the ``paper`` preset's), so checkpoints of runs at
+    weight 1 stay valid."""
     import torch
 
     from viewal.learner import training_key
@@ -154,7 +155,8 @@ def test_aux_weight_scales_the_rotation_loss_and_is_part_of_the_recipe():
     cfg = method_config(ALConfig(), "random+rotation:aux_weight=0.1", seed=0)
     assert cfg.auxiliary == "rotation" and cfg.aux_weight == 0.1
     assert [a.weight for a in aids.model_aids(cfg)] == [0.1]
-    default = method_config(ALConfig(), "random+rotation", seed=0)
+    assert ALConfig().aux_weight == 0.1  # the cpu preset's
+    default = method_config(ALConfig.preset("paper"), "random+rotation", seed=0)
     assert "aux_weight" not in training_key(default)
     assert training_key(cfg)["aux_weight"] == 0.1 and training_key(cfg) != training_key(default)
     losses = []

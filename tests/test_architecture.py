@@ -221,7 +221,7 @@ def test_every_command_prints_its_help(command, capsys):
     assert out.startswith(f"usage: viewal {command} ")
     # one flag of each command, with its default where it has one: the definitions moved, not the options
     flag = {"generate": "--depth-noise", "preview": "(default: preview.png)", "superpixels": "--cache-dir",
-            "train": "(default: 50)", "pretrain": "(default: 96x128)", "experiment": "(default: 300)",
+            "train": "(default: 50)", "pretrain": "(default: 96x128)", "experiment": "--preset {cpu,paper}",
             "query": "status summary of the ledger", "visualize": "default: a loop run's own",
             "loop": "next close the cycle"}[command]
     assert flag in " ".join(out.split())

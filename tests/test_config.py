@@ -76,3 +76,12 @@ def test_a_ledger_of_another_schema_version_is_refused(tmp_path):
     con.close()
     with pytest.raises(LedgerError, match=f"a ledger of schema version 99; this viewal reads version {SCHEMA_VERSION}"):
         Ledger(path)
+
+
+def test_the_docs_show_the_presets_as_they_are():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "index.md").read_text()
+    start = text.index("<!-- presets: written from viewal.config.preset_table() -->\n") + len(
+        "<!-- presets: written from viewal.config.preset_table() -->\n")
+    assert text[start:text.index("\n<!-- /presets -->", start)] == preset_table()

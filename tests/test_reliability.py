@@ -15,7 +15,7 @@ from viewal.cli import error_text, main
 from viewal.datasets import DatasetError, open_dataset
 from viewal.ledger import LabelItem, Ledger, LedgerError
 
-FAST = dict(epochs=1, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4,
+FAST = dict(epochs=1, min_iterations=0, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4,
             decoder_channels=16, init=None, steps=2)
 
 

@@ -19,7 +19,7 @@ from viewal.faults import ENV_VAR, PHASES, parse_kill_spec
 
 ARGS = ["--methods", "view_entropy", "--cycles", "2", "--budget", "4", "--seeds", "1", "--iterations", "2",
         "--mc-passes", "2", "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4",
-        "--decoder-channels", "16", "--init", "random", "--no-full-data"]
+        "--decoder-channels", "16", "--init", "random", "--no-full-data", "--no-warm-start"]
 
 
 @pytest.fixture(scope="module")

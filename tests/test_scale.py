@@ -24,7 +24,7 @@ import viewal
 from viewal.datasets import open_dataset
 from viewal.scoring import RAY_INSTALL, LocalExecutor, require_ray
 
-FAST = dict(epochs=1, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4,
+FAST = dict(epochs=1, min_iterations=0, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4,
             decoder_channels=16, init=None, steps=2, scorer="view_entropy")
 BUDGET = 600
 

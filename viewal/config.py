@@ -102,6 +102,9 @@ EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "depth_test.b
 #: ALConfig keys of configs stored before the depth test was one setting -> the DepthTest field they set
 LEGACY_DEPTH_TEST_KEYS = {"overlap_mode": "mode", "depth_tol": "depth_tol", "kernel_backend": "backend"}
 
+#: settings whose default changed since they were first stored: a stored config without them ran with these
+STORED_BEFORE = {"warm_start": False, "aux_weight": 1.0}
+
 #: ALConfig fields that decide what a fit learns from its labels (the labels themselves are in the ledger)
 TRAINING_FIELDS = ("encoder", "init", "epochs", "batch_size", "lr", "size", "min_iterations", "steps", "sampling",
                    "decoder_channels", "validations", "augment", "pseudo_labels", "auxiliary", "mc_passes")
@@ -350,10 +353,11 @@ class ALConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> ALConfig:
-        """The config of a dict written by :meth:`to_json` (absent keys: the defaults). Unknown keys are
+        """The config of a dict written by :meth:`to_json` (absent keys: the defaults, or what a run stored
+        without them ran with, :data:`STORED_BEFORE`). Unknown keys are
         refused, naming them; a config stored before the depth test was one setting is read as its
         equivalent (:func:`upgrade_config`)."""
-        d = upgrade_config(d)
+        d = {**STORED_BEFORE, **upgrade_config(d)}
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(known), key=str)
         if unknown:

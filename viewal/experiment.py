@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from viewal.curves import ResultRow
 from viewal.io import write_json
 from viewal.layout import RunLayout, seedset_name
-from viewal.report import ResultRow
 
 __all__ = ["run_experiment", "run_cycles", "open_learners", "check_run_setting", "check_budget_total", "parse_seeds",
            "parse_methods", "parse_scorer_options", "clean_run", "check_ground_truth", "full_data_miou", "retrain_miou",
@@ -228,7 +228,7 @@ def parse_size_arg(text):
 
 
 def result_row(method: str, seed: int, r: dict) -> ResultRow:
-    """A :class:`~viewal.report.ResultRow` from one ledger result (cost counts -1 when not recorded)."""
+    """A :class:`~viewal.curves.ResultRow` from one ledger result (cost counts -1 when not recorded)."""
     return ResultRow(method, seed, int(r["cycle"]), float(r["labelled_fraction"]), float(r["miou"]),
                      int(r.get("regions", -1)), int(r.get("frames", -1)))
 

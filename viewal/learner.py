@@ -349,7 +349,7 @@ class ActiveLearner:
         self._check_pool()
         self.val = self.dataset.split("val") if "val" in self.dataset.splits else []
         self.test = self.dataset.split("test") if "test" in self.dataset.splits else []
-        self.oracle = Oracle(self.dataset, cfg.wrong_label_rate, seed=cfg.seed)
+        self.oracle = Oracle(self.dataset, cfg.wrong_label_rate, seed=cfg.seed).resume(self.ledger)
         # viewal's DeepLabv3+ (None until the first fit), or the user's OwnModule or Predictor
         self.model = None if self.own is None else (self.own.own if self.own.trainable else self.own)
         self._initial_state = None if self.own is None or not self.own.trainable else \

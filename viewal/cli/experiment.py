@@ -25,6 +25,7 @@ from viewal.config import (
     SEED_RULES,
     SUPERPIXELS,
 )
+from viewal.curves import format_table, plot_curves, write_results
 from viewal.experiment import (
     check_budget_total,
     clean_run,
@@ -37,7 +38,6 @@ from viewal.experiment import (
     run_experiment,
 )
 from viewal.layout import RunLayout
-from viewal.report import format_table, plot_curves, write_results
 
 __all__ = ["configure_parser", "run", "config_from_args", "steps_from_args", "open_from_args", "apply_preset",
            "check_experiment_args", "add_recipe_arguments", "add_budget_argument"]
