@@ -66,6 +66,40 @@ AID_STATS = {"augment": [("theta_dev", "mean abs(θ − I)", 1.0), ("entropy_war
                                ("negative_precision", "negative-label precision %", 100.0)]}
 
 
+def cycle_metric_table(out: Path, methods: list[str], seeds: list[int], cycles: int, key: str, scale: float = 1.0,
+                       fmt: str = ".1f", only=None) -> list[str]:
+    """Markdown rows of one recorded cycle metric (``key`` of each cycle's results, e.g. ``steps`` or
+    ``propagation_multiplier``) per method and cycle, mean ± std over ``seeds``; methods where ``only(method)`` is
+    False, or that never recorded it, are left out."""
+    from viewal.ledger import Ledger
+
+    rows = []
+    for m in methods:
+        if only is not None and not only(m):
+            continue
+        per_cycle: dict[int, list[float]] = {}
+        for s in seeds:
+            path = RunLayout(out).ledger(m, s)
+            if not path.is_file():
+                continue
+            with Ledger(path) as led:
+                for r in led.results():
+                    if r["cycle"] <= cycles and r.get(key) is not None:
+                        per_cycle.setdefault(int(r["cycle"]), []).append(float(r[key]) * scale)
+        if not per_cycle:
+            continue
+        cells = []
+        for c in range(cycles + 1):
+            v = per_cycle.get(c, [])
+            cells.append("–" if not v else format(np.mean(v), fmt) + (f" ± {np.std(v, ddof=1):{fmt}}" if len(v) > 1
+                                                                       else ""))
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["| method | " + " | ".join(f"cycle {c}" for c in range(cycles + 1)) + " |",
+            "|---|" + "---|" * (cycles + 1), *rows]
+
+
 def training_aid_table(out: Path, methods: list[str], seeds: list[int], cycles: int) -> list[str]:
     """Markdown rows of what each method's training aid measured per cycle (mean over ``seeds``)."""
     from viewal import experiment
@@ -371,6 +405,16 @@ def main(argv: list[str] | None = None) -> int:
     dens = labels_per_sample(out, methods, seeds, args.cycles, base.sampling)
     floor_lines += ["", f"Labelled pixels one training sample carries on average (`--sampling {base.sampling}`; a "
                     f"whole frame has {dataset.height * dataset.width}):", "", *dens]
+    steps = cycle_metric_table(out, methods, seeds, args.cycles, "steps", fmt=".0f")
+    if steps:
+        floor_lines += ["", "SGD steps of each cycle's fit (mean ± std over seeds; the compute a method got):", "",
+                        *steps]
+    propagates = lambda m: bool(experiment.method_config(base, m, 0).propagate)  # noqa: E731
+    mult = cycle_metric_table(out, methods, seeds, args.cycles, "propagation_multiplier", fmt=".2f", only=propagates)
+    if mult:
+        acc = cycle_metric_table(out, methods, seeds, args.cycles, "propagation_accuracy", scale=100, only=propagates)
+        floor_lines += ["", "3D label propagation: propagated pixels per human-labelled pixel (mean ± std over seeds):",
+                        "", *mult, "", "Propagated pixels that agree with the ground truth (%):", "", *acc]
     if ablation:
         floor_lines += ["", f"**Sampling ablation** (seed {seeds[0]}'s labels as they stood at a cycle, retrained "
                         f"with `--sampling {abl_mode}` and the same training seed; test mIoU %):", "",
