@@ -431,3 +431,22 @@ def test_warm_start_run_shares_the_cold_full_data_reference(rooms_64x80, tmp_pat
     assert (warm["seconds"], warm["miou"], warm["recipe"]) == (first["seconds"], first["miou"], first["recipe"])
     other = full_data_miou(ds, ALConfig(**{**cold.__dict__, "lr": 1e-3}), tmp_path, progress=False)
     assert other["recipe"] != first["recipe"]
+
+
+def test_run_cycle_is_open_label_close_and_resumes(rooms_64x80, tmp_path):
+    """``run_cycle`` makes a whole cycle with the simulated oracle: the seed set's (no budget), then one that selects;
+    a second learner on the same ledger and checkpoints goes on where the first stopped, without training again."""
+    ds = open_dataset(rooms_64x80)
+    kw = dict(scorer="random", init="random", decoder_channels=16, steps=2, validations=1, **FAST)
+    learner = viewal.ActiveLearner(ds, ledger=tmp_path / "r.sqlite", **kw)
+    m0 = learner.run_cycle(checkpoint=tmp_path / "c0.pt")
+    assert learner.cycle == 1 and m0["regions"] == len(learner.ledger.labels(0)) > 0
+    with pytest.raises(ValueError, match="cycle 1 selects regions; give its budget_pixels"):
+        learner.run_cycle()
+    queries = learner.open_cycle(1500, tmp_path / "c0.pt", progress=False)  # a kill after the selection ...
+    learner.ledger.close()
+    again = viewal.ActiveLearner(ds, ledger=tmp_path / "r.sqlite", **kw)
+    m1 = again.run_cycle(1500, checkpoint=tmp_path / "c1.pt", previous=tmp_path / "c0.pt")
+    # ... resumes with the recorded queries answered, not a new selection
+    assert [q.query_id for q in queries] == [r["query_id"] for r in again.ledger.labels(1)]
+    assert again.cycle == 2 and m1["labelled_fraction"] > m0["labelled_fraction"] and m1["steps"] == 2

@@ -404,24 +404,22 @@ def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[f
 
 def run_cycles(learner, method: str, seed: int, cycles: int, budgets: list[float], out: Path, pool_pixels: int,
                progress: bool = True) -> None:
-    """Run (or resume) one learner's cycles 0..``cycles`` with the simulated oracle: open the cycle (score and
-    select, cycles >= 1), answer its pending queries, close it (fit or load the cycle's checkpoint, evaluate).
+    """Run (or resume) one learner's cycles 0..``cycles`` with the simulated oracle, each one
+    :meth:`~viewal.learner.ActiveLearner.run_cycle` with the run folder's checkpoints.
 
-    The learner's own :meth:`~viewal.learner.ActiveLearner.open_cycle` and
-    :meth:`~viewal.learner.ActiveLearner.close_cycle` make every step, as ``viewal loop`` does with people's
-    answers. Resumable at any point: queries recorded once (a resumed cycle labels the pending rest), a
-    checkpoint reused only when it was trained on exactly the ledger's labels with this recipe."""
+    The learner makes every step (open, label, close), as ``viewal loop`` does with people's answers. Resumable
+    at any point: queries recorded once (a resumed cycle labels the pending rest), a checkpoint reused only when
+    it was trained on exactly the ledger's labels with this recipe."""
     from viewal.progress import progress_bar
 
     layout = RunLayout(out)  # cycle 0: same seed set and recipe, one model (RunLayout.seedset)
-    bar = progress_bar(total=cycles + 1, initial=min(learner.ledger.cycle(), cycles + 1), unit="cycle",
+    bar = progress_bar(total=cycles + 1, initial=min(learner.cycle, cycles + 1), unit="cycle",
                        desc=f"{method} seed {seed}", disable=not progress)
-    while (c := learner.ledger.cycle()) <= cycles:
-        prev = layout.checkpoint(method, learner.config, c - 1) if c > 0 else None
-        if c > 0 and not learner.ledger.queries(c):
-            learner.open_cycle(int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)), prev, progress=False)
-        learner.label()  # the pending queries of the cycle (none left when a kill came after labelling)
-        metrics = learner.close_cycle(layout.checkpoint(method, learner.config, c), prev, progress=False)
+    while (c := learner.cycle) <= cycles:
+        budget = int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)) if c > 0 else None
+        metrics = learner.run_cycle(budget, checkpoint=layout.checkpoint(method, learner.config, c),
+                                    previous=layout.checkpoint(method, learner.config, c - 1) if c > 0 else None,
+                                    progress=False)
         bar.update(1)
         bar.set_postfix(miou=f"{metrics['miou']:.3f}", labelled=f"{100 * metrics['labelled_fraction']:.1f}%")
     bar.close()

@@ -730,6 +730,29 @@ class ActiveLearner:
                 "predicted_class_shares": [float(x) for x in counts / counts.sum()]}
 
     # ------------------------------------------------------------------------------------------ the cycle
+    @property
+    def cycle(self) -> int:
+        """The open cycle (0: the seed set's)."""
+        return self.ledger.cycle()
+
+    def run_cycle(self, budget_pixels: int | None = None, *, checkpoint: str | Path | None = None,
+                  previous: str | Path | None = None, progress: bool = True) -> dict:
+        """One whole cycle with the simulated oracle: open it (:meth:`open_cycle`: score the pool and select about
+        ``budget_pixels``, from cycle 1 on, unless its queries are recorded already), answer its pending queries
+        (:meth:`label`) and close it (:meth:`close_cycle`: fit, or load ``checkpoint`` when it was trained on
+        exactly these labels; a warm start from ``previous``; evaluate; record). Returns the cycle's metrics.
+
+        A run killed anywhere in it resumes by calling it again: queries are recorded once, answered once, and a
+        current checkpoint is not trained again. People's answers go through :meth:`open_cycle`,
+        :meth:`add_labels` and :meth:`close_cycle` instead (``viewal.loop``)."""
+        c = self.cycle
+        if c > 0 and not self.ledger.queries(c):
+            if budget_pixels is None:
+                raise ValueError(f"run_cycle: cycle {c} selects regions; give its budget_pixels")
+            self.open_cycle(int(budget_pixels), previous, progress=progress)
+        self.label()
+        return self.close_cycle(checkpoint, previous, progress=progress)
+
     def close_cycle(self, checkpoint: str | Path | None = None, previous: str | Path | None = None, *,
                     progress: bool = True) -> dict:
         """End the current cycle: train on every label so far, evaluate, record the metrics and move on.
