@@ -63,7 +63,8 @@ AID_STATS = {"augment": [("theta_dev", "mean abs(θ − I)", 1.0), ("entropy_war
                          ("entropy_identity", "H identity", 1.0), ("kept", "fine-tuned model kept", None)],
              "pseudo_labels": [("precision", "pseudo-label precision %", 100.0),
                                ("coverage", "pool pixels pseudo-labelled %", 100.0),
-                               ("negative_precision", "negative-label precision %", 100.0)]}
+                               ("negative_precision", "negative-label precision %", 100.0),
+                               ("pseudo_kept", "model kept", None)]}
 
 
 def cycle_metric_table(out: Path, methods: list[str], seeds: list[int], cycles: int, key: str, scale: float = 1.0,

@@ -181,3 +181,37 @@ def test_bad_aux_weights_are_refused(spec, match):
         parse_method(spec)
     with pytest.raises(ValueError, match="aux_weight"):
         ALConfig(auxiliary="rotation", aux_weight=float("nan"))
+
+
+@pytest.mark.parametrize("tuned,kept", [(0.2, "base"), (0.6, "pseudo")])
+def test_pseudo_labels_keep_the_plain_fit_when_validation_prefers_it(monkeypatch, tuned, kept):
+    """The fine-tuning on pseudo-labels is kept only when its best validation mIoU is not below the plain fit's
+    (0.5 here); otherwise the plain fit's weights come back, as with max-entropy augmentation."""
+    import torch
+
+    import viewal.pseudo as pseudo
+    import viewal.train as train
+
+    model = torch.nn.Conv2d(3, 2, 1)
+    model.num_classes = 2
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def fake_fit(m, items, val, cfg, **kw):  # the fine-tuning changes the weights
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(1.0)
+        return train.FitResult(best_miou=tuned, best_epoch=1, history=[], seconds=0.0)
+
+    monkeypatch.setattr(train, "fit", fake_fit)
+    monkeypatch.setattr(pseudo, "pseudo_label_items", lambda *a, **k: ([], {"precision": 1.0}))
+
+    class Frame:
+        key, rgb, labels = "s/0", np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.int64)
+
+    base = train.FitResult(best_miou=0.5, best_epoch=1, history=[], seconds=0.0)
+    res, stats = pseudo.pseudo_label_finetune(model, [(Frame(), np.zeros((4, 4), np.int64))], [], ["val"],
+                                              train.TrainConfig(), base, "classwise", finetune_epochs=1,
+                                              progress=False)
+    assert stats["pseudo_kept"] == kept and stats["val_miou_pseudo"] == tuned
+    same = all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert same == (kept == "base") and (res is base) == (kept == "base")

@@ -178,12 +178,14 @@ def recipe_entries(config) -> dict:
     key had before the entry existed, so checkpoints of every other run keep their fingerprints:
 
     * pseudo-labels: ``pseudo_finetune = "half_fit_steps"`` (:func:`viewal.pseudo.finetune_epochs_for`; the
-      fine-tuning ran half the fit's epochs before);
+      fine-tuning ran half the fit's epochs before) and ``pseudo_keep = "better_on_val"`` (the plain fit's weights
+      are kept when validation prefers them);
     * an auxiliary task at a weight other than 1: ``aux_weight``.
     """
     out: dict = {}
     if any(isinstance(s, PseudoLabelStep) for s in fit_steps(config)):
         out["pseudo_finetune"] = "half_fit_steps"
+        out["pseudo_keep"] = "better_on_val"  # the fine-tuned model is kept only when validation prefers it
     if any(getattr(a, "weight", 1.0) != 1.0 for a in model_aids(config)):
         out["aux_weight"] = float(config.aux_weight)
     return out

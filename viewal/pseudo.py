@@ -414,7 +414,7 @@ def pseudo_label_finetune(model, train_items, pool_frames, val_items, config, ba
                           extra_loss=None, negative_weight: float = 1.0, finetune_epochs: int | None = None,
                           mc_passes: int = 20, batch_size: int = 4, max_frames: int | None = None,
                           with_precision: bool = True, item_extras=None, progress: bool = True,
-                          desc: str = "train", **options):
+                          desc: str = "train", keep_best: bool = True, **options):
     """Pseudo-labels for a trained ``model``: pseudo-label the pool → fine-tune on labelled +
     pseudo-labelled pixels (UPS: plus ``negative_weight`` · negative loss).
 
@@ -435,10 +435,16 @@ def pseudo_label_finetune(model, train_items, pool_frames, val_items, config, ba
         item_extras: ``frame -> dict`` giving a pool frame's training extras (e.g. its ``"superpixels"``)
             when ``train_items`` carry extras: a pseudo-labelled frame keeps its labelled item's extras, an
             unlabelled one gets ``item_extras(frame)``, so every item of the fine-tuning batches the same keys.
+        keep_best: when validation frames exist and the fine-tuned model's best validation mIoU is lower than the
+            plain fit's, the plain fit's weights are restored (as max-entropy augmentation does);
+            ``stats["pseudo_kept"]`` says which model was kept (``"pseudo"`` or ``"base"``).
         options: rule settings (see :func:`pseudo_labels`).
     Returns:
-        (fit result, stats) — stats from :func:`pseudo_label_items` (``precision``, ``coverage``, ...).
+        (fit result, stats) — stats from :func:`pseudo_label_items` (``precision``, ``coverage``, ...), and the
+        result of the kept model's fit.
     """
+    import copy
+
     from viewal.data import as_items
     from viewal.heads import combine_extra_losses
     from viewal.train import fit
@@ -478,8 +484,16 @@ def pseudo_label_finetune(model, train_items, pool_frames, val_items, config, ba
                   for it in merged]
     ft = finetune_epochs if finetune_epochs is not None else finetune_epochs_for(res, len(merged), cfg)
     hook = combine_extra_losses(extra_loss, negative_loss_hook(negative_weight) if mode == "ups" else None)
+    base_state = copy.deepcopy(model.state_dict()) if keep_best else None
     res2 = fit(model, merged, val_items, cfg.with_epochs(int(ft)), extra_loss=hook,
                progress=progress, desc=f"{desc} pseudo-{mode}")
     stats["val_miou_base"] = res.best_miou
     stats["val_miou_pseudo"] = res2.best_miou
+    stats["pseudo_kept"] = "pseudo"
+    base = res.best_miou if res is not None else float("nan")
+    if keep_best and val_items and base == base and not res2.best_miou >= base:  # validation prefers the plain fit
+        model.load_state_dict(base_state)
+        model.eval()
+        stats["pseudo_kept"] = "base"
+        return res, stats
     return res2, stats
