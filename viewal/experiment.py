@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from viewal.config import ALConfig
 from viewal.curves import ResultRow
 from viewal.io import write_json
 from viewal.layout import RunLayout, seedset_name
@@ -120,18 +121,10 @@ def parse_method(spec: str) -> tuple[str, dict]:
         if isinstance(aw, bool) or not isinstance(aw, (int, float)) or not np.isfinite(aw) or aw < 0:
             raise ValueError(f"method {spec!r}: aux_weight must be a number >= 0, got {aw!r}")
         overrides["aux_weight"] = float(aw)
-    rs = overrides.get("random_share")
-    if rs is not None and (isinstance(rs, bool) or not isinstance(rs, (int, float)) or not 0 <= rs < 1):
-        raise ValueError(f"method {spec!r}: random_share must be a number in [0, 1), got {rs!r}")
-    pw = overrides.get("propagate_weight")
-    if pw is not None and (isinstance(pw, bool) or not isinstance(pw, (int, float)) or not np.isfinite(pw) or pw < 0):
-        raise ValueError(f"method {spec!r}: propagate_weight must be a number >= 0, got {pw!r}")
-    pk = overrides.get("propagate_known")
-    if pk is not None and (isinstance(pk, bool) or not isinstance(pk, (int, float)) or not 0 < pk <= 1):
-        raise ValueError(f"method {spec!r}: propagate_known must be a number in (0, 1], got {pk!r}")
-    mi = overrides.get("min_iterations")
-    if mi is not None and (isinstance(mi, bool) or not isinstance(mi, int) or mi < 1):
-        raise ValueError(f"method {spec!r}: min_iterations must be an integer >= 1, got {mi!r}")
+    try:  # each setting's one check, with the one range (viewal.config)
+        ALConfig(**overrides)
+    except ValueError as e:
+        raise ValueError(f"method {spec!r}: {e}") from None
     if options:
         try:
             scorers.get(scorer, **options)
