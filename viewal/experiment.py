@@ -28,7 +28,8 @@ from viewal.layout import RunLayout, seedset_name
 __all__ = ["run_experiment", "run_cycles", "open_learners", "check_run_setting", "check_budget_total", "parse_seeds",
            "parse_methods", "parse_scorer_options", "clean_run", "check_ground_truth", "full_data_miou", "retrain_miou",
            "retrain_mious",
-           "result_row", "parse_budgets", "budget_for_cycle", "parse_method", "method_config", "METHOD_CONFIG_KEYS",
+           "result_row", "parse_budgets", "budget_for_cycle", "budget_pixels", "parse_method", "method_config",
+           "METHOD_CONFIG_KEYS",
            "seedset_name", "parse_size_arg",
            "RunLayout", "TRAINING_AIDS", "REGION_KINDS"]
 
@@ -170,6 +171,12 @@ def check_budget_total(budgets: list[float], cycles: int, seed_fraction: float) 
 def budget_for_cycle(budgets: list[float], cycle: int) -> float:
     """Budget (%%) of cycle ``cycle`` >= 1: ``budgets[cycle - 1]``, the last one repeating."""
     return budgets[min(cycle, len(budgets)) - 1]
+
+
+def budget_pixels(budgets: list[float], cycle: int, pool_pixels: int) -> int:
+    """Pixels cycle ``cycle`` >= 1 asks: its budget (:func:`budget_for_cycle`, %% of the pool) of ``pool_pixels``,
+    rounded (0 when the budget is below half a pixel; callers refuse that)."""
+    return int(round(budget_for_cycle(budgets, cycle) / 100.0 * pool_pixels))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -409,7 +416,7 @@ def run_cycles(learner, method: str, seed: int, cycles: int, budgets: list[float
     bar = progress_bar(total=cycles + 1, initial=min(learner.cycle, cycles + 1), unit="cycle",
                        desc=f"{method} seed {seed}", disable=not progress)
     while (c := learner.cycle) <= cycles:
-        budget = int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)) if c > 0 else None
+        budget = budget_pixels(budgets, c, pool_pixels) if c > 0 else None
         metrics = learner.run_cycle(budget, checkpoint=layout.checkpoint(method, learner.config, c),
                                     previous=layout.checkpoint(method, learner.config, c - 1) if c > 0 else None,
                                     progress=False)
@@ -449,7 +456,7 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
     try:
         pool_pixels = learners[0][2].pool_pixels
         for c in range(1, cycles + 1):  # a budget under one pixel is refused now, not after cycle 0's training
-            if int(round(budget_for_cycle(budgets, c) / 100.0 * pool_pixels)) < 1:
+            if budget_pixels(budgets, c, pool_pixels) < 1:
                 raise ValueError(f"--budget {budget_for_cycle(budgets, c):g} % of a pool of {pool_pixels} pixels is "
                                  f"less than one pixel (cycle {c})")
         for method, seed, learner in learners:

@@ -96,12 +96,12 @@ def open_learner(run: str | Path, *, dataset: Any = None, probabilities: str | P
 
 
 def _budget_pixels(learner, cycle: int) -> int:
-    from viewal.experiment import budget_for_cycle
+    from viewal.experiment import budget_pixels
 
     budgets = (learner.ledger.meta("experiment") or {}).get("budget")
     if not budgets:
         raise ValueError(f"{learner.ledger.path}: no --budget stored with the run")
-    return max(1, int(round(budget_for_cycle(budgets, cycle) / 100.0 * learner.pool_pixels)))
+    return max(1, budget_pixels(budgets, cycle, learner.pool_pixels))
 
 
 def start_run(data: str | Path, run: str | Path, config, *, method: str = "view_entropy",
