@@ -63,7 +63,7 @@ PRESETS: dict[str, dict[str, tuple]] = {
         "seed_fraction": (0.02, "docs/label_efficiency_warm.md: a 2 % seed set"),
         "batch_size": (8, "docs/model.md: the CPU recipe's batch"),
         "validations": (5, "docs/model.md: 5 validations per fit, the best kept"),
-        "aux_weight": (0.1, "docs/seed_methods_warm.md: PAL's rotation head and loss prediction break at weight 1 "
+        "aux_weight": (0.1, "docs/other_methods_warm.md: PAL's rotation head and loss prediction break at weight 1 "
                             "with the ImageNet start, and learn at 0.1"),
     },
     "paper": {
@@ -210,7 +210,7 @@ class ALConfig:
             selection from its extra training signal.
         aux_weight: weight of the auxiliary task's loss against the cross-entropy (PAL's own head reads its
             scorer option ``rotation_weight`` instead). 1 as PAL; an ImageNet-started encoder learns
-            segmentation better with less (``docs/seed_methods_warm.md``).
+            segmentation better with less (``docs/other_methods_warm.md``).
         warm_start: False (ViewAL): every fit starts again from ``init``. True: a fit starts from the
             weights of the learner's current model (the previous cycle's), so the training a cycle gets
             adds up over the cycles; the seed set's fit (no model yet) starts from ``init``.

@@ -10,9 +10,9 @@
 
 Usage::
 
-    NUMBA_THREADING_LAYER=omp .venv/bin/python scripts/measure_seed_methods.py --data data/demo --quick \\
-        --out docs/seed_methods_measure.json
-    .venv/bin/python scripts/measure_seed_methods.py --render docs/seed_methods_measure.json   # markdown tables
+    NUMBA_THREADING_LAYER=omp .venv/bin/python scripts/measure_other_methods.py --data data/demo --quick \\
+        --out docs/other_methods_measure.json
+    .venv/bin/python scripts/measure_other_methods.py --render docs/other_methods_measure.json   # markdown tables
 
 Timings are not reported (the machine is shared).
 """
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="data/demo")
-    ap.add_argument("--out", default="docs/seed_methods_measure.json")
+    ap.add_argument("--out", default="docs/other_methods_measure.json")
     ap.add_argument("--quick", action="store_true", help="smaller run (smoke test)")
     ap.add_argument("--size", default="120x160")
     ap.add_argument("--seed", type=int, default=0)
