@@ -925,14 +925,14 @@ class ActiveLearner:
             kill_point("label", cycle)
         return n
 
-    def add_labels(self, frame_id: str, mask: np.ndarray, labels: np.ndarray, *, scene_id: str | None = None,
+    def add_labels(self, frame_key: str, mask: np.ndarray, labels: np.ndarray, *, scene_id: str | None = None,
                    query: RegionQuery | None = None) -> None:
         """Labels from a person: ``labels`` (H, W) int class ids (255 = ignore) inside ``mask`` (H, W) bool.
 
-        ``frame_id`` is a frame key ``"scene/frame"`` (or pass ``scene_id``). When ``query`` is given the
+        ``frame_key`` is ``"scene/frame"`` (or a frame id, with ``scene_id``). When ``query`` is given the
         labels answer it.
         """
-        frame = self.dataset.frame(frame_id if scene_id is None else f"{scene_id}/{frame_id}")
+        frame = self.dataset.frame(frame_key if scene_id is None else f"{scene_id}/{frame_key}")
         if frame.key not in {f.key for f in self.pool}:
             split = next((n for n, keys in self.dataset.splits.items() if frame.key in keys), "no split")
             raise ValueError(f"add_labels: {frame.key} is a {split} frame; labels are accepted only for pool "
