@@ -20,10 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from viewal.config import ALConfig
 from viewal.curves import ResultRow
 from viewal.io import write_json
-from viewal.layout import RunLayout, seedset_name
+from viewal.layout import RunLayout
+from viewal.recipe import (
+    METHOD_CONFIG_KEYS,
+    REGION_KINDS,
+    TRAINING_AIDS,
+    method_config,
+    parse_method,
+    seedset_name,
+)
 
 __all__ = ["run_experiment", "run_cycles", "open_learners", "check_run_setting", "check_budget_total", "parse_seeds",
            "parse_methods", "parse_scorer_options", "clean_run", "check_ground_truth", "full_data_miou", "retrain_miou",
@@ -32,116 +39,6 @@ __all__ = ["run_experiment", "run_cycles", "open_learners", "check_run_setting",
            "METHOD_CONFIG_KEYS",
            "seedset_name", "parse_size_arg",
            "RunLayout", "TRAINING_AIDS", "REGION_KINDS"]
-
-
-#: training aids a method spec may add to its scorer: ``scorer+aid`` (e.g. ``random+ups``)
-TRAINING_AIDS = {"max_entropy": ("augment", "max_entropy"), "confidence": ("pseudo_labels", "confidence"),
-                 "classwise": ("pseudo_labels", "classwise"), "ups": ("pseudo_labels", "ups"),
-                 "rotation": ("auxiliary", "rotation")}
-
-
-#: region kinds a method spec may name after ``@``: ``random@image`` is ViewAL's RAND (whole images)
-REGION_KINDS = ("superpixel", "image")
-
-
-#: ALConfig fields a method spec may set with ``:key=value`` (everything else is a scorer option);
-#: ``min_iterations`` gives one method more steps, e.g. a compute control for a baseline; ``warm_start=true``
-#: trains each cycle on from the previous cycle's model; ``aux_weight`` weighs an auxiliary task's loss
-#: (``random+rotation:aux_weight=0.1``); ``random_share`` gives that share of each cycle's budget to random
-#: regions after the scorer's picks (``view_entropy:random_share=0.5``); ``propagate=true`` trains and selects with
-#: 3D label propagation (``propagate_weight``, ``propagate_known``: its loss weight and selection share), so
-#: ``random,random:propagate=true`` compares the same method with and without it in one run
-METHOD_CONFIG_KEYS = ("dedup", "min_iterations", "warm_start", "aux_weight", "random_share", "propagate",
-                      "propagate_weight", "propagate_known")
-
-
-def _spec_value(text: str):
-    """``"true"``/``"false"`` → bool, a JSON number → number, anything else → the string itself."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        v = json.loads(text)
-    except json.JSONDecodeError:
-        return text.strip()
-    return v if isinstance(v, (int, float)) else text.strip()
-
-
-def parse_method(spec: str) -> tuple[str, dict]:
-    """``"scorer[@region][+aid[+aid]][:key=value[:key=value]]"`` → (scorer name, ALConfig overrides).
-
-    ``@image`` / ``@superpixel`` sets the region kind of that method alone (``random@image`` ranks whole
-    images at random, as ViewAL's own RAND baseline; plain ``random`` picks random superpixels), so one
-    run compares both.
-
-    Aids are training options (:data:`TRAINING_AIDS`): ``max_entropy`` (augmentation), one of
-    ``confidence``, ``classwise``, ``ups`` (pseudo-labels) and ``rotation`` (PAL's rotation head as an
-    auxiliary task). The spec names the method's ledger and curve, so
-    ``random,random+ups`` compares selection-equal runs with and without UPS in one experiment.
-
-    ``:key=value`` items set that method's scorer options (merged over ``--scorer-options``) or one of
-    :data:`METHOD_CONFIG_KEYS`; so ablations share one run, e.g.
-    ``view_entropy,view_entropy:selection=greedy:dedup=true,view_entropy:rank=vd``.
-    """
-    import viewal.scorers as scorers
-
-    base, *items = [t.strip() for t in str(spec).split(":")]
-    head, *aids = [t.strip() for t in base.split("+")]
-    scorer, at, region = (t.strip() for t in head.partition("@"))
-    if scorer not in scorers.names():
-        raise ValueError(f"method {spec!r}: unknown scorer {scorer!r}; available: {', '.join(scorers.names())}")
-    overrides: dict = {}
-    if at:
-        if region not in REGION_KINDS:
-            raise ValueError(f"method {spec!r}: unknown region kind {region!r}; available: {', '.join(REGION_KINDS)}")
-        overrides["region"] = region
-    for aid in aids:
-        if aid not in TRAINING_AIDS:
-            raise ValueError(f"method {spec!r}: unknown training aid {aid!r}; available: {', '.join(TRAINING_AIDS)}")
-        key, value = TRAINING_AIDS[aid]
-        if key in overrides:
-            raise ValueError(f"method {spec!r}: two {key} aids ({overrides[key]!r}, {value!r})")
-        overrides[key] = value
-    options: dict = {}
-    for item in items:
-        key, eq, value = (t.strip() for t in item.partition("="))
-        if not key or not eq or not value:
-            raise ValueError(f"method {spec!r}: {item!r} is not key=value")
-        target = overrides if key in METHOD_CONFIG_KEYS else options
-        if key in target:
-            raise ValueError(f"method {spec!r}: {key!r} is set twice")
-        target[key] = _spec_value(value)
-    for key in ("dedup", "warm_start", "propagate"):
-        if key in overrides and not isinstance(overrides[key], bool):
-            raise ValueError(f"method {spec!r}: {key} must be true or false, got {overrides[key]!r}")
-    if "aux_weight" in overrides:
-        aw = overrides["aux_weight"]
-        if "auxiliary" not in overrides:
-            raise ValueError(f"method {spec!r}: aux_weight weighs an auxiliary task; the spec has none "
-                             f"(e.g. random+rotation:aux_weight=0.1; PAL's own head: pal:rotation_weight=0.1)")
-        if isinstance(aw, bool) or not isinstance(aw, (int, float)) or not np.isfinite(aw) or aw < 0:
-            raise ValueError(f"method {spec!r}: aux_weight must be a number >= 0, got {aw!r}")
-        overrides["aux_weight"] = float(aw)
-    try:  # each setting's one check, with the one range (viewal.config)
-        ALConfig(**overrides)
-    except ValueError as e:
-        raise ValueError(f"method {spec!r}: {e}") from None
-    if options:
-        try:
-            scorers.get(scorer, **options)
-        except ValueError as e:
-            raise ValueError(f"method {spec!r}: {e}") from None
-        overrides["scorer_options"] = options
-    return scorer, overrides
-
-
-def method_config(base, spec: str, seed: int):
-    """The ALConfig of one method spec (see :func:`parse_method`) and seed; the spec's scorer options are
-    merged over the base's."""
-    scorer, overrides = parse_method(spec)
-    if "scorer_options" in overrides:
-        overrides["scorer_options"] = {**base.scorer_options, **overrides["scorer_options"]}
-    return replace(base, scorer=scorer, seed=seed, **overrides)
 
 
 def parse_budgets(text: str | float) -> list[float]:

@@ -18,49 +18,12 @@ a run with aids or a method trained with more steps finds its own seed-set model
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from viewal.recipe import recipe_tags, seedset_name, spec_training
+
 __all__ = ["RunLayout", "seedset_name", "recipe_tags", "spec_training"]
-
-
-def recipe_tags(cfg) -> list[str]:
-    """What the cycle-0 model of ``cfg`` (an ``ALConfig``) trains besides plain segmentation: the scorer's
-    head (``Scorer.training``), the rotation auxiliary, the augmentation and the pseudo-labels, in this
-    order, each once (PAL + the rotation aid: one head, one tag)."""
-    import viewal.scorers as scorers
-
-    tags = [scorers.get(cfg.scorer).training, "rotation_head" if cfg.auxiliary == "rotation" else "",
-            cfg.augment if cfg.augment != "none" else "", cfg.pseudo_labels if cfg.pseudo_labels != "none" else ""]
-    return list(dict.fromkeys(t for t in tags if t))
-
-
-def spec_training(cfg, method: str) -> dict:
-    """The entries of ``cfg``'s training key (``viewal.learner.training_key``) that the method spec ``method``
-    sets over the run's recipe (e.g. ``min_iterations`` of ``random@image:min_iterations=560``; a head's
-    scorer options or region kind), without the training aids (:func:`recipe_tags` names those). Empty for a
-    method trained with the run's plain recipe."""
-    from viewal.experiment import TRAINING_AIDS, parse_method
-    from viewal.learner import training_key
-
-    key, aids = training_key(cfg), {field for field, _ in TRAINING_AIDS.values()}
-    return {k: key[k] for k in parse_method(method)[1] if k in key and k not in aids}
-
-
-def seedset_name(cfg, method: str) -> str:
-    """File name of the cycle-0 model shared by every method of a seed whose training recipe is ``cfg``'s
-    (``cfg``: the ``ALConfig`` of the method spec ``method``): plain segmentation gives ``seedset-s{seed}.pt``;
-    each recipe tag (:func:`recipe_tags`) is added, and ``-fit-<8 hex>`` when the spec sets training settings
-    of its own (:func:`spec_training`; SHA-1 of their values), so a model is only shared between methods that
-    train it identically. Methods trained with the run's plain recipe keep the tags-only name."""
-    tags = recipe_tags(cfg)
-    own = spec_training(cfg, method)
-    if own:
-        tags.append("fit-" + hashlib.sha1(json.dumps(own, sort_keys=True).encode()).hexdigest()[:8])
-    tag = "-".join(tags)
-    return f"seedset-s{cfg.seed}{'-' + tag if tag else ''}.pt"
 
 
 def _in_root(name: str, doc: str) -> property:

@@ -26,7 +26,6 @@ import numpy as np
 from viewal.config import (
     EXECUTION_SETTINGS,
     LEGACY_DEPTH_TEST_KEYS,
-    TRAINING_FIELDS,
     ALConfig,
     run_identity,
     upgrade_config,
@@ -35,6 +34,7 @@ from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
 from viewal.faults import kill_point
 from viewal.ledger import LabelItem, Ledger, LedgerError
 from viewal.oracle import Oracle
+from viewal.recipe import model_fingerprint, training_key
 from viewal.seeding import stream_rng
 from viewal.selection import (
     RegionQuery,
@@ -70,41 +70,6 @@ def train_config(c: ALConfig, n_items: int, seed: int | None = None):
                            eval_every=1, **kw)
     epochs = epochs_for(c.min_iterations, n_items, c.batch_size, at_least=c.epochs) if c.min_iterations else c.epochs
     return TrainConfig(epochs=epochs, eval_every=max(1, epochs // c.validations), **kw)
-
-
-def training_key(c: ALConfig) -> dict:
-    """What a fit depends on besides its labels: the training fields, the train seed and the scorer's
-    training tag (``Scorer.training``: a head it trains); with a head, also its options and regions.
-    Equal keys and equal labels give interchangeable models (the experiment shares the seed-set model)."""
-    import viewal.scorers as scorers
-
-    d = json.loads(json.dumps({k: getattr(c, k) for k in TRAINING_FIELDS}))
-    d["train_seed"] = c.seed if c.train_seed is None else int(c.train_seed)
-    from viewal.aids import fit_steps, recipe_entries
-
-    if c.warm_start:  # only when set: the fingerprints of every cold-start run stay what they were
-        d["warm_start"] = True
-    if c.propagate:  # only when set, likewise: what the propagated labels are made of, and how they weigh
-        from viewal.scoring import overlap_test_key
-
-        d.update(propagate=True, propagate_weight=float(c.propagate_weight),
-                 propagate_rule=c.propagate_rule.to_dict(), propagate_test=overlap_test_key(c.depth_test))
-    d.update(recipe_entries(c))  # what the aids' own recipes add (the pseudo-labels' fine-tuning length, ...)
-    if len(fit_steps(c)) > 2:  # fit + augmentation + pseudo-labels
-        # tagged: a model of the augmentation alone is never taken for one of the composed fit
-        d["aids"] = "composed"
-    tag = scorers.get(c.scorer, **c.scorer_options).training
-    if tag:
-        d.update(training=tag, scorer_options=c.scorer_options, region=c.region, superpixels=c.superpixels,
-                 superpixel_num=c.superpixel_num)
-    return d
-
-
-def model_fingerprint(c: ALConfig, labels_digest: str) -> str:
-    """SHA-1 binding a model to its training recipe (:func:`training_key`) and its labels
-    (``Ledger.labels_digest``): a checkpoint is reused only when its fingerprint is the current one."""
-    text = json.dumps({"train": training_key(c), "labels": labels_digest}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def dataset_spelling(stored: str | None, root: str | Path) -> str:
