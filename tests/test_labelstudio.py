@@ -13,8 +13,8 @@ pytest.importorskip("label_studio_sdk")
 from twins import box_mask, labelling_scene
 from viewal.cli import main as cli_main
 from viewal.formats import brush_encode
-from viewal.hitl import LabelImportError, export_queries
-from viewal.labelstudio import QUERY_LABEL, import_label_studio
+from viewal.hitl import LabelImportError, export_queries, import_label_studio
+from viewal.labelstudio import QUERY_LABEL
 from viewal.ledger import Ledger
 from viewal.selection import RegionQuery
 

@@ -17,7 +17,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["coco_encode", "coco_decode", "brush_encode", "brush_decode", "annotator_batches", "RleError"]
+__all__ = ["coco_encode", "coco_decode", "brush_encode", "brush_decode", "annotator_batches", "RleError",
+           "LabelImportError", "IGNORE_INDEX"]
+
+#: class id of a pixel that is not labelled, in every label file
+IGNORE_INDEX = 255
+
+
+class LabelImportError(ValueError):
+    """A labelled mask (or the queries file) is missing or invalid; the message names the file."""
 
 
 class RleError(ValueError):

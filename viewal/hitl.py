@@ -16,7 +16,7 @@ A labelled mask ``labels/<name>.png`` is a single-channel PNG of the frame's ful
 ids 0..C-1, and 255 for "not labelled". ``import_labels(out_dir, dataset)`` reads PNG or COCO labels back,
 checks that each file exists, has the frame's size and only valid values (errors name the file), keeps
 the pixels inside the asked region and returns :class:`viewal.ledger.LabelItem` s with ``source="human"``
-and their ``origin`` (file and annotator). Label Studio exports: :func:`viewal.labelstudio.import_label_studio`.
+and their ``origin`` (file and annotator). Label Studio exports: :func:`import_label_studio`.
 Mask codecs and the annotators' batches: :mod:`viewal.formats`. See docs/labelling.md.
 
 Command line (against a ledger; :mod:`viewal.cli.query`)::
@@ -37,17 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from viewal.formats import IGNORE_INDEX, LabelImportError
 from viewal.io import write_image, write_json
+from viewal.labelstudio import annotator_of, task_label_map, write_label_studio
 
-__all__ = ["export_queries", "import_labels", "read_queries_json", "label_items", "query_region", "coco_skeleton",
-           "LabelImportError", "QUERIES_FILE", "FORMATS"]
+__all__ = ["export_queries", "import_labels", "import_label_studio", "read_queries_json", "label_items",
+           "query_region", "coco_skeleton", "LabelImportError", "QUERIES_FILE", "FORMATS"]
 
 QUERIES_FILE = "queries.json"
-IGNORE_INDEX = 255
-
-
-class LabelImportError(ValueError):
-    """A labelled mask (or the queries file) is missing or invalid; the message names the file."""
 
 
 
@@ -165,8 +162,6 @@ def export_queries(queries: Sequence[Any], out_dir: str | Path, dataset: Any = N
     if format == "coco":
         write_json(out / "coco.json", coco_skeleton(entries, class_names, num_classes))
     elif format == "label-studio":
-        from viewal.labelstudio import write_label_studio
-
         write_label_studio(out, entries, class_names if class_names is not None else
                            [str(c) for c in range(int(num_classes or 0))], image_url=image_url)
     path = out / QUERIES_FILE
@@ -420,4 +415,55 @@ def label_items(d: Path, pairs: Sequence[tuple[dict, Path, np.ndarray]], dataset
         items.append(LabelItem(scene_id=scene_id, frame_id=frame_id, mask=mask,
                                labels=np.where(given, lab, IGNORE_INDEX), source="human",
                                region_id=int(e.get("region_id", -1)), query_id=e.get("query_id"), origin=origin))
+    return items
+
+
+def import_label_studio(path: str | Path, class_names: Sequence[str] | None, dataset: Any = None,
+                        num_classes: int | None = None, missing: str = "error") -> list:
+    """Label Studio's JSON export of a viewal project → validated ``LabelItem`` s (``source="human"``).
+
+    Args:
+        path: the JSON export (a list of tasks).
+        class_names: the dataset's classes (brush labels are matched by name).
+        dataset: ``RGBDDataset`` (frame existence and size checks), optional.
+        num_classes: class count (default ``len(class_names)``).
+        missing: ``"error"`` or ``"skip"`` for tasks without an annotation.
+    Returns:
+        one item per annotated task, ``origin`` naming the file, the task and its annotator.
+    """
+    if missing not in ("error", "skip"):
+        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise LabelImportError(f"{path} is a folder; give the JSON file that Label Studio's Export (JSON) wrote")
+    if not path.is_file():
+        raise LabelImportError(f"missing Label Studio export: {path}")
+    if not class_names:
+        raise LabelImportError(f"{path}: no class names to match the brush labels with; pass the dataset (--data)")
+    names = list(class_names)
+    try:
+        tasks = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise LabelImportError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(tasks, list):
+        raise LabelImportError(f"{path}: not a Label Studio JSON export (a list of tasks)")
+    items = []
+    for k, t in enumerate(tasks):
+        what = f"{path}: task {t.get('id', k) if isinstance(t, dict) else k}"
+        data = t.get("data") if isinstance(t, dict) else None
+        need = ("index", "scene_id", "frame_id", "height", "width", "region")
+        lacks = [key for key in need if not isinstance(data, dict) or data.get(key) is None]
+        if lacks:
+            raise LabelImportError(f"{what}: not a viewal task (its data lacks {', '.join(lacks)})")
+        shape = (int(data["height"]), int(data["width"]))
+        lab = task_label_map(t, names, shape, what)
+        if lab is None:
+            if missing == "skip":
+                continue
+            raise LabelImportError(f"{what} ({data['scene_id']}/{data['frame_id']}): not annotated yet "
+                                   f"(--skip-missing imports the others)")
+        ann = next(a for a in t["annotations"] if not a.get("was_cancelled"))
+        origin = f"label-studio {path.resolve()} task {t.get('id', k)} (annotator {annotator_of(ann)})"
+        items += label_items(path.parent, [(data, Path(what), lab)], dataset, int(num_classes or len(names)),
+                             True, origin, where=what)
     return items

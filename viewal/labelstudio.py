@@ -14,7 +14,7 @@ brush labelled "query region", encoded with the SDK's own brush converter
 (:func:`viewal.formats.brush_encode`). The annotator relabels that brush to the right class, or paints
 classes over it.
 
-Import (``viewal query import --format label-studio EXPORT.json``, :func:`import_label_studio`) reads
+Import (``viewal query import --format label-studio EXPORT.json``, :func:`viewal.hitl.import_label_studio`) reads
 Label Studio's JSON export: each task's annotation (one, not cancelled), every ``brushlabels`` result
 decoded with the SDK's converter, painted in order (later results win where they overlap, as Label
 Studio draws them), "query region" pixels left unlabelled, pixels outside the asked region dropped.
@@ -27,10 +27,8 @@ each saved annotation in the run's ledger (:func:`task_label_map`).
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -38,8 +36,8 @@ import numpy as np
 from viewal.io import write_json, write_text
 
 __all__ = ["QUERY_LABEL", "labelling_config", "check_labelling_config", "make_task", "brush_result",
-           "prediction_results", "model_version", "png_data_uri", "write_label_studio", "import_label_studio",
-           "task_label_map"]
+           "prediction_results", "model_version", "png_data_uri", "write_label_studio",
+           "task_label_map", "annotator_of"]
 
 #: brush label of the pre-drawn region: "asked here, not labelled yet"
 QUERY_LABEL = "query region"
@@ -182,7 +180,7 @@ def write_label_studio(out: str | Path, entries: Sequence[dict], class_names: Se
 
 # --------------------------------------------------------------------------------------------- import
 
-def _annotator(ann: dict) -> str:
+def annotator_of(ann: dict) -> str:
     who = ann.get("completed_by")
     if isinstance(who, dict):
         who = who.get("email") or who.get("id")
@@ -196,8 +194,7 @@ def task_label_map(task: dict, class_names: Sequence[str], shape: tuple[int, int
     :data:`QUERY_LABEL` paints nothing. Raises LabelImportError (``what`` names the task) on several live
     annotations, other result types, unknown labels and sizes other than ``shape``.
     """
-    from viewal.formats import RleError, brush_decode
-    from viewal.hitl import IGNORE_INDEX, LabelImportError
+    from viewal.formats import IGNORE_INDEX, LabelImportError, RleError, brush_decode
 
     anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
     if not anns:
@@ -231,56 +228,3 @@ def task_label_map(task: dict, class_names: Sequence[str], shape: tuple[int, int
             raise LabelImportError(str(e)) from None
         lab[m] = list(class_names).index(name)
     return lab
-
-
-def import_label_studio(path: str | Path, class_names: Sequence[str] | None, dataset: Any = None,
-                        num_classes: int | None = None, missing: str = "error") -> list:
-    """Label Studio's JSON export of a viewal project → validated ``LabelItem`` s (``source="human"``).
-
-    Args:
-        path: the JSON export (a list of tasks).
-        class_names: the dataset's classes (brush labels are matched by name).
-        dataset: ``RGBDDataset`` (frame existence and size checks), optional.
-        num_classes: class count (default ``len(class_names)``).
-        missing: ``"error"`` or ``"skip"`` for tasks without an annotation.
-    Returns:
-        one item per annotated task, ``origin`` naming the file, the task and its annotator.
-    """
-    from viewal.hitl import LabelImportError, label_items
-
-    if missing not in ("error", "skip"):
-        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
-    path = Path(path)
-    if path.is_dir():
-        raise LabelImportError(f"{path} is a folder; give the JSON file that Label Studio's Export (JSON) wrote")
-    if not path.is_file():
-        raise LabelImportError(f"missing Label Studio export: {path}")
-    if not class_names:
-        raise LabelImportError(f"{path}: no class names to match the brush labels with; pass the dataset (--data)")
-    names = list(class_names)
-    try:
-        tasks = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise LabelImportError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(tasks, list):
-        raise LabelImportError(f"{path}: not a Label Studio JSON export (a list of tasks)")
-    items = []
-    for k, t in enumerate(tasks):
-        what = f"{path}: task {t.get('id', k) if isinstance(t, dict) else k}"
-        data = t.get("data") if isinstance(t, dict) else None
-        need = ("index", "scene_id", "frame_id", "height", "width", "region")
-        lacks = [key for key in need if not isinstance(data, dict) or data.get(key) is None]
-        if lacks:
-            raise LabelImportError(f"{what}: not a viewal task (its data lacks {', '.join(lacks)})")
-        shape = (int(data["height"]), int(data["width"]))
-        lab = task_label_map(t, names, shape, what)
-        if lab is None:
-            if missing == "skip":
-                continue
-            raise LabelImportError(f"{what} ({data['scene_id']}/{data['frame_id']}): not annotated yet "
-                                   f"(--skip-missing imports the others)")
-        ann = next(a for a in t["annotations"] if not a.get("was_cancelled"))
-        origin = f"label-studio {path.resolve()} task {t.get('id', k)} (annotator {_annotator(ann)})"
-        items += label_items(path.parent, [(data, Path(what), lab)], dataset, int(num_classes or len(names)),
-                             True, origin, where=what)
-    return items

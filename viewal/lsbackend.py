@@ -529,7 +529,7 @@ class LabelStudioBackend:
         from viewal.faults import kill_point
         from viewal.formats import coco_encode
         from viewal.hitl import LabelImportError, label_items
-        from viewal.labelstudio import QUERY_LABEL, _annotator, task_label_map
+        from viewal.labelstudio import QUERY_LABEL, annotator_of, task_label_map
         from viewal.ledger import LedgerError
 
         tid, aid = task.get("id"), ann.get("id")
@@ -551,7 +551,7 @@ class LabelStudioBackend:
                 return {**out, "status": "cancelled", "message": f"{what}: skipped in Label Studio; the query "
                                                                  f"stays pending"}
             origin = (f"label-studio project {pid if pid is not None else '?'} task {tid} annotation {aid} "
-                      f"(annotator {_annotator(ann)})")
+                      f"(annotator {annotator_of(ann)})")
             entry = {"index": None, "query_id": q.query_id, "scene_id": q.scene_id, "frame_id": q.frame_id,
                      "region_id": q.region_id, "height": int(q.mask.shape[0]), "width": int(q.mask.shape[1]),
                      "region": coco_encode(q.mask)}

@@ -1,6 +1,6 @@
 """``viewal query``: human in the loop against a run's ledger: ``export`` its pending region queries
 (:func:`viewal.hitl.export_queries`; PNG masks, COCO RLE or Label Studio tasks, split among ``--annotators``),
-``import`` labels (:func:`viewal.hitl.import_labels`, :func:`viewal.labelstudio.import_label_studio`),
+``import`` labels (:func:`viewal.hitl.import_labels`, :func:`viewal.hitl.import_label_studio`),
 ``status``."""
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ def _import(led, ds, args) -> int:
     if fmt == "auto":
         fmt = "label-studio" if Path(src).is_file() else "export"
     if fmt == "label-studio":
-        from viewal.labelstudio import import_label_studio
+        from viewal.hitl import import_label_studio
 
         if ds is None and not cfg.get("class_names") and cfg.get("dataset"):
             ds = _dataset(cfg["dataset"], led)  # brush labels are class names: the run's dataset has them
