@@ -16,8 +16,8 @@ from viewal.selection import (
     pool_frames,
     queries_from_selection,
     region_features,
-    select,
     select_greedy,
+    select_kcenter,
     select_random_share,
     select_viewal,
     whole_image_regions,
@@ -254,7 +254,7 @@ def test_kcenter_greedy_known_order_and_budget():
     ids, _ = kcenter_greedy(X, np.ones(4), budget_pixels=10, available=np.array([True, True, False, True]))
     assert sorted(ids.tolist()) == [0, 1, 3]
     pool = make_pool([0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1])
-    sel = select("kcenter", pool, 2, features=X, centres=np.array([[0.0]]))
+    sel = select_kcenter(pool, 2, X, centres=np.array([[0.0]]))
     assert sel.ids.tolist() == [3, 1] and sel.pixels == 2
 
 
@@ -267,16 +267,21 @@ def test_region_features_masked_pooling():
     np.testing.assert_allclose(region_features(np.array([[2.0, 4.0]]), reg), [[2, 4], [2, 4]])
 
 
-def test_select_dispatch_errors():
+def test_selectors_name_what_they_miss():
+    from viewal.scorers.pal import PALSelector
+    from viewal.selection import KCenterSelector, SelectionContext, ViewALSelector
+
     pool = make_pool([1.0], [1.0], [1])
-    with pytest.raises(ValueError, match="unknown selection rule"):
-        select("best", pool, 1)
-    with pytest.raises(ValueError, match="adjacency"):
-        select("viewal", pool, 1)
+    with pytest.raises(ValueError, match="overlap adjacency"):
+        ViewALSelector().select(pool, 1, SelectionContext())
     with pytest.raises(ValueError, match="features"):
-        select("kcenter", pool, 1)
+        KCenterSelector().select(pool, 1, SelectionContext())
     with pytest.raises(ValueError, match="shape"):
-        select("viewal", pool, 1, adjacency=empty_adjacency(3))
+        select_viewal(pool, empty_adjacency(3), 1)
+    with pytest.raises(ValueError, match="2 rows, pool has 1"):
+        select_kcenter(pool, 1, np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="SelectionContext.network"):
+        PALSelector().select(pool, 1, SelectionContext())
 
 
 # ---------------------------------------------------------------------------------------------- with the real kernels

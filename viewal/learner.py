@@ -33,6 +33,7 @@ from viewal.config import (
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
 from viewal.faults import kill_point
 from viewal.ledger import LabelItem, Ledger, LedgerError
+from viewal.needs import NeedContext
 from viewal.oracle import Oracle
 from viewal.recipe import model_fingerprint, training_key
 from viewal.seeding import stream_rng
@@ -859,9 +860,9 @@ class ActiveLearner:
         pool = self.score_pool(progress=progress)
         kill_point("select", cycle)
         frames = [self.dataset.frame(s, f) for s, f in zip(pool.scene_ids, pool.frame_ids)]
-        context = SelectionContext(adjacency=lambda: self._adjacency_for(pool), model=self.model, frames=frames,
-                                   device=self.config.device, size=self.config.size,
-                                   batch_size=self.config.infer_batch_size, progress=progress,
+        network = NeedContext(model=self.model, frames=frames, batch_size=self.config.infer_batch_size,
+                              device=self.config.device, options={"size": self.config.size})
+        context = SelectionContext(adjacency=lambda: self._adjacency_for(pool), network=network, progress=progress,
                                    rng=stream_rng(self.config.seed, "select", cycle))
         sel = self.selector.select(pool, int(budget_pixels), context)
         queries = queries_from_selection(pool, sel, lambda i: self.regions(frames[i]), cycle=cycle)

@@ -113,17 +113,19 @@ class PAL(NormalisingScorer):
                     progress: bool = True):
         """:class:`PALSelector` on a pool already scored by this scorer, with its inputs as arguments
         (``regions_of`` unused). Returns a ``viewal.selection.Selection``."""
+        from viewal.needs import NeedContext
         from viewal.selection import SelectionContext
 
-        ctx = SelectionContext(adjacency=adjacency, model=model, frames=frames, device=device, size=size,
-                               batch_size=batch_size, progress=progress)
+        network = NeedContext(model=model, frames=list(frames), batch_size=batch_size, device=device,
+                              options={"size": size})
+        ctx = SelectionContext(adjacency=adjacency, network=network, progress=progress)
         return PALSelector(self.options, dedup=adjacency is not None).select(pool, budget_pixels, ctx)
 
 
 class PALSelector(Selector):
     """PAL's K sub-queries with rotation-only fine-tuning between them (:func:`pal_diversity_select`), on a
     pool scored by :class:`PAL`; reads the model, the pool frames and the inference settings from the
-    ``SelectionContext``, and its overlaps when ``dedup``.
+    ``SelectionContext``'s ``network``, and its overlaps when ``dedup``.
 
     Options (``PAL``'s): ``sub_queries`` (K, default 4), ``finetune_steps`` (20), ``finetune_lr`` (1e-3),
     ``finetune_batch`` (4), ``w_sd`` (weight of S_D, 1), ``seed`` (0).
@@ -140,15 +142,18 @@ class PALSelector(Selector):
         return self.dedup
 
     def select(self, pool, budget_pixels: int, context):
-        o = self.options
-        return pal_diversity_select(context.model, pool, context.frames, budget_pixels,
+        o, net = self.options, context.network
+        if net is None:
+            raise ValueError("PAL's sub-queries fine-tune and run the network: SelectionContext.network must hold "
+                             "the model and the pool's frames (a viewal.needs.NeedContext)")
+        return pal_diversity_select(net.model, pool, net.frames, budget_pixels,
                                     sub_queries=int(o.get("sub_queries", 4)),
                                     finetune_steps=int(o.get("finetune_steps", 20)),
                                     finetune_lr=float(o.get("finetune_lr", 1e-3)),
                                     finetune_batch=int(o.get("finetune_batch", 4)), w_d=float(o.get("w_sd", 1.0)),
-                                    adjacency=context.overlaps() if self.dedup else None, device=context.device,
-                                    size=context.size, batch_size=context.batch_size, seed=int(o.get("seed", 0)),
-                                    progress=context.progress)
+                                    adjacency=context.overlaps() if self.dedup else None, device=net.device,
+                                    size=net.options.get("size"), batch_size=net.batch_size,
+                                    seed=int(o.get("seed", 0)), progress=context.progress)
 
     def __repr__(self) -> str:
         return f"PALSelector({self.options}, dedup={self.dedup})"
