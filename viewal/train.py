@@ -37,9 +37,13 @@ import torch.nn.functional as F
 from viewal.config import SAMPLINGS
 from viewal.data import SegmentationDataset, as_items, collate, parse_size
 from viewal.datasets.base import IGNORE_INDEX, require_labels
-from viewal.io import atomic_path
+from viewal.distributed import shard, world
+from viewal.io import atomic_path, load_torch_file, unpickle_reason
 from viewal.model import SegModel, build_model
+from viewal.predictor import OwnModule
 from viewal.pretrained import canonical_encoder
+from viewal.progress import progress_bar, progress_write
+from viewal.seeding import stream_seed
 
 __all__ = ["TrainConfig", "FitResult", "fit", "evaluate", "recalibrate_bn", "segmentation_loss", "confusion_matrix",
            "iou_from_confusion", "iter_eval_predictions", "save_checkpoint", "load_checkpoint", "CheckpointError",
@@ -223,8 +227,6 @@ def iter_eval_predictions(model: SegModel, frames: Sequence, batch_size: int = 8
     Args:
         frames: frames (with or without labels) or ``(frame, label_map (H, W))`` pairs.
     """
-    from viewal.progress import progress_bar
-
     frames = list(frames)
     size = parse_size(size)
     was_training = model.training
@@ -433,6 +435,134 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(int(n))
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig, extra_modules: Sequence[nn.Module] = ()):
+    """SGD over two groups and its step schedule: viewal's DeepLabv3+ trains its encoder at ``lr`` and the rest
+    (ASPP, decoder, head, the extra modules) at ``head_lr_mult`` × ``lr`` (ViewAL); a user's network trains all
+    at ``lr``. Returns (optimizer, scheduler)."""
+    enc_params = list(model.net.encoder.parameters() if isinstance(model, SegModel) else model.parameters())
+    enc_ids = {id(p) for p in enc_params}
+    head_params = [p for p in model.parameters() if id(p) not in enc_ids]
+    seen = enc_ids | {id(p) for p in head_params}
+    for m in extra_modules:
+        head_params += [p for p in m.parameters() if id(p) not in seen]
+    groups = [g for g in ({"params": enc_params, "lr": cfg.lr},
+                          {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}) if g["params"]]
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epoch, gamma=cfg.gamma)
+
+
+def step_module(model: nn.Module, extra_loss: ExtraLoss | None, extra_modules: Sequence[nn.Module],
+                device: torch.device, seed: int) -> nn.Module:
+    """The module whose forward is one step's loss (:class:`_Step`); under ``torchrun`` wrapped in
+    ``DistributedDataParallel`` (SyncBatchNorm on GPUs), with one stream of random-layer masks per rank."""
+    step_fn: nn.Module = _Step(model, extra_loss, extra_modules)
+    w = world()
+    if w.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if device.type == "cuda":
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: the model's BatchNorms become synced
+        step_fn = DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
+        # random layers (dropout, drop-path) draw their masks from torch's global generator: one stream per
+        # rank, or every rank would drop the same channels of its share. The batches, augmentations and
+        # crops come from generators that stay equal on every rank (each rank assembles the global batch).
+        torch.manual_seed(stream_seed(seed, "rank", w.rank))
+    return step_fn
+
+
+def assemble_batch(ds: SegmentationDataset, idx: Sequence[int], per: int, gen: torch.Generator,
+                   device: torch.device) -> dict:
+    """The batch of dataset indices ``idx`` on ``device``: one sample per index, or (``per`` > 1) one 2×2
+    mosaic of label-centred crops per ``per`` indices (:func:`label_mosaic`)."""
+    if per > 1:
+        batch = collate([label_mosaic([ds[i] for i in idx[k:k + per]], gen) for k in range(0, len(idx), per)])
+    else:
+        batch = collate([ds[i] for i in idx])
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def rank_share(batch: dict, device: torch.device, freeze_bn: bool, desc: str) -> tuple[dict, float]:
+    """This rank's rows of the global ``batch`` and the weight of its cross-entropy (its labelled pixels, or
+    their weights, against the ranks' mean), so that the ranks' average is the global batch's loss; outside
+    ``torchrun``: the batch and 1."""
+    w = world()
+    if not w.distributed:
+        return batch, 1.0
+    n_global = int(batch["image"].shape[0])
+    batch = shard(batch, w, n_global)
+    if len(batch["image"]) < (1 if freeze_bn else 2):
+        raise ValueError(f"{desc}: a batch of {n_global} items leaves rank {w.rank} of {w.size} fewer "
+                         f"than 2 (BatchNorm needs 2); raise the batch size")
+    valid = batch["label"] != IGNORE_INDEX  # labelled pixels, or their weights with a weight map
+    n_lab = torch.tensor([float(valid.sum() if "weight" not in batch else (batch["weight"] * valid).sum())],
+                         dtype=torch.float64)
+    total = n_lab.clone().to(device)
+    torch.distributed.all_reduce(total)
+    return batch, (float(n_lab) * w.size / float(total) if float(total) > 0 else 1.0)
+
+
+def global_loss(loss: torch.Tensor) -> torch.Tensor:
+    """The global batch's loss for display: the ranks' mean of their weighted losses (the loss itself
+    outside ``torchrun``)."""
+    shown = loss.detach()
+    w = world()
+    if w.distributed:
+        shown = shown.clone()
+        torch.distributed.all_reduce(shown)
+        shown = shown / w.size
+    return shown
+
+
+def train_epoch(model: nn.Module, step_fn: nn.Module, opt: torch.optim.Optimizer, ds: SegmentationDataset,
+                cfg: TrainConfig, gen: torch.Generator, device: torch.device, weights: np.ndarray | None,
+                n_steps: int | None, extra_modules: Sequence[nn.Module], bns: Sequence[nn.Module], *,
+                epoch: int, desc: str, progress: bool) -> list[float]:
+    """One epoch of SGD steps (``n_steps``, or a pass over ``ds``; batches drawn by :func:`epoch_batches`
+    with ``weights``); returns each step's global loss. Raises FloatingPointError on a non-finite loss."""
+    model.train()
+    for m in extra_modules:
+        m.train()
+    if cfg.freeze_bn:
+        for m in bns:
+            m.eval()
+    per = 4 if cfg.sampling == "crops" else 1
+    batches = epoch_batches(len(ds), cfg.batch_size * per, gen, n_steps, weights)
+    losses: list[float] = []
+    bar = progress_bar(batches, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False, unit="batch")
+    for idx in bar:
+        batch, weight = rank_share(assemble_batch(ds, idx, per, gen, device), device, cfg.freeze_bn, desc)
+        loss = step_fn(batch, weight)
+        shown = global_loss(loss)
+        if not torch.isfinite(shown):
+            raise FloatingPointError(f"{desc}: non-finite loss at epoch {epoch}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(shown))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+    return losses
+
+
+def validate(model: nn.Module, train_items: Sequence, val_items: Sequence, ds: SegmentationDataset, cfg: TrainConfig,
+             gen: torch.Generator, device: torch.device) -> float:
+    """Recalibrate BatchNorm on ``cfg.bn_recalibrate`` training frames without augmentation (unless frozen),
+    then the val split's mIoU."""
+    if cfg.bn_recalibrate > 0 and not cfg.freeze_bn:
+        recalibrate_on_train(model, train_items, ds, cfg, gen, device)
+    return evaluate(model, val_items, model.num_classes, cfg.eval_batch_size, cfg.device, size=cfg.size)["miou"]
+
+
+def recalibrate_on_train(model: nn.Module, train_items: Sequence, ds: SegmentationDataset, cfg: TrainConfig,
+                         gen: torch.Generator, device: torch.device) -> None:
+    """:func:`recalibrate_bn` on ``cfg.bn_recalibrate`` training frames drawn with ``gen``, unaugmented."""
+    n = min(cfg.bn_recalibrate, len(ds))
+    pick = torch.randperm(len(ds), generator=gen)[:n].tolist()
+    plain = SegmentationDataset([train_items[i] for i in pick], cfg.size, augment=False, cache=False)
+    recalibrate_bn(model, [plain[i]["image"].to(device) for i in range(len(plain))], cfg.eval_batch_size)
+
+
 def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: TrainConfig | None = None, *,
         extra_loss: ExtraLoss | None = None, extra_modules: Sequence[nn.Module] = (), progress: bool = True,
         desc: str = "train", log_epochs: bool | None = None) -> FitResult:
@@ -455,6 +585,10 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         progress: tqdm bar per epoch.
         log_epochs: print one line per epoch (loss, val mIoU, time); default: same as ``progress``.
 
+    The steps, each a function of this module: :func:`make_optimizer`, :func:`step_module`, then per epoch
+    :func:`train_epoch` (:func:`assemble_batch`, :func:`rank_share`, :func:`global_loss` per step) and
+    :func:`validate` (BatchNorm recalibration and the val split's mIoU), keeping the best weights.
+
     Under ``torchrun`` (a process group initialised, ``viewal.distributed.init_from_env``) the step is
     ``DistributedDataParallel``: every rank draws and assembles the same global batch and runs the network
     on its rows (``viewal.distributed.shard``); gradients are averaged over the ranks with each share's
@@ -466,10 +600,6 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     Returns:
         :class:`FitResult`.
     """
-    from viewal.distributed import shard, world
-    from viewal.predictor import OwnModule
-    from viewal.progress import progress_bar, progress_write
-
     cfg = config or TrainConfig()
     if not isinstance(model, (SegModel, OwnModule)):
         raise TypeError(f"model must be a viewal.model.SegModel or a viewal.predictor.OwnModule, "
@@ -489,33 +619,8 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
         m.to(device)
 
     ds = SegmentationDataset(train_items, cfg.size, augment=True, flip=cfg.flip, blur=cfg.blur, seed=cfg.seed)
-    # viewal's DeepLabv3+: the encoder at lr, the rest at head_lr_mult x lr (ViewAL); a user's network: all at lr
-    enc_params = list(model.net.encoder.parameters() if isinstance(model, SegModel) else model.parameters())
-    enc_ids = {id(p) for p in enc_params}
-    head_params = [p for p in model.parameters() if id(p) not in enc_ids]
-    seen = enc_ids | {id(p) for p in head_params}
-    for m in extra_modules:
-        head_params += [p for p in m.parameters() if id(p) not in seen]
-    groups = [g for g in ({"params": enc_params, "lr": cfg.lr},
-                          {"params": head_params, "lr": cfg.lr * cfg.head_lr_mult}) if g["params"]]
-    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epoch, gamma=cfg.gamma)
-
-    w = world()
-    step_fn: nn.Module = _Step(model, extra_loss, extra_modules)
-    if w.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        if device.type == "cuda":
-            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: the model's BatchNorms become synced
-        step_fn = DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda" else None,
-                                          find_unused_parameters=True)
-        # random layers (dropout, drop-path) draw their masks from torch's global generator: one stream per
-        # rank, or every rank would drop the same channels of its share. The batches, augmentations and
-        # crops come from generators that stay equal on every rank (each rank assembles the global batch).
-        from viewal.seeding import stream_seed
-
-        torch.manual_seed(stream_seed(cfg.seed, "rank", w.rank))
+    opt, sched = make_optimizer(model, cfg, extra_modules)
+    step_fn = step_module(model, extra_loss, extra_modules, device, cfg.seed)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     weights = None
     if cfg.sampling in ("labels", "crops"):
@@ -526,72 +631,23 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        for m in extra_modules:
-            m.train()
-        if cfg.freeze_bn:
-            for m in bns:
-                m.eval()
-        n_steps = cfg.steps_per_epoch
-        if cfg.steps is not None:
-            n_steps = min(cfg.steps_per_epoch, cfg.steps - step)
-        per = 4 if cfg.sampling == "crops" else 1
-        batches = epoch_batches(len(ds), cfg.batch_size * per, gen, n_steps, weights)
-        losses = []
-        bar = progress_bar(batches, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False,
-                           unit="batch")
-        for idx in bar:
-            if per > 1:
-                batch = collate([label_mosaic([ds[i] for i in idx[k:k + per]], gen) for k in range(0, len(idx), per)])
-            else:
-                batch = collate([ds[i] for i in idx])
-            batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-            weight = 1.0
-            if w.distributed:
-                n_global = int(batch["image"].shape[0])
-                batch = shard(batch, w, n_global)
-                if len(batch["image"]) < (1 if cfg.freeze_bn else 2):
-                    raise ValueError(f"{desc}: a batch of {n_global} items leaves rank {w.rank} of {w.size} fewer "
-                                     f"than 2 (BatchNorm needs 2); raise the batch size")
-                valid = batch["label"] != IGNORE_INDEX  # labelled pixels, or their weights with a weight map
-                n_lab = torch.tensor([float(valid.sum() if "weight" not in batch else (batch["weight"] * valid).sum())],
-                                     dtype=torch.float64)
-                total = n_lab.clone().to(device)
-                torch.distributed.all_reduce(total)
-                weight = float(n_lab) * w.size / float(total) if float(total) > 0 else 1.0
-            loss = step_fn(batch, weight)
-            shown = loss.detach()
-            if w.distributed:  # the global batch's loss: the ranks' mean of their weighted losses
-                shown = shown.clone()
-                torch.distributed.all_reduce(shown)
-                shown = shown / w.size
-            if not torch.isfinite(shown):
-                raise FloatingPointError(f"{desc}: non-finite loss at epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(shown))
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        bar.close()
-        step += len(batches)
+        n_steps = cfg.steps_per_epoch if cfg.steps is None else min(cfg.steps_per_epoch, cfg.steps - step)
+        losses = train_epoch(model, step_fn, opt, ds, cfg, gen, device, weights, n_steps, extra_modules, bns,
+                             epoch=epoch, desc=desc, progress=progress)
+        step += len(losses)
         lr_used = opt.param_groups[0]["lr"]
         sched.step()
         rec = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "lr": lr_used, "val_miou": None,
                "train_seconds": time.perf_counter() - t0}
         last = epoch == cfg.epochs
-        validate = bool(val_items) and (epoch % max(1, cfg.eval_every) == 0 or last)
-        if cfg.bn_recalibrate > 0 and not cfg.freeze_bn and (validate or last):
-            n = min(cfg.bn_recalibrate, len(ds))
-            pick = torch.randperm(len(ds), generator=gen)[:n].tolist()
-            plain = SegmentationDataset([train_items[i] for i in pick], cfg.size, augment=False, cache=False)
-            recalibrate_bn(model, [plain[i]["image"].to(device) for i in range(len(plain))], cfg.eval_batch_size)
-        if validate:
-            rec["val_miou"] = evaluate(model, val_items, model.num_classes, cfg.eval_batch_size, cfg.device,
-                                       size=cfg.size)["miou"]
+        if val_items and (epoch % max(1, cfg.eval_every) == 0 or last):
+            rec["val_miou"] = validate(model, train_items, val_items, ds, cfg, gen, device)
             score = rec["val_miou"] if np.isfinite(rec["val_miou"]) else -1.0
             if score > best_miou:
                 best_miou, best_epoch = score, epoch
                 best_state = copy.deepcopy(model.state_dict())
+        elif last and cfg.bn_recalibrate > 0 and not cfg.freeze_bn:
+            recalibrate_on_train(model, train_items, ds, cfg, gen, device)
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
         if progress if log_epochs is None else log_epochs:
@@ -608,8 +664,6 @@ def fit(model: SegModel, train_items: Sequence, val_items: Sequence, config: Tra
     return FitResult(best_miou=float(best_miou), best_epoch=best_epoch, history=history,
                      seconds=time.perf_counter() - t_start)
 
-
-# ---------------------------------------------------------------------------------------------- checkpoints
 
 class CheckpointError(ValueError):
     """A checkpoint does not fit the requested model; the message names the file."""
@@ -646,8 +700,6 @@ def load_checkpoint(path: str | Path, model: SegModel | None = None, *, num_clas
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors have many types
-        from viewal.io import unpickle_reason
-
         raise CheckpointError(f"{path}: not a loadable checkpoint ({unpickle_reason(e)})") from None
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         fmt = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
@@ -676,8 +728,6 @@ def load_checkpoint(path: str | Path, model: SegModel | None = None, *, num_clas
 
 def checkpoint_meta(path: str | Path) -> dict:
     """The ``meta`` dict stored in a checkpoint."""
-    from viewal.io import load_torch_file
-
     obj = load_torch_file(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a viewal checkpoint")
