@@ -40,27 +40,25 @@ class _Recorder:
 
     def __init__(self, monkeypatch):
         self.calls = []
-        import viewal.augment
-        import viewal.pseudo
-        import viewal.train
+        import viewal.aids
 
         def fit(model, items, val, cfg, **kw):
             self.calls.append("fit")
             return "fit-result"
 
-        def max_entropy(model, items, val, cfg, base, **kw):
-            assert base is not None, "max-entropy ran before the fit"
+        def max_entropy(state, **kw):
+            assert state.result is not None, "max-entropy ran before the fit"
             self.calls.append("max_entropy")
             return "me-result", None, {"theta_dev": 0.1}
 
-        def pseudo(model, items, pool, val, cfg, base, mode, **kw):
-            assert base is not None, "pseudo-labels ran before the fit"
+        def pseudo(state, pool, mode, **kw):
+            assert state.result is not None, "pseudo-labels ran before the fit"
             self.calls.append(f"pseudo_labels:{mode}")
             return f"pl-result-{mode}", {"precision": 0.5}
 
-        monkeypatch.setattr(viewal.train, "fit", fit)
-        monkeypatch.setattr(viewal.augment, "max_entropy_finetune", max_entropy)
-        monkeypatch.setattr(viewal.pseudo, "pseudo_label_finetune", pseudo)
+        monkeypatch.setattr(viewal.aids, "fit", fit)
+        monkeypatch.setattr(viewal.aids, "max_entropy_finetune", max_entropy)
+        monkeypatch.setattr(viewal.aids, "pseudo_label_finetune", pseudo)
 
 
 @pytest.mark.parametrize("spec", accepted_aid_specs())
@@ -202,16 +200,16 @@ def test_pseudo_labels_keep_the_plain_fit_when_validation_prefers_it(monkeypatch
                 p.add_(1.0)
         return train.FitResult(best_miou=tuned, best_epoch=1, history=[], seconds=0.0)
 
-    monkeypatch.setattr(train, "fit", fake_fit)
+    monkeypatch.setattr(pseudo, "fit", fake_fit)
     monkeypatch.setattr(pseudo, "pseudo_label_items", lambda *a, **k: ([], {"precision": 1.0}))
 
     class Frame:
         key, rgb, labels = "s/0", np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.int64)
 
     base = train.FitResult(best_miou=0.5, best_epoch=1, history=[], seconds=0.0)
-    res, stats = pseudo.pseudo_label_finetune(model, [(Frame(), np.zeros((4, 4), np.int64))], [], ["val"],
-                                              train.TrainConfig(), base, "classwise", finetune_epochs=1,
-                                              progress=False)
+    state = train.FitState(model, [(Frame(), np.zeros((4, 4), np.int64))], ["val"], train.TrainConfig(),
+                           progress=False, result=base)
+    res, stats = pseudo.pseudo_label_finetune(state, [], "classwise", finetune_epochs=1)
     assert stats["pseudo_kept"] == kept and stats["val_miou_pseudo"] == tuned
     same = all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert same == (kept == "base") and (res is base) == (kept == "base")

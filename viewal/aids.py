@@ -18,37 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from viewal.augment import max_entropy_finetune
+from viewal.heads import attach_rotation_head, rotation_extra_loss
+from viewal.pseudo import pseudo_label_finetune
+from viewal.train import FitState, fit
 
 __all__ = ["FitState", "FitStep", "Fit", "MaxEntropyStep", "PseudoLabelStep", "ModelAid", "RotationAuxiliary",
            "fit_steps", "model_aids", "run_steps", "recipe_entries"]
-
-
-@dataclass
-class FitState:
-    """What the steps of one fit share.
-
-    Attributes:
-        model: the network being trained (changed in place by every step).
-        items: labelled training items ``(frame, label map (H, W), extras)`` (``viewal.train.fit``).
-        val: validation frames (checkpoint choice; ``viewal.train.fit`` skips those without labels and keeps
-            the final weights when none has labels).
-        config: ``viewal.train.TrainConfig`` of the fits.
-        extra_loss: the scorer's and auxiliaries' ``extra_loss`` hook (or None), used by every fit.
-        progress, desc: progress bars and their label.
-        result: the ``FitResult`` of the last fit kept (None before :class:`Fit`).
-        stats: what the aids measured (flat: ``theta_dev``, ``precision``, ...; ``steps`` names the steps run).
-    """
-
-    model: Any
-    items: Sequence
-    val: Sequence
-    config: Any
-    extra_loss: Callable | None = None
-    progress: bool = True
-    desc: str = "train"
-    result: Any = None
-    stats: dict = field(default_factory=dict)
 
 
 class FitStep:
@@ -69,8 +47,6 @@ class Fit(FitStep):
     name: ClassVar[str] = "fit"
 
     def apply(self, state: FitState) -> None:
-        from viewal.train import fit
-
         state.result = fit(state.model, state.items, state.val, state.config, extra_loss=state.extra_loss,
                            progress=state.progress, desc=state.desc)
 
@@ -84,11 +60,7 @@ class MaxEntropyStep(FitStep):
     name: ClassVar[str] = "max_entropy"
 
     def apply(self, state: FitState) -> None:
-        from viewal.augment import max_entropy_finetune
-
-        state.result, _, stats = max_entropy_finetune(state.model, state.items, state.val, state.config, state.result,
-                                                      extra_loss=state.extra_loss, progress=state.progress,
-                                                      desc=state.desc, **self.options)
+        state.result, _, stats = max_entropy_finetune(state, **self.options)
         state.stats.update(stats)
 
 
@@ -106,13 +78,8 @@ class PseudoLabelStep(FitStep):
     name: ClassVar[str] = "pseudo_labels"
 
     def apply(self, state: FitState) -> None:
-        from viewal.pseudo import pseudo_label_finetune
-
-        state.result, stats = pseudo_label_finetune(state.model, state.items, self.pool, state.val, state.config,
-                                                    state.result, self.mode, extra_loss=state.extra_loss,
-                                                    mc_passes=self.mc_passes, batch_size=self.batch_size,
-                                                    item_extras=self.item_extras, progress=state.progress,
-                                                    desc=state.desc)
+        state.result, stats = pseudo_label_finetune(state, self.pool, self.mode, mc_passes=self.mc_passes,
+                                                    batch_size=self.batch_size, item_extras=self.item_extras)
         state.stats.update(stats)
 
 
@@ -135,8 +102,6 @@ class RotationAuxiliary(ModelAid):
     name: ClassVar[str] = "rotation"
 
     def prepare_model(self, model) -> Callable | None:
-        from viewal.heads import attach_rotation_head, rotation_extra_loss
-
         if getattr(model, "rotation_head", None) is not None:
             return None
         attach_rotation_head(model)

@@ -27,6 +27,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from viewal.data import as_items
+from viewal.heads import combine_extra_losses, per_image_seg_loss
+from viewal.model import frame_images
+from viewal.train import FitState, TrainConfig, fit
+
 __all__ = [
     "IGNORE", "identity_theta", "affine_grid", "warp_images", "warp_labels", "entropy_map",
     "max_entropy_loss", "LocalisationNet", "Discriminator", "MaxEntropyAugmenter", "max_entropy_augmenter",
@@ -273,8 +278,6 @@ class MaxEntropyAugmenter:
         """A ``viewal.train.fit`` ``extra_loss``: ``weight`` · cross-entropy of the segmenter on the batch warped
         by the STN (every image; labels warped nearest, out-of-image ignored). Fine-tuning with it trains on the
         original and the augmented images together, without changing ``fit``."""
-        from viewal.heads import per_image_seg_loss
-
         def hook(model, batch, logits, features):
             x = batch["image"]
             th = self.theta(x).to(x.device)
@@ -354,9 +357,6 @@ def max_entropy_augmenter(model, images: Sequence[torch.Tensor] | torch.Tensor, 
 
 def item_images(items: Sequence, size: tuple[int, int] | None) -> torch.Tensor:
     """(M, 3, h, w) normalised images of training items' frames at the working size."""
-    from viewal.data import as_items
-    from viewal.model import frame_images
-
     return frame_images([it[0] for it in as_items(items)], size)
 
 
@@ -371,26 +371,24 @@ def train_with_max_entropy(model, train_items: Sequence, val_items: Sequence, co
     Returns:
         (fit result of the last fit, augmenter, stats) as :func:`max_entropy_finetune`.
     """
-    from viewal.train import TrainConfig, fit
-
     cfg = config or TrainConfig()
     res1 = fit(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=f"{desc} base")
-    return max_entropy_finetune(model, train_items, val_items, cfg, res1, extra_loss=extra_loss, progress=progress,
-                                desc=desc, **options)
+    state = FitState(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=desc,
+                     result=res1)
+    return max_entropy_finetune(state, **options)
 
 
-def max_entropy_finetune(model, train_items: Sequence, val_items: Sequence, config, base_result, *,
-                         extra_loss=None, stn_steps: int = 100, stn_batch: int = 4, finetune_epochs: int | None = None,
-                         bound: float | None = 0.3, reg_weight: float = 0.0, discriminator: bool = False,
-                         adv_weight: float = 2.0, aug_weight: float = 1.0, lr: float = 1e-3, keep_best: bool = True,
-                         progress: bool = True, desc: str = "train"):
+def max_entropy_finetune(state: FitState, *, stn_steps: int = 100, stn_batch: int = 4,
+                         finetune_epochs: int | None = None, bound: float | None = 0.3, reg_weight: float = 0.0,
+                         discriminator: bool = False, adv_weight: float = 2.0, aug_weight: float = 1.0,
+                         lr: float = 1e-3, keep_best: bool = True):
     """Max-entropy augmentation of a trained ``model``: train the STN (segmenter frozen) → fine-tune the
     segmenter on original + warped images.
 
     Args:
-        model, train_items, val_items, config, extra_loss: as ``viewal.train.fit``; ``model`` is trained.
-        base_result: the ``FitResult`` of the fit that trained ``model`` (its best validation mIoU decides
-            ``keep_best``).
+        state: the fit so far (``viewal.train.FitState``): its model (trained further in place), labelled
+            items, validation frames, config, ``extra_loss``, progress and label, and ``result``, the
+            ``FitResult`` of the fit that trained the model (its best validation mIoU decides ``keep_best``).
         stn_steps, stn_batch: STN optimisation (Adam, ``lr``) on the labelled frames' images.
         finetune_epochs: epochs of the fine-tuning fit (default max(1, config.epochs // 5)); its loss is
             CE(original) + ``aug_weight`` · CE(warped) (+ ``extra_loss``).
@@ -404,11 +402,8 @@ def max_entropy_finetune(model, train_items: Sequence, val_items: Sequence, conf
     """
     import copy as _copy
 
-    from viewal.heads import combine_extra_losses
-    from viewal.train import fit
-
-    cfg = config
-    res1 = base_result
+    model, train_items, val_items, cfg, extra_loss = state.model, state.items, state.val, state.config, state.extra_loss
+    progress, desc, res1 = state.progress, state.desc, state.result
     base_state = _copy.deepcopy(model.state_dict())
     images = item_images(train_items, cfg.size)
     dev = torch.device(cfg.device)

@@ -27,6 +27,10 @@ from collections.abc import Callable
 import numpy as np
 
 from viewal.config import PSEUDO_LABELS as MODES
+from viewal.data import as_items
+from viewal.heads import combine_extra_losses
+from viewal.model import iter_predict_frames
+from viewal.train import FitState, TrainConfig, fit
 
 __all__ = [
     "IGNORE", "confidence_pseudo_labels", "classwise_thresholds", "classwise_pseudo_labels",
@@ -308,8 +312,6 @@ def pseudo_label_items(model, frames, mode: str, *, labels=None, mc_passes: int 
         ``with_precision``: ``precision_frames`` (frames measured), and when it is not 0 ``precision``,
         ``n_correct``, ``negative_precision`` (ups).
     """
-    from viewal.model import iter_predict_frames
-
     if mode not in MODES:
         raise ValueError(f"unknown pseudo-label mode {mode!r}; available: {', '.join(MODES)}")
     frames = list(frames)
@@ -391,14 +393,13 @@ def train_with_pseudo_labels(model, train_items, pool_frames, val_items, config=
     Returns:
         (fit result, stats) as :func:`pseudo_label_finetune`.
     """
-    from viewal.train import TrainConfig, fit
-
     cfg = config or TrainConfig()
     res = fit(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=f"{desc} base")
     if mode == "none":
         return res, {"mode": "none"}
-    return pseudo_label_finetune(model, train_items, pool_frames, val_items, cfg, res, mode, extra_loss=extra_loss,
-                                 progress=progress, desc=desc, **options)
+    state = FitState(model, train_items, val_items, cfg, extra_loss=extra_loss, progress=progress, desc=desc,
+                     result=res)
+    return pseudo_label_finetune(state, pool_frames, mode, **options)
 
 
 def finetune_epochs_for(base_result, n_items: int, config) -> int:
@@ -410,17 +411,17 @@ def finetune_epochs_for(base_result, n_items: int, config) -> int:
     return max(1, int(round(fit_steps / 2 / per_epoch)))
 
 
-def pseudo_label_finetune(model, train_items, pool_frames, val_items, config, base_result, mode: str = "ups", *,
-                          extra_loss=None, negative_weight: float = 1.0, finetune_epochs: int | None = None,
-                          mc_passes: int = 20, batch_size: int = 4, max_frames: int | None = None,
-                          with_precision: bool = True, item_extras=None, progress: bool = True,
-                          desc: str = "train", keep_best: bool = True, **options):
+def pseudo_label_finetune(state: FitState, pool_frames, mode: str = "ups", *, negative_weight: float = 1.0,
+                          finetune_epochs: int | None = None, mc_passes: int = 20, batch_size: int = 4,
+                          max_frames: int | None = None, with_precision: bool = True, item_extras=None,
+                          keep_best: bool = True, **options):
     """Pseudo-labels for a trained ``model``: pseudo-label the pool → fine-tune on labelled +
     pseudo-labelled pixels (UPS: plus ``negative_weight`` · negative loss).
 
     Args:
-        model, train_items, val_items, config, extra_loss: as ``viewal.train.fit``; ``model`` is trained.
-        base_result: the ``FitResult`` of the fit that trained ``model`` (reported as ``val_miou_base``).
+        state: the fit so far (``viewal.train.FitState``): its model (trained further in place), labelled
+            items, validation frames, config, ``extra_loss``, progress and label, and ``result``, the
+            ``FitResult`` of the fit that trained the model (reported as ``val_miou_base``).
         pool_frames: the unlabelled pool's frames (frames that also appear in ``train_items`` keep their
             labels, which take precedence over pseudo-labels).
         mode: one of :data:`MODES` but ``"none"``.
@@ -445,15 +446,11 @@ def pseudo_label_finetune(model, train_items, pool_frames, val_items, config, ba
     """
     import copy
 
-    from viewal.data import as_items
-    from viewal.heads import combine_extra_losses
-    from viewal.train import fit
-
+    model, train_items, val_items, cfg, extra_loss = state.model, state.items, state.val, state.config, state.extra_loss
+    progress, desc, res = state.progress, state.desc, state.result
     if mode == "none" or mode not in MODES:
         raise ValueError(f"pseudo_label_finetune: mode must be one of {', '.join(m for m in MODES if m != 'none')}, "
                          f"got {mode!r}")
-    cfg = config
-    res = base_result
     items = as_items(train_items)
     given = {it[0].key: (it[1] if it[1] is not None else np.asarray(it[0].labels)) for it in items}
     pool_frames = list(pool_frames)

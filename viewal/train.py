@@ -166,6 +166,34 @@ class FitResult:
         return [h["loss"] for h in self.history]
 
 
+@dataclass
+class FitState:
+    """What the steps of one fit share (``viewal.aids``): the fit and the aids that improve a trained model
+    (max-entropy augmentation, pseudo-labels) each take this one object.
+
+    Attributes:
+        model: the network being trained (changed in place by every step).
+        items: labelled training items ``(frame, label map (H, W), extras)`` (:func:`fit`).
+        val: validation frames (checkpoint choice; :func:`fit` skips those without labels and keeps the final
+            weights when none has labels).
+        config: :class:`TrainConfig` of the fits.
+        extra_loss: the scorer's and auxiliaries' ``extra_loss`` hook (or None), used by every fit.
+        progress, desc: progress bars and their label.
+        result: the :class:`FitResult` of the last fit kept (None before the first fit).
+        stats: what the aids measured (flat: ``theta_dev``, ``precision``, ...; ``steps`` names the steps run).
+    """
+
+    model: Any
+    items: Sequence
+    val: Sequence
+    config: Any
+    extra_loss: Callable | None = None
+    progress: bool = True
+    desc: str = "train"
+    result: FitResult | None = None
+    stats: dict = field(default_factory=dict)
+
+
 # ---------------------------------------------------------------------------------------------- loss / metrics
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
