@@ -65,6 +65,9 @@ PRESETS: dict[str, dict[str, tuple]] = {
         "validations": (5, "docs/model.md: 5 validations per fit, the best kept"),
         "aux_weight": (0.1, "docs/other_methods_warm.md: PAL's rotation head and loss prediction break at weight 1 "
                             "with the ImageNet start, and learn at 0.1"),
+        "propagate": (True, "docs/label_efficiency_propagation.md: 3D label propagation gives 1.8-2.5x the human "
+                            "labels at 99 % agreement; random superpixels with it reach 70 % of full-data mIoU with "
+                            "5.9 % of the pixels labelled by a person against 12.0 % without, at equal steps"),
     },
     "paper": {
         "lr": (4e-4, "ViewAL's published commands (nihalsid/ViewAL README): --lr 0.0004"),
@@ -78,6 +81,7 @@ PRESETS: dict[str, dict[str, tuple]] = {
         "batch_size": (6, "ViewAL's published commands: --batch-size=6"),
         "validations": (5, "the best of 5 validations kept, as the cpu preset"),
         "aux_weight": (1.0, "PAL (Bengar et al.): the auxiliary loss at weight 1"),
+        "propagate": (False, "ViewAL: each label stays in the view it was given in"),
     },
 }
 PRESET_NAMES = tuple(PRESETS)
@@ -103,7 +107,7 @@ EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "depth_test.b
 LEGACY_DEPTH_TEST_KEYS = {"overlap_mode": "mode", "depth_tol": "depth_tol", "kernel_backend": "backend"}
 
 #: settings whose default changed since they were first stored: a stored config without them ran with these
-STORED_BEFORE = {"warm_start": False, "aux_weight": 1.0}
+STORED_BEFORE = {"warm_start": False, "aux_weight": 1.0, "propagate": False}
 
 #: ALConfig fields that decide what a fit learns from its labels (the labels themselves are in the ledger)
 TRAINING_FIELDS = ("encoder", "init", "epochs", "batch_size", "lr", "size", "min_iterations", "steps", "sampling",
@@ -263,7 +267,7 @@ class ALConfig:
     ray_address: str | None = None
     max_retries: int = 3
     warm_start: bool = True
-    propagate: bool = False
+    propagate: bool = True
     propagate_weight: float = 1.0
     propagate_rule: PropagationRule = PROPAGATION_RULE
     propagate_known: float = 0.5

@@ -100,11 +100,12 @@ def add_recipe_arguments(p: argparse.ArgumentParser, format_flag: str = "--forma
                    help="each cycle's fit starts from the previous cycle's model instead of the ImageNet start "
                         "(ViewAL restarts); default: the preset's (cpu: on); a method spec sets it for one method: "
                         "random:warm_start=false")
-    p.add_argument("--propagate", action="store_true",
+    p.add_argument("--propagate", action=argparse.BooleanOptionalAction, default=None,
                    help="3D label propagation: each label also reaches the pool frames that see the same surface "
                         "(under the run's depth test); the fits train on those pixels too and selection skips regions "
-                        "mostly known through it; costs stay counted in human labels (docs/propagation.md). A method "
-                        "spec sets it for one method: random:propagate=true")
+                        "mostly known through it; costs stay counted in human labels (docs/propagation.md). Default: "
+                        "the preset's (cpu: on; paper: off). A method spec sets it for one method: "
+                        "random:propagate=false")
     p.add_argument("--propagate-weight", type=float, default=1.0,
                    help="with --propagate: weight of a propagated pixel in the loss against a human one")
     add_network_arguments(p)
@@ -133,7 +134,8 @@ def add_recipe_arguments(p: argparse.ArgumentParser, format_flag: str = "--forma
 
 
 #: recipe flags (argparse dests) a preset fills when they are not given
-PRESET_FLAGS = ("batch_size", "validations", "lr", "sampling", "warm_start", "mc_passes", "seed_fraction")
+PRESET_FLAGS = ("batch_size", "validations", "lr", "sampling", "warm_start", "mc_passes", "seed_fraction",
+                "propagate")
 
 
 def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
@@ -165,7 +167,7 @@ def config_from_args(args: argparse.Namespace):
         depth_test=depth_test_from_args(args), wrong_label_rate=getattr(args, "wrong_label_rate", 0.0),
         encoder=args.encoder, init=args.init, batch_size=args.batch_size, lr=args.lr, **steps_from_args(args),
         validations=args.validations, sampling=args.sampling, decoder_channels=args.decoder_channels,
-        warm_start=bool(args.warm_start), propagate=bool(getattr(args, "propagate", False)),
+        warm_start=bool(args.warm_start), propagate=bool(args.propagate),
         propagate_weight=float(getattr(args, "propagate_weight", 1.0)), num_threads=args.threads,
         size=parse_size_arg(args.size), augment=args.augment, pseudo_labels=args.pseudo_labels,
         scorer_options=parse_scorer_options(args.scorer_options), **executor_from_args(args))
