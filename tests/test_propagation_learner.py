@@ -20,7 +20,7 @@ from viewal.learner import ALConfig, model_fingerprint, training_key
 from viewal.selection import build_pool
 
 FAST = dict(epochs=1, steps=2, validations=1, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4,
-            infer_batch_size=4)
+            infer_batch_size=4, propagate=False)
 RECIPE = ["--iterations", "2", "--mc-passes", "2", "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4",
           "--decoder-channels", "16", "--init", "random"]
 HW = (64, 80)
@@ -42,10 +42,11 @@ def test_settings_are_validated_stored_and_keyed():
         with pytest.raises(ValueError, match="propagate|rule"):
             ALConfig(**bad)
     # a run that does not propagate keeps its training key (and so its checkpoints' fingerprints)
-    plain = training_key(ALConfig())
+    assert ALConfig().propagate and not ALConfig.preset("paper").propagate  # the cpu preset propagates
+    plain = training_key(ALConfig(propagate=False))
     assert not any(k.startswith("propagate") for k in plain)
-    assert training_key(ALConfig(propagate_weight=0.3, propagate_known=0.9)) == plain
-    keys = {model_fingerprint(c, "d") for c in (ALConfig(), ALConfig(propagate=True),
+    assert training_key(ALConfig(propagate=False, propagate_weight=0.3, propagate_known=0.9)) == plain
+    keys = {model_fingerprint(c, "d") for c in (ALConfig(propagate=False), ALConfig(propagate=True),
                                                 ALConfig(propagate=True, propagate_weight=0.5),
                                                 ALConfig(propagate=True, propagate_rule=PropagationRule(0.9, 2, 1)))}
     assert len(keys) == 4
@@ -64,16 +65,20 @@ def test_spec_key_and_cli_flag_reach_the_config(rooms_64x80):
     for bad in ("random:propagate=1", "random:propagate_weight=-2", "random:propagate_known=2"):
         with pytest.raises(ValueError, match="propagate"):
             parse_method(bad)
-    cfg = method_config(ALConfig(), "random:propagate=true", seed=1)
-    assert cfg.propagate and cfg.seed == 1 and not method_config(ALConfig(), "random", 1).propagate
+    off = ALConfig(propagate=False)
+    cfg = method_config(off, "random:propagate=true", seed=1)
+    assert cfg.propagate and cfg.seed == 1 and not method_config(off, "random", 1).propagate
+    assert not method_config(ALConfig(), "random:propagate=false", 1).propagate
     # ablations share one run, each with its own seed-set model
-    assert seedset_name(cfg, "random:propagate=true") != seedset_name(method_config(ALConfig(), "random", 1), "random")
+    assert seedset_name(cfg, "random:propagate=true") != seedset_name(method_config(off, "random", 1), "random")
     p = argparse.ArgumentParser()
     configure_parser(p)
     args = p.parse_args(["--data", str(rooms_64x80), "--out", "o", "--propagate", "--propagate-weight", "0.25"])
     c = config_from_args(args)
     assert c.propagate and c.propagate_weight == 0.25
-    assert not config_from_args(p.parse_args(["--data", str(rooms_64x80), "--out", "o"])).propagate
+    assert config_from_args(p.parse_args(["--data", str(rooms_64x80), "--out", "o"])).propagate  # the cpu preset
+    assert not config_from_args(p.parse_args(["--data", str(rooms_64x80), "--out", "o", "--no-propagate"])).propagate
+    assert not config_from_args(p.parse_args(["--data", str(rooms_64x80), "--out", "o", "--preset", "paper"])).propagate
     lp = argparse.ArgumentParser()
     loop_parser(lp)
     c = config_from_args(lp.parse_args(["start", "--data", str(rooms_64x80), "--run", "r", "--propagate"]))
