@@ -7,7 +7,8 @@
 # what the demo's small fits run); one validation per fit, 1 seed, no full-data reference (it would cost more
 # steps than any fit). A 2.5 % seed set (2 frames; ViewAL's is 1.5 %), two cycles of 4 % of the pool's pixels,
 # and --warm-start: each cycle's fit continues from the previous cycle's model, because 40 steps from the
-# ImageNet start cannot absorb new labels (README, "Set-up commands"). Each run starts over (--overwrite).
+# ImageNet start cannot absorb new labels (README, "Set-up commands"). Every method propagates its labels to the
+# other views in 3D (the cpu preset's default). Each run starts over (--overwrite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
