@@ -68,11 +68,12 @@ def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, rooms_6
         bench.reference_config(base, 0)
 
 
-def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, rooms_64x80, tmp_path, monkeypatch):
+@pytest.mark.parametrize("propagate", ["--propagate", "--no-propagate"])
+def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, rooms_64x80, tmp_path, monkeypatch, propagate):
     """A --warm-start run's noise floor retrains its chain of fits (each cycle from the previous model) on the
-    ledger's labels, so every cycle gets a floor. With the run's own training seed the chain replays the run's
-    models exactly; a cold fit on the same labels does not. A floor cut off after one train seed resumes
-    there: only the missing train seed is retrained."""
+    ledger's labels (and, propagating, the labels they propagate to), so every cycle gets a floor. With the
+    run's own training seed the chain replays the run's models exactly; a cold fit on the same labels does
+    not. A floor cut off after one train seed resumes there: only the missing train seed is retrained."""
     import json
     from dataclasses import replace
 
@@ -84,7 +85,8 @@ def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, rooms_64x8
     args = ["--data", str(rooms_64x80), "--out", str(out), "--methods", "random", "--cycles", "2", "--budget", "5",
             "--seeds", "0,", "--size", "32x40", "--iterations", "2", "--mc-passes", "1", "--threads", "1",
             "--batch-size", "4", "--decoder-channels", "16", "--init", "random", "--seed-fraction", "0.2",
-            "--validations", "1", "--noise-floor", "random", "--warm-start", "--docs", str(tmp_path / "docs")]
+            "--validations", "1", "--noise-floor", "random", "--warm-start", "--docs", str(tmp_path / "docs"),
+            propagate]
     assert bench.main(args) == 0
     floor = json.loads((out / "noise_floor.json").read_text())["random-s0"]
     ledger = out / "ledgers" / "random-s0.sqlite"
@@ -99,7 +101,7 @@ def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, rooms_64x8
 
     dataset = experiment_cli.open_from_args(bench.build_parser().parse_args(args))
     cfg = experiment.method_config(experiment_cli.config_from_args(bench.build_parser().parse_args(args)), "random", 0)
-    assert cfg.warm_start
+    assert cfg.warm_start and cfg.propagate == (propagate == "--propagate")
     with pytest.raises(ValueError, match=r"cycles must be >= 0, got \[-1\]"):
         experiment.retrain_mious(dataset, cfg, ledger, 0, [-1])
     with pytest.raises(ValueError, match="random-s0.sqlite: no labels of cycle 5"):

@@ -181,21 +181,20 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
     between methods smaller than it says nothing. A cold run's fits are independent, so each cycle is one
     fit from ``config.init``. With ``config.warm_start`` the run's models were a chain (each cycle's fit
     continued from the one before), so the retrain is that chain too: one fit per cycle 0..max(cycles),
-    each starting from the previous fit's model, read at ``cycles``. With the run's own training seed
-    either replays the run's fits. Returns ``{cycle: mIoU}``."""
+    each starting from the previous fit's model, read at ``cycles``. A propagating run (``config.propagate``)
+    is retrained on its human labels and the labels they propagate to, as its fits were. With the run's own
+    training seed either replays the run's fits. Returns ``{cycle: mIoU}``."""
     import torch
 
     from viewal.learner import in_pool_order, train_config
     from viewal.ledger import Ledger
     from viewal.model import build_model
+    from viewal.propagation import ledger_propagation, propagated_items
     from viewal.train import evaluate, fit
 
     want = sorted({int(c) for c in cycles})
     if not want or want[0] < 0:
         raise ValueError(f"cycles must be >= 0, got {want}")
-    if getattr(config, "propagate", False):
-        raise ValueError("retrain_mious retrains on the ledger's human labels only; a run with propagate=True "
-                         "trained on its propagated labels too, which this retrain would leave out")
     fits = list(range(want[-1] + 1)) if config.warm_start else want
     shape = (dataset.height, dataset.width)
     with Ledger(ledger_path) as led:
@@ -205,9 +204,17 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
     out, model = {}, None
     for c in fits:
         with Ledger(ledger_path) as led:  # one cycle's label maps in memory at a time
-            maps = [(k, led.label_map(k, shape, max_cycle=c))
-                    for k in in_pool_order(led.labelled_frames(), dataset.split("train"))]  # as the learner's fits
-        items = [(dataset.frame(k), m) for k, m in maps if (m != 255).any()]
+            if config.propagate:  # the human labels and those they propagate to, weighted, as the learner's fits
+                pool = dataset.split("train")
+                scenes = ledger_propagation(pool, led, config, shape, max_cycle=c)
+                human = {f"{sid}/{fid}" for sid, sp in scenes.items() for i, fid in enumerate(sp.frame_ids)
+                         if sp.human[i].any()}
+                items = [(f, m, {"weight": w})
+                         for f, m, w in propagated_items(scenes, pool, human, config.propagate_weight)]
+            else:
+                maps = [(k, led.label_map(k, shape, max_cycle=c))
+                        for k in in_pool_order(led.labelled_frames(), dataset.split("train"))]  # as the learner's
+                items = [(dataset.frame(k), m) for k, m in maps if (m != 255).any()]
         torch.manual_seed(int(train_seed))
         fresh = build_model(dataset.num_classes, encoder=config.encoder, encoder_weights=config.init,
                             decoder_channels=config.decoder_channels)

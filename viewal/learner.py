@@ -448,19 +448,12 @@ class ActiveLearner:
         return items
 
     def _propagated_items(self) -> list[tuple]:
-        """:meth:`training_items` of a propagating run, in pool order."""
-        scenes = self.propagation()
-        labelled = set(self.ledger.labelled_frames())
-        items = []
-        for f in self.pool:
-            sp = scenes[f.scene_id]
-            i = sp.index(f.frame_id)
-            prop = sp.result.propagated[i]
-            if f.key not in labelled and not prop.any():
-                continue
-            weight = np.where(prop, np.float32(self.config.propagate_weight), np.float32(1.0)).astype(np.float32)
-            items.append((f, sp.result.labels[i].copy(), {"superpixels": self.regions(f), "weight": weight}))
-        return items
+        """:meth:`training_items` of a propagating run, in pool order (``viewal.propagation.propagated_items``)."""
+        from viewal.propagation import propagated_items
+
+        items = propagated_items(self.propagation(), self.pool, self.ledger.labelled_frames(),
+                                 self.config.propagate_weight)
+        return [(f, labels, {"superpixels": self.regions(f), "weight": w}) for f, labels, w in items]
 
     # ------------------------------------------------------------------------------------------ propagation
     def propagation(self, scene_id: str | None = None):

@@ -203,6 +203,25 @@ def ledger_propagation(pool: Sequence, ledger, config, hw: tuple[int, int], *, m
     return out
 
 
+def propagated_items(scenes: dict[str, ScenePropagation], pool: Sequence, labelled: set[str] | Sequence[str],
+                     weight: float) -> list[tuple]:
+    """The training items of a propagating run, in pool order: ``(frame, labels (H, W) int64, weight (H, W)
+    float32)`` for every pool frame with a human label (``labelled``: frame keys) or a propagated one; labels are
+    the human ones with the propagated ones beside them (255 elsewhere), ``weight`` is ``weight`` on propagated
+    pixels and 1 elsewhere. ``scenes``: :func:`ledger_propagation` of the same labels."""
+    labelled = set(labelled)
+    items = []
+    for f in pool:
+        sp = scenes[f.scene_id]
+        i = sp.index(f.frame_id)
+        prop = sp.result.propagated[i]
+        if f.key not in labelled and not prop.any():
+            continue
+        w = np.where(prop, np.float32(weight), np.float32(1.0)).astype(np.float32)
+        items.append((f, sp.result.labels[i].copy(), w))
+    return items
+
+
 def propagation_metrics(scenes: dict[str, ScenePropagation], pool: Sequence, human_pixels: int) -> dict:
     """What the cycle metrics say of propagation, beside (never inside) the costs: ``propagated_pixels``,
     ``propagated_frames`` (pool frames with propagated labels and no human one), ``propagation_multiplier``
