@@ -83,7 +83,8 @@ def run_dir(tmp_path_factory):
     ds = open_dataset(tmp / "ds")
     run = tmp / "run"
     layout = RunLayout(run)
-    cfg = ALConfig(mc_passes=2, depth_test=DepthTest(backend="numpy"), seed_fraction=0.1)
+    cfg = ALConfig(mc_passes=2, depth_test=DepthTest(backend="numpy"), seed_fraction=0.1,
+                   propagate=False)  # a propagating run's page: tests/test_propagation_learner.py
     train = ds.split("train")
     with Ledger(layout.ledger("view_entropy", 0)) as led:
         led.set_config({"al": cfg.to_json(), "dataset": str(ds.root), "num_classes": ds.num_classes})

@@ -20,7 +20,7 @@ from viewal.ledger import Ledger, LedgerError
 # one short fit at ViewAL's lr (a model that is still unsure: its view entropy is not ~0 everywhere), with the
 # recipe OLD_CONFIG was stored with
 FAST = dict(epochs=1, min_iterations=0, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4,
-            lr=4e-4, sampling="uniform", warm_start=False, aux_weight=1.0)
+            lr=4e-4, sampling="uniform", warm_start=False, aux_weight=1.0, propagate=False)
 
 # ALConfig(scorer="random", **FAST).to_json() as viewal wrote it before the depth test was one setting
 # (main at b9eab96): the overlap table's test in overlap_mode / depth_tol, the backend in kernel_backend
