@@ -186,12 +186,11 @@ def noise_floor(dataset, base, out: Path, method: str, seed: int, cycles: int,
     return rec
 
 
-def sampling_ablation(dataset, base, out: Path, methods: list[str], seed: int, cycles: list[int],
-                      other: str) -> dict:
-    """The same labels (each method's seed-``seed`` ledger as it stood at each of ``cycles``) retrained
-    with ``--sampling other`` and the run's training seed: does the way a fit spends its steps on the
-    labels change the ranking? Cached in ``OUT/sampling_ablation.json``.
-    Returns ``{"method-sS-cC": {"run": the run's mIoU (its own sampling), other: mIoU}}``."""
+def retrain_ablation(dataset, base, out: Path, methods: list[str], seed: int, cycles: list[int], name: str,
+                     column: str, changes: dict) -> dict:
+    """The same labels (each method's seed-``seed`` ledger as it stood at each of ``cycles``) retrained with the
+    run's training seed and the method's recipe changed by ``changes`` (ALConfig fields). Cached in
+    ``OUT/NAME.json``. Returns ``{"method-sS-cC": {"run": the run's mIoU, column: the retrained mIoU}}``."""
     import json
     from dataclasses import replace
 
@@ -199,23 +198,37 @@ def sampling_ablation(dataset, base, out: Path, methods: list[str], seed: int, c
     from viewal.io import write_json
     from viewal.ledger import Ledger
 
-    path = out / "sampling_ablation.json"
+    path = out / f"{name}.json"
     cache = json.loads(path.read_text()) if path.is_file() else {}
     for m in methods:
         ledger = RunLayout(out).ledger(m, seed)
         with Ledger(ledger) as led:
             res = {int(r["cycle"]): float(r["miou"]) for r in led.results()}
-        cfg = replace(experiment.method_config(base, m, seed), sampling=other)
+        cfg = replace(experiment.method_config(base, m, seed), **changes)
         for c in cycles:
             key = f"{m}-s{seed}-c{c}"
-            if other in cache.get(key, {}):
+            if column in cache.get(key, {}):
                 continue
             rec = cache.setdefault(key, {"run": res[c], "run_sampling": base.sampling})
-            rec[other] = experiment.retrain_miou(dataset, cfg, ledger, seed, cycle=c)
+            rec[column] = experiment.retrain_miou(dataset, cfg, ledger, seed, cycle=c)
             write_json(path, cache)
-            print(f"sampling ablation {key}: {base.sampling} {100 * rec['run']:.1f}, {other} {100 * rec[other]:.1f}",
-                  flush=True)
+            print(f"{name} {key}: the run {100 * rec['run']:.1f}, {column} {100 * rec[column]:.1f}", flush=True)
     return cache
+
+
+def sampling_ablation(dataset, base, out: Path, methods: list[str], seed: int, cycles: list[int],
+                      other: str) -> dict:
+    """:func:`retrain_ablation` with ``--sampling other``: does the way a fit spends its steps on the labels
+    change the ranking? Cached in ``OUT/sampling_ablation.json``; the column is ``other``."""
+    return retrain_ablation(dataset, base, out, methods, seed, cycles, "sampling_ablation", other, {"sampling": other})
+
+
+def long_fit(dataset, base, out: Path, methods: list[str], seed: int, cycle: int, steps: int) -> dict:
+    """:func:`retrain_ablation` as one cold fit (from ``init``, no warm start) of at least ``steps`` SGD steps,
+    as the full-data reference is trained: is a run's last model limited by its labels or by its fits?
+    Cached in ``OUT/long_fit.json``; the column is ``steps<N>``."""
+    return retrain_ablation(dataset, base, out, methods, seed, [cycle], "long_fit", f"steps{steps}",
+                            {"warm_start": False, "min_iterations": int(steps)})
 
 
 def labels_per_sample(out: Path, methods: list[str], seeds: list[int], cycles: int, sampling: str) -> list[str]:
@@ -291,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampling-ablation", default="", metavar="MODE:METHODS:CYCLES",
                    help="retrain these methods' seed-0 labels as they stood at these cycles with --sampling MODE, "
                         "e.g. crops:random,view_entropy:2,4 ('' to skip)")
+    p.add_argument("--long-fit", default="", metavar="STEPS:CYCLE:METHODS",
+                   help="retrain these methods' first-seed labels at CYCLE as one cold fit of at least STEPS SGD "
+                        "steps (as the full-data reference), e.g. 1000:3:random,random:propagate=false ('' to skip)")
     p.add_argument("--full-data-steps", type=int, default=None, metavar="N",
                    help="train the full-data reference for at least N SGD steps instead of the run's recipe alone "
                         "(e.g. as many as a --warm-start run's last model had over all its cycles)")
@@ -358,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
         abl_mode, abl_methods, abl_cycles = args.sampling_ablation.split(":")
         ablation = sampling_ablation(dataset, base, out, [m.strip() for m in abl_methods.split(",") if m.strip()],
                                      seeds[0], [int(c) for c in abl_cycles.split(",")], abl_mode)
+    longs, long_steps, long_cycle = {}, None, None
+    if args.long_fit:
+        long_steps, long_cycle, long_methods = args.long_fit.split(":", 2)
+        long_steps, long_cycle = int(long_steps), int(long_cycle)
+        longs = long_fit(dataset, base, out, [m.strip() for m in long_methods.split(",") if m.strip()], seeds[0],
+                         long_cycle, long_steps)
     groups = None
     if args.plot_groups:
         groups = [(t.strip(), [m.strip() for m in ms.split(",") if m.strip()])
@@ -422,6 +444,14 @@ def main(argv: list[str] | None = None) -> int:
                         f"| method @ cycle | `{base.sampling}` (the run) | `{abl_mode}` |", "|---|---|---|"]
         floor_lines += [f"| {k.rsplit('-s', 1)[0]} @ {k.rsplit('-c', 1)[1]} | {100 * v['run']:.1f} | "
                         f"{100 * v[abl_mode]:.1f} |" for k, v in ablation.items() if abl_mode in v]
+    long_rows = [(k.rsplit("-s", 1)[0], v) for k, v in longs.items()
+                 if k.endswith(f"-s{seeds[0]}-c{long_cycle}") and f"steps{long_steps}" in v]
+    if long_rows:
+        floor_lines += ["", f"**One long fit** (seed {seeds[0]}'s labels after cycle {long_cycle}, retrained as one "
+                        f"cold fit of at least {long_steps} SGD steps from the `{base.init}` start, as the "
+                        f"full-data reference is, with the run's training seed; test mIoU %):", "",
+                        "| method | the run's model | one long fit |", "|---|---|---|"]
+        floor_lines += [f"| {m} | {100 * v['run']:.1f} | {100 * v[f'steps{long_steps}']:.1f} |" for m, v in long_rows]
     report = "\n".join([
         f"# {args.title}", "",
         f"Command: `{cmd}`", "",

@@ -1,5 +1,6 @@
 """Did the demo's models learn? One line per method and cycle from the run's ledgers (labelled pixels, frames
-touched, SGD steps of the fit, test mIoU), then a check: at the last cycle every method's test mIoU is at
+touched, SGD steps of the fit, what 3D label propagation added per human-labelled pixel, test mIoU), then a
+check: at the last cycle every method's test mIoU is at
 least ``--margin`` points above its seed-set model's and at least ``--times`` times chance, where chance is
 the test mIoU of the best constant prediction (every pixel the test split's most frequent class: that class
 scores its pixel share, every other class present 0).
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo_check: no ledgers in {RunLayout(args.run).ledgers}", file=sys.stderr)
         return 1
     failed = []
-    print(f"{'method':<14}{'cycle':>6}{'labelled':>10}{'frames':>8}{'steps':>7}{'test mIoU':>11}")
+    print(f"{'method':<14}{'cycle':>6}{'labelled':>10}{'frames':>8}{'steps':>7}{'propagated':>12}{'test mIoU':>11}")
     for name in names:
         with Ledger(RunLayout(args.run).ledgers / name) as led:
             results = led.results()
@@ -55,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(f"{method}: no cycle finished")
             continue
         for r in results:
+            mult = r.get("propagation_multiplier")
+            prop = "off" if mult is None else f"{mult:.2f}x"
             print(f"{method:<14}{r['cycle']:>6}{100 * r['labelled_fraction']:>9.1f}%{r.get('frames', -1):>8}"
-                  f"{r.get('steps', -1):>7}{100 * r['miou']:>11.1f}")
+                  f"{r.get('steps', -1):>7}{prop:>12}{100 * r['miou']:>11.1f}")
         seed, last = 100 * results[0]["miou"], 100 * results[-1]["miou"]
         if len(results) < 2 or last < seed + args.margin or last < args.times * chance:
             failed.append(f"{method}: {seed:.1f} -> {last:.1f}")
