@@ -301,7 +301,7 @@ def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[f
                 learners.append((method, seed, learner))
     except BaseException:
         for *_, lr in learners:
-            lr.ledger.close()
+            lr.close()
         raise
     return learners
 
@@ -365,14 +365,11 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
                                  f"less than one pixel (cycle {c})")
         for method, seed, learner in learners:
             run_cycles(learner, method, seed, cycles, budgets, out, pool_pixels, progress=progress)
-            for r in learner.ledger.results():
-                if r["cycle"] <= cycles:
-                    rows.append(result_row(method, seed, r))
-            learner.ledger.close()
-            learner.model = None  # one method's model in memory at a time
+            rows += [result_row(method, seed, r) for r in learner.results() if r["cycle"] <= cycles]
+            learner.close()  # one method's model in memory at a time
     finally:
         for *_, learner in learners:
-            learner.ledger.close()
+            learner.close()
     full = full_data_miou(dataset, base, out, progress=progress)["miou"] if full_data else None
     from viewal.visualize import write_query_sheets  # contact sheet of the last cycle's queries (first seed)
 

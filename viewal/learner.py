@@ -694,6 +694,22 @@ class ActiveLearner:
         """The open cycle (0: the seed set's)."""
         return self.ledger.cycle()
 
+    def results(self) -> list[dict]:
+        """One dict per finished cycle, in order: ``cycle``, ``miou``, ``labelled_fraction``, the costs
+        (``regions``, ``frames``), the fit's ``steps`` and what propagation added (the ledger's cycle metrics)."""
+        return self.ledger.results()
+
+    def close(self) -> None:
+        """Close the ledger and let go of the model (a closed learner's run resumes from its ledger)."""
+        self.ledger.close()
+        self.model = None
+
+    def __enter__(self) -> ActiveLearner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def run_cycle(self, budget_pixels: int | None = None, *, checkpoint: str | Path | None = None,
                   previous: str | Path | None = None, progress: bool = True) -> dict:
         """One whole cycle with the simulated oracle: open it (:meth:`open_cycle`: score the pool and select about

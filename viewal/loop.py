@@ -193,7 +193,7 @@ def advance(run: str | Path, *, force: bool = False, progress: bool = True, lear
         return learner.open_cycle(_budget_pixels(learner, c + 1), ckpt(c), progress=progress)
     finally:
         if own:
-            learner.ledger.close()
+            learner.close()
 
 
 def load_query_model(learner, cycle: int, run: str | Path | None = None):

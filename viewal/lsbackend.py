@@ -277,7 +277,7 @@ class LabelStudioBackend:
             self.dataset = learner.dataset
             self.size = learner.config.size
         finally:
-            learner.ledger.close()
+            learner.close()
         self.class_names = [str(n) for n in self.dataset.class_names]
         from viewal.formats import brush_encode
 
@@ -366,7 +366,7 @@ class LabelStudioBackend:
             try:
                 model = load_query_model(learner, cycle, self.run)
             finally:
-                learner.ledger.close()
+                learner.close()
             if model is not None:
                 model.eval()
                 for old in sorted(self._models)[:-1]:  # keep this cycle's and the previous one's

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                       f"dataset already labels; run 'viewal loop next --run {args.run}'")
             _export(args.run, learner, queries, args)
         finally:
-            learner.ledger.close()
+            learner.close()
         return 0
     from viewal.loop import PendingQueriesError, default_export_dir
 
@@ -155,5 +155,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"cycle {c}'s queries were recorded but not exported (an interrupted step): exporting them")
         _export(args.run, learner, queries, args)
     finally:
-        learner.ledger.close()
+        learner.close()
     return 0
