@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from viewal.io import record_reads, write_json
+from viewal.progress import progress_bar
 
 from .base import DatasetError
 
@@ -54,8 +55,6 @@ def check_frames(frames: Sequence, cache: str | os.PathLike | None = None, progr
         frames: ``viewal.datasets.Frame`` objects (e.g. the pool and the evaluation splits).
         cache: JSON file remembering the frames that passed, by the size and mtime of their image files.
     """
-    from viewal.progress import progress_bar
-
     cache = Path(cache) if cache is not None else None
     known: dict = {}
     if cache is not None and cache.is_file():

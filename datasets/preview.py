@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from viewal.io import atomic_path
+
 from .base import IGNORE_INDEX, Frame, RGBDDataset
 
 __all__ = ["class_palette", "colorize_labels", "colorize_depth", "superpixel_boundaries", "pick_frames",
@@ -88,8 +90,6 @@ def draw_contact_sheet(ds: RGBDDataset, frames: Sequence[Frame], out: str | Path
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
-
-    from viewal.io import atomic_path
 
     out = Path(out)
     palette = class_palette(ds.num_classes)

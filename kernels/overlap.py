@@ -11,6 +11,7 @@ from viewal.io import atomic_path
 
 from ._common import Scene, candidate_pairs, check_depth_test, check_scene, check_superpixels, relative_poses
 from .depth_test import DEPTH_TEST, DepthTest
+from .reference import overlap_reference
 
 __all__ = ["OverlapTable", "superpixel_overlap"]
 
@@ -128,8 +129,6 @@ def superpixel_overlap(superpixels: Any, depths: Any, Ks: Any, world_T_cams: Any
     scene = check_scene(depths, Ks, world_T_cams, depth_test)
     sps, n_sp = check_superpixels(superpixels, scene.depths.shape)
     if backend == "numpy":
-        from .reference import overlap_reference
-
         return OverlapTable.from_dict(overlap_reference(sps, n_sp, scene), n_sp)
     return _overlap_fast(sps, n_sp, scene, backend)
 

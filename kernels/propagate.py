@@ -31,6 +31,7 @@ from ._common import Scene, candidate_pairs, check_depth_test, check_scene, rela
 from .cpu import pixel_landing
 from .cuda import pixel_landing as pixel_landing_cuda
 from .depth_test import DEPTH_TEST, DepthTest
+from .reference import matches
 from .rule import PROPAGATION_RULE, PropagationRule
 
 __all__ = ["NO_LABEL", "PROPAGATION_RULE", "Propagation", "PropagationRule", "VoteCounts", "decide",
@@ -201,8 +202,6 @@ def votes_reference(index: np.ndarray, n_classes: int, scene: Scene) -> VoteCoun
 
     index: (V, H, W) int32 class index, -1 = none; n_classes: C; scene: validated. Slow and obviously right.
     """
-    from .reference import matches
-
     n, h, w = index.shape
     out = {k: np.zeros((n, h * w), np.int32) for k in ("votes", "views", "top", "top_votes")}
     for t in range(n):

@@ -8,6 +8,7 @@ import numpy as np
 from ._common import Scene, candidate_pairs, check_depth_test, check_probs, check_scene, far_bounds, relative_poses
 from ._math import AGG_SPLAT
 from .depth_test import DEPTH_TEST, DepthTest
+from .reference import ve_vd_reference
 
 EPS_KL = 1e-8
 
@@ -61,8 +62,6 @@ def view_entropy_divergence(probs: Any, depths: Any, Ks: Any, world_T_cams: Any,
     scene = check_scene(depths, Ks, world_T_cams, depth_test)
     P = check_probs(probs, scene.depths.shape)
     if backend == "numpy":
-        from .reference import ve_vd_reference
-
         return ve_vd_reference(P, scene)
     ptr, src, M = neighbour_lists(scene)
     n, c, h, w = P.shape

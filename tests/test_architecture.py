@@ -290,3 +290,158 @@ def test_the_project_speaks_of_itself_only():
     hits = [f"{p.relative_to(root)}:{n}: {line.strip()[:80]}" for p in files
             for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1) if pattern.search(line)]
     assert not hits, "\n".join(hits[:20])
+
+
+# ------------------------------------------------------------------------------------- imports: at the top, one way
+
+#: The only imports of package modules inside functions: (module, imported module). Anything else is imported at the
+#: top of its module; a new entry needs a reason that a top-level import cannot meet.
+LAZY_IMPORTS = {
+    # viewal --help imports viewal.cli alone: viewal.io would bring NumPy in
+    ("viewal.cli", "viewal.io"),
+    # viewal label-studio --help without torch: the backend imports the learner
+    ("viewal.cli.labelstudio", "viewal.lsbackend"),
+    # viewal train/visualize/report --help without the learner and Numba: only --run reads a loop run's file
+    ("viewal.cli.options", "viewal.loop"),
+    # viewal query --help and the export/import actions without torch: only the loop actions need the learner
+    ("viewal.cli.query", "viewal.loop"),
+    # Numba: the fused kernel and the propagation kernels compile on import; viewal.kernels stays light
+    ("viewal.kernels", "viewal.kernels.fused"),
+    ("viewal.kernels", "viewal.kernels.propagate"),
+    # Numba CPU and CUDA backends, loaded by the backend a depth test asks for
+    ("viewal.kernels.overlap", "viewal.kernels.cpu"),
+    ("viewal.kernels.overlap", "viewal.kernels.cuda"),
+    ("viewal.kernels.views", "viewal.kernels.cpu"),
+    ("viewal.kernels.views", "viewal.kernels.cuda"),
+}
+
+
+def _owner(dotted: str, mods) -> str | None:
+    """The package module that ``dotted`` (a module, or a name in one) lives in, or None outside the package."""
+    while dotted and dotted not in mods:
+        dotted = dotted.rpartition(".")[0]
+    return dotted or None
+
+
+def _imported(node: ast.Import | ast.ImportFrom, name: str, path: Path, mods) -> set[str]:
+    """Package modules an import statement of module ``name`` (file ``path``) loads, relative imports resolved
+    (``from . import cpu`` in ``viewal.kernels.overlap`` is ``viewal.kernels.cpu``)."""
+    if isinstance(node, ast.Import):
+        targets = [a.name for a in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - (node.level - 1)] + ([base] if base else []))
+        targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+    return {m for m in (_owner(t, mods) for t in targets) if m is not None}
+
+
+def _function_imports(name: str, path: Path, mods) -> list[tuple[str, int]]:
+    """(imported package module, line) of every import statement inside a function or method of ``path``."""
+    tree = ast.parse(path.read_text())
+    seen, out = set(), []
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in seen:
+                    seen.add(id(node))
+                    out += [(m, node.lineno) for m in sorted(_imported(node, name, path, mods))]
+    return out
+
+
+def _module_level_imports(body: list[ast.stmt]):
+    """Import statements that run when the module is imported: outside functions, ``if TYPE_CHECKING:`` skipped."""
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If):
+            test = node.test
+            if not (getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING"):
+                yield from _module_level_imports(node.body)
+                yield from _module_level_imports(node.orelse)
+        elif isinstance(node, ast.Try):
+            for block in (node.body, *(h.body for h in node.handlers), node.orelse, node.finalbody):
+                yield from _module_level_imports(block)
+        elif isinstance(node, (ast.With, ast.ClassDef)):
+            yield from _module_level_imports(node.body)
+
+
+def _import_graph(mods: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> package modules its top-level imports load. Importing ``a.b.c`` runs ``a.b``'s ``__init__`` too,
+    so the packages above an imported module count, except the importer's own (already being imported)."""
+    graph = {}
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text())
+        deps = set()
+        for node in _module_level_imports(tree.body):
+            for m in _imported(node, name, path, mods):
+                parts = m.split(".")
+                deps |= {p for p in (".".join(parts[:i]) for i in range(2, len(parts) + 1))
+                         if p in mods and not (name == p or name.startswith(p + "."))}
+        graph[name] = deps - {name}
+    return graph
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_package_modules_are_imported_at_the_top():
+    mods = _package_modules()
+    found = {(name, m): f"{path.relative_to(PKG.parent)}:{line}" for name, path in mods.items()
+             for m, line in _function_imports(name, path, mods) if m != name}
+    extra = sorted(f"{where}: {a} imports {b} inside a function" for (a, b), where in found.items()
+                   if (a, b) not in LAZY_IMPORTS)
+    assert not extra, ("import these at the top of the module (or give a reason in LAZY_IMPORTS):\n"
+                       + "\n".join(extra))
+    stale = sorted(LAZY_IMPORTS - set(found))
+    assert not stale, f"LAZY_IMPORTS lists imports that are no longer inside a function: {stale}"
+
+
+def test_module_level_imports_have_no_cycle():
+    graph = _import_graph(_package_modules())
+    assert graph["viewal.scoring"] >= {"viewal.needs", "viewal.scorers", "viewal.kernels"}  # the graph is read
+    assert "viewal.kernels" in graph["viewal.config"]  # config imports viewal.kernels.depth_test: its package runs
+    cycle = _find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_import_checks_see_a_lazy_import_and_a_cycle(tmp_path):
+    """The two checks above catch what they are for: a function-level import, relative ones resolved, and a
+    circle through a package's ``__init__``."""
+    files = {"viewal.a": "from viewal.b import f\n", "viewal.b": "def f():\n    from . import c\n",
+             "viewal.c": "import viewal.p.d\n", "viewal.p": "from viewal.a import x\n", "viewal.p.d": ""}
+    mods = {}
+    for name, src in files.items():
+        path = tmp_path / (name.replace(".", "_") + ("/__init__.py" if name == "viewal.p" else ".py"))
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(src)
+        mods[name] = path
+    assert _function_imports("viewal.b", mods["viewal.b"], mods) == [("viewal.c", 2)]
+    graph = _import_graph(mods)
+    assert graph == {"viewal.a": {"viewal.b"}, "viewal.b": set(), "viewal.c": {"viewal.p", "viewal.p.d"},
+                     "viewal.p": {"viewal.a"}, "viewal.p.d": set()}
+    assert _find_cycle(graph) is None
+    graph["viewal.b"].add("viewal.c")  # b imports c at the top: a -> b -> c -> p (d's package) -> a
+    assert _find_cycle(graph) == ["viewal.a", "viewal.b", "viewal.c", "viewal.p", "viewal.a"]

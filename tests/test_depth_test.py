@@ -212,7 +212,8 @@ def test_old_ledger_with_two_depth_tests_is_refused_naming_the_file(rooms_64x80,
 
 # ------------------------------------------------------------------------------------------ one object everywhere
 
-def _spy(monkeypatch, name, calls):
+def _spy(monkeypatch, name, calls, *users):
+    """Record the calls of kernel ``name``: in ``viewal.kernels`` and in each module of ``users`` that binds it."""
     real = getattr(kernels, name)
 
     def spy(*args, depth_test=DEPTH_TEST):
@@ -220,10 +221,13 @@ def _spy(monkeypatch, name, calls):
         calls.append((depth_test, args, out))
         return out
 
-    monkeypatch.setattr(kernels, name, spy)
+    for module in (kernels, *users):
+        monkeypatch.setattr(module, name, spy)
 
 
 def test_one_depth_test_reaches_view_entropy_the_overlap_table_and_visualize(rooms_64x80, tmp_path, monkeypatch):
+    import viewal.scoring
+    import viewal.visualize
     from viewal.cli import main
     from viewal.layout import RunLayout
     from viewal.selection import pool_frames
@@ -231,8 +235,8 @@ def test_one_depth_test_reaches_view_entropy_the_overlap_table_and_visualize(roo
     ds = open_dataset(rooms_64x80)
     test = DepthTest(mode="viewal", world_distance=0.3, aggregation="gather", backend="numpy")
     ve_calls, ov_calls = [], []
-    _spy(monkeypatch, "view_entropy_divergence", ve_calls)
-    _spy(monkeypatch, "superpixel_overlap", ov_calls)
+    _spy(monkeypatch, "view_entropy_divergence", ve_calls, viewal.visualize)
+    _spy(monkeypatch, "superpixel_overlap", ov_calls, viewal.scoring)
     layout = RunLayout(tmp_path / "run")
     learner = viewal.ActiveLearner(ds, scorer="view_entropy", ledger=layout.ledger("view_entropy", 0),
                                    depth_test=test, **FAST)

@@ -385,13 +385,13 @@ def test_warm_start_continues_from_the_previous_cycles_model(rooms_64x80, tmp_pa
     weights are read at the moment training begins."""
     import torch
 
-    import viewal.aids as aids
+    import viewal.learner
     from viewal.experiment import parse_method
     from viewal.learner import ALConfig, model_fingerprint, training_key
 
     starts = []
-    real = aids.run_steps
-    monkeypatch.setattr(aids, "run_steps", lambda steps, state: (
+    real = viewal.learner.run_steps
+    monkeypatch.setattr(viewal.learner, "run_steps", lambda steps, state: (
         starts.append({k: v.clone() for k, v in state.model.state_dict().items()}), real(steps, state))[1])
     ds = open_dataset(rooms_64x80)
     for warm in (False, True):

@@ -920,7 +920,7 @@ def test_stop_waits_for_the_advance_and_a_second_signal_stops_at_once(run, tmp_p
 def test_a_cycle_opened_with_nothing_to_ask_is_not_advanced_again(run, monkeypatch):
     """When the pool has nothing left to ask, the advance opens a cycle without queries: the backend does not
     try to open it again at every kick (each try would score the pool for nothing)."""
-    import viewal.loop
+    import viewal.lsbackend
 
     _answer_in_ledger(run)
     calls = []
@@ -931,7 +931,7 @@ def test_a_cycle_opened_with_nothing_to_ask_is_not_advanced_again(run, monkeypat
             led.finish_cycle(led.cycle(), {"miou": 0.5})
         return []
 
-    monkeypatch.setattr(viewal.loop, "advance", advance)
+    monkeypatch.setattr(viewal.lsbackend, "advance", advance)
     b = LabelStudioBackend(run, TOKEN)
     for _ in range(3):
         b.kick()

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from viewal.formats import brush_encode, coco_encode
 from viewal.hitl import COCO_LABELS_FILE, IGNORE_INDEX, export_file, query_region, read_queries_json
 from viewal.io import write_image, write_json
+from viewal.labelstudio import FROM_NAME, TO_NAME
 
 __all__ = ["answer_export", "ground_truth_of", "LABEL_STUDIO_ANSWERS"]
 
@@ -63,8 +65,6 @@ def answer_export(export_dir: str | Path, dataset: Any) -> Path:
     if fmt == "coco":
         import json
 
-        from viewal.formats import coco_encode
-
         coco = json.loads((d / "coco.json").read_text())
         anns = []
         for e in entries:
@@ -79,9 +79,6 @@ def answer_export(export_dir: str | Path, dataset: Any) -> Path:
         return d
     if fmt == "label-studio":
         import json
-
-        from viewal.formats import brush_encode
-        from viewal.labelstudio import FROM_NAME, TO_NAME
 
         names = doc.get("class_names") or [str(c) for c in range(int(doc["num_classes"]))]
         tasks = json.loads((d / "label_studio" / "tasks.json").read_text())

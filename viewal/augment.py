@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from viewal.data import as_items
 from viewal.heads import combine_extra_losses, per_image_seg_loss
 from viewal.model import frame_images
+from viewal.progress import progress_bar
 from viewal.train import FitState, TrainConfig, fit
 
 __all__ = [
@@ -215,7 +216,6 @@ class MaxEntropyAugmenter:
             raise ValueError("images: no batch to train the STN on")
         it = range(int(steps))
         if progress:
-            from viewal.progress import progress_bar
             it = progress_bar(it, desc="max-entropy STN", leave=False)
         try:
             for step in it:

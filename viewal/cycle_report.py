@@ -33,8 +33,22 @@ from typing import Any
 
 import numpy as np
 
-from viewal.io import write_text
+from viewal.datasets import open_dataset
+from viewal.io import atomic_path, write_text
 from viewal.layout import RunLayout
+from viewal.learner import ALConfig
+from viewal.ledger import Ledger
+from viewal.progress import progress_bar
+from viewal.train import load_checkpoint
+from viewal.visualize import (
+    propagation_sheet,
+    query_contact_sheet,
+    render_point_cloud_png,
+    run_propagation,
+    run_view_entropy,
+    view_entropy_points,
+    view_heatmaps,
+)
 
 __all__ = ["png_data_uri", "rendered_png", "scores_table", "write_cycle_report", "run_curve_plot"]
 
@@ -84,8 +98,6 @@ def run_curve_plot(results: Sequence[dict], out: str | Path, *, full_miou: float
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from viewal.io import atomic_path
 
     miou = [r for r in results if r.get("miou") is not None]
     shares = [r for r in results if r.get("miou") is None and r.get("predicted_class_shares") is not None]
@@ -170,13 +182,6 @@ def write_cycle_report(run_dir: str | Path, method: str = "view_entropy", seed: 
         max_frames: queried frames with heat-maps per cycle. max_queries: regions on the contact sheet.
         stride: pixel step of the point cloud. mc_passes: MC-dropout passes (default: the run's).
     """
-    from viewal.datasets import open_dataset
-    from viewal.learner import ALConfig
-    from viewal.ledger import Ledger
-    from viewal.progress import progress_bar
-    from viewal.train import load_checkpoint
-    from viewal.visualize import query_contact_sheet
-
     layout = RunLayout(Path(run_dir))
     lpath = layout.ledger(method, seed)
     if not lpath.is_file():
@@ -308,8 +313,6 @@ def _heatmap_parts(dataset, qs: Sequence[Any], model, ckpt_name: str, run_cfg, c
                    max_frames: int, stride: int) -> list[str]:
     """View entropy and divergence heat-maps of the first ``max_frames`` queried frames, and the view entropy
     point cloud of the top query's scene, under ``model`` (the one that chose the queries)."""
-    from viewal.visualize import render_point_cloud_png, run_view_entropy, view_entropy_points, view_heatmaps
-
     shown = _frames_to_show(qs, max_frames)
     ve_of: dict[str, tuple] = {}
     for scene in dict.fromkeys(s for s, _ in shown):
@@ -342,9 +345,6 @@ def _propagation_parts(dataset, ledger_path: str | Path, run_cfg, cycle: int, re
     """HTML of a propagating run's cycle as (numbers, pictures): what propagation added beside the human labels
     (the cycle's metrics), and the frames it added most to, human labels and propagated ones in two colours
     (:func:`viewal.visualize.propagation_sheet` on the labels as they stood after ``cycle``)."""
-    from viewal.ledger import Ledger
-    from viewal.visualize import propagation_sheet, run_propagation
-
     out = []
     if res is not None and "propagated_pixels" in res:
         acc = res.get("propagation_accuracy")

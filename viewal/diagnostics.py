@@ -30,7 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from viewal.datasets import open_dataset
 from viewal.datasets.base import IGNORE_INDEX, MissingLabelsError
+from viewal.layout import RunLayout
+from viewal.learner import ALConfig
+from viewal.ledger import Ledger
+from viewal.metrics import label_class_counts
+from viewal.progress import progress_bar
+from viewal.train import evaluate, iter_eval_predictions, load_checkpoint
 
 __all__ = ["selection_counts", "summarise_counts", "predict_labels", "diagnose_cycle", "open_run_dataset",
            "diagnose_run", "class_histogram", "class_balance", "compare_models"]
@@ -113,8 +120,6 @@ def summarise_counts(counts: dict[str, np.ndarray]) -> dict[str, float]:
 def predict_labels(model, frames: Sequence, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Eval-mode argmax of ``model`` on ``frames`` at their own resolution → (pred, gt), each (N, H, W) int64
     (:func:`viewal.train.iter_eval_predictions`, the batches :func:`viewal.train.evaluate` scores)."""
-    from viewal.train import iter_eval_predictions
-
     pairs = list(iter_eval_predictions(model, list(frames), batch_size))
     return (np.concatenate([p for p, _ in pairs]).astype(np.int64),
             np.concatenate([g for _, g in pairs]).astype(np.int64))
@@ -161,10 +166,6 @@ def diagnose_cycle(model, ledger, pool: Sequence, cycle: int, num_classes: int, 
 def open_run_dataset(run_dir: str | Path, method: str, seed: int, data: str | Path | None = None):
     """The dataset as ``viewal experiment`` opened it for a ledger of ``run_dir``: its path (or ``data``), working
     size and ``--frame-step``, all read from the ledger."""
-    from viewal.datasets import open_dataset
-    from viewal.layout import RunLayout
-    from viewal.ledger import Ledger
-
     path = RunLayout(Path(run_dir)).ledger(method, seed)
     if not path.is_file():
         raise FileNotFoundError(f"no ledger {path}")
@@ -184,12 +185,6 @@ def diagnose_run(run_dir: str | Path, dataset, methods: Sequence[str], seeds: Se
     cycle's test-mIoU gain. ``dataset`` must be opened as the run opened it (size, frame step).
     ``learnability``: also the cycle's own model on its picks (``diagnose_cycle``'s ``after``)."""
     import torch
-
-    from viewal.layout import RunLayout
-    from viewal.learner import ALConfig
-    from viewal.ledger import Ledger
-    from viewal.progress import progress_bar
-    from viewal.train import load_checkpoint
 
     layout = RunLayout(Path(run_dir))
     pool = dataset.split("train")
@@ -223,8 +218,6 @@ def diagnose_run(run_dir: str | Path, dataset, methods: Sequence[str], seeds: Se
 def class_histogram(label_maps, num_classes: int) -> np.ndarray:
     """(num_classes,) int64 pixel count per class over (H, W) label maps (``IGNORE_INDEX`` skipped); a class
     outside 0..num_classes-1 is refused (:func:`viewal.metrics.label_class_counts`)."""
-    from viewal.metrics import label_class_counts
-
     return label_class_counts(label_maps, num_classes)
 
 
@@ -234,10 +227,6 @@ def class_balance(run_dir: str | Path, dataset, methods: Sequence[str], seeds: S
     ``{"classes": names, "pool": (C,) share of the pool's pixels, method: {"share": (C,) share of the
     labelled pixels, "iou": (C,) test IoU after the cycle's fit}}``; shares sum to 1. Trains nothing;
     ground truth is read for the pool share only."""
-    from viewal.layout import RunLayout
-    from viewal.ledger import Ledger
-    from viewal.progress import progress_bar
-
     layout = RunLayout(Path(run_dir))
     shape, c = (dataset.height, dataset.width), dataset.num_classes
     pool = class_histogram((f.labels for f in dataset.split("train") if f.has_labels), c)
@@ -269,8 +258,6 @@ def compare_models(models: dict, frames: Sequence, num_classes: int, batch_size:
     those pixels predicted as each class}}`` (:func:`viewal.train.evaluate`, eval mode). A model that drifts
     toward the classes it is sure of shows a ``predicted`` share above ``truth`` there and falling IoU
     elsewhere. Frames without labels are left out; with none left, :class:`viewal.datasets.MissingLabelsError`."""
-    from viewal.train import evaluate
-
     if not models:
         raise ValueError("compare_models: no models given")
     given = list(frames)

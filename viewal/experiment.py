@@ -21,8 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from viewal.curves import ResultRow
+from viewal.data import parse_size
 from viewal.io import write_json
 from viewal.layout import RunLayout
+from viewal.learner import ActiveLearner, in_pool_order, pool_signature, train_config, training_key
+from viewal.ledger import Ledger, LedgerError
+from viewal.model import build_model
+from viewal.progress import progress_bar
+from viewal.propagation import ledger_propagation, propagated_items
 from viewal.recipe import (
     METHOD_CONFIG_KEYS,
     REGION_KINDS,
@@ -31,6 +37,8 @@ from viewal.recipe import (
     parse_method,
     seedset_name,
 )
+from viewal.train import evaluate, fit
+from viewal.visualize import write_query_sheets
 
 __all__ = ["run_experiment", "run_cycles", "open_learners", "check_run_setting", "check_budget_total", "parse_seeds",
            "parse_methods", "parse_scorer_options", "clean_run", "check_ground_truth", "full_data_miou", "retrain_miou",
@@ -119,8 +127,6 @@ def parse_scorer_options(text: str) -> dict:
 def parse_size_arg(text):
     if text is None:
         return None
-    from viewal.data import parse_size
-
     return parse_size(text)
 
 
@@ -134,10 +140,6 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True, *, cached_on
     """Train on every label of the train split with the experiment's recipe; cached in ``out``. With
     ``cached_only`` nothing is trained: the cached result of this recipe, or None."""
     import torch
-
-    from viewal.learner import pool_signature, train_config, training_key
-    from viewal.model import build_model
-    from viewal.train import evaluate, fit
 
     path = RunLayout(out).full_data
     train = dataset.split("train")
@@ -186,12 +188,6 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
     training seed either replays the run's fits. Returns ``{cycle: mIoU}``."""
     import torch
 
-    from viewal.learner import in_pool_order, train_config
-    from viewal.ledger import Ledger
-    from viewal.model import build_model
-    from viewal.propagation import ledger_propagation, propagated_items
-    from viewal.train import evaluate, fit
-
     want = sorted({int(c) for c in cycles})
     if not want or want[0] < 0:
         raise ValueError(f"cycles must be >= 0, got {want}")
@@ -233,8 +229,6 @@ def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, s
                  cycle: int | None = None, progress: bool = False) -> float:
     """:func:`retrain_mious` at one cycle: the seed set (``seed_set_only``), ``cycle``, or by default the
     ledger's last cycle of labels."""
-    from viewal.ledger import Ledger
-
     if seed_set_only:
         cycle = 0
     elif cycle is None:
@@ -246,8 +240,6 @@ def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, s
 def check_run_setting(ledger, name: str, value, flag: str) -> None:
     """Store an experiment-level setting (``--budget``, ``--frame-step``) in a ledger, or refuse a resume
     that changes it, naming the flag and both values."""
-    from viewal.ledger import LedgerError
-
     stored = ledger.meta("experiment") or {}
     value = json.loads(json.dumps(value))
     if name not in stored:
@@ -279,9 +271,6 @@ def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[f
 
     Every ledger is opened and checked (config, pool, ``--budget``, ``--frame-step``) before any
     training starts, so a resume with a changed setting fails at once, naming it."""
-    from viewal.learner import ActiveLearner
-    from viewal.ledger import Ledger, LedgerError
-
     learners = []
     try:
         for seed in seeds:
@@ -314,8 +303,6 @@ def run_cycles(learner, method: str, seed: int, cycles: int, budgets: list[float
     The learner makes every step (open, label, close), as ``viewal loop`` does with people's answers. Resumable
     at any point: queries recorded once (a resumed cycle labels the pending rest), a checkpoint reused only when
     it was trained on exactly the ledger's labels with this recipe."""
-    from viewal.progress import progress_bar
-
     layout = RunLayout(out)  # cycle 0: same seed set and recipe, one model (RunLayout.seedset)
     bar = progress_bar(total=cycles + 1, initial=min(learner.cycle, cycles + 1), unit="cycle",
                        desc=f"{method} seed {seed}", disable=not progress)
@@ -371,7 +358,5 @@ def run_experiment(dataset, methods: list[str], seeds: list[int], cycles: int, b
         for *_, learner in learners:
             learner.close()
     full = full_data_miou(dataset, base, out, progress=progress)["miou"] if full_data else None
-    from viewal.visualize import write_query_sheets  # contact sheet of the last cycle's queries (first seed)
-
-    write_query_sheets(dataset, out, methods, seeds[0])
+    write_query_sheets(dataset, out, methods, seeds[0])  # contact sheet of the last cycle's queries (first seed)
     return rows, full

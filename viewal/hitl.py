@@ -37,9 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from viewal.formats import IGNORE_INDEX, LabelImportError
+from viewal.formats import IGNORE_INDEX, LabelImportError, RleError, coco_decode, coco_encode
 from viewal.io import write_image, write_json
 from viewal.labelstudio import annotator_of, task_label_map, write_label_studio
+from viewal.ledger import LabelItem
 
 __all__ = ["export_queries", "import_labels", "import_label_studio", "read_queries_json", "label_items",
            "query_region", "coco_skeleton", "LabelImportError", "QUERIES_FILE", "FORMATS"]
@@ -112,8 +113,6 @@ def export_queries(queries: Sequence[Any], out_dir: str | Path, dataset: Any = N
     Returns:
         path of ``queries.json``.
     """
-    from viewal.formats import coco_encode
-
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     out = Path(out_dir)
@@ -240,8 +239,6 @@ def _coco_label_maps(d: Path, doc: dict, labels_file: str | Path | None, class_n
     """The labeller's COCO file (default ``d/labels.json``) as class-id maps per query rank (255 = not
     labelled; later annotations win). Categories are matched by name to ``class_names`` when both have
     names, else ``category_id - 1`` is the class id. Errors name the file and the annotation."""
-    from viewal.formats import RleError, coco_decode
-
     path = Path(labels_file) if labels_file is not None else d / COCO_LABELS_FILE
     if not path.is_file():
         raise LabelImportError(f"missing COCO labels file: {path}")
@@ -352,8 +349,6 @@ def import_labels(directory: str | Path, dataset: Any = None, num_classes: int |
 def query_region(d: Path, e: dict, where: str | None = None) -> np.ndarray:
     """(H, W) bool region of a ``queries.json`` entry: its COCO RLE ``region``, or its PNG ``mask`` (version-1
     exports). Errors name the file (``where``: the entry's file, default ``d/queries.json``)."""
-    from viewal.formats import RleError, coco_decode
-
     if e.get("region") is not None:
         try:
             return coco_decode(e["region"], (int(e["height"]), int(e["width"])),
@@ -371,8 +366,6 @@ def label_items(d: Path, pairs: Sequence[tuple[dict, Path, np.ndarray]], dataset
     """Validated ``LabelItem`` s from ``(query entry, labels' file, (H, W) class ids with 255 = not labelled)``:
     the frame exists and has the labels' size, class ids lie in 0..C-1, pixels outside the query's region are
     dropped (``restrict_to_query``); a query without a labelled pixel there is skipped with a warning."""
-    from viewal.ledger import LabelItem
-
     items = []
     for e, path, lab in pairs:
         scene_id, frame_id = str(e["scene_id"]), str(e["frame_id"])

@@ -33,6 +33,8 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from viewal.datasets.preview import class_palette
+from viewal.formats import IGNORE_INDEX, LabelImportError, RleError, brush_decode, brush_encode, coco_decode
 from viewal.io import write_json, write_text
 
 __all__ = ["QUERY_LABEL", "labelling_config", "check_labelling_config", "make_task", "brush_result",
@@ -46,8 +48,6 @@ FROM_NAME, TO_NAME = "label", "image"
 
 def labelling_config(class_names: Sequence[str]) -> str:
     """Label Studio labelling config (XML): the image and one brush label per class plus :data:`QUERY_LABEL`."""
-    from viewal.datasets.preview import class_palette
-
     names = list(class_names)
     if not names:
         raise ValueError("labelling_config: no class names")
@@ -88,8 +88,6 @@ def check_labelling_config(config: str, class_names: Sequence[str]) -> None:
 def brush_result(mask: np.ndarray, label: str, rid: str) -> dict:
     """A ``brushlabels`` result painting ``mask`` (H, W) bool with ``label``, as Label Studio stores it (RLE from
     the SDK's converter, :func:`viewal.formats.brush_encode`)."""
-    from viewal.formats import brush_encode
-
     h, w = mask.shape
     return {"id": rid, "type": "brushlabels", "from_name": FROM_NAME, "to_name": TO_NAME,
             "original_width": int(w), "original_height": int(h), "image_rotation": 0,
@@ -162,8 +160,6 @@ def write_label_studio(out: str | Path, entries: Sequence[dict], class_names: Se
     """Write ``out/label_studio/config.xml`` and ``tasks.json`` for ``queries.json`` entries whose frame images
     were exported to ``out/<entry["image"]>``; returns the tasks' path. ``image_url``: tasks refer to
     ``image_url/<entry["image"]>`` instead of embedding the image."""
-    from viewal.formats import coco_decode
-
     out = Path(out)
     tasks = []
     for e in entries:
@@ -194,8 +190,6 @@ def task_label_map(task: dict, class_names: Sequence[str], shape: tuple[int, int
     :data:`QUERY_LABEL` paints nothing. Raises LabelImportError (``what`` names the task) on several live
     annotations, other result types, unknown labels and sizes other than ``shape``.
     """
-    from viewal.formats import IGNORE_INDEX, LabelImportError, RleError, brush_decode
-
     anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
     if not anns:
         return None

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+import viewal.scorers as scorers
+from viewal.aids import FitState, fit_steps, model_aids, run_steps
 from viewal.config import (
     EXECUTION_SETTINGS,
     LEGACY_DEPTH_TEST_KEYS,
@@ -31,12 +33,47 @@ from viewal.config import (
     upgrade_config,
 )
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
+from viewal.distributed import is_main
 from viewal.faults import kill_point
+from viewal.heads import combine_extra_losses
+from viewal.io import atomic_path, load_torch_file
+from viewal.kernels import check_backend
+from viewal.kernels.propagate import NO_LABEL
 from viewal.ledger import LabelItem, Ledger, LedgerError
+from viewal.metrics import label_class_counts, predicted_class_shares
+from viewal.model import SegModel, build_model
 from viewal.needs import NeedContext
 from viewal.oracle import Oracle
+from viewal.predictor import (
+    MODEL_FREE_NEEDS,
+    CallablePredictor,
+    FilePredictor,
+    ModulePredictor,
+    OwnModule,
+    Predictor,
+    module_device,
+    weights_digest,
+)
+from viewal.progress import progress_bar
+from viewal.propagation import (
+    PropagationStore,
+    covered_regions,
+    ledger_propagation,
+    pool_scenes,
+    propagated_items,
+    propagation_metrics,
+)
 from viewal.recipe import model_fingerprint, training_key
+from viewal.scoring import (
+    RegionMaps,
+    SceneJob,
+    SceneStore,
+    ScoringSpec,
+    make_executor,
+    scene_overlap_table,
+)
 from viewal.seeding import stream_rng
+from viewal.seedset import resolve_seed_set, seed_frame_indices
 from viewal.selection import (
     RegionQuery,
     SelectionContext,
@@ -44,6 +81,16 @@ from viewal.selection import (
     overlap_adjacency,
     queries_from_selection,
     with_random_share,
+)
+from viewal.train import (
+    CheckpointError,
+    TrainConfig,
+    checkpoint_meta,
+    confusion_matrix,
+    evaluate,
+    iou_from_confusion,
+    load_checkpoint,
+    save_checkpoint,
 )
 
 __all__ = ["ALConfig", "ActiveLearner", "own_model", "OWN_CHECKPOINT_FORMAT", "kernel_backend_for",
@@ -62,8 +109,6 @@ def train_config(c: ALConfig, n_items: int, seed: int | None = None):
     """The training recipe of an :class:`ALConfig` for ``n_items`` labelled items: exactly ``c.steps``
     SGD steps with ``c.validations`` validations when steps are set, else ``c.epochs`` epochs raised to
     at least ``c.min_iterations`` steps. One function for the learner's fits and the full-data reference."""
-    from viewal.train import TrainConfig
-
     kw = dict(batch_size=c.batch_size, lr=c.lr, size=c.size, seed=c.seed if seed is None else int(seed),
               num_threads=c.num_threads, device=c.device, sampling=c.sampling)
     if c.steps is not None:
@@ -150,17 +195,6 @@ def own_model(dataset: RGBDDataset, cfg: ALConfig, scorer, *, model=None, predic
     on the run's device, and one pool frame predicted (shape, class count, NaN, sums to 1)."""
     import torch
 
-    import viewal.scorers as scorers
-    from viewal.predictor import (
-        MODEL_FREE_NEEDS,
-        CallablePredictor,
-        FilePredictor,
-        ModulePredictor,
-        OwnModule,
-        Predictor,
-        module_device,
-    )
-
     given = [n for n, v in (("model", model), ("predict", predict), ("probabilities", probabilities)) if v is not None]
     if len(given) > 1:
         raise ValueError(f"give one source of probabilities: model, predict or probabilities (got {', '.join(given)})")
@@ -173,8 +207,6 @@ def own_model(dataset: RGBDDataset, cfg: ALConfig, scorer, *, model=None, predic
         return None, True
     C = dataset.num_classes
     if model is not None:
-        from viewal.model import SegModel
-
         plain = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)} if isinstance(model, SegModel) else {}
         own = model if isinstance(model, OwnModule) else OwnModule(model, C, **plain)  # a SegModel normalises itself
         if own.num_classes != C:
@@ -236,8 +268,6 @@ class ActiveLearner:
                  ledger: str | Path = "run.sqlite", *, config: ALConfig | None = None, model=None,
                  predict=None, probabilities: str | Path | None = None, fit: bool | None = None,
                  **overrides) -> None:
-        import viewal.scorers as scorers
-
         self.dataset = dataset if isinstance(dataset, RGBDDataset) else open_dataset(dataset)
         cfg = config or ALConfig()
         if scorer is not None:
@@ -246,8 +276,6 @@ class ActiveLearner:
             cfg = ALConfig.from_json({**cfg.to_json(), **overrides})
         self.config = cfg
         if cfg.depth_test.backend == "cuda":
-            from viewal.kernels import check_backend
-
             check_backend("cuda")  # no GPU: say so now, not as a raw CudaSupportError mid-cycle
         if str(cfg.device).startswith("cuda"):
             import torch
@@ -257,13 +285,9 @@ class ActiveLearner:
                                  f"use device='cpu'")
             backend = kernel_backend_for(cfg.device, cfg.depth_test.backend)
             if backend != cfg.depth_test.backend:  # the kernels run where the network does
-                from viewal.kernels import check_backend
-
                 check_backend(backend)
                 cfg = replace(cfg, depth_test=replace(cfg.depth_test, backend=backend))
                 self.config = cfg
-        from viewal.scoring import make_executor
-
         self.executor = make_executor(cfg)  # no Ray installed for executor="ray": says what to install, now
         self.scorer = scorers.get(cfg.scorer, depth_test=cfg.depth_test, **cfg.scorer_options)
         # how the pooled scores become a selection
@@ -280,8 +304,6 @@ class ActiveLearner:
         self.ledger.set_meta("model", kind)
         stored = self.ledger.config()
         if cfg.seed_set == "auto":  # resolved once, when the run starts, and stored with it
-            from viewal.seedset import resolve_seed_set
-
             prior = stored["al"].get("seed_set", "auto") if isinstance(stored.get("al"), dict) else None
             has = [] if prior is not None else [f.has_labels for f in self.dataset.split("train")]
             cfg = replace(cfg, seed_set=resolve_seed_set("auto", has, prior))
@@ -324,14 +346,10 @@ class ActiveLearner:
         self._model_fingerprint = ""  # model_fingerprint of the current model's recipe and labels
         self.model_steps = -1  # SGD steps of the fit that made the current model (-1: unknown)
         self.fit_stats: dict = {}  # what a training option measured (theta deviation, pseudo-label precision)
-        from viewal.scoring import RegionMaps, SceneStore
-
         self._region_maps = RegionMaps.of(self.dataset, cfg)
         # per-scene scoring results of the running cycle, beside the ledger (resume without rescoring)
         self.scene_store = SceneStore(self.ledger.path.with_name(self.ledger.path.stem + ".scores"))
         self._overlaps: dict[str, object] = {}  # scene -> overlap table, from the last scoring
-        from viewal.propagation import PropagationStore
-
         # each pool scene's propagated labels (derived from the ledger's; kept beside it, keyed by what made them)
         self.propagation_store = PropagationStore(self.ledger.path.with_name(self.ledger.path.stem + ".propagated"))
         if seed is not None and isinstance(seed[0], LabelItem):  # one ledger transaction: the seed set's labels,
@@ -381,8 +399,6 @@ class ActiveLearner:
         ground truth (``seed_set="oracle"``: ``LabelItem`` s), the picked frames as whole-frame queries of cycle 0
         for people (``"ask"``: ``RegionQuery`` s), or the labels the dataset already has on pool frames
         (``"labels"``: ``LabelItem`` s). Raises ValueError naming the frame when the data cannot give it."""
-        from viewal.seedset import seed_frame_indices
-
         c = self.config
         if c.seed_set == "labels":
             items = []
@@ -414,8 +430,6 @@ class ActiveLearner:
     def overlap_table(self, scene_id: str, frames: Sequence):
         """Superpixel overlap table of a scene's pool frames (computed once, cached beside the dataset;
         ``viewal.scoring.scene_overlap_table``)."""
-        from viewal.scoring import scene_overlap_table
-
         if any(f.scene_id != scene_id for f in frames):
             raise ValueError(f"overlap_table: frames of other scenes than {scene_id!r}")
         return scene_overlap_table(frames, self.config, self._region_maps)
@@ -449,8 +463,6 @@ class ActiveLearner:
 
     def _propagated_items(self) -> list[tuple]:
         """:meth:`training_items` of a propagating run, in pool order (``viewal.propagation.propagated_items``)."""
-        from viewal.propagation import propagated_items
-
         items = propagated_items(self.propagation(), self.pool, self.ledger.labelled_frames(),
                                  self.config.propagate_weight)
         return [(f, labels, {"superpixels": self.regions(f), "weight": w}) for f, labels, w in items]
@@ -463,8 +475,6 @@ class ActiveLearner:
         trains on it (``config.propagate``), and kept beside the ledger (:attr:`propagation_store`). Returns the
         :class:`~viewal.propagation.ScenePropagation` of ``scene_id``, or of every pool scene as a dict when
         None. A scene without pool frames raises KeyError."""
-        from viewal.propagation import ledger_propagation, pool_scenes
-
         hw = (self.dataset.height, self.dataset.width)
         if scene_id is None:
             return ledger_propagation(self.pool, self.ledger, self.config, hw, store=self.propagation_store)
@@ -476,8 +486,6 @@ class ActiveLearner:
     def propagated_labels(self, frame_key: str) -> np.ndarray:
         """(H, W) int64: the propagated classes of a pool frame, 255 elsewhere (human-labelled pixels included;
         ``ledger.label_map`` has those). A validation or test frame raises ValueError: it never gets labels."""
-        from viewal.kernels.propagate import NO_LABEL
-
         f = self.dataset.frame(frame_key)
         if f.key not in {g.key for g in self.pool}:
             raise ValueError(f"propagated_labels: {f.key} is not a pool frame; labels reach pool frames only")
@@ -493,8 +501,6 @@ class ActiveLearner:
         human = np.stack([self.ledger.labelled_mask(f.key, hw) for f in frames])
         if not self.config.propagate or not frames:
             return human
-        from viewal.propagation import covered_regions
-
         sp = self.propagation(frames[0].scene_id)
         prop = np.stack([sp.result.propagated[sp.index(f.frame_id)] for f in frames])
         return human | covered_regions(self._region_maps.stack(frames), prop, self.config.propagate_known)
@@ -509,10 +515,6 @@ class ActiveLearner:
             self.model.load_state_dict(self._initial_state)
             return self.model, None
 
-        from viewal.aids import model_aids
-        from viewal.heads import combine_extra_losses
-        from viewal.model import build_model
-
         c = self.config
         torch.manual_seed(self.train_seed)
         model = build_model(self.dataset.num_classes, encoder=c.encoder, encoder_weights=c.init,
@@ -523,13 +525,8 @@ class ActiveLearner:
     def save_model(self, path: str | Path) -> Path:
         """Checkpoint the current model (atomic), with the labelled-pixel count it was trained on (on rank 0
         only under ``torchrun``)."""
-        from viewal.train import save_checkpoint
-
         if self.model is None:
             raise RuntimeError("save_model: no model yet; call fit() first")
-        from viewal.distributed import is_main
-        from viewal.io import atomic_path
-
         meta = {"labelled_pixels": self._model_labels, "scorer": self.config.scorer,
                 "fingerprint": self._model_fingerprint, "steps": self.model_steps}
         path = Path(path)
@@ -556,8 +553,6 @@ class ActiveLearner:
     def checkpoint_is_current(self, path: str | Path) -> bool:
         """True when ``path`` holds a model trained with this run's recipe on exactly the ledger's current
         labels (fingerprint and labelled-pixel count); a missing, unreadable or stale file gives False."""
-        from viewal.train import checkpoint_meta
-
         path = Path(path)
         if not path.is_file():
             return False
@@ -572,11 +567,7 @@ class ActiveLearner:
         """Load a checkpoint written by :meth:`save_model` (it counts as trained on its labelled pixels).
 
         No check that it fits the ledger's labels: :meth:`checkpoint_is_current` says whether it does."""
-        from viewal.train import CheckpointError, checkpoint_meta, load_checkpoint
-
         if self.own is not None:
-            from viewal.io import load_torch_file
-
             obj = load_torch_file(path)
             if not isinstance(obj, dict) or obj.get("format") != OWN_CHECKPOINT_FORMAT:
                 raise CheckpointError(f"{path}: not a checkpoint of a network of yours saved by viewal")
@@ -596,8 +587,6 @@ class ActiveLearner:
     def fit_steps(self) -> list:
         """The ordered steps of a fit (``viewal.aids.fit_steps``): the fit on the labelled pixels, then the
         training aids of the config (max-entropy augmentation, pseudo-labels)."""
-        from viewal.aids import fit_steps
-
         hw = (self.dataset.height, self.dataset.width)
         if self.config.propagate:  # every item of a batch carries the same extras: a unit weight map
             return fit_steps(self.config, pool=self.pool, item_extras=lambda f: {"superpixels": self.regions(f),
@@ -608,8 +597,6 @@ class ActiveLearner:
         """Re-initialise the model and train it on every label in the ledger (best-val checkpoint kept), then
         apply the training aids in order (:meth:`fit_steps`); ``fit_stats`` holds what they measured. With
         ``config.warm_start`` the new model starts from the current model's weights when there is one."""
-        from viewal.aids import FitState, run_steps
-
         model, extra = self._new_model()
         if self.config.warm_start and self.model is not None:  # continue from the current (previous cycle's) model
             model.load_state_dict(self.model.state_dict())
@@ -634,9 +621,6 @@ class ActiveLearner:
         ``"unlabelled_eval_frames"``). Without any: ``"miou"`` is None (never an mIoU made up) and the dict holds
         what needs no ground truth: the ledger's labelled pixels and frames, pixels per class, the classes seen,
         and the model's predicted class shares on the split's frames (the pool when the split is empty)."""
-        from viewal.metrics import label_class_counts, predicted_class_shares
-        from viewal.train import evaluate
-
         if self.model is None:
             raise RuntimeError("evaluate: no model yet; call fit() first")
         frames = self.dataset.split(split) if split in self.dataset.splits else []
@@ -662,8 +646,6 @@ class ActiveLearner:
 
     def _evaluate_predictor(self, split: str, frames: list, labelled: list) -> dict:
         """:meth:`evaluate` of a predictor (a callable or probability files), at the frames' own resolution."""
-        from viewal.train import confusion_matrix, iou_from_confusion
-
         c, C = self.config, self.dataset.num_classes
         target = labelled or frames or self.pool
         conf = np.zeros((C, C), np.int64)
@@ -680,8 +662,6 @@ class ActiveLearner:
             return {"miou": float(miou), "per_class_iou": [float(x) for x in iou], "eval_split": split,
                     "eval_frames": len(labelled), "unlabelled_eval_frames": len(frames) - len(labelled)}
         hw = (self.dataset.height, self.dataset.width)
-        from viewal.metrics import label_class_counts
-
         have = label_class_counts((self.ledger.label_map(k, hw) for k in self.ledger.labelled_frames()), C)
         return {"miou": None, "eval_split": split if frames else "train", "eval_frames": 0,
                 "unlabelled_eval_frames": len(frames), "class_pixels": [int(x) for x in have],
@@ -770,8 +750,6 @@ class ActiveLearner:
     def propagation_metrics(self) -> dict:
         """What propagation adds to the ledger's labels now (``viewal.propagation.propagation_metrics``), and
         ``propagated_regions``: the pool regions selection counts as labelled through propagation alone."""
-        from viewal.propagation import covered_regions, propagation_metrics
-
         scenes = self.propagation()
         out = propagation_metrics(scenes, self.pool, self.ledger.labelled_pixels())
         hw = (self.dataset.height, self.dataset.width)
@@ -802,8 +780,6 @@ class ActiveLearner:
     def score_key(self) -> str:
         """What a stored scene result must have been made with to be reused: the model's weights, the run's
         settings (those that change scores: not the executor), the cycle and the ledger's labels."""
-        from viewal.scoring import weights_digest
-
         if self.model is None:
             raise RuntimeError("score_pool: no model yet; call fit() first")
         conf = {k: v for k, v in self.config.to_json().items() if k not in ("executor", "ray_address", "max_retries")}
@@ -818,9 +794,6 @@ class ActiveLearner:
         (``viewal.scoring``): returns the concatenated ``RegionPool`` (with the scorer's region features
         when it has any). Each scene's result is stored as it arrives (:attr:`scene_store`); scenes already
         stored for this cycle, model and settings are not scored again."""
-        from viewal.progress import progress_bar
-        from viewal.scoring import SceneJob, ScoringSpec
-
         c = self.config
         cycle = self.ledger.cycle()
         key = self.score_key()

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from viewal.selection import RegionQuery
+
 __all__ = ["Ledger", "LabelItem", "LedgerError", "SCHEMA_VERSION",
            "encode_mask", "decode_mask", "encode_labels", "decode_labels",
            "SOURCES", "config_diff"]
@@ -323,8 +325,6 @@ class Ledger:
         Refused when the cycle already has queries (a resumed run reuses them: :meth:`queries`).
         Returns the queries with ``query_id`` and ``cycle`` set (new objects, same fields).
         """
-        from viewal.selection import RegionQuery
-
         now = time.time()
         out = []
         with self._tx() as con:
@@ -347,8 +347,6 @@ class Ledger:
         return out
 
     def _query_rows(self, where: str, args: tuple) -> list[Any]:
-        from viewal.selection import RegionQuery
-
         rows = self._con.execute(
             "SELECT q.id, q.cycle, q.scene_id, q.frame_id, q.region_id, q.score, q.view_score, q.height, q.width,"
             " q.mask"

@@ -21,8 +21,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from viewal.datasets import open_dataset
+from viewal.datasets.check import check_frames
+from viewal.experiment import budget_pixels, check_run_setting, method_config, parse_budgets
+from viewal.formats import annotator_batches
+from viewal.hitl import export_queries
 from viewal.io import write_json
 from viewal.layout import RunLayout
+from viewal.learner import ActiveLearner, ALConfig
+from viewal.ledger import Ledger, LedgerError
 
 __all__ = ["LOOP_FILE", "PendingQueriesError", "start_run", "advance", "open_learner", "run_ledger_path",
            "read_loop", "load_query_model", "cycle_progress", "export_for_people", "default_export_dir"]
@@ -57,8 +64,6 @@ def run_ledger_path(run: str | Path) -> Path:
 
 
 def _open_dataset(doc: dict, run: Path):
-    from viewal.datasets import open_dataset
-
     data = Path(doc["data"])
     if not data.is_dir():
         raise FileNotFoundError(f"{Path(run) / LOOP_FILE}: the run's dataset {data} does not exist (moved?)")
@@ -74,9 +79,6 @@ def open_learner(run: str | Path, *, dataset: Any = None, probabilities: str | P
     folder instead of the one stored with it (a model retrained elsewhere since). ``overrides``: settings of how
     the run executes (``num_threads``, ``device``, ``infer_batch_size``); a setting of what the run is cannot
     change (the ledger refuses it, naming it)."""
-    from viewal.learner import ActiveLearner, ALConfig
-    from viewal.ledger import Ledger
-
     run = Path(run)
     doc = read_loop(run)
     path = run_ledger_path(run)
@@ -96,8 +98,6 @@ def open_learner(run: str | Path, *, dataset: Any = None, probabilities: str | P
 
 
 def _budget_pixels(learner, cycle: int) -> int:
-    from viewal.experiment import budget_pixels
-
     budgets = (learner.ledger.meta("experiment") or {}).get("budget")
     if not budgets:
         raise ValueError(f"{learner.ledger.path}: no --budget stored with the run")
@@ -117,11 +117,6 @@ def start_run(data: str | Path, run: str | Path, config, *, method: str = "view_
     probability files of a network of yours (``docs/own_model.md``), which then scores the pool instead of
     viewal's DeepLabv3+ (never trained here: give each cycle's new files to :func:`advance`). Starting again with the
     same settings returns the same queries; with other settings it is refused, naming them."""
-    from viewal.datasets.check import check_frames
-    from viewal.experiment import check_run_setting, method_config, parse_budgets
-    from viewal.learner import ActiveLearner
-    from viewal.ledger import Ledger, LedgerError
-
     run = Path(run)
     if not Path(data).is_dir():
         raise FileNotFoundError(f"--data {data}: no such dataset folder")
@@ -245,9 +240,6 @@ def export_for_people(queries: Sequence, out: str | Path, *, dataset: Any = None
     """Write ``queries`` for a labelling team (:func:`viewal.hitl.export_queries`): one export in ``out``, or
     ``annotators`` disjoint batches (round-robin by rank) in ``out/annotator-<k>``. Returns the written
     ``queries.json`` paths (one per non-empty batch)."""
-    from viewal.formats import annotator_batches
-    from viewal.hitl import export_queries
-
     if isinstance(annotators, bool) or not isinstance(annotators, int) or annotators < 1:
         raise ValueError(f"--annotators must be an integer >= 1, got {annotators!r}")
     if image_url and format != "label-studio":

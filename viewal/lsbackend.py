@@ -80,6 +80,23 @@ from typing import Any
 
 import numpy as np
 
+from viewal.faults import kill_point
+from viewal.formats import brush_encode, coco_encode
+from viewal.hitl import LabelImportError, label_items
+from viewal.labelstudio import (
+    QUERY_LABEL,
+    annotator_of,
+    check_labelling_config,
+    make_task,
+    model_version,
+    png_data_uri,
+    prediction_results,
+    task_label_map,
+)
+from viewal.ledger import Ledger, LedgerError
+from viewal.loop import advance, cycle_progress, load_query_model, open_learner, read_loop, run_ledger_path
+from viewal.model import frame_images
+
 __all__ = ["LabelStudioBackend", "LabelStudioClient", "LabelStudioError", "RequestError", "make_server", "serve",
            "ANNOTATION_ACTIONS", "LOCK_FILE", "MIN_TOKEN_LENGTH"]
 
@@ -253,8 +270,6 @@ class LabelStudioBackend:
 
     def __init__(self, run: str | Path, token: str, *, client: LabelStudioClient | None = None,
                  project: int | None = None, auto_advance: bool = True, threads: int | None = None) -> None:
-        from viewal.loop import open_learner, read_loop, run_ledger_path
-
         if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH:
             raise ValueError(f"the token must be a shared secret of at least {MIN_TOKEN_LENGTH} characters "
                              f"(e.g. python -c 'import secrets; print(secrets.token_hex(16))')")
@@ -279,8 +294,6 @@ class LabelStudioBackend:
         finally:
             learner.close()
         self.class_names = [str(n) for n in self.dataset.class_names]
-        from viewal.formats import brush_encode
-
         brush_encode(np.zeros((1, 1), bool))  # the converter imported now: Label Studio waits 1 s for a webhook
         self._warm = True  # the first background step loads the open cycle's model (the first /predict is quick)
         self._models: dict[int, Any] = {}
@@ -298,8 +311,6 @@ class LabelStudioBackend:
 
     # ------------------------------------------------------------------------------------------ plumbing
     def _ledger(self):
-        from viewal.ledger import Ledger
-
         return Ledger(self.ledger_path)
 
     def authorised(self, header: str | None) -> bool:
@@ -354,8 +365,6 @@ class LabelStudioBackend:
     def model(self, cycle: int):
         """The model that chose ``cycle``'s queries (:func:`viewal.loop.load_query_model`), cached; None for
         cycle 0 and while its checkpoint is missing."""
-        from viewal.loop import load_query_model, open_learner
-
         cycle = int(cycle)
         if cycle <= 0:
             return None
@@ -380,8 +389,6 @@ class LabelStudioBackend:
         import torch
         import torch.nn.functional as F
 
-        from viewal.model import frame_images
-
         model = self.model(query.cycle)
         if model is None:
             return None
@@ -401,8 +408,6 @@ class LabelStudioBackend:
 
     def prediction(self, query, rank: int | None = None) -> dict:
         """Label Studio's prediction of a query: ``{"result", "score", "model_version"}``."""
-        from viewal.labelstudio import model_version, prediction_results
-
         rid = f"q{rank if rank is not None else query.query_id}"
         return {"result": prediction_results(query.mask, rid, self.predicted_classes(query), self.class_names),
                 "score": float(query.score), "model_version": model_version(query.cycle)}
@@ -410,9 +415,6 @@ class LabelStudioBackend:
     def task(self, query, rank: int) -> dict:
         """The Label Studio task of a query (:func:`viewal.labelstudio.make_task`): the frame as a PNG data URI,
         the query's fields, and its prediction (:meth:`prediction`)."""
-        from viewal.formats import coco_encode
-        from viewal.labelstudio import make_task, png_data_uri
-
         mask = np.asarray(query.mask, dtype=bool)
         entry = {"index": int(rank), "query_id": query.query_id, "cycle": query.cycle, "scene_id": query.scene_id,
                  "frame_id": query.frame_id, "region_id": int(query.region_id), "score": float(query.score),
@@ -430,8 +432,6 @@ class LabelStudioBackend:
         return {"status": "UP", "model_class": "viewal"}
 
     def setup(self, body: dict) -> dict:
-        from viewal.labelstudio import check_labelling_config, model_version
-
         self._check_project(body.get("project"), "setup")
         schema = body.get("schema")
         if schema is not None:
@@ -448,8 +448,6 @@ class LabelStudioBackend:
         return {"model_version": model_version(cycle)}
 
     def versions(self) -> dict:
-        from viewal.labelstudio import model_version
-
         with self._ledger() as led:
             cycle = led.cycle()
         return {"versions": [model_version(c) for c in range(cycle + 1)]}
@@ -471,8 +469,6 @@ class LabelStudioBackend:
         return {"results": results}
 
     def status(self) -> dict:
-        from viewal.loop import cycle_progress
-
         with self._ledger() as led:
             rows = cycle_progress(led)
             cycle = led.cycle()
@@ -526,12 +522,6 @@ class LabelStudioBackend:
 
     def _record(self, ann: dict, task: dict, project: Any) -> dict:
         """Record one annotation of one task in the ledger (see module docstring); returns its outcome."""
-        from viewal.faults import kill_point
-        from viewal.formats import coco_encode
-        from viewal.hitl import LabelImportError, label_items
-        from viewal.labelstudio import QUERY_LABEL, annotator_of, task_label_map
-        from viewal.ledger import LedgerError
-
         tid, aid = task.get("id"), ann.get("id")
         what = f"task {tid}, annotation {aid}"
         if _int(tid) is None or _int(aid) is None:
@@ -648,8 +638,6 @@ class LabelStudioBackend:
             self.step = None
 
     def _advance(self) -> None:
-        from viewal.loop import advance
-
         with _run_lock(self.run / LOCK_FILE) as mine:
             if not mine:
                 log.info("another process is advancing run %s", self.run)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from viewal.datasets.base import IGNORE_INDEX
+from viewal.train import iter_eval_predictions
 
 __all__ = ["label_class_counts", "label_summary", "predicted_class_counts", "predicted_class_shares",
            "summary_without_ground_truth"]
@@ -94,8 +95,6 @@ def predicted_class_counts(model, frames: Sequence, num_classes: int, *, batch_s
     Returns:
         (C,) int64 predicted pixels per class.
     """
-    from viewal.train import iter_eval_predictions
-
     frames = list(frames)
     if not frames:
         raise ValueError("predicted_class_counts: no frames")

@@ -41,7 +41,10 @@ __all__ = ["SegModel", "build_model", "frame_images", "mc_predict", "Prediction"
            "images_from_rgb", "load_encoder_weights", "ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD",
            "OUTPUT_STRIDE", "DEFAULT_PASSES", "DEFAULT_ENCODER", "DEFAULT_INIT", "init_label"]
 
-from viewal.pretrained import IMAGENET_MEAN, IMAGENET_STD, canonical_encoder, input_normalisation
+from viewal.data import resize_rgb
+from viewal.io import load_torch_file
+from viewal.pretrained import IMAGENET_MEAN, IMAGENET_STD, canonical_encoder, input_normalisation, load_imagenet_encoder
+from viewal.progress import progress_bar
 
 #: Encoders offered on the command line (any smp encoder name works in :func:`build_model`).
 #: ``efficientnet-lite0`` (smp ``timm-tf_efficientnet_lite0``) is the default: it has an offline ImageNet start.
@@ -195,8 +198,6 @@ def build_model(num_classes: int, encoder: str = DEFAULT_ENCODER, dropout: float
     model = SegModel(net, encoder, num_classes, dropout, decoder_channels, output_stride)
     init = init_label(encoder_weights)
     if init == "imagenet":
-        from viewal.pretrained import load_imagenet_encoder
-
         load_imagenet_encoder(model)
     elif init != "random":
         load_encoder_weights(model, encoder_weights)
@@ -211,8 +212,6 @@ def load_encoder_weights(model: SegModel, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"encoder weights not found: {path}")
-    from viewal.io import load_torch_file
-
     obj = load_torch_file(path)
     if not isinstance(obj, dict) or "encoder" not in obj:
         raise ValueError(f"{path}: not a viewal encoder-weights file or checkpoint (no 'encoder' entry)")
@@ -248,8 +247,6 @@ def images_from_rgb(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def frame_images(frames: Sequence, size: tuple[int, int] | None = None) -> torch.Tensor:
     """(B, 3, h, w) float32 network input of frames, RGB area-resized to the working ``size`` (None = as is)."""
-    from viewal.data import resize_rgb
-
     return images_from_rgb(np.stack([resize_rgb(np.asarray(f.rgb), size) for f in frames]))
 
 
@@ -369,8 +366,6 @@ def iter_predict_frames(model: SegModel, frames: Sequence, passes: int = DEFAULT
     ``size``: working (H, W) for the network (RGB area-resized); probabilities are bilinearly
     resized back to each frame's own resolution. ``seed`` seeds one generator for the whole run.
     """
-    from viewal.progress import progress_bar
-
     model.to(device)
     gen = torch.Generator(device=device).manual_seed(int(seed)) if seed is not None else None
     bar = progress_bar(total=len(frames), desc=desc, unit="frame", disable=not progress, leave=False)

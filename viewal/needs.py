@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from viewal.datasets.base import stack_scene
+from viewal.model import SegModel, predict_frames
+from viewal.predictor import as_predictor
+
 __all__ = ["NEEDS", "NEED_FIELDS", "NeedContext", "register_need", "known_needs", "register_provider",
            "compute_needs", "providers"]
 
@@ -95,12 +99,8 @@ def providers() -> list[str]:
 def _mc(ctx: NeedContext) -> dict[str, np.ndarray]:
     """One MC-dropout sweep over the scene: mean probs, per-pass probs, pooled features (cached)."""
     if "mc" not in ctx.cache:
-        from viewal.model import SegModel, predict_frames
-
         wanted = ctx.cache.get("needs", set())
         if not isinstance(ctx.model, SegModel):  # a network of the user's, a callable or files on disk
-            from viewal.predictor import as_predictor
-
             ctx.cache["mc"] = as_predictor(ctx.model).predict(
                 ctx.frames, passes=ctx.mc_passes, seed=ctx.seed, batch_size=ctx.batch_size, device=ctx.device,
                 size=ctx.options.get("size"), return_passes="mc_probs" in wanted)
@@ -134,8 +134,6 @@ def _features(ctx: NeedContext) -> dict[str, np.ndarray]:
 @register_provider("views")
 def _views(ctx: NeedContext) -> dict[str, np.ndarray]:
     """Scene geometry: depths (N, H, W) float32, Ks (N, 3, 3), world_T_cams (N, 4, 4)."""
-    from viewal.datasets.base import stack_scene
-
     return stack_scene(ctx.frames)
 
 

@@ -30,11 +30,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from viewal.io import atomic_path
+from viewal.model import SegModel, frame_images, predict_frames
 from viewal.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["Predictor", "OwnModule", "ModulePredictor", "CallablePredictor", "FilePredictor", "as_predictor",
-           "check_probabilities", "write_probabilities", "probability_path", "has_dropout", "module_device",
-           "PROBABILITY_KEY", "SUM_TOLERANCE", "MODEL_FREE_NEEDS"]
+           "check_probabilities", "write_probabilities", "weights_digest", "probability_path", "has_dropout",
+           "module_device", "PROBABILITY_KEY", "SUM_TOLERANCE", "MODEL_FREE_NEEDS"]
 
 #: the array name inside a probability file (:func:`write_probabilities`)
 PROBABILITY_KEY = "probs"
@@ -58,6 +59,16 @@ def module_device(module: nn.Module) -> torch.device | None:
         raise ValueError(f"the model's parameters are on several devices {sorted(map(str, devices))}; viewal "
                          f"runs a model on one device")
     return next(iter(devices)) if devices else None
+
+
+def weights_digest(model) -> str:
+    """SHA-1 of a model's state dict (names, dtypes, shapes, values): what a stored score was made with."""
+    h = hashlib.sha1()
+    for name, t in model.state_dict().items():
+        a = t.detach().cpu().contiguous().numpy()
+        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def check_probabilities(p, *, frames: int, num_classes: int, hw: tuple[int, int], samples: bool = False,
@@ -224,16 +235,12 @@ class ModulePredictor(Predictor):
     kind = "model"
 
     def __init__(self, own: OwnModule) -> None:
-        from viewal.model import SegModel
-
         self.own = own
         self.num_classes = own.num_classes
         self.samples = own.module.dropout > 0 if isinstance(own.module, SegModel) else own.has_dropout
 
     def predict(self, frames, *, passes=1, seed=None, batch_size=8, device="cpu", size=None, return_passes=False,
                 progress=False):
-        from viewal.model import SegModel, predict_frames
-
         inner = self.own.module
         if not isinstance(inner, SegModel):
             return super().predict(frames, passes=passes, seed=seed, batch_size=batch_size, device=device, size=size,
@@ -254,8 +261,6 @@ class ModulePredictor(Predictor):
                              f"(model.to({str(device)!r})) or set device={str(where)!r}")
 
     def predict_batch(self, frames, *, passes, seed, device, size):
-        from viewal.model import frame_images
-
         hw = tuple(np.asarray(frames[0].rgb).shape[:2])
         self._check_device(device)
         images = frame_images(frames, size).to(device)
@@ -271,8 +276,6 @@ class ModulePredictor(Predictor):
         return np.stack(out)
 
     def key(self) -> str:
-        from viewal.scoring import weights_digest
-
         return "module:" + weights_digest(self.own)
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from viewal.io import load_torch_file
+
 __all__ = ["ENCODER_ALIASES", "canonical_encoder", "input_normalisation", "lite0_weights_path", "lite0_key_map",
            "lite0_state_dict", "load_imagenet_encoder", "lite0_classifier", "imagenet_categories",
            "IMAGENET_MEAN", "IMAGENET_STD", "HALF", "centre_crop", "classify_images"]
@@ -107,8 +109,6 @@ def lite0_state_dict(target: dict[str, torch.Tensor], path: str | Path | None = 
         mapped order differs from ``target``'s (a sign of a different architecture).
     """
     path = Path(path) if path is not None else lite0_weights_path()
-    from viewal.io import load_torch_file
-
     src = load_torch_file(path)
     if not isinstance(src, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(src).__name__}")

@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 
 from viewal.datasets import IGNORE_INDEX
+from viewal.datasets.base import stack_scene
 from viewal.io import atomic_path
+from viewal.kernels.propagate import NO_LABEL, Propagation, PropagationRule, propagate_labels
+from viewal.scoring import overlap_test_key
 
 __all__ = ["ScenePropagation", "propagate_scene", "covered_regions", "propagation_key", "PropagationStore",
            "ledger_propagation", "pool_scenes", "propagation_metrics"]
@@ -77,9 +80,6 @@ def propagate_scene(frames: Sequence, labels: np.ndarray, human: np.ndarray, *, 
         :class:`~viewal.kernels.Propagation`; a pixel inside ``human`` is never propagated (its label, or its
         255, is the person's).
     """
-    from viewal.datasets.base import stack_scene
-    from viewal.kernels.propagate import NO_LABEL, propagate_labels
-
     human = np.asarray(human, dtype=bool)
     src = np.where(human, np.asarray(labels), NO_LABEL)
     geo = stack_scene(frames)
@@ -115,8 +115,6 @@ def covered_regions(regions: np.ndarray, propagated: np.ndarray, min_share: floa
 def propagation_key(frame_ids: Sequence[str], labels: np.ndarray, human: np.ndarray, depth_test, rule) -> str:
     """SHA-1 naming a scene's propagation: its pool frames, its human labels and masks, the decisive part of the
     depth test (mode and tolerances or distance; not the backend, which gives the same integers) and the rule."""
-    from viewal.scoring import overlap_test_key
-
     h = hashlib.sha1()
     h.update(json.dumps({"frames": list(frame_ids), "test": overlap_test_key(depth_test), "rule": rule.to_dict(),
                          "shape": list(np.shape(labels)), "v": 1}, sort_keys=True).encode())
@@ -150,8 +148,6 @@ class PropagationStore:
 
     def load(self, scene_id: str, key: str):
         """The stored :class:`~viewal.kernels.Propagation` of ``scene_id`` when its key is ``key``; else None."""
-        from viewal.kernels.propagate import Propagation, PropagationRule
-
         path = self.path(scene_id)
         if not path.is_file():
             return None

@@ -72,8 +72,6 @@ def parse_method(spec: str) -> tuple[str, dict]:
     :data:`METHOD_CONFIG_KEYS`; so ablations share one run, e.g.
     ``view_entropy,view_entropy:selection=greedy:dedup=true,view_entropy:rank=vd``.
     """
-    import viewal.scorers as scorers
-
     base, *items = [t.strip() for t in str(spec).split(":")]
     head, *aids = [t.strip() for t in base.split("+")]
     scorer, at, region = (t.strip() for t in head.partition("@"))

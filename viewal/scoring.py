@@ -30,10 +30,16 @@ from typing import Any
 import numpy as np
 
 from viewal.config import EXECUTORS
+from viewal.datasets.base import stack_scene
 from viewal.faults import kill_point
 from viewal.io import atomic_path
+from viewal.kernels import OverlapTable, superpixel_overlap
+from viewal.needs import NeedContext, compute_needs
+from viewal.predictor import weights_digest
+from viewal.scorers import build_scene_inputs
 from viewal.seeding import stream_rng, stream_seed
 from viewal.selection import RegionPool, build_pool
+from viewal.superpixels import SuperpixelCache
 
 __all__ = ["RegionMaps", "SceneJob", "ScoringSpec", "SceneResult", "score_scene", "scene_overlap_table",
            "SceneStore", "LocalExecutor", "RayExecutor", "make_executor", "require_ray", "weights_digest",
@@ -73,8 +79,6 @@ class RegionMaps:
             return np.zeros(self.hw, np.int32)
         if frame.key not in self._memo:
             if self._cache is None:
-                from viewal.superpixels import SuperpixelCache
-
                 self._cache = SuperpixelCache(self.root, self.method, size=self.hw, num=self.num)
             self._memo[frame.key] = self._cache.get(frame)
         return self._memo[frame.key]
@@ -111,9 +115,6 @@ def scene_overlap_table(frames: Sequence, config, regions: RegionMaps, superpixe
         frames: (N,) the scene's pool frames; config: the run's ``ALConfig``; regions: its :class:`RegionMaps`.
         superpixels: (N, H, W) their region maps when already at hand (else read through ``regions``).
     """
-    from viewal.datasets.base import stack_scene
-    from viewal.kernels import OverlapTable, superpixel_overlap
-
     path = _overlap_cache_path(frames, config, regions)
     if path.is_file():
         return OverlapTable.load(path)
@@ -197,9 +198,6 @@ def score_scene(model, scorer, job: SceneJob, spec: ScoringSpec) -> SceneResult:
 
 
 def _score_scene(model, scorer, job: SceneJob, spec: ScoringSpec) -> SceneResult:
-    from viewal.needs import NeedContext, compute_needs
-    from viewal.scorers import build_scene_inputs
-
     c, frames = spec.config, job.frames
     sp = spec.regions.stack(frames)
     # MC-dropout masks and random scores keyed by (run seed, cycle, scene): a resumed run, or a scene scored
@@ -215,16 +213,6 @@ def _score_scene(model, scorer, job: SceneJob, spec: ScoringSpec) -> SceneResult
     table = scene_overlap_table(frames, c, spec.regions, sp) if spec.overlaps else None
     kill_point("scene", spec.cycle)
     return SceneResult(job.scene_id, pool, table)
-
-
-def weights_digest(model) -> str:
-    """SHA-1 of a model's state dict (names, dtypes, shapes, values): what a stored score was made with."""
-    h = hashlib.sha1()
-    for name, t in model.state_dict().items():
-        a = t.detach().cpu().contiguous().numpy()
-        h.update(f"{name}:{a.dtype}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------- store
@@ -274,8 +262,6 @@ class SceneStore:
                                   **{f: z[f] for f in _POOL_FIELDS})
                 overlap = None
                 if "overlap_coverage" in z.files:
-                    from viewal.kernels import OverlapTable
-
                     overlap = OverlapTable(**{f: z[f"overlap_{f}"] for f in _TABLE_FIELDS})
         except (OSError, ValueError, KeyError):  # unreadable: score the scene again
             return None

@@ -32,6 +32,7 @@ from viewal.data import UnlabelledDataset, parse_size
 from viewal.io import atomic_path
 from viewal.model import build_model
 from viewal.pretrained import IMAGENET_MEAN, IMAGENET_STD, input_normalisation
+from viewal.progress import progress_bar, progress_write
 
 __all__ = ["SimSiam", "SimSiamConfig", "simsiam_loss", "output_std", "augment_batch", "pretrain",
            "save_encoder"]
@@ -178,8 +179,6 @@ def pretrain(frames: Sequence, config: SimSiamConfig | None = None, *, progress:
         (the trained :class:`SimSiam` (its ``encoder`` is an smp encoder), history: one dict per epoch
         with ``loss`` (mean), ``std`` (mean :func:`output_std` over the epoch's batches), ``seconds``).
     """
-    from viewal.progress import progress_bar, progress_write
-
     cfg = config or SimSiamConfig()
     frames = list(frames)
     if len(frames) < 2:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from viewal.io import read_image, write_image, write_json
+from viewal.progress import progress_bar
 
 __all__ = [
     "METHODS", "DEFAULTS", "seeds", "slic", "relabel", "seeds_grid_count", "seeds_argument",
@@ -225,8 +226,6 @@ class SuperpixelCache:
 def compute_all(dataset, method: str = "seeds", progress: bool = True, cache_dir: str | Path | None = None,
                 **settings) -> SuperpixelCache:
     """Compute (or find cached) superpixels of every frame of ``dataset``; returns the cache."""
-    from viewal.progress import progress_bar
-
     cache = SuperpixelCache(dataset.root, method, size=(dataset.height, dataset.width), cache_dir=cache_dir,
                             **settings)
     for frame in progress_bar(list(dataset.all_frames()), desc=f"superpixels ({method})", unit="frame",

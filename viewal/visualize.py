@@ -30,10 +30,17 @@ from typing import Any
 import numpy as np
 
 from viewal.datasets import IGNORE_INDEX
+from viewal.datasets.base import stack_scene
 from viewal.datasets.preview import class_palette
+from viewal.geometry import backproject
 from viewal.io import atomic_path
+from viewal.kernels import view_entropy_divergence
 from viewal.kernels.depth_test import DEPTH_TEST, DepthTest
 from viewal.layout import RunLayout
+from viewal.learner import pool_signature
+from viewal.ledger import Ledger
+from viewal.model import predict_frames
+from viewal.propagation import ledger_propagation
 
 __all__ = [
     "region_bbox", "crop_box", "mask_contours", "outline_mask", "majority_class", "query_contact_sheet",
@@ -229,10 +236,6 @@ def scene_view_entropy(model, frames: Sequence, mc_passes: int, *, size: tuple[i
     Returns:
         ve, vd: (N, H, W) float32.
     """
-    from viewal.datasets.base import stack_scene
-    from viewal.kernels import view_entropy_divergence
-    from viewal.model import predict_frames
-
     frames = list(frames)
     probs = predict_frames(model, frames, passes=mc_passes, batch_size=batch_size, device=device, size=size,
                            seed=seed, progress=progress, desc="view entropy")
@@ -250,8 +253,6 @@ def view_entropy_points(frames: Sequence, ve: np.ndarray, stride: int = 2) -> tu
         points (M, 3) float64 world coordinates, values (M,) float64 view entropy; M = number of valid
         pixels on the strided grid (invalid depth dropped).
     """
-    from viewal.geometry import backproject
-
     frames = list(frames)
     ve = np.asarray(ve)
     if stride < 1:
@@ -490,9 +491,6 @@ def run_propagation(dataset, ledger, run_config, max_cycle: int | None = None) -
     """The propagation of a run's ledger (``viewal.propagation.ledger_propagation``) under its recorded settings,
     with the labels as they stood after ``max_cycle`` (None: all). The pool is the train split at the run's
     frame step; None when ``dataset`` does not give the ledger's pool (another split, size or frame step)."""
-    from viewal.learner import pool_signature
-    from viewal.propagation import ledger_propagation
-
     pool = dataset.every(int((ledger.meta("experiment") or {}).get("frame_step", 1))).split("train")
     if ledger.meta("pool") not in (None, pool_signature([f.key for f in pool])):
         return None
@@ -537,8 +535,6 @@ def write_query_sheets(dataset, run_dir: str | os.PathLike, methods: Sequence[st
     another size than ``dataset``'s) is a warning unless ``strict`` — the experiment's results must not be
     lost to a picture. Returns the written paths.
     """
-    from viewal.ledger import Ledger
-
     out = []
     for method in methods:
         layout = RunLayout(Path(run_dir))

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from viewal.progress import progress_bar
+
+from ..canonical import write_frame, write_meta, write_scene_intrinsics
 from .camera import camera_trajectory, default_intrinsics
 from .classes import CLASS_NAMES
 from .render import RoomRenderer, render_frame
@@ -88,10 +91,6 @@ def generate_dataset(
     Scene ``k`` depends only on ``(seed, k)``, so a larger ``scenes`` adds rooms without changing the
     first ones. Deterministic: the same arguments give byte-identical files.
     """
-    from viewal.progress import progress_bar
-
-    from ..canonical import write_frame, write_meta, write_scene_intrinsics
-
     if scenes < 1 or frames < 1:
         raise ValueError(f"generate_dataset: need scenes >= 1 and frames >= 1, got scenes={scenes}, frames={frames}")
     if height < 8 or width < 8:

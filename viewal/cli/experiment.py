@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+import viewal.scorers as scorers
 from viewal.cli.options import add_depth_test_arguments, add_network_arguments, depth_test_from_args
 from viewal.config import (
     AUGMENTS,
@@ -24,8 +25,11 @@ from viewal.config import (
     SAMPLINGS,
     SEED_RULES,
     SUPERPIXELS,
+    ALConfig,
 )
 from viewal.curves import format_table, plot_curves, write_results
+from viewal.datasets import open_dataset
+from viewal.datasets.check import check_frames
 from viewal.experiment import (
     check_budget_total,
     clean_run,
@@ -38,6 +42,7 @@ from viewal.experiment import (
     run_experiment,
 )
 from viewal.layout import RunLayout
+from viewal.scoring import require_ray
 
 __all__ = ["configure_parser", "run", "config_from_args", "steps_from_args", "open_from_args", "apply_preset",
            "check_experiment_args", "add_recipe_arguments", "add_budget_argument"]
@@ -156,8 +161,6 @@ def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace):
     """The base :class:`~viewal.config.ALConfig` of ``viewal experiment``'s arguments (one place for the
     CLI and the benchmark scripts): ``--preset``'s recipe with the flags given."""
-    from viewal.config import ALConfig
-
     apply_preset(args)
     return ALConfig.preset(
         getattr(args, "preset", "cpu"), seed_fraction=args.seed_fraction,
@@ -193,8 +196,6 @@ def steps_from_args(args: argparse.Namespace) -> dict:
 
 def open_from_args(args: argparse.Namespace):
     """The dataset of ``viewal experiment``'s arguments (resized to ``--size``, every ``--frame-step``-th frame)."""
-    from viewal.datasets import open_dataset
-
     size = parse_size_arg(args.size)
     kw = {"height": size[0], "width": size[1]} if size else {}
     return open_dataset(args.data, format=args.format, **kw).every(args.frame_step)
@@ -206,8 +207,6 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
 
     Returns ``{"methods", "budgets", "seeds"}`` parsed; raises ValueError naming the flag otherwise."""
     import os
-
-    import viewal.scorers as scorers
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("viewal experiment does not run under torchrun (every rank would write the ledgers); "
@@ -229,8 +228,6 @@ def check_experiment_args(args: argparse.Namespace) -> dict:
     if args.threads is not None:
         ints["--threads"] = (args.threads, 1)
     if getattr(args, "ray", None) is not None:
-        from viewal.scoring import require_ray
-
         try:
             require_ray()
         except ValueError as e:
@@ -268,8 +265,6 @@ def run(args: argparse.Namespace) -> int:
     methods, budgets, seeds = checked["methods"], checked["budgets"], checked["seeds"]
     base = config_from_args(args)
     dataset = open_from_args(args)
-    from viewal.datasets.check import check_frames
-
     # every frame the run will read, once, before any training (cached by file size and mtime)
     check_frames(dataset.split("train") + [f for s in ("val", "test") if s in dataset.splits
                                            for f in dataset.split(s)],

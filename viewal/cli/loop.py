@@ -19,7 +19,20 @@ from viewal.cli.experiment import (
     check_experiment_args,
     config_from_args,
 )
+from viewal.experiment import parse_budgets
 from viewal.hitl import FORMATS
+from viewal.ledger import Ledger
+from viewal.loop import (
+    PendingQueriesError,
+    advance,
+    cycle_progress,
+    default_export_dir,
+    export_for_people,
+    open_learner,
+    read_loop,
+    run_ledger_path,
+    start_run,
+)
 
 __all__ = ["configure_parser", "run"]
 
@@ -72,8 +85,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _export(run: Path, learner, queries: list, args) -> None:
-    from viewal.loop import default_export_dir, export_for_people
-
     if not queries:
         return
     cycle = queries[0].cycle
@@ -90,9 +101,6 @@ def _export(run: Path, learner, queries: list, args) -> None:
 
 
 def _status(run: Path) -> int:
-    from viewal.ledger import Ledger
-    from viewal.loop import cycle_progress, read_loop, run_ledger_path
-
     doc = read_loop(run)
     with Ledger(run_ledger_path(run)) as led:
         rows = cycle_progress(led)
@@ -110,16 +118,12 @@ def _status(run: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from viewal.loop import advance, open_learner, start_run
-
     if args.action == "status":
         return _status(args.run)
     if args.annotators < 1:
         raise ValueError(f"--annotators must be >= 1, got {args.annotators}")
     if args.action == "start":
         check_experiment_args(args)
-        from viewal.experiment import parse_budgets
-
         config = config_from_args(args)
         from dataclasses import replace
 
@@ -137,8 +141,6 @@ def run(args: argparse.Namespace) -> int:
         finally:
             learner.close()
         return 0
-    from viewal.loop import PendingQueriesError, default_export_dir
-
     overrides = {"num_threads": args.threads} if args.threads is not None else {}
     learner = open_learner(args.run, probabilities=args.probabilities, **overrides)
     try:

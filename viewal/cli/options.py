@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from viewal.kernels import AGGREGATIONS, MODES, DepthTest
+from viewal.kernels.depth_test import BACKENDS, DEPTH_TEST, FLAGS
 from viewal.model import DEFAULT_ENCODER, DEFAULT_INIT
 
 __all__ = ["add_network_arguments", "add_depth_test_arguments", "depth_test_from_args", "add_run_arguments",
@@ -24,9 +26,6 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
 def add_depth_test_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of the run's one depth test (``viewal.kernels.DepthTest``; :func:`depth_test_from_args`).
     Absent flags are absent from the namespace and take ``DepthTest()``'s values."""
-    from viewal.kernels import AGGREGATIONS, MODES
-    from viewal.kernels.depth_test import BACKENDS, DEPTH_TEST, FLAGS
-
     d = DEPTH_TEST
     g = p.add_argument_group("depth test", "one setting for view entropy, the overlap table and viewal visualize, "
                                            "stored with the run (docs/methods.md)")
@@ -52,8 +51,6 @@ def depth_test_from_args(args: argparse.Namespace):
     """The :class:`~viewal.kernels.DepthTest` of :func:`add_depth_test_arguments`' flags; ValueError naming the
     flag on a bad value. ``--overlap-mode`` (deprecated) is ``--depth-test``, with a warning."""
     import warnings
-
-    from viewal.kernels import DepthTest
 
     mode = getattr(args, "depth_test_mode", None)
     alias = getattr(args, "overlap_mode", None)
@@ -86,7 +83,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_run_arguments(args: argparse.Namespace) -> argparse.Namespace:
     """Fill ``--method`` and ``--seed`` left out: a loop run's own (its ``loop.json``), else view_entropy and 0."""
-    from viewal.loop import LOOP_FILE, read_loop
+    from viewal.loop import LOOP_FILE, read_loop  # the learner and its kernels: not for every command's --help
 
     doc = read_loop(args.run) if (Path(args.run) / LOOP_FILE).is_file() else {}
     if args.method is None:

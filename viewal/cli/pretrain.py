@@ -11,6 +11,7 @@ from dataclasses import asdict
 import torch
 
 from viewal.data import parse_size
+from viewal.datasets import open_dataset
 from viewal.simsiam import SimSiamConfig, pretrain, save_encoder
 
 __all__ = ["configure_parser", "run"]
@@ -36,8 +37,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-
     ds = open_dataset(args.data)
     if args.splits.strip() == "all":
         frames = list(ds.all_frames())

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from viewal.datasets import open_dataset
 from viewal.datasets.preview import draw_contact_sheet, pick_frames
+from viewal.superpixels import SuperpixelCache
 
 __all__ = ["configure_parser", "run"]
 
@@ -23,14 +25,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-
     ds = open_dataset(args.data, format=args.format)
     frames = pick_frames(ds, args.frames, args.scene)
     sp = None
     if args.superpixels != "none":
-        from viewal.superpixels import SuperpixelCache
-
         sp = SuperpixelCache(ds.root, args.superpixels, size=(ds.height, ds.width), cache_dir=args.cache_dir).get
     out = draw_contact_sheet(ds, frames, args.out, superpixels=sp, dpi=args.dpi)
     print(f"preview of {len(frames)} frames written to {out}")

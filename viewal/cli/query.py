@@ -7,7 +7,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from viewal.hitl import FORMATS, QUERIES_FILE, LabelImportError, import_labels, read_queries_json
+from viewal.answer import answer_export
+from viewal.datasets import open_dataset
+from viewal.hitl import FORMATS, QUERIES_FILE, LabelImportError, import_label_studio, import_labels, read_queries_json
+from viewal.io import write_image
+from viewal.ledger import Ledger
 
 __all__ = ["configure_parser", "run"]
 
@@ -70,8 +74,6 @@ def _ledger_path(args: argparse.Namespace) -> str:
 
 
 def _open_ledger(path: str):
-    from viewal.ledger import Ledger
-
     if not Path(path).is_file():
         raise FileNotFoundError(f"ledger file does not exist: {path}")
     return Ledger(path)
@@ -82,8 +84,6 @@ def _dataset(path: str | None, ledger=None):
     so that exported masks and frames agree."""
     if not path:
         return None
-    from viewal.datasets import open_dataset
-
     size = ((ledger.config().get("al") or {}).get("size") if ledger is not None else None)
     kw = {"height": int(size[0]), "width": int(size[1])} if size else {}
     return open_dataset(path, **kw)
@@ -112,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
                   f"{args.out}")
             return 0
         if args.action == "answer":
-            from viewal.answer import answer_export
-
             path = answer_export(args.source, _dataset(args.truth, led))
             print(f"answered the queries of {args.source}: {path}")
             return 0
@@ -135,8 +133,6 @@ def write_label_maps(led, out: str | Path) -> list[Path]:
     """Every labelled frame of the ledger as an 8-bit PNG label map ``out/<scene>/<frame>.png`` (class ids, 255 =
     unlabelled; later labels win on overlap), each written atomically. Returns the paths."""
     import numpy as np
-
-    from viewal.io import write_image
 
     paths = []
     for key in led.labelled_frames():
@@ -179,8 +175,6 @@ def _import(led, ds, args) -> int:
     if fmt == "auto":
         fmt = "label-studio" if Path(src).is_file() else "export"
     if fmt == "label-studio":
-        from viewal.hitl import import_label_studio
-
         if ds is None and not cfg.get("class_names") and cfg.get("dataset"):
             ds = _dataset(cfg["dataset"], led)  # brush labels are class names: the run's dataset has them
         names = list(ds.class_names) if ds is not None else cfg.get("class_names")

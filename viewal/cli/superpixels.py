@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from viewal.datasets import open_dataset
 from viewal.superpixels import METHODS, compute_all, count_stats
 
 __all__ = ["configure_parser", "run"]
@@ -23,8 +24,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from viewal.datasets import open_dataset
-
     ds = open_dataset(args.data, format=args.format)
     t0 = time.perf_counter()
     cache = compute_all(ds, args.method, cache_dir=args.cache_dir, num=args.num)

@@ -17,7 +17,9 @@ import torch
 
 from viewal.cli.options import add_network_arguments
 from viewal.data import parse_size
+from viewal.datasets import open_dataset
 from viewal.datasets.base import MissingLabelsError, frames_without_labels
+from viewal.distributed import finish, init_from_env
 from viewal.io import write_json
 from viewal.model import build_model
 from viewal.train import TrainConfig, evaluate, fit, save_checkpoint, set_threads, train_subset
@@ -49,8 +51,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``viewal train``; under ``torchrun --nproc_per_node N`` data-parallel (``viewal.distributed``), with
     only rank 0 printing and writing the checkpoint and metrics."""
-    from viewal.distributed import finish, init_from_env
-
     w = init_from_env(args.device)
     try:
         return _run(args, w)
@@ -75,8 +75,6 @@ def labelled_train_frames(frames: list, skip_unlabelled: bool = False) -> list:
 
 
 def _run(args: argparse.Namespace, w) -> int:
-    from viewal.datasets import open_dataset
-
     main = w.rank == 0
     ds = open_dataset(args.data)
     train = labelled_train_frames(ds.split("train"), args.skip_unlabelled)

@@ -7,12 +7,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from viewal.cli.options import add_run_arguments, resolve_run_arguments
+from viewal.data import parse_size
+from viewal.datasets import open_dataset
 from viewal.kernels.depth_test import BACKENDS
 from viewal.layout import RunLayout
+from viewal.learner import ALConfig
+from viewal.ledger import Ledger
+from viewal.train import load_checkpoint
 from viewal.visualize import (
     last_query_cycle,
+    propagation_sheet,
     query_contact_sheet,
     render_point_cloud_png,
+    run_propagation,
     run_view_entropy,
     view_entropy_point_cloud,
 )
@@ -41,8 +48,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 def _run_size(ledger, al: dict, args) -> tuple[int, int] | None:
     """The dataset size of the run: --size, else the recorded masks' size, else ALConfig.size, else native."""
     if args.size:
-        from viewal.data import parse_size
-
         return tuple(parse_size(args.size))
     qs = ledger.queries()
     if qs:
@@ -52,9 +57,6 @@ def _run_size(ledger, al: dict, args) -> tuple[int, int] | None:
 
 def run(args: argparse.Namespace) -> int:
     resolve_run_arguments(args)
-    from viewal.datasets import open_dataset
-    from viewal.ledger import Ledger
-
     layout = RunLayout(Path(args.run))
     lpath = layout.ledger(args.method, args.seed)
     if not lpath.is_file():
@@ -83,9 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if al.get("propagate"):
         _propagation_sheet(args, layout, lpath, al, dataset, cycle)
     if args.ply:
-        from viewal.learner import ALConfig
-        from viewal.train import load_checkpoint
-
         # the run's own config: cycle 0's seed-set name carries its recipe tags (PAL's head, the aids), and
         # its depth test is the one its view entropy used (only the backend may be changed here)
         run_cfg = ALConfig.from_json({**al, "seed": args.seed})
@@ -111,10 +110,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _propagation_sheet(args: argparse.Namespace, layout: RunLayout, lpath: Path, al: dict, dataset, cycle: int) -> None:
     """A propagating run's human and propagated labels after ``cycle`` (the frames propagation added most to)."""
-    from viewal.learner import ALConfig
-    from viewal.ledger import Ledger
-    from viewal.visualize import propagation_sheet, run_propagation
-
     with Ledger(lpath) as led:
         scenes = run_propagation(dataset, led, ALConfig.from_json({**al, "seed": args.seed}), max_cycle=cycle)
     if scenes is None:

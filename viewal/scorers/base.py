@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from viewal.datasets.base import stack_scene
 from viewal.kernels.depth_test import DEPTH_TEST, DepthTest, refuse_depth_test_options
 from viewal.needs import NEED_FIELDS, NEEDS, known_needs, register_need
 from viewal.selection import GreedySelector, Selector, pool_frames
@@ -238,8 +239,6 @@ def build_scene_inputs(frames, superpixels: np.ndarray, needs=(), *, probs: np.n
     if "views" in needs:
         geo = {"depths": depths, "Ks": Ks, "world_T_cams": world_T_cams}
         if any(v is None for v in geo.values()):
-            from viewal.datasets.base import stack_scene
-
             geo = stack_scene(frames)
         kw.update({k: np.asarray(geo[k]) for k in NEED_FIELDS["views"]})
     ex = {k: v for k, v in {**more, **(extras or {})}.items() if k in needs}

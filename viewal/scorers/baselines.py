@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from viewal.selection import KCenterSelector
+from viewal.selection import KCenterSelector, region_features
 
 from .base import SceneInputs, Scorer, Scores, register
 
@@ -213,8 +213,6 @@ class CoresetScorer(Scorer):
         return Scores(pixel=np.zeros(np.asarray(inputs.superpixels).shape, dtype=np.float32))
 
     def region_features(self, inputs: SceneInputs) -> np.ndarray:
-        from viewal.selection import region_features
-
         if inputs.features is None:
             raise ValueError("coreset: SceneInputs.features is missing (the loop must provide the 'features' need)")
         return region_features(inputs.features, inputs.superpixels)

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from viewal.heads import attach_loss_head, loss_prediction_extra_loss
+from viewal.model import frame_images as model_frame_images
 from viewal.needs import NeedContext, register_provider
 from viewal.scorers.base import SceneInputs, Scorer, Scores, register
 from viewal.selection import pool_frames
@@ -173,9 +175,7 @@ def normalise_maps(pixel: np.ndarray, regions: np.ndarray, normalise: str = "min
 
 def frame_images(frames: Sequence, device, size: tuple[int, int] | None = None) -> torch.Tensor:
     """(B, 3, h, w) network input of frames at the working ``size`` (``viewal.model.frame_images``) on ``device``."""
-    from viewal.model import frame_images as images
-
-    return images(frames, size).to(device)
+    return model_frame_images(frames, size).to(device)
 
 
 def working_size(ctx: NeedContext) -> tuple[int, int] | None:
@@ -316,8 +316,6 @@ def _flip_con_maps(inputs: SceneInputs) -> np.ndarray:
 
 
 def _loss_head_hook(options: dict, model):
-    from viewal.heads import attach_loss_head, loss_prediction_extra_loss
-
     attach_loss_head(model, hidden=int(options.get("loss_hidden", 128)))
     return loss_prediction_extra_loss(weight=float(options.get("rank_weight", 1.0)),
                                       margin=float(options.get("margin", 1.0)), region="auto")

@@ -14,10 +14,21 @@ from typing import ClassVar
 
 import numpy as np
 
+from viewal.heads import attach_rotation_head, finetune_rotation, rotation_extra_loss, rotation_scores
+from viewal.model import iter_predict_frames
 from viewal.needs import NeedContext, register_provider
+from viewal.progress import progress_bar
 from viewal.scorers.base import SceneInputs, Scores, register
 from viewal.scorers.consistency import EPS, NormalisingScorer, frame_images, pool_stats, working_size
-from viewal.selection import Selector
+from viewal.selection import (
+    RegionPool,
+    Selection,
+    SelectionContext,
+    Selector,
+    labelled_regions,
+    pool_frames,
+    select_greedy,
+)
 
 __all__ = ["uniform_kl_score", "frame_rotation_scores", "PAL", "PALSelector", "pal_diversity_select", "pal_select"]
 
@@ -45,8 +56,6 @@ def frame_rotation_scores(model, frames: Sequence, batch_size: int = 4, device="
                           size: tuple[int, int] | None = None) -> np.ndarray:
     """S_S of each frame: (N,) float32 (see :func:`viewal.heads.rotation_scores`)."""
     import torch
-
-    from viewal.heads import rotation_scores
 
     if getattr(model, "rotation_head", None) is None:
         raise ValueError("PAL needs model.rotation_head: train with viewal.heads.attach_rotation_head(model) "
@@ -83,8 +92,6 @@ class PAL(NormalisingScorer):
     selection = "greedy"
 
     def prepare_model(self, model):
-        from viewal.heads import attach_rotation_head, rotation_extra_loss
-
         attach_rotation_head(model)
         return rotation_extra_loss(weight=float(self.options.get("rotation_weight", 1.0)))
 
@@ -113,9 +120,6 @@ class PAL(NormalisingScorer):
                     progress: bool = True):
         """:class:`PALSelector` on a pool already scored by this scorer, with its inputs as arguments
         (``regions_of`` unused). Returns a ``viewal.selection.Selection``."""
-        from viewal.needs import NeedContext
-        from viewal.selection import SelectionContext
-
         network = NeedContext(model=model, frames=list(frames), batch_size=batch_size, device=device,
                               options={"size": size})
         ctx = SelectionContext(adjacency=adjacency, network=network, progress=progress)
@@ -186,10 +190,6 @@ def pal_diversity_select(model, pool, frames: Sequence, budget_pixels: int, *, s
         ``viewal.selection.Selection`` with the picks of all sub-queries in order (``score`` = the score
         at pick time).
     """
-    from viewal.heads import finetune_rotation
-    from viewal.progress import progress_bar
-    from viewal.selection import RegionPool, Selection, select_greedy
-
     frames = list(frames)
     if len(frames) != pool.n_frames:
         raise ValueError(f"frames has {len(frames)} entries, the pool {pool.n_frames} frames")
@@ -262,9 +262,6 @@ def pal_select(model, frames: Sequence, regions: np.ndarray | Sequence[np.ndarra
         (selection, pool): ``viewal.selection.Selection`` and the ``RegionPool`` (``score`` = w_s·n(S_S) +
         w_c·n(S_C)) for ``viewal.selection.queries_from_selection``.
     """
-    from viewal.model import iter_predict_frames
-    from viewal.selection import RegionPool, labelled_regions, pool_frames
-
     frames = list(frames)
     regions = np.stack([np.asarray(r) for r in regions]).astype(np.int64)
     if len(regions) != len(frames):

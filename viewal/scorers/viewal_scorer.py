@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from viewal import kernels
 from viewal.selection import GreedySelector, ViewALSelector
 
 from .base import SceneInputs, Scorer, Scores, register
@@ -53,8 +54,6 @@ class ViewEntropyScorer(Scorer):
         return ViewALSelector()
 
     def score_pixels(self, inputs: SceneInputs) -> Scores:
-        from viewal import kernels
-
         missing = [n for n in ("probs", "depths", "Ks", "world_T_cams") if getattr(inputs, n) is None]
         if missing:
             raise ValueError(f"view_entropy: SceneInputs is missing {missing} (needs 'probs' and 'views')")
