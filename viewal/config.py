@@ -65,7 +65,7 @@ PRESETS: dict[str, dict[str, tuple]] = {
         "validations": (5, "docs/model.md: 5 validations per fit, the best kept"),
         "aux_weight": (0.1, "docs/other_methods_warm.md: PAL's rotation head and loss prediction break at weight 1 "
                             "with the ImageNet start, and learn at 0.1"),
-        "propagate": (True, "docs/label_efficiency_propagation.md: 3D label propagation gives 1.8-2.5x the human "
+        "propagate": (True, "docs/label_efficiency_propagation.md: 3D label propagation gives 1.4-2.5x the human "
                             "labels at 99 % agreement; random superpixels with it reach 70 % of full-data mIoU with "
                             "5.9 % of the pixels labelled by a person against 12.0 % without, at equal steps"),
     },
