@@ -35,8 +35,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from viewal import geometry
-from viewal.io import read_image, write_image, write_json, write_text
+from viewal.core import geometry
+from viewal.core.io import read_image, write_image, write_json, write_text
 
 from .base import IGNORE_INDEX, SPLITS, DatasetError, Frame, RGBDDataset
 
@@ -216,7 +216,7 @@ def make_frame(
         depth: depth image path (``depth_scale`` units per metre, checked to be ``native_shape``),
             or a zero-argument loader returning float32 metres at ``size``.
         K_native: (3, 3) intrinsics of the depth image at ``native_shape`` (H, W); scaled to
-            ``size`` with :func:`viewal.geometry.scale_intrinsics`.
+            ``size`` with :func:`viewal.core.geometry.scale_intrinsics`.
         world_T_cam: (4, 4) camera-to-world pose (already checked).
         labels: zero-argument loader of (H, W) int64 class ids at ``size``, or None.
     """

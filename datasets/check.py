@@ -2,7 +2,7 @@
 
 :func:`check_frames` loads each frame's arrays once (colour, depth, intrinsics, pose, and labels when the
 frame has them: a frame without labels passes) through the dataset's own loaders, which refuse truncated
-or undecodable images naming the file (``viewal.io.read_image``). Frames whose image files kept their size
+or undecodable images naming the file (``viewal.core.io.read_image``). Frames whose image files kept their size
 and modification time since they last passed are skipped (cache: a small JSON file), so a resumed run
 re-checks only what changed.
 """
@@ -14,8 +14,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from viewal.io import record_reads, write_json
-from viewal.progress import progress_bar
+from viewal.core.io import record_reads, write_json
+from viewal.core.progress import progress_bar
 
 from .base import DatasetError
 

@@ -29,7 +29,7 @@ Frames are named by the colour file's stem (``<pano>_i<cam>_<yaw>``), ordered as
 them; a house is a scene. As ViewAL used it: NYU40 labels with ViewAL's shift (class k − 1, 0 → 255;
 names :data:`viewal.datasets.scannet.NYU40_CLASSES`), intrinsics scaled from 1280×1024 to the working
 size (default 320×240 — a non-uniform scale, as in ViewAL, which divided fx, cx by 4 and fy, cy by
-4.2667; here :func:`viewal.geometry.scale_intrinsics`, which differs from that by 0.375 px in cx and
+4.2667; here :func:`viewal.core.geometry.scale_intrinsics`, which differs from that by 0.375 px in cx and
 ≈ 0.38 px in cy), depth nearest-neighbour resized.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewal import geometry
+from viewal.core import geometry
 
 from .base import DatasetError, RGBDDataset
 from .canonical import (

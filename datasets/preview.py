@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewal.io import atomic_path
+from viewal.core.io import atomic_path
 
 from .base import IGNORE_INDEX, Frame, RGBDDataset
 

@@ -16,7 +16,7 @@ Expected layout (one directory per scan; frame ids are the exporter's integers `
 Geometry. Like ViewAL, all geometry uses the **depth** camera: depth is read in millimetres
 (÷ 1000), nearest-neighbour resized to the working size (default 320×240; never interpolated across
 depth edges, invalid stays 0), and the depth intrinsics are scaled with
-:func:`viewal.geometry.scale_intrinsics`. ScanNet's colour camera has other intrinsics (and a
+:func:`viewal.core.geometry.scale_intrinsics`. ScanNet's colour camera has other intrinsics (and a
 different field of view); ViewAL simply resized colour to the depth's working size and ignored the
 difference, and so does this reader — colour pixels are only approximately registered with depth.
 ViewAL halves fx, fy, cx, cy for 640×480 → 320×240; ``scale_intrinsics`` (integer pixel centres)

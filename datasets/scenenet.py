@@ -30,7 +30,7 @@ the relative path with ``/`` replaced by ``_`` (``0_223``, ViewAL's naming).
 As ViewAL used it: 13 classes (:data:`NYU13_CLASSES`: NYU13 id k ∈ 1..13 → class k − 1, 0 → 255
 ignore, the same shift as NYU40), depth in millimetres (÷ 1000), fixed intrinsics at 320×240
 fx = 277.128 (= 160 / tan 30°), fy = 289.706 (= 120 / tan 22.5°), cx = 160, cy = 120. Other working
-sizes scale K with :func:`viewal.geometry.scale_intrinsics` and resize depth/labels nearest.
+sizes scale K with :func:`viewal.core.geometry.scale_intrinsics` and resize depth/labels nearest.
 Note: with integer pixel centres, the centre of a 320×240 render is (159.5, 119.5); ViewAL's
 cx = 160, cy = 120 is half a pixel off. Pass ``K=`` to override.
 
@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewal import geometry
+from viewal.core import geometry
 
 from .base import DatasetError, RGBDDataset
 from .canonical import (

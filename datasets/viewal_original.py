@@ -28,7 +28,7 @@ interpolated). ViewAL resized with PIL's default filter, which was nearest-neigh
 Pillow 6.x, where ``Image.resize`` defaulted to NEAREST, and PIL keeps NEAREST as the default for 16-bit
 images. Its shipped coverage tables are reproduced exactly with nearest-neighbour depth and a 0.1 m test
 (bicubic depth gives recall 0.975 / 0.964; docs/bench_kernels.md); the depth intrinsics from the info file are
-scaled with :func:`viewal.geometry.scale_intrinsics`. ViewAL simply halves fx, fy, cx, cy; with
+scaled with :func:`viewal.core.geometry.scale_intrinsics`. ViewAL simply halves fx, fy, cx, cy; with
 integer pixel centres the exact scaling gives cx' = (cx + 0.5)/2 − 0.5, i.e. cx', cy' are 0.25 px
 smaller than ViewAL's (159.5 vs 159.75 for the sample's cx = 319.5). Frames with non-finite poses are
 skipped with a warning.
@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from viewal import geometry
-from viewal.io import read_image
+from viewal.core import geometry
+from viewal.core.io import read_image
 
 from .base import IGNORE_INDEX, SPLITS, DatasetError, Frame, RGBDDataset
 from .canonical import (

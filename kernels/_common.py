@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from viewal.geometry import GeometryError, check_intrinsics, check_pose
+from viewal.core.geometry import GeometryError, check_intrinsics, check_pose
 
 from ._math import AGGREGATIONS, MODES, VIEWAL_WORLD_DISTANCE
 from .depth_test import BACKENDS, DEPTH_TEST, DepthTest

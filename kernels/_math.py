@@ -6,9 +6,9 @@ scalar arithmetic and array indexing, so both compilers accept them unchanged. A
 (``make_pixel_landing``: one source pixel's depth check, back-projection and correspondence) is built
 from each compiler's versions of the formulas, then compiled by that compiler. The NumPy reference
 (``viewal.kernels.reference``) does *not* use them: it is the independent twin they are tested against,
-written with :mod:`viewal.geometry`.
+written with :mod:`viewal.core.geometry`.
 
-Conventions (see :mod:`viewal.geometry`): OpenCV ``K``, integer pixel centres, pixel ``(u, v)`` covers
+Conventions (see :mod:`viewal.core.geometry`): OpenCV ``K``, integer pixel centres, pixel ``(u, v)`` covers
 ``[u - 0.5, u + 0.5) x [v - 0.5, v + 0.5)`` so a continuous coordinate ``x`` falls in pixel
 ``floor(x + 0.5)``; depth along the optical axis, ``<= 0`` = invalid (inputs are sanitised first).
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from viewal.io import atomic_path
+from viewal.core.io import atomic_path
 
 from ._common import Scene, candidate_pairs, check_depth_test, check_scene, check_superpixels, relative_poses
 from .depth_test import DEPTH_TEST, DepthTest

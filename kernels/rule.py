@@ -1,5 +1,5 @@
 """The rule of 3D label propagation (``viewal.kernels.propagate``), apart from its kernels so that a run's
-settings (``viewal.learner.ALConfig.propagate_rule``) name it without loading Numba."""
+settings (``viewal.runs.learner.ALConfig.propagate_rule``) name it without loading Numba."""
 from __future__ import annotations
 
 import math

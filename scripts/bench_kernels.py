@@ -87,7 +87,7 @@ def synthetic_geometry(n: int, h: int, w: int, seed: int = 0):
 
 def field_probs(depths, Ks, poses, c: int, seed: int = 0, n_feat: int = 12):
     """(N, C, H, W) float32: softmax of a smooth random field over world space + a per-view image field."""
-    from viewal.geometry import backproject
+    from viewal.core.geometry import backproject
 
     rng = np.random.default_rng(seed)
     n, h, w = depths.shape
@@ -199,7 +199,7 @@ def run_part(name: str, f, args) -> None:
 
 def save_json(args) -> None:
     if args.json:
-        from viewal.io import write_json
+        from viewal.core.io import write_json
 
         write_json(args.json, RESULTS)
 
@@ -413,8 +413,8 @@ def compare_tables(ours: dict, theirs: dict) -> tuple:
 
 
 def bench_real(args):
+    from viewal.core.sample import scannet_sample_available, scannet_sample_path
     from viewal.kernels import DepthTest, superpixel_overlap, view_entropy_divergence, view_entropy_divergence_fused
-    from viewal.sample import scannet_sample_available, scannet_sample_path
 
     print("\n## 3. Real ScanNet sample (ViewAL's scannet-sample, 320x240, ViewAL's SEEDS superpixels)")
     part = RESULTS.setdefault("parts", {}).setdefault("real", {})
@@ -478,7 +478,7 @@ def bench_real(args):
 
 def bench_port(args):
     """Part 4: mode "viewal" vs the port of ViewAL's code on the real sample (no timing)."""
-    from viewal.sample import scannet_sample_available, scannet_sample_path
+    from viewal.core.sample import scannet_sample_available, scannet_sample_path
 
     print("\n## 4. Mode 'viewal' (splat) vs a port of ViewAL's view_entropy.py, real sample, C=13 random per-pixel "
           "distributions, ViewAL's halved K, nearest depth, ViewAL's depth-0 quirks off")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmarks of viewal.model / viewal.train / viewal.simsiam (CPU).
+"""Benchmarks of viewal.nn.model / viewal.nn.train / viewal.nn.simsiam (CPU).
 
 Parts:
   mc       MC-dropout speed-up: ``mc_predict`` (encoder once, dropout + decoder T times) against T full
@@ -41,7 +41,7 @@ def header(threads: int) -> None:
 
 def bench_mc(encoders: list[str], size: tuple[int, int], batch: int, passes: int, repeats: int, classes: int,
              chunk: int) -> list[dict]:
-    from viewal.model import build_model, mc_predict
+    from viewal.nn.model import build_model, mc_predict
 
     rows = []
     for enc in encoders:
@@ -107,9 +107,9 @@ def bench_simsiam(data: str, fraction: float, epochs: int, lr: float, ss_epochs:
                   ss_lr: float, eval_every: int, ss_weights: str | None = None,
                   inits: tuple[str, ...] = ("random", "simsiam")) -> dict:
     from viewal.datasets import open_dataset
-    from viewal.model import build_model
-    from viewal.simsiam import SimSiamConfig, pretrain
-    from viewal.train import TrainConfig, evaluate, fit, train_subset
+    from viewal.nn.model import build_model
+    from viewal.nn.simsiam import SimSiamConfig, pretrain
+    from viewal.nn.train import TrainConfig, evaluate, fit, train_subset
 
     ds = open_dataset(data)
     train_all = ds.split("train")
@@ -158,7 +158,7 @@ def bench_simsiam(data: str, fraction: float, epochs: int, lr: float, ss_epochs:
 
 
 def main(argv=None) -> int:
-    from viewal.data import parse_size
+    from viewal.nn.data import parse_size
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", default="mc", choices=["mc", "simsiam", "all"])
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
                                                tuple(args.inits.split(",")))
     print(f"# load avg after: {os.getloadavg()} (timings contended when it exceeds the {os.cpu_count()} CPUs)")
     if args.json:
-        from viewal.io import write_json
+        from viewal.core.io import write_json
 
         write_json(args.json, json.loads(json.dumps(results, default=float)))
     return 0

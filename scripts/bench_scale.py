@@ -4,7 +4,7 @@ run), Ray's overhead per task, and an estimate of one full ScanNet scoring cycle
 
 What is measured, on one synthetic dataset (``viewal.datasets.synthetic``; ``--data`` for another):
 
-1. local: ``viewal.scoring.LocalExecutor`` scores every pool scene in this process (the same
+1. local: ``viewal.scoring.executors.LocalExecutor`` scores every pool scene in this process (the same
    ``score_scene`` the Ray tasks run) -> seconds per scene and per frame. One warm-up scene first
    (Numba compilation, superpixel and overlap caches), reported apart.
 2. Ray with 1 worker, then with 2 (``ray.init(num_cpus=k)``, a fresh local Ray each): the same scenes
@@ -67,12 +67,12 @@ def setup(args):
     """(dataset, model, scorer, jobs, spec) of the pool, as ``ActiveLearner.score_pool`` builds them."""
     import torch
 
-    import viewal.scorers as scorers
-    from viewal.data import parse_size
+    import viewal.scoring.scorers as scorers
     from viewal.datasets import open_dataset
-    from viewal.learner import ALConfig
-    from viewal.model import build_model
-    from viewal.scoring import RegionMaps, SceneJob, ScoringSpec
+    from viewal.nn.data import parse_size
+    from viewal.nn.model import build_model
+    from viewal.runs.learner import ALConfig
+    from viewal.scoring.executors import RegionMaps, SceneJob, ScoringSpec
 
     if args.data is None:
         from viewal.datasets.synthetic import generate_dataset
@@ -105,7 +105,7 @@ def setup(args):
 
 
 def time_local(model, scorer, jobs, spec):
-    from viewal.scoring import LocalExecutor
+    from viewal.scoring.executors import LocalExecutor
 
     t0 = time.perf_counter()
     list(LocalExecutor().map(model, scorer, jobs[:1], spec))  # warm-up: Numba, superpixel/overlap caches
@@ -123,7 +123,7 @@ def time_ray(model, scorer, jobs, spec, workers: int, overhead_tasks: int):
     with ``workers`` CPUs."""
     import ray
 
-    from viewal.scoring import RayExecutor
+    from viewal.scoring.executors import RayExecutor
 
     ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"NUMBA_THREADING_LAYER": "omp"}})
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     import numba
     import torch
 
-    numba.set_num_threads(1)  # as a Ray task with one CPU (viewal.scoring sets both counts to the task's CPUs)
+    numba.set_num_threads(1)  # as a Ray task with one CPU (viewal.scoring.executors sets both counts)
     torch.set_num_threads(1)
     ds, model, scorer, jobs, spec = setup(args)
     n_frames = sum(len(j.frames) for j in jobs)
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
         est[n] = estimate(sec_per_frame, (ds.height, ds.width), args.mc_passes, efficiency, overhead, n)
         print(f"  {n:4d} workers: {est[n]:8.2f} h")
     if args.json:
-        from viewal.io import write_json
+        from viewal.core.io import write_json
 
         write_json(args.json, {"argv": sys.argv[1:], "scenes": len(jobs), "frames": n_frames,
                                "local": {"warmup_seconds": warm, "scene_seconds": per},

@@ -50,10 +50,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from viewal.data import parse_size
     from viewal.datasets import open_dataset
-    from viewal.model import build_model
-    from viewal.train import TrainConfig, fit
+    from viewal.nn.data import parse_size
+    from viewal.nn.model import build_model
+    from viewal.nn.train import TrainConfig, fit
 
     size = parse_size(args.size)
     ds = open_dataset(args.data, height=size[0], width=size[1])

@@ -28,15 +28,15 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 import numpy as np
 
-from viewal.layout import RunLayout  # noqa: E402
+from viewal.runs.layout import RunLayout  # noqa: E402
 
 
 def finished_rows(out: Path, methods: list[str], seeds: list[int], cycles: int):
     """Result rows of every method × seed that finished every cycle (read from the ledgers), and the seeds any
     method finished. A method reports the seeds it finished (the report names how many), so a method still
     missing a seed does not drop that seed from the others; a method with none is an error, naming it."""
-    from viewal import experiment
-    from viewal.ledger import Ledger
+    from viewal.runs import experiment
+    from viewal.runs.ledger import Ledger
 
     rows, done, missing = [], set(), []
     for m in methods:
@@ -72,7 +72,7 @@ def cycle_metric_table(out: Path, methods: list[str], seeds: list[int], cycles: 
     """Markdown rows of one recorded cycle metric (``key`` of each cycle's results, e.g. ``steps`` or
     ``propagation_multiplier``) per method and cycle, mean ± std over ``seeds``; methods where ``only(method)`` is
     False, or that never recorded it, are left out."""
-    from viewal.ledger import Ledger
+    from viewal.runs.ledger import Ledger
 
     rows = []
     for m in methods:
@@ -103,8 +103,8 @@ def cycle_metric_table(out: Path, methods: list[str], seeds: list[int], cycles: 
 
 def training_aid_table(out: Path, methods: list[str], seeds: list[int], cycles: int) -> list[str]:
     """Markdown rows of what each method's training aid measured per cycle (mean over ``seeds``)."""
-    from viewal import experiment
-    from viewal.ledger import Ledger
+    from viewal.runs import experiment
+    from viewal.runs.ledger import Ledger
 
     lines = []
     for m in methods:
@@ -151,9 +151,9 @@ def noise_floor(dataset, base, out: Path, method: str, seed: int, cycles: int,
     cycles}``."""
     import json
 
-    from viewal import experiment
-    from viewal.io import write_json
-    from viewal.ledger import Ledger
+    from viewal.core.io import write_json
+    from viewal.runs import experiment
+    from viewal.runs.ledger import Ledger
 
     path = out / "noise_floor.json"
     key = f"{method}-s{seed}"
@@ -194,9 +194,9 @@ def retrain_ablation(dataset, base, out: Path, methods: list[str], seed: int, cy
     import json
     from dataclasses import replace
 
-    from viewal import experiment
-    from viewal.io import write_json
-    from viewal.ledger import Ledger
+    from viewal.core.io import write_json
+    from viewal.runs import experiment
+    from viewal.runs.ledger import Ledger
 
     path = out / f"{name}.json"
     cache = json.loads(path.read_text()) if path.is_file() else {}
@@ -239,7 +239,7 @@ def labels_per_sample(out: Path, methods: list[str], seeds: list[int], cycles: i
     labels (each has its cycle and pixel count; labels of a frame do not overlap)."""
     from collections import defaultdict
 
-    from viewal.ledger import Ledger
+    from viewal.runs.ledger import Ledger
 
     rows = ["| method | " + " | ".join(f"cycle {c}" for c in range(cycles + 1)) + " |",
             "|---|" + "---|" * (cycles + 1)]
@@ -318,10 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from viewal import experiment
     from viewal.cli import experiment as experiment_cli
-    from viewal.curves import aggregate, format_table, fraction_to_reach, plot_curves, write_results
-    from viewal.io import write_text
+    from viewal.core.io import write_text
+    from viewal.runs import experiment
+    from viewal.runs.curves import aggregate, format_table, fraction_to_reach, plot_curves, write_results
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -24,8 +24,8 @@ NORMALISATIONS = {"0.5/0.5": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 
 
 def main(argv=None) -> int:
-    from viewal.pretrained import centre_crop, classify_images, imagenet_categories, lite0_classifier
-    from viewal.sample import scannet_sample_path
+    from viewal.core.sample import scannet_sample_path
+    from viewal.nn.pretrained import centre_crop, classify_images, imagenet_categories, lite0_classifier
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sample", default=str(scannet_sample_path()))

@@ -1,5 +1,5 @@
 """Class by class, what several checkpoints predict on one split: test IoU and the share of pixels given to
-each class, against the truth's share (viewal.diagnostics.compare_models). It shows what a training aid or
+each class, against the truth's share (viewal.runs.diagnostics.compare_models). It shows what a training aid or
 a longer fit gained and lost, e.g. the seed-set fit of a run against the same fit after UPS's fine-tuning:
 
     NUMBA_THREADING_LAYER=omp python scripts/compare_checkpoints.py --run runs/le_warm --method random+ups \\
@@ -33,7 +33,7 @@ def render(cmp: dict, names: list[str], classes: list[str]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoints", nargs="+", help="checkpoint files (viewal.train.save_checkpoint)")
+    ap.add_argument("checkpoints", nargs="+", help="checkpoint files (viewal.nn.train.save_checkpoint)")
     ap.add_argument("--names", help="comma-separated column names (default: the files' names)")
     ap.add_argument("--run", help="a viewal experiment / benchmark folder: open the data as its --method did")
     ap.add_argument("--method", default="random", help="with --run: whose seed-0 ledger names the data")
@@ -58,9 +58,9 @@ def main(argv=None) -> int:
     import torch
 
     from viewal.datasets import open_dataset
-    from viewal.diagnostics import compare_models, open_run_dataset
-    from viewal.experiment import parse_size_arg
-    from viewal.train import load_checkpoint
+    from viewal.nn.train import load_checkpoint
+    from viewal.runs.diagnostics import compare_models, open_run_dataset
+    from viewal.runs.experiment import parse_size_arg
 
     try:  # bad data, run folder or checkpoint: a usage error naming it, before any evaluation
         if args.run:

@@ -21,7 +21,7 @@ def constant_miou(ledger) -> float:
     import numpy as np
 
     from viewal.datasets import open_dataset
-    from viewal.train import confusion_matrix, iou_from_confusion
+    from viewal.nn.train import confusion_matrix, iou_from_confusion
 
     cfg = ledger.config()
     h, w = cfg["al"]["size"]
@@ -33,8 +33,8 @@ def constant_miou(ledger) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from viewal.layout import RunLayout
-    from viewal.ledger import Ledger
+    from viewal.runs.layout import RunLayout
+    from viewal.runs.ledger import Ledger
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, default=Path("runs/demo"))

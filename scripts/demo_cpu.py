@@ -95,10 +95,10 @@ def instrument(clock: PhaseClock) -> None:
     import viewal.cli.generate as cli_generate
     import viewal.cli.preview as cli_preview
     import viewal.datasets.check as check
-    import viewal.experiment as experiment
-    import viewal.learner as learner
-    import viewal.train as train
-    import viewal.visualize as visualize
+    import viewal.nn.train as train
+    import viewal.runs.experiment as experiment
+    import viewal.runs.learner as learner
+    import viewal.runs.visualize as visualize
 
     def run_cycles(fn):
         @functools.wraps(fn)

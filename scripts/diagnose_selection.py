@@ -1,4 +1,4 @@
-"""What each method picked, seen by the model that picked it (viewal.diagnostics; docs/label_efficiency.md).
+"""What each method picked, seen by the model that picked it (viewal.runs.diagnostics; docs/label_efficiency.md).
 
 For every method × seed × cycle of a ``viewal experiment`` / benchmark folder: the picking model's error rate
 on the pixels it had labelled against the unlabelled pool (error enrichment), the share of picked pixels in
@@ -32,7 +32,7 @@ def render(rows: list[dict]) -> str:
 
 
 def render_classes(bal: dict, methods: list[str]) -> str:
-    """Markdown table of :func:`viewal.diagnostics.class_balance`: per class, the pool's share of pixels, then
+    """Markdown table of :func:`viewal.runs.diagnostics.class_balance`: per class, the pool's share of pixels, then
     per method its share of the labelled pixels and its test IoU (percent)."""
     head = ["class", "pool %"] + [f"{m} {k}" for m in methods for k in ("labelled %", "IoU")]
     out = [f"cycle {bal['cycle']}:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from viewal.diagnostics import class_balance, diagnose_run, open_run_dataset
-    from viewal.experiment import parse_methods, parse_seeds
-    from viewal.io import write_json
+    from viewal.core.io import write_json
+    from viewal.runs.diagnostics import class_balance, diagnose_run, open_run_dataset
+    from viewal.runs.experiment import parse_methods, parse_seeds
 
     torch.set_num_threads(args.threads)
     try:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from viewal.core.superpixels import SuperpixelCache
 from viewal.datasets import open_dataset
 from viewal.datasets.preview import draw_contact_sheet, pick_frames
 from viewal.datasets.synthetic import generate_dataset
-from viewal.superpixels import SuperpixelCache
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -121,16 +121,16 @@ def main(argv=None) -> int:
 
     from scipy.stats import spearmanr
 
-    import viewal.scorers as scorers
-    from viewal import augment, heads, pseudo
-    from viewal.data import parse_size
+    import viewal.scoring.scorers as scorers
+    from viewal.core.superpixels import SuperpixelCache
     from viewal.datasets import open_dataset
-    from viewal.model import build_model, images_from_rgb
-    from viewal.needs import NeedContext, compute_needs
-    from viewal.scorers import NEEDS, build_scene_inputs
-    from viewal.scorers.pal import pal_select
-    from viewal.superpixels import SuperpixelCache
-    from viewal.train import TrainConfig, fit
+    from viewal.nn import augment, heads, pseudo
+    from viewal.nn.data import parse_size
+    from viewal.nn.model import build_model, images_from_rgb
+    from viewal.nn.train import TrainConfig, fit
+    from viewal.scoring.needs import NeedContext, compute_needs
+    from viewal.scoring.scorers import NEEDS, build_scene_inputs
+    from viewal.scoring.scorers.pal import pal_select
 
     torch.set_num_threads(args.threads)
     size = parse_size(args.size)
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
 
     # ---- rotation head accuracy on validation frames
     model.eval()
-    from viewal.data import resize_rgb
+    from viewal.nn.data import resize_rgb
 
     with torch.no_grad():
         x = images_from_rgb(np.stack([resize_rgb(np.asarray(f.rgb), size) for f in val]))
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
     print("pal:", out["pal"], flush=True)
     out["seconds_contended"] = time.time() - t0
 
-    from viewal.io import write_json
+    from viewal.core.io import write_json
 
     write_json(args.out, out)
     print(f"wrote {args.out}")

@@ -73,8 +73,8 @@ def scannet_scenes(path) -> Iterator[SceneData]:
 def synthetic_scene(frames: int = 12, height: int = 120, width: int = 160, seed: int = 0) -> SceneData:
     """One generated room (``viewal.datasets.synthetic``) with sensor depth noise and holes, rendered in
     memory, and SEEDS superpixels of its frames."""
+    from viewal.core.superpixels import compute_superpixels
     from viewal.datasets import synthetic as syn
-    from viewal.superpixels import compute_superpixels
 
     spec = syn.build_scene(np.random.default_rng([seed, 0]))
     renderer = syn.RoomRenderer(spec)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numba
 
-    from viewal.sample import scannet_sample_available, scannet_sample_path
+    from viewal.core.sample import scannet_sample_available, scannet_sample_path
 
     print(f"# measure_propagation: {' '.join(sys.argv[1:]) or '(defaults)'}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "

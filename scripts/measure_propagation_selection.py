@@ -29,12 +29,12 @@ import numpy as np  # noqa: E402
 
 def measure(run: Path, method: str, seed: int, known: float | None) -> list[dict]:
     from viewal.datasets import open_dataset
-    from viewal.layout import RunLayout
-    from viewal.learner import ALConfig
-    from viewal.ledger import Ledger
-    from viewal.propagation import covered_regions
-    from viewal.scoring import RegionMaps
-    from viewal.visualize import run_propagation
+    from viewal.runs.layout import RunLayout
+    from viewal.runs.learner import ALConfig
+    from viewal.runs.ledger import Ledger
+    from viewal.runs.visualize import run_propagation
+    from viewal.scoring.executors import RegionMaps
+    from viewal.scoring.propagation import covered_regions
 
     path = RunLayout(run).ledger(method, seed)
     rows = []

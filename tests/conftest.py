@@ -5,7 +5,7 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 
 import pytest
 
-from viewal.sample import DEFAULT, ENV_VAR, scannet_sample_available, scannet_sample_path
+from viewal.core.sample import DEFAULT, ENV_VAR, scannet_sample_available, scannet_sample_path
 
 # a checkout beside a ``shared`` folder of reference data finds the sample there when nothing else names it
 _BESIDE = Path(__file__).resolve().parents[2] / "shared" / "data" / "viewal-scannet-sample"

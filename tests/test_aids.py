@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import viewal
-from viewal import aids
 from viewal.datasets import open_dataset
-from viewal.experiment import TRAINING_AIDS, method_config, parse_method
-from viewal.learner import ALConfig
+from viewal.nn import aids
+from viewal.runs.experiment import TRAINING_AIDS, method_config, parse_method
+from viewal.runs.learner import ALConfig
 
 
 def accepted_aid_specs() -> list[str]:
@@ -40,7 +40,7 @@ class _Recorder:
 
     def __init__(self, monkeypatch):
         self.calls = []
-        import viewal.aids
+        import viewal.nn.aids
 
         def fit(model, items, val, cfg, **kw):
             self.calls.append("fit")
@@ -56,9 +56,9 @@ class _Recorder:
             self.calls.append(f"pseudo_labels:{mode}")
             return f"pl-result-{mode}", {"precision": 0.5}
 
-        monkeypatch.setattr(viewal.aids, "fit", fit)
-        monkeypatch.setattr(viewal.aids, "max_entropy_finetune", max_entropy)
-        monkeypatch.setattr(viewal.aids, "pseudo_label_finetune", pseudo)
+        monkeypatch.setattr(viewal.nn.aids, "fit", fit)
+        monkeypatch.setattr(viewal.nn.aids, "max_entropy_finetune", max_entropy)
+        monkeypatch.setattr(viewal.nn.aids, "pseudo_label_finetune", pseudo)
 
 
 @pytest.mark.parametrize("spec", accepted_aid_specs())
@@ -83,7 +83,7 @@ def test_every_accepted_combination_runs_all_its_aids(spec, monkeypatch):
 def test_rotation_auxiliary_attaches_one_head():
     import torch
 
-    from viewal.model import build_model
+    from viewal.nn.model import build_model
 
     model = build_model(3, encoder="resnet18", encoder_weights=None, decoder_channels=16)
     aux = aids.RotationAuxiliary()
@@ -122,7 +122,7 @@ def test_max_entropy_classwise_and_rotation_all_run_in_one_fit(rooms_64x80, tmp_
 def test_checkpoints_of_the_old_augment_only_fit_are_not_reused():
     """Before the aids composed, max_entropy + pseudo-labels trained the augmentation alone; that recipe's
     fingerprint differs from the composed one, so an old checkpoint is retrained, not reused."""
-    from viewal.learner import training_key
+    from viewal.runs.learner import training_key
 
     both = method_config(ALConfig(), "entropy+max_entropy+classwise", seed=0)
     assert training_key(both)["aids"] == "composed"
@@ -133,7 +133,7 @@ def test_checkpoints_of_the_old_augment_only_fit_are_not_reused():
 def test_checkpoints_of_the_old_pseudo_label_finetuning_are_not_reused():
     """The pseudo-labels' fine-tuning now runs half the fit's steps (it ran fit epochs // 2 over the pool):
     runs with pseudo-labels get a new training key, every other run keeps its own."""
-    from viewal.learner import training_key
+    from viewal.runs.learner import training_key
 
     for spec in ("random+ups", "random+confidence", "entropy+max_entropy+classwise"):
         assert training_key(method_config(ALConfig(), spec, seed=0))["pseudo_finetune"] == "half_fit_steps"
@@ -147,8 +147,8 @@ def test_aux_weight_scales_the_rotation_loss_and_is_part_of_the_recipe():
     weight 1 stay valid."""
     import torch
 
-    from viewal.learner import training_key
-    from viewal.model import build_model
+    from viewal.nn.model import build_model
+    from viewal.runs.learner import training_key
 
     cfg = method_config(ALConfig(), "random+rotation:aux_weight=0.1", seed=0)
     assert cfg.auxiliary == "rotation" and cfg.aux_weight == 0.1
@@ -187,8 +187,8 @@ def test_pseudo_labels_keep_the_plain_fit_when_validation_prefers_it(monkeypatch
     (0.5 here); otherwise the plain fit's weights come back, as with max-entropy augmentation."""
     import torch
 
-    import viewal.pseudo as pseudo
-    import viewal.train as train
+    import viewal.nn.pseudo as pseudo
+    import viewal.nn.train as train
 
     model = torch.nn.Conv2d(3, 2, 1)
     model.num_classes = 2

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import viewal
-import viewal.scorers as scorers
-from viewal.layout import RunLayout, seedset_name
-from viewal.learner import ALConfig
-from viewal.progress import LogBar, progress_bar
+import viewal.scoring.scorers as scorers
+from viewal.core.progress import LogBar, progress_bar
+from viewal.runs.layout import RunLayout, seedset_name
+from viewal.runs.learner import ALConfig
 from viewal.selection import (
     GreedySelector,
     KCenterSelector,
@@ -35,7 +35,7 @@ def test_every_scorer_owns_a_selector():
 
 
 def test_the_learner_has_no_branch_on_scorer_kinds():
-    src = (PKG / "learner.py").read_text()
+    src = (PKG / "runs" / "learner.py").read_text()
     for needle in ("scorer.selection", "select_pool", "rotation_head", "_region_features", '"views"', "kcenter",
                    "augment ==", "pseudo_labels !="):
         assert needle not in src, needle
@@ -49,9 +49,9 @@ def test_the_learner_has_no_branch_on_scorer_kinds():
 
 
 def test_needs_registry_sits_below_the_scorers():
-    src = (PKG / "needs.py").read_text()
+    src = (PKG / "scoring" / "needs.py").read_text()
     assert not re.search(r"^\s*(from|import) viewal\.scorers", src, re.M)
-    from viewal.needs import NEEDS, known_needs
+    from viewal.scoring.needs import NEEDS, known_needs
 
     assert scorers.NEEDS is NEEDS and set(NEEDS) <= set(known_needs())
     scorers.names()  # the plug-in needs of the built-in scorers are registered
@@ -94,7 +94,7 @@ def test_run_layout_names_and_the_tagged_seed_set():
 
 def test_scripts_and_visualize_use_the_run_layout():
     root = PKG.parent
-    for path in [PKG / "visualize.py", PKG / "experiment.py", PKG / "cli" / "visualize.py",
+    for path in [PKG / "runs" / "visualize.py", PKG / "runs" / "experiment.py", PKG / "cli" / "visualize.py",
                  PKG / "cli" / "experiment.py", root / "scripts" / "benchmark_label_efficiency.py"]:
         src = path.read_text()
         assert '"ledgers"' not in src and '"models"' not in src and "seedset-s" not in src, path
@@ -168,8 +168,8 @@ def _imports(path: Path, name: str) -> set[str]:
 
 def test_the_package_modules_are_found():
     mods = _package_modules()
-    assert {"viewal.cli", "viewal.cli.experiment", "viewal.experiment", "viewal.kernels", "viewal.datasets.synthetic",
-            "viewal.datasets.preview"} <= set(mods)
+    assert {"viewal.cli", "viewal.cli.experiment", "viewal.runs.experiment", "viewal.kernels",
+            "viewal.datasets.synthetic", "viewal.datasets.preview"} <= set(mods)
 
 
 def test_library_modules_hold_no_command_line_code():
@@ -297,14 +297,14 @@ def test_the_project_speaks_of_itself_only():
 #: The only imports of package modules inside functions: (module, imported module). Anything else is imported at the
 #: top of its module; a new entry needs a reason that a top-level import cannot meet.
 LAZY_IMPORTS = {
-    # viewal --help imports viewal.cli alone: viewal.io would bring NumPy in
-    ("viewal.cli", "viewal.io"),
+    # viewal --help imports viewal.cli alone: viewal.core.io would bring NumPy in
+    ("viewal.cli", "viewal.core.io"),
     # viewal label-studio --help without torch: the backend imports the learner
-    ("viewal.cli.labelstudio", "viewal.lsbackend"),
+    ("viewal.cli.labelstudio", "viewal.labelling.lsbackend"),
     # viewal train/visualize/report --help without the learner and Numba: only --run reads a loop run's file
-    ("viewal.cli.options", "viewal.loop"),
+    ("viewal.cli.options", "viewal.labelling.loop"),
     # viewal query --help and the export/import actions without torch: only the loop actions need the learner
-    ("viewal.cli.query", "viewal.loop"),
+    ("viewal.cli.query", "viewal.labelling.loop"),
     # Numba: the fused kernel and the propagation kernels compile on import; viewal.kernels stays light
     ("viewal.kernels", "viewal.kernels.fused"),
     ("viewal.kernels", "viewal.kernels.propagate"),
@@ -421,8 +421,9 @@ def test_package_modules_are_imported_at_the_top():
 
 def test_module_level_imports_have_no_cycle():
     graph = _import_graph(_package_modules())
-    assert graph["viewal.scoring"] >= {"viewal.needs", "viewal.scorers", "viewal.kernels"}  # the graph is read
-    assert "viewal.kernels" in graph["viewal.config"]  # config imports viewal.kernels.depth_test: its package runs
+    # the graph is read
+    assert graph["viewal.scoring.executors"] >= {"viewal.scoring.needs", "viewal.scoring.scorers", "viewal.kernels"}
+    assert "viewal.kernels" in graph["viewal.core.config"]  # config imports viewal.kernels.depth_test: its package runs
     cycle = _find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
@@ -445,3 +446,67 @@ def test_the_import_checks_see_a_lazy_import_and_a_cycle(tmp_path):
     assert _find_cycle(graph) is None
     graph["viewal.b"].add("viewal.c")  # b imports c at the top: a -> b -> c -> p (d's package) -> a
     assert _find_cycle(graph) == ["viewal.a", "viewal.b", "viewal.c", "viewal.p", "viewal.a"]
+
+
+# ------------------------------------------------------------------------------------- folders: the layers, one way
+
+#: The package's folders from the bottom up, a layer per entry: a module imports only from its own layer or the
+#: ones below it. The kernels and the core share the bottom: the kernels follow the core's geometry conventions
+#: and atomic writes, and the core's settings hold the kernels' depth test and propagation rule.
+LAYERS = (("viewal.kernels", "viewal.core"), ("viewal.datasets",), ("viewal.selection",), ("viewal.nn",),
+          ("viewal.scoring",), ("viewal.runs",), ("viewal.labelling",), ("viewal.cli",))
+
+
+def _layer(module: str) -> int | None:
+    """The index in :data:`LAYERS` of the folder ``module`` lives in (None: the package's own ``__init__``)."""
+    hits = [i for i, folders in enumerate(LAYERS) for folder in folders
+            if module == folder or module.startswith(folder + ".")]
+    return hits[0] if hits else None
+
+
+def _upward_imports(mods: dict[str, Path]) -> list[str]:
+    """Every import (top-level or inside a function) of a package module from a higher layer than its own."""
+    out = []
+    for name, path in mods.items():
+        own = _layer(name)
+        if own is None:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for m in _imported(node, name, path, mods):
+                    if (up := _layer(m)) is not None and up > own:
+                        out.append(f"{path.relative_to(path.parents[1])}:{node.lineno}: {name} imports {m}, "
+                                   f"a layer above it")
+    return out
+
+
+def test_every_module_lives_in_a_layer_folder():
+    """``viewal/`` holds the layer folders and the package's ``__init__`` only; each folder is a package that
+    pyproject installs."""
+    import tomllib
+
+    mods = _package_modules()
+    loose = sorted(m for m in mods if m != "viewal" and _layer(m) is None)
+    assert not loose, f"modules outside the layer folders: {loose}"
+    packages = set(tomllib.loads((PKG.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {m for m, p in mods.items() if p.name == "__init__.py"}
+    assert len(folders) >= 10 and folders <= packages, f"pyproject.toml does not install {sorted(folders - packages)}"
+
+
+def test_imports_run_down_the_layers():
+    """Following a setting from the command line to the kernels goes one way: no module imports a folder above
+    its own (:data:`LAYERS`), not even inside a function."""
+    assert _layer("viewal.cli.experiment") > _layer("viewal.runs.learner") > _layer("viewal.scoring.executors") \
+        > _layer("viewal.nn.train") > _layer("viewal.core.config") == _layer("viewal.kernels.views")
+    up = _upward_imports(_package_modules())
+    assert not up, "\n".join(up)
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    (tmp_path / "nn").mkdir()
+    path = tmp_path / "nn" / "train.py"
+    path.write_text("import numpy\nfrom viewal.core import io\n\ndef f():\n    from viewal.runs.learner import A\n")
+    (tmp_path / "learner.py").write_text("")
+    (tmp_path / "io.py").write_text("")
+    mods = {"viewal.nn.train": path, "viewal.runs.learner": tmp_path / "learner.py", "viewal.core.io": tmp_path / "io.py"}
+    assert _upward_imports(mods) == ["nn/train.py:5: viewal.nn.train imports viewal.runs.learner, a layer above it"]

@@ -48,7 +48,7 @@ def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, rooms_6
     run's 1), says so, and is cached under its own recipe; the cycles themselves keep the run's recipe."""
     import json
 
-    from viewal.learner import ALConfig
+    from viewal.runs.learner import ALConfig
 
     out = tmp_path / "run"
     args = ["--data", str(rooms_64x80), "--out", str(out), "--methods", "random", "--cycles", "1", "--budget", "5",
@@ -77,9 +77,9 @@ def test_warm_noise_floor_retrains_the_whole_chain_and_resumes(bench, rooms_64x8
     import json
     from dataclasses import replace
 
-    from viewal import experiment
     from viewal.cli import experiment as experiment_cli
-    from viewal.ledger import Ledger
+    from viewal.runs import experiment
+    from viewal.runs.ledger import Ledger
 
     out = tmp_path / "run"
     args = ["--data", str(rooms_64x80), "--out", str(out), "--methods", "random", "--cycles", "2", "--budget", "5",

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from viewal import geometry as g
+from viewal.core import geometry as g
 from viewal.datasets import DatasetError, Frame, open_dataset
 from viewal.datasets.canonical import (
     default_splits,

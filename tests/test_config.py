@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 
 from viewal.cli.experiment import config_from_args, configure_parser
-from viewal.config import PRESETS, ALConfig, preset_table
-from viewal.ledger import SCHEMA_VERSION, Ledger, LedgerError
+from viewal.core.config import PRESETS, ALConfig, preset_table
+from viewal.runs.ledger import SCHEMA_VERSION, Ledger, LedgerError
 
 
 def cli_config(*flags):
@@ -82,6 +82,6 @@ def test_the_docs_show_the_presets_as_they_are():
     from pathlib import Path
 
     text = (Path(__file__).parents[1] / "docs" / "index.md").read_text()
-    start = text.index("<!-- presets: written from viewal.config.preset_table() -->\n") + len(
-        "<!-- presets: written from viewal.config.preset_table() -->\n")
+    start = text.index("<!-- presets: written from viewal.core.config.preset_table() -->\n") + len(
+        "<!-- presets: written from viewal.core.config.preset_table() -->\n")
     assert text[start:text.index("\n<!-- /presets -->", start)] == preset_table()

@@ -3,7 +3,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from viewal.curves import (
+from viewal.runs.curves import (
     ResultRow,
     aggregate,
     format_table,

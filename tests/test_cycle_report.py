@@ -72,11 +72,11 @@ def run_dir(tmp_path_factory):
     from viewal.datasets import open_dataset
     from viewal.datasets.synthetic import generate_dataset
     from viewal.kernels import DepthTest
-    from viewal.layout import RunLayout
-    from viewal.learner import ALConfig
-    from viewal.ledger import LabelItem, Ledger
-    from viewal.model import build_model
-    from viewal.train import save_checkpoint
+    from viewal.nn.model import build_model
+    from viewal.nn.train import save_checkpoint
+    from viewal.runs.layout import RunLayout
+    from viewal.runs.learner import ALConfig
+    from viewal.runs.ledger import LabelItem, Ledger
 
     tmp = tmp_path_factory.mktemp("report")
     generate_dataset(tmp / "ds", scenes=3, frames=4, height=48, width=64, seed=5, progress=False)
@@ -154,8 +154,8 @@ def test_report_without_ground_truth_draws_class_shares_once(run_dir, tmp_path):
     pixels against the share labelled; each cycle names its largest classes in its numbers."""
     import shutil
 
-    from viewal.cycle_report import run_curve_plot, write_cycle_report
-    from viewal.ledger import Ledger
+    from viewal.runs.cycle_report import run_curve_plot, write_cycle_report
+    from viewal.runs.ledger import Ledger
 
     bare = tmp_path / "nogt"
     shutil.copytree(run_dir / "ledgers", bare / "ledgers")
@@ -179,7 +179,7 @@ def test_report_without_ground_truth_draws_class_shares_once(run_dir, tmp_path):
 def test_report_without_checkpoints_notes_it(run_dir, tmp_path):
     import shutil
 
-    from viewal.cycle_report import write_cycle_report
+    from viewal.runs.cycle_report import write_cycle_report
 
     bare = tmp_path / "bare"
     shutil.copytree(run_dir / "ledgers", bare / "ledgers")

@@ -49,7 +49,7 @@ def _items(root):
 
 
 def _model(num_classes):
-    from viewal.model import build_model
+    from viewal.nn.model import build_model
 
     torch.manual_seed(0)
     model = build_model(num_classes, encoder_weights=None, decoder_channels=16, dropout=0.0)
@@ -63,7 +63,7 @@ def _model(num_classes):
 
 def _train(root, freeze_bn: bool):
     from viewal.datasets import open_dataset
-    from viewal.train import TrainConfig, fit
+    from viewal.nn.train import TrainConfig, fit
 
     torch.set_num_threads(1)
     cfg = TrainConfig(epochs=1, steps=STEPS, steps_per_epoch=1, batch_size=4, lr=1e-2, seed=0, sampling="labels",
@@ -79,7 +79,7 @@ def _rank(rank, world, port, root, freeze_bn, out):
                       LOCAL_RANK=str(rank), NUMBA_THREADING_LAYER="omp", GLOO_SOCKET_IFNAME="lo")
     import torch.distributed as dist
 
-    from viewal.distributed import init_from_env
+    from viewal.nn.distributed import init_from_env
 
     w = init_from_env("cpu")
     assert (w.rank, w.size) == (rank, world) and dist.get_backend() == "gloo"
@@ -123,7 +123,7 @@ def test_per_rank_batchnorm_stays_close(rooms_3x4_48x64, tmp_path):
     np.testing.assert_allclose(r0["losses"], want_losses, rtol=0.10)
 
 
-# Every file a process of ``viewal train`` moves into place (``viewal.io.atomic_path`` ends with os.replace),
+# Every file a process of ``viewal train`` moves into place (``viewal.core.io.atomic_path`` ends with os.replace),
 # recorded by an audit hook that a sitecustomize on PYTHONPATH installs in each torchrun worker.
 _RENAME_HOOK = '''
 import atexit, os, sys
@@ -149,7 +149,7 @@ def test_viewal_train_under_torchrun_two_processes(rooms_3x4_48x64, tmp_path):
     import sys
 
     from viewal.datasets import open_dataset
-    from viewal.train import load_checkpoint
+    from viewal.nn.train import load_checkpoint
 
     hook, renames, out = tmp_path / "hook", tmp_path / "renames", tmp_path / "out"
     hook.mkdir()

@@ -14,8 +14,8 @@ import viewal
 import viewal.kernels as kernels
 from viewal.datasets import open_dataset
 from viewal.kernels import DEPTH_TEST, DepthTest
-from viewal.learner import ALConfig
-from viewal.ledger import Ledger, LedgerError
+from viewal.runs.learner import ALConfig
+from viewal.runs.ledger import Ledger, LedgerError
 
 # one short fit at ViewAL's lr (a model that is still unsure: its view entropy is not ~0 everywhere), with the
 # recipe OLD_CONFIG was stored with
@@ -46,8 +46,8 @@ def test_one_default_with_todays_z_test():
     with pytest.raises(dataclasses.FrozenInstanceError):
         DEPTH_TEST.mode = "viewal"
     # every consumer's default is that object
-    from viewal.scorers import base
-    from viewal.visualize import scene_view_entropy
+    from viewal.runs.visualize import scene_view_entropy
+    from viewal.scoring.scorers import base
 
     for f in (kernels.view_entropy_divergence, kernels.superpixel_overlap, scene_view_entropy, base.get,
               base.Scorer.__init__):
@@ -180,7 +180,7 @@ def test_old_ledger_opens_and_resumes_with_the_equivalent_depth_test(rooms_64x80
 
 
 def test_old_view_entropy_configs_upgrade_or_say_why_not():
-    from viewal.learner import upgrade_config
+    from viewal.runs.learner import upgrade_config
 
     old = {**OLD_CONFIG, "scorer": "view_entropy"}
     assert ALConfig.from_json(old).depth_test == DEPTH_TEST
@@ -226,17 +226,17 @@ def _spy(monkeypatch, name, calls, *users):
 
 
 def test_one_depth_test_reaches_view_entropy_the_overlap_table_and_visualize(rooms_64x80, tmp_path, monkeypatch):
-    import viewal.scoring
-    import viewal.visualize
+    import viewal.runs.visualize
+    import viewal.scoring.executors
     from viewal.cli import main
-    from viewal.layout import RunLayout
+    from viewal.runs.layout import RunLayout
     from viewal.selection import pool_frames
 
     ds = open_dataset(rooms_64x80)
     test = DepthTest(mode="viewal", world_distance=0.3, aggregation="gather", backend="numpy")
     ve_calls, ov_calls = [], []
-    _spy(monkeypatch, "view_entropy_divergence", ve_calls, viewal.visualize)
-    _spy(monkeypatch, "superpixel_overlap", ov_calls, viewal.scoring)
+    _spy(monkeypatch, "view_entropy_divergence", ve_calls, viewal.runs.visualize)
+    _spy(monkeypatch, "superpixel_overlap", ov_calls, viewal.scoring.executors)
     layout = RunLayout(tmp_path / "run")
     learner = viewal.ActiveLearner(ds, scorer="view_entropy", ledger=layout.ledger("view_entropy", 0),
                                    depth_test=test, **FAST)

@@ -1,10 +1,10 @@
-"""viewal.diagnostics: what a cycle's picks were, seen by the model that picked them."""
+"""viewal.runs.diagnostics: what a cycle's picks were, seen by the model that picked them."""
 import numpy as np
 import pytest
 import torch
 
-from viewal.diagnostics import class_histogram, diagnose_cycle, selection_counts, summarise_counts
-from viewal.ledger import LabelItem, Ledger
+from viewal.runs.diagnostics import class_histogram, diagnose_cycle, selection_counts, summarise_counts
+from viewal.runs.ledger import LabelItem, Ledger
 
 C = 3
 
@@ -105,8 +105,8 @@ def test_class_balance_counts_what_each_method_labelled_by_a_cycle(rooms_64x80, 
     """Per class: the share of the labelled pixels a method had by a cycle (seed set included, later cycles
     not), averaged over seeds, next to the pool's share and the cycle's test IoU from the ledger."""
     from viewal.datasets import open_dataset
-    from viewal.diagnostics import class_balance, class_histogram
-    from viewal.layout import RunLayout
+    from viewal.runs.diagnostics import class_balance, class_histogram
+    from viewal.runs.layout import RunLayout
 
     ds = open_dataset(rooms_64x80)
     pool = ds.split("train")
@@ -152,7 +152,7 @@ def test_class_balance_counts_what_each_method_labelled_by_a_cycle(rooms_64x80, 
 
 def test_compare_models_reports_iou_and_the_classes_each_model_predicts(rooms_64x80):
     from viewal.datasets import open_dataset
-    from viewal.diagnostics import compare_models
+    from viewal.runs.diagnostics import compare_models
 
     ds = open_dataset(rooms_64x80)
     frames = ds.split("test")

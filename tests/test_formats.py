@@ -1,11 +1,11 @@
-"""viewal.formats: COCO RLE (column-major) and Label Studio brush RLE round trips, annotator batches;
-the COCO export/import of viewal.hitl."""
+"""viewal.labelling.formats: COCO RLE (column-major) and Label Studio brush RLE round trips, annotator batches;
+the COCO export/import of viewal.labelling.hitl."""
 import json
 
 import numpy as np
 import pytest
 
-from viewal.formats import RleError, annotator_batches, brush_decode, brush_encode, coco_decode, coco_encode
+from viewal.labelling.formats import RleError, annotator_batches, brush_decode, brush_encode, coco_decode, coco_encode
 
 
 def column_major_runs(mask):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from viewal import geometry as g
+from viewal.core import geometry as g
 
 
 def _pose(rng):

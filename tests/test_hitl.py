@@ -7,8 +7,8 @@ import pytest
 
 from twins import box_mask, labelling_scene
 from viewal.cli import main as cli_main
-from viewal.hitl import LabelImportError, export_queries, import_labels
-from viewal.ledger import Ledger
+from viewal.labelling.hitl import LabelImportError, export_queries, import_labels
+from viewal.runs.ledger import Ledger
 from viewal.selection import RegionQuery
 
 H, W = 12, 16
@@ -143,7 +143,7 @@ def test_cli_export_import_against_ledger(tmp_path, dataset, capsys):
 
 
 def test_coco_export_import_round_trip(tmp_path, dataset):
-    from viewal.formats import coco_decode, coco_encode
+    from viewal.labelling.formats import coco_decode, coco_encode
 
     out = tmp_path / "q"
     export_queries(queries(), out, dataset=dataset, format="coco")
@@ -204,7 +204,7 @@ def test_coco_export_import_round_trip(tmp_path, dataset):
 
 
 def test_cli_coco_into_ledger(tmp_path, dataset, capsys):
-    from viewal.formats import coco_encode
+    from viewal.labelling.formats import coco_encode
 
     db = tmp_path / "run.sqlite"
     with Ledger(db) as led:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from twins import intrinsics, look_at, raycast_box, room_scene, smooth_probs
-from viewal.geometry import GeometryError
+from viewal.core.geometry import GeometryError
 from viewal.kernels import DepthTest, candidate_pairs, view_entropy_divergence
 from viewal.kernels._common import check_scene
 from viewal.kernels.reference import camera_points, correspond_points, matches

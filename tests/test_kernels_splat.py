@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from twins import intrinsics, look_at, raycast_box, room_scene
-from viewal.geometry import backproject, project
+from viewal.core.geometry import backproject, project
 from viewal.kernels import DepthTest, _math, view_entropy_divergence, view_entropy_divergence_fused
 from viewal.kernels.reference import correspond_points
 
@@ -35,7 +35,7 @@ def test_splat_counts_every_landing_point():
     """A near camera (frame 1) and a far one (frame 0) facing the same wall, constant distributions a and b:
     a far pixel receives k near points, so VE = H((a + k b) / (1 + k)) and VD = k / (1 + k) KL(a || b), with k
     an integer up to ~4 (one view adds several points); gather gives k <= 1. The sum of k over frame 0 equals
-    the number of frame-1 points that project inside frame 0 (counted here with viewal.geometry)."""
+    the number of frame-1 points that project inside frame 0 (counted here with viewal.core.geometry)."""
     h, w = 24, 32
     K = intrinsics(h, w, 60.0)
     T = np.stack([look_at((2.0, 1.5, 1.2), (0.0, 1.5, 1.2)), look_at((1.0, 1.5, 1.2), (0.0, 1.5, 1.2))])

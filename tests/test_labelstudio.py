@@ -1,4 +1,4 @@
-"""viewal.labelstudio: the Label Studio round trip with the SDK's brush converter (no server), and end to end
+"""viewal.labelling.labelstudio: the Label Studio round trip with the SDK's brush converter (no server), and end to end
 against a real Label Studio server (slow; needs the ``label-studio`` command)."""
 import base64
 import json
@@ -12,10 +12,10 @@ pytest.importorskip("label_studio_sdk")
 
 from twins import box_mask, labelling_scene
 from viewal.cli import main as cli_main
-from viewal.formats import brush_encode
-from viewal.hitl import LabelImportError, export_queries, import_label_studio
-from viewal.labelstudio import QUERY_LABEL
-from viewal.ledger import Ledger
+from viewal.labelling.formats import brush_encode
+from viewal.labelling.hitl import LabelImportError, export_queries, import_label_studio
+from viewal.labelling.labelstudio import QUERY_LABEL
+from viewal.runs.ledger import Ledger
 from viewal.selection import RegionQuery
 
 H, W = 10, 14

@@ -7,7 +7,7 @@ import pytest
 import viewal
 from viewal.cli import main
 from viewal.datasets import open_dataset
-from viewal.ledger import Ledger
+from viewal.runs.ledger import Ledger
 
 FAST = dict(epochs=1, min_iterations=0, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4)
 
@@ -177,7 +177,7 @@ def test_loss_prediction_trains_its_head_per_region(rooms_64x80, tmp_path):
 
 
 def test_method_specs_parse_into_scorer_and_training_aids():
-    from viewal.experiment import parse_method
+    from viewal.runs.experiment import parse_method
 
     assert parse_method("view_entropy") == ("view_entropy", {})
     assert parse_method("random+ups") == ("random", {"pseudo_labels": "ups"})
@@ -214,8 +214,8 @@ def test_method_specs_parse_into_scorer_and_training_aids():
     for bad in ("1", "-0.2", "true", "lots"):
         with pytest.raises(ValueError, match="random_share must be a number in"):
             parse_method(f"entropy:random_share={bad}")
-    from viewal.experiment import method_config
-    from viewal.learner import ALConfig
+    from viewal.runs.experiment import method_config
+    from viewal.runs.learner import ALConfig
 
     cfg = method_config(ALConfig(scorer_options={"selection": "greedy"}), "view_entropy:rank=vd", seed=3)
     assert (cfg.scorer, cfg.seed, cfg.scorer_options) == ("view_entropy", 3, {"selection": "greedy", "rank": "vd"})
@@ -224,7 +224,7 @@ def test_method_specs_parse_into_scorer_and_training_aids():
 def test_budget_schedule_and_annotation_costs(rooms_64x80, tmp_path):
     """--budget 3,9 labels about 3 % then 9 % of the pool; random@image picks whole frames; results carry
     regions asked and frames touched."""
-    from viewal.experiment import budget_for_cycle, parse_budgets
+    from viewal.runs.experiment import budget_for_cycle, parse_budgets
 
     assert parse_budgets("2") == [2.0] and parse_budgets("2,4.5") == [2.0, 4.5]
     assert [budget_for_cycle([2, 4], c) for c in (1, 2, 3)] == [2, 4, 4]
@@ -254,8 +254,8 @@ def test_budget_schedule_and_annotation_costs(rooms_64x80, tmp_path):
 
 
 def test_seed_set_model_is_shared_only_between_identical_training_recipes():
-    from viewal.experiment import method_config, seedset_name
-    from viewal.learner import ALConfig
+    from viewal.runs.experiment import method_config, seedset_name
+    from viewal.runs.learner import ALConfig
 
     base = ALConfig()
     names = {m: seedset_name(method_config(base, m, 2), m) for m in
@@ -271,8 +271,8 @@ def test_seed_set_model_is_shared_only_between_identical_training_recipes():
 
 
 def test_seed_set_name_keys_the_training_a_method_spec_changes():
-    from viewal.experiment import method_config, seedset_name
-    from viewal.learner import ALConfig
+    from viewal.runs.experiment import method_config, seedset_name
+    from viewal.runs.learner import ALConfig
 
     # the run's plain recipe (--epochs 8 --iterations 150 --lr 1e-2 ...): today's names, byte for byte
     base = ALConfig(epochs=8, min_iterations=150, lr=1e-2, size=(96, 128), sampling="labels", mc_passes=4)
@@ -294,8 +294,8 @@ def test_seed_set_name_keys_the_training_a_method_spec_changes():
 
 
 def test_methods_that_train_the_seed_set_differently_keep_their_own_model(rooms_64x80, tmp_path):
-    from viewal.layout import RunLayout
-    from viewal.learner import ALConfig
+    from viewal.runs.layout import RunLayout
+    from viewal.runs.learner import ALConfig
 
     out = tmp_path / "two"
     methods = ["random", "random@image:min_iterations=3"]
@@ -333,7 +333,7 @@ def test_experiment_runs_a_training_aid_next_to_its_plain_method(rooms_64x80, tm
 
 
 def test_rotation_aid_trains_a_rotation_head_for_any_scorer(rooms_64x80, tmp_path):
-    from viewal.learner import ALConfig
+    from viewal.runs.learner import ALConfig
 
     ds = open_dataset(rooms_64x80)
     learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "rot.sqlite", auxiliary="rotation", **FAST)
@@ -353,7 +353,7 @@ def test_epochs_make_the_steps_grow_with_the_labelled_frames():
     import argparse
 
     from viewal.cli import experiment
-    from viewal.learner import train_config
+    from viewal.runs.learner import train_config
 
     p = argparse.ArgumentParser()
     experiment.configure_parser(p)
@@ -385,13 +385,13 @@ def test_warm_start_continues_from_the_previous_cycles_model(rooms_64x80, tmp_pa
     weights are read at the moment training begins."""
     import torch
 
-    import viewal.learner
-    from viewal.experiment import parse_method
-    from viewal.learner import ALConfig, model_fingerprint, training_key
+    import viewal.runs.learner
+    from viewal.runs.experiment import parse_method
+    from viewal.runs.learner import ALConfig, model_fingerprint, training_key
 
     starts = []
-    real = viewal.learner.run_steps
-    monkeypatch.setattr(viewal.learner, "run_steps", lambda steps, state: (
+    real = viewal.runs.learner.run_steps
+    monkeypatch.setattr(viewal.runs.learner, "run_steps", lambda steps, state: (
         starts.append({k: v.clone() for k, v in state.model.state_dict().items()}), real(steps, state))[1])
     ds = open_dataset(rooms_64x80)
     for warm in (False, True):
@@ -422,8 +422,8 @@ def test_warm_start_continues_from_the_previous_cycles_model(rooms_64x80, tmp_pa
 def test_warm_start_run_shares_the_cold_full_data_reference(rooms_64x80, tmp_path):
     """The full-data reference is one fit from the start: a warm-start run reuses the cold run's cached one
     (same "seconds": not trained again); another recipe (lr) trains its own."""
-    from viewal.experiment import full_data_miou
-    from viewal.learner import ALConfig
+    from viewal.runs.experiment import full_data_miou
+    from viewal.runs.learner import ALConfig
 
     ds = open_dataset(rooms_64x80)
     cold = ALConfig(init="random", decoder_channels=16, steps=2, **FAST)

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from viewal.ledger import LabelItem, Ledger, LedgerError, decode_labels, decode_mask, encode_labels, encode_mask
+from viewal.runs.ledger import LabelItem, Ledger, LedgerError, decode_labels, decode_mask, encode_labels, encode_mask
 from viewal.selection import RegionQuery
 
 
@@ -98,7 +98,7 @@ def test_wal_and_synchronous_full(tmp_path):
 WORKER = textwrap.dedent('''
     import sys
     import numpy as np
-    from viewal.ledger import LabelItem, Ledger
+    from viewal.runs.ledger import LabelItem, Ledger
     from viewal.selection import RegionQuery
 
     path, cycles, per_cycle = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

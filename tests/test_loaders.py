@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from viewal import geometry as g
+from viewal.core import geometry as g
 from viewal.datasets import DatasetError, open_dataset
 from viewal.datasets.canonical import load_depth_png, resize_nearest, viewal_label_shift
 from viewal.datasets.matterport import GL_TO_CV

@@ -8,7 +8,7 @@ import pytest
 import viewal
 from viewal.cli import main
 from viewal.datasets import open_dataset
-from viewal.ledger import Ledger
+from viewal.runs.ledger import Ledger
 
 RECIPE = ["--iterations", "2", "--mc-passes", "2", "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4"]
 
@@ -69,7 +69,7 @@ def test_seed_set_from_the_users_own_labels(rooms_64x80, tmp_path):
 
 
 def test_spread_rule_covers_every_scene_first(rooms_64x80):
-    from viewal.seedset import seed_frame_indices
+    from viewal.runs.seedset import seed_frame_indices
 
     pool = open_dataset(rooms_64x80).split("train")
     scenes = {f.scene_id for f in pool}

@@ -1,4 +1,4 @@
-"""viewal.lsbackend: the Label Studio ML backend of a loop run.
+"""viewal.labelling.lsbackend: the Label Studio ML backend of a loop run.
 
 The fast tests run the server in a thread (or as ``viewal label-studio serve`` subprocesses) on a tiny loop run
 and send it requests shaped as Label Studio 1.23 sends them (``label_studio/ml/api_connector.py``: setup,
@@ -32,10 +32,10 @@ import pytest
 pytest.importorskip("label_studio_sdk")
 
 from viewal.cli import main as cli_main
-from viewal.formats import brush_decode, coco_encode
-from viewal.labelstudio import QUERY_LABEL, brush_result, labelling_config
-from viewal.ledger import Ledger
-from viewal.lsbackend import LOCK_FILE, LabelStudioBackend, LabelStudioClient, make_server
+from viewal.labelling.formats import brush_decode, coco_encode
+from viewal.labelling.labelstudio import QUERY_LABEL, brush_result, labelling_config
+from viewal.labelling.lsbackend import LOCK_FILE, LabelStudioBackend, LabelStudioClient, make_server
+from viewal.runs.ledger import Ledger
 
 TOKEN = "s3cret-viewal-backend-token"
 PROJECT = 7
@@ -50,9 +50,9 @@ def template(tmp_path_factory):
     """(data, run) of a loop run at cycle 1: the seed set answered, cycle 1's queries pending, the seed-set
     model's checkpoint written (built once per module: ~30 s on two cores)."""
     from viewal.datasets.synthetic import generate_dataset
-    from viewal.learner import ALConfig
-    from viewal.ledger import LabelItem
-    from viewal.loop import advance, open_learner, run_ledger_path, start_run
+    from viewal.labelling.loop import advance, open_learner, run_ledger_path, start_run
+    from viewal.runs.learner import ALConfig
+    from viewal.runs.ledger import LabelItem
 
     base = tmp_path_factory.mktemp("lsbackend")
     data, run = base / "data", base / "run"
@@ -82,7 +82,7 @@ def run(template, tmp_path):
 
 
 def ledger_of(run):
-    from viewal.loop import run_ledger_path
+    from viewal.labelling.loop import run_ledger_path
 
     return Ledger(run_ledger_path(run))
 
@@ -308,8 +308,8 @@ def test_health_setup_versions_and_the_token(run, serving):
 def test_predict_pre_draws_the_region_and_the_query_model_classes(run, serving):
     from label_studio_sdk.converter.brush import decode_rle
 
-    from viewal.loop import load_query_model, open_learner
-    from viewal.train import iter_eval_predictions
+    from viewal.labelling.loop import load_query_model, open_learner
+    from viewal.nn.train import iter_eval_predictions
 
     b = LabelStudioBackend(run, TOKEN, auto_advance=False)
     url = serving(b)
@@ -616,7 +616,7 @@ def test_two_backend_processes_and_rival_annotations(run, tmp_path):
     the two processes. Exactly one of each pair is recorded (the ledger's write transactions serialise the
     processes), the other refused naming both; SIGINT and SIGTERM stop the processes cleanly."""
     from viewal.datasets import open_dataset
-    from viewal.loop import read_loop
+    from viewal.labelling.loop import read_loop
 
     qs = pending(run)
     doc = read_loop(run)
@@ -672,7 +672,7 @@ def test_backend_killed_mid_import_then_restarted(run, tmp_path):
     (VIEWAL_TEST_KILL_AT=label). Then a burst of single webhooks, and a SIGKILL from outside while they are in
     flight. Restarted, it is sent everything again: nothing lost, nothing labelled twice."""
     from viewal.datasets import open_dataset
-    from viewal.loop import read_loop
+    from viewal.labelling.loop import read_loop
 
     qs = pending(run)
     names = list(open_dataset(read_loop(run)["data"]).class_names)
@@ -731,7 +731,7 @@ def test_backend_killed_mid_import_then_restarted(run, tmp_path):
 
 def _answer_all(url, run, names, backend=None, base=3000):
     from viewal.datasets import open_dataset
-    from viewal.loop import read_loop
+    from viewal.labelling.loop import read_loop
 
     ds = backend.dataset if backend is not None else open_dataset(read_loop(run)["data"])
     jobs = []
@@ -822,7 +822,7 @@ def test_backend_killed_during_the_advance_resumes_and_pushes_once(run, tmp_path
     """SIGKILL right after cycle 2's queries were recorded, before they were pushed (VIEWAL_TEST_KILL_AT=
     queried:2). The restarted backend pushes them once, and does not advance again."""
     from viewal.datasets import open_dataset
-    from viewal.loop import read_loop
+    from viewal.labelling.loop import read_loop
 
     names = list(open_dataset(read_loop(run)["data"]).class_names)
     _project_with_cycle_1(fake_ls, run)
@@ -865,8 +865,8 @@ def test_backend_killed_during_the_advance_resumes_and_pushes_once(run, tmp_path
 
 def _answer_in_ledger(run):
     """Every pending query of the open cycle answered with the dataset's labels, straight into the ledger."""
-    from viewal.ledger import LabelItem
-    from viewal.loop import open_learner
+    from viewal.labelling.loop import open_learner
+    from viewal.runs.ledger import LabelItem
 
     learner = open_learner(run)
     try:
@@ -920,7 +920,7 @@ def test_stop_waits_for_the_advance_and_a_second_signal_stops_at_once(run, tmp_p
 def test_a_cycle_opened_with_nothing_to_ask_is_not_advanced_again(run, monkeypatch):
     """When the pool has nothing left to ask, the advance opens a cycle without queries: the backend does not
     try to open it again at every kick (each try would score the pool for nothing)."""
-    import viewal.lsbackend
+    import viewal.labelling.lsbackend
 
     _answer_in_ledger(run)
     calls = []
@@ -931,7 +931,7 @@ def test_a_cycle_opened_with_nothing_to_ask_is_not_advanced_again(run, monkeypat
             led.finish_cycle(led.cycle(), {"miou": 0.5})
         return []
 
-    monkeypatch.setattr(viewal.lsbackend, "advance", advance)
+    monkeypatch.setattr(viewal.labelling.lsbackend, "advance", advance)
     b = LabelStudioBackend(run, TOKEN)
     for _ in range(3):
         b.kick()
@@ -1017,7 +1017,7 @@ def test_label_studio_server_runs_a_cycle_with_the_backend(run, tmp_path, label_
     annotations posted through the SDK land in the ledger at once, the answered cycle advances, and cycle 2's
     tasks appear in the project, once each."""
     from viewal.datasets import open_dataset
-    from viewal.loop import read_loop
+    from viewal.labelling.loop import read_loop
 
     url, key, sdk = label_studio.url, label_studio.token, label_studio.sdk
     ds = open_dataset(read_loop(run)["data"])

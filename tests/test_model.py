@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from viewal.datasets.base import Frame
-from viewal.model import SegModel, build_model, images_from_rgb, load_encoder_weights, mc_predict, predict_frames
+from viewal.nn.model import SegModel, build_model, images_from_rgb, load_encoder_weights, mc_predict, predict_frames
 
 torch.set_num_threads(1)
 
@@ -182,7 +182,7 @@ def test_load_encoder_weights(tmp_path):
 def test_output_stride_8_keeps_twice_the_resolution_and_survives_a_checkpoint(tmp_path):
     """``output_stride=8`` dilates the encoder's last stage: the ASPP sees 1/8-size features (1/16 by default),
     logits stay at the input size, and a checkpoint rebuilds the same network (same outputs)."""
-    from viewal.train import load_checkpoint, save_checkpoint
+    from viewal.nn.train import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 48, 64)

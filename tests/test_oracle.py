@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from viewal.datasets.base import Frame, RGBDDataset
-from viewal.oracle import Oracle, majority_class, oracle_labels
+from viewal.runs.oracle import Oracle, majority_class, oracle_labels
 from viewal.selection import RegionQuery
 
 H, W, C = 8, 10, 5
@@ -98,7 +98,7 @@ def test_wrong_labels_seeded_and_order_independent():
 def test_a_resumed_oracle_counts_what_the_uninterrupted_one_counted(tmp_path):
     """Answering a run's queries in two processes (an oracle each, the second one resumed from the ledger) gives
     the labels and counts of one oracle answering all of them; people's answers are not the oracle's."""
-    from viewal.ledger import LabelItem, Ledger
+    from viewal.runs.ledger import LabelItem, Ledger
 
     ds = make_dataset()
     regions = list(_regions(np.random.default_rng(4), 60))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from viewal import augment, heads, pseudo
-from viewal.scorers import SceneInputs, consistency, get, names, pal, pool_regions
+from viewal.nn import augment, heads, pseudo
+from viewal.scoring.scorers import SceneInputs, consistency, get, names, pal, pool_regions
 
 
 def _softmax(z, axis):
@@ -88,7 +88,7 @@ class _Frame:
 
 
 def test_flip_provider_and_scorer_on_flip_equivariant_model_is_zero():
-    from viewal.needs import NeedContext, compute_needs
+    from viewal.scoring.needs import NeedContext, compute_needs
 
     rng = np.random.default_rng(2)
     frames = [_Frame(rng.integers(0, 255, size=(10, 12, 3), dtype=np.uint8), frame_id=str(i)) for i in range(3)]

@@ -7,9 +7,9 @@ import torch.nn as nn
 
 import viewal
 from viewal.datasets import open_dataset
-from viewal.learner import kernel_backend_for
-from viewal.predictor import FilePredictor, OwnModule, check_probabilities, has_dropout, write_probabilities
-from viewal.train import load_checkpoint
+from viewal.nn.predictor import FilePredictor, OwnModule, check_probabilities, has_dropout, write_probabilities
+from viewal.nn.train import load_checkpoint
+from viewal.runs.learner import kernel_backend_for
 
 FAST = dict(epochs=1, steps=2, validations=1, mc_passes=3, seed_fraction=0.2, num_threads=1, batch_size=4,
             infer_batch_size=4)
@@ -84,7 +84,7 @@ def test_fit_false_keeps_the_users_weights(scans, tmp_path):
 def test_mc_samples_of_a_module_are_seeded_and_differ():
     net = SmallNet(5, p=0.5)
     own = OwnModule(net, 5)
-    from viewal.predictor import ModulePredictor
+    from viewal.nn.predictor import ModulePredictor
 
     class F:  # a frame as the predictor reads it
         def __init__(self, i):
@@ -175,8 +175,8 @@ def test_probability_files_run_a_cycle_and_the_loop(scans, tmp_path):
     assert main(["query", "answer", str(seed), "--run", str(run), "--truth", str(scans)]) == 0
     assert main(["query", "import", str(seed), "--run", str(run)]) == 0
     assert main(["loop", "next", "--run", str(run), "--probabilities", str(probs)]) == 0
-    from viewal.ledger import Ledger
-    from viewal.loop import run_ledger_path
+    from viewal.labelling.loop import run_ledger_path
+    from viewal.runs.ledger import Ledger
 
     led = Ledger(run_ledger_path(run))
     try:
@@ -184,7 +184,7 @@ def test_probability_files_run_a_cycle_and_the_loop(scans, tmp_path):
         assert led.meta("model") == "probability files"
         # the labels so far, as label maps a network of the user's trains on
         assert main(["query", "labels", "--run", str(run), "--out", str(tmp_path / "labels")]) == 0
-        from viewal.io import read_image
+        from viewal.core.io import read_image
 
         keys = led.labelled_frames()
         assert len(keys) == 2  # the seed set's two frames

@@ -4,8 +4,8 @@ import cv2
 import pytest
 import torch
 
-from viewal.model import build_model
-from viewal.pretrained import (
+from viewal.nn.model import build_model
+from viewal.nn.pretrained import (
     centre_crop,
     classify_images,
     imagenet_categories,

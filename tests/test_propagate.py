@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from twins import intrinsics, look_at, raycast_box, room_scene
-from viewal.geometry import GeometryError
+from viewal.core.geometry import GeometryError
 from viewal.kernels import DepthTest, PropagationRule, candidate_pairs, propagate_labels, superpixel_overlap
 from viewal.kernels._common import check_scene
 from viewal.kernels.propagate import NO_LABEL, PROPAGATION_RULE, decide, source_lists, vote_pairs
@@ -58,7 +58,7 @@ def random_labels(shape, rng, density=0.4, classes=3):
 def world_classes(depths, Ks, poses, cell=0.7, offset=0.13, classes=5):
     """(V, H, W) int64 class of each valid pixel from the world cell its point lies in (255 on invalid depth):
     labels that agree across views. No wall or box face of the room lies on a cell border."""
-    from viewal.geometry import backproject
+    from viewal.core.geometry import backproject
 
     out = np.full(depths.shape, NO_LABEL, np.int64)
     for i in range(depths.shape[0]):

@@ -16,7 +16,7 @@ import viewal
 from viewal.cli import main
 from viewal.datasets import open_dataset
 from viewal.kernels import PropagationRule
-from viewal.learner import ALConfig, model_fingerprint, training_key
+from viewal.runs.learner import ALConfig, model_fingerprint, training_key
 from viewal.selection import build_pool
 
 FAST = dict(epochs=1, steps=2, validations=1, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4,
@@ -57,8 +57,8 @@ def test_settings_are_validated_stored_and_keyed():
 def test_spec_key_and_cli_flag_reach_the_config(rooms_64x80):
     from viewal.cli.experiment import config_from_args, configure_parser
     from viewal.cli.loop import configure_parser as loop_parser
-    from viewal.experiment import method_config, parse_method
-    from viewal.layout import seedset_name
+    from viewal.runs.experiment import method_config, parse_method
+    from viewal.runs.layout import seedset_name
 
     assert parse_method("view_entropy:propagate=true:propagate_weight=0.5") == \
         ("view_entropy", {"propagate": True, "propagate_weight": 0.5})
@@ -132,7 +132,7 @@ def test_a_human_label_wins_over_a_propagated_one(rooms_64x80, tmp_path):
 
 
 def test_the_loss_weighs_each_pixel():
-    from viewal.train import segmentation_loss
+    from viewal.nn.train import segmentation_loss
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 5, 6, 7, generator=g)
@@ -174,7 +174,7 @@ def region_share(learner, frame_key, mask):
 
 
 def test_propagated_coverage_removes_regions_from_selection(rooms_64x80, tmp_path):
-    from viewal.propagation import pool_scenes
+    from viewal.scoring.propagation import pool_scenes
 
     L = learner(rooms_64x80, tmp_path / "s.sqlite", propagate=True)
     P = learner(rooms_64x80, tmp_path / "plain.sqlite")
@@ -220,7 +220,7 @@ def test_the_cache_is_keyed_and_rewritten(rooms_64x80, tmp_path):
     # another rule is another key: not read from these files, and the run's own result is rewritten after it
     from dataclasses import replace
 
-    from viewal.propagation import ledger_propagation
+    from viewal.scoring.propagation import ledger_propagation
 
     strict = ledger_propagation(L.pool, L.ledger, replace(L.config, propagate_rule=PropagationRule(1.0, 2, 2)), HW,
                                 store=L.propagation_store)
@@ -304,7 +304,7 @@ def test_the_loop_propagates_imported_labels_like_the_oracles(rooms_64x80, tmp_p
     assert all("propagation_accuracy" not in r for r in hum["results"])
     assert all(r["propagation_accuracy"] > 0.9 for r in sim["results"])
     # the report and the pictures show propagated pixels apart from human ones
-    from viewal.cycle_report import write_cycle_report
+    from viewal.runs.cycle_report import write_cycle_report
 
     page = write_cycle_report(run, "view_entropy", 0, progress=False).read_text()
     assert "3D propagation:" in page and "human and propagated labels after cycle 1" in page

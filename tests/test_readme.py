@@ -30,11 +30,11 @@ def test_readme_team_loop_runs_as_written(tmp_path, monkeypatch, capsys):
     import shlex
     import shutil
 
-    from viewal.answer import answer_export
     from viewal.cli import main
     from viewal.datasets import open_dataset
     from viewal.datasets.synthetic import generate_dataset
-    from viewal.ledger import Ledger
+    from viewal.labelling.answer import answer_export
+    from viewal.runs.ledger import Ledger
 
     text = README.read_text()
     m = re.search(r"<!-- team-loop.*?-->\s*```bash\n(.*?)```", text, re.S)

@@ -13,7 +13,7 @@ import pytest
 import viewal
 from viewal.cli import error_text, main
 from viewal.datasets import DatasetError, open_dataset
-from viewal.ledger import LabelItem, Ledger, LedgerError
+from viewal.runs.ledger import LabelItem, Ledger, LedgerError
 
 FAST = dict(epochs=1, min_iterations=0, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4,
             decoder_channels=16, init=None, steps=2)
@@ -126,7 +126,7 @@ def test_stale_checkpoint_is_never_reused(rooms_48x64, tmp_path):
 def test_new_ledger_in_old_out_retrains(rooms_48x64, tmp_path):
     """A fresh ledger in an existing --out whose checkpoint came from other labels retrains (and its
     result is not the old one); the recorded fingerprint is that of the new labels."""
-    from viewal.train import checkpoint_meta
+    from viewal.nn.train import checkpoint_meta
 
     out = tmp_path / "exp"
     assert main(exp_args(rooms_48x64, out)) == 0
@@ -141,7 +141,7 @@ def test_new_ledger_in_old_out_retrains(rooms_48x64, tmp_path):
 
 
 def _cfg_of(led):
-    from viewal.learner import ALConfig
+    from viewal.runs.learner import ALConfig
 
     return ALConfig.from_json(led.config()["al"])
 
@@ -181,7 +181,7 @@ def test_mc_dropout_and_random_scores_keyed_by_seed_cycle_scene(rooms_48x64, tmp
 
 
 def test_stream_seed_is_keyed():
-    from viewal.seeding import stream_seed
+    from viewal.core.seeding import stream_seed
 
     assert stream_seed(0, "mc", 1, "scene0") == stream_seed(0, "mc", 1, "scene0")
     seeds = {stream_seed(s, "mc", c, sc) for s in (0, 1) for c in (0, 1) for sc in ("a", "b")}
@@ -191,7 +191,7 @@ def test_stream_seed_is_keyed():
 
 
 def test_kill_spec_is_checked():
-    from viewal.faults import parse_kill_spec
+    from viewal.core.faults import parse_kill_spec
 
     assert parse_kill_spec("label:2") == ("label", 2) and parse_kill_spec("save") == ("save", None)
     with pytest.raises(ValueError, match="unknown phase"):
@@ -345,7 +345,7 @@ def test_budget_under_one_pixel_refused_before_training(rooms_48x64, tmp_path, c
 
 def test_query_and_config_refuse_bad_numbers_before_training(rooms_48x64, tmp_path):
     ds = open_dataset(rooms_48x64)
-    from viewal.learner import ALConfig
+    from viewal.runs.learner import ALConfig
 
     learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "q.sqlite", **FAST)
     for bad in (-100, 0, 2.5):
@@ -381,7 +381,7 @@ class _Evil:
 def test_malicious_init_file_refused_without_weights_only_advice(tmp_path):
     import torch
 
-    from viewal.model import build_model
+    from viewal.nn.model import build_model
 
     path = tmp_path / "evil.pt"
     torch.save({"encoder": "efficientnet-lite0", "payload": _Evil()}, path)
@@ -390,7 +390,7 @@ def test_malicious_init_file_refused_without_weights_only_advice(tmp_path):
     msg = str(e.value)
     assert str(path) in msg and "weights_only" not in msg and "\n" not in msg
     # and the checkpoint loader says the same
-    from viewal.train import CheckpointError, load_checkpoint
+    from viewal.nn.train import CheckpointError, load_checkpoint
 
     with pytest.raises(CheckpointError) as e2:
         load_checkpoint(path)

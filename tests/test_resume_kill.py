@@ -1,7 +1,7 @@
 """The ledger's promise, tested on the real ``viewal experiment``: a run killed with SIGKILL at any phase
 of a cycle resumes to exactly the ledger, selections and results of an uninterrupted run.
 
-Kills are placed deterministically with ``VIEWAL_TEST_KILL_AT=phase:cycle`` (``viewal.faults``). The
+Kills are placed deterministically with ``VIEWAL_TEST_KILL_AT=phase:cycle`` (``viewal.core.faults``). The
 phases that exercised bugs (training in cycle >= 1: the stuck run; scoring: MC-dropout masks drawn
 from torch's global RNG) run in CI; the others are marked slow.
 """
@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from viewal.faults import ENV_VAR, PHASES, parse_kill_spec
+from viewal.core.faults import ENV_VAR, PHASES, parse_kill_spec
 
 ARGS = ["--methods", "view_entropy", "--cycles", "2", "--budget", "4", "--seeds", "1", "--iterations", "2",
         "--mc-passes", "2", "--seed-fraction", "0.2", "--threads", "1", "--batch-size", "4",
@@ -153,8 +153,8 @@ def test_wrong_label_run_killed_while_labelling_labels_as_an_uninterrupted_one(r
     import json
 
     from viewal.datasets import open_dataset
-    from viewal.ledger import Ledger
-    from viewal.oracle import Oracle
+    from viewal.runs.ledger import Ledger
+    from viewal.runs.oracle import Oracle
 
     noisy = ["--wrong-label-rate", "0.5"]
     ref_out, out = tmp_path / "ref", tmp_path / "run"

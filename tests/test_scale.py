@@ -3,7 +3,7 @@
 The Ray tests skip when ``ray`` is not importable (``pip install 'viewal[ray]'``; the ``test`` extra has it).
 Ray runs locally with ``ray.init(num_cpus=2)``. Scores are compared exactly (bit for bit): the driver scores
 with one torch thread (``num_threads=1``), a Ray task with as many threads as it has CPUs (one), and scoring
-keeps that count for every scene (``viewal.scoring.kept_torch_threads``; Numba's OpenMP pool would otherwise
+keeps that count for every scene (``viewal.scoring.executors.kept_torch_threads``; Numba's OpenMP pool would otherwise
 raise it to the CPU count after the first scene, and convolutions summed over another split differ in their
 last bits, up to ~1e-5 relative on the pooled scores).
 """
@@ -22,7 +22,7 @@ import pytest
 
 import viewal
 from viewal.datasets import open_dataset
-from viewal.scoring import RAY_INSTALL, LocalExecutor, require_ray
+from viewal.scoring.executors import RAY_INSTALL, LocalExecutor, require_ray
 
 FAST = dict(epochs=1, min_iterations=0, mc_passes=2, seed_fraction=0.2, num_threads=1, batch_size=4, infer_batch_size=4,
             decoder_channels=16, init=None, steps=2, scorer="view_entropy")
@@ -152,7 +152,7 @@ def test_stored_scenes_are_not_scored_again(rooms_48x64_seed7, tmp_path, referen
 
 
 def test_ray_worker_killed_mid_scene_is_retried(rooms_48x64_seed7, tmp_path, reference, monkeypatch):
-    """SIGKILL of the Ray worker process while it scores a scene (``viewal.faults``: ``scene`` phase, once):
+    """SIGKILL of the Ray worker process while it scores a scene (``viewal.core.faults``: ``scene`` phase, once):
     Ray reruns the task and the cycle's selections equal the undisturbed run's."""
     ray = pytest.importorskip("ray")
     ckpt, want_queries, _ = reference
@@ -188,7 +188,7 @@ def test_ray_missing_says_what_to_install(rooms_48x64_seed7, tmp_path, monkeypat
 
 
 def test_executor_setting_is_checked():
-    from viewal.learner import ALConfig
+    from viewal.runs.learner import ALConfig
 
     with pytest.raises(ValueError, match="executor must be one of local, ray"):
         ALConfig(executor="dask")
@@ -229,7 +229,7 @@ def _queries(out):
 
 
 def _scoring_worker_addresses(logs) -> set[str]:
-    """Node addresses of the Ray workers that ran ``viewal.scoring._ray_task``, from a session's logs: a
+    """Node addresses of the Ray workers that ran ``viewal.scoring.executors._ray_task``, from a session's logs: a
     worker's ``worker-<id>-*.out`` names the task it ran, its ``python-core-worker-<id>_*.log`` its address."""
     import re
 
@@ -285,7 +285,7 @@ def test_two_ray_nodes_on_localhost_run_the_same_experiment(rooms_48x64_seed7, t
 _NUMBA_POOL_START = """
 import numpy as np, torch
 from numba import njit, prange
-from viewal.scoring import kept_torch_threads
+from viewal.scoring.executors import kept_torch_threads
 
 @njit(parallel=True)
 def double(a):

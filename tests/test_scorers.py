@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import viewal.scorers as scorers
+import viewal.scoring.scorers as scorers
 from viewal.datasets.base import Frame
 from viewal.datasets.canonical import read_canonical, write_frame, write_meta, write_scene_intrinsics
-from viewal.scorers import SceneInputs, build_scene_inputs
-from viewal.scorers.baselines import (
+from viewal.scoring.scorers import SceneInputs, build_scene_inputs
+from viewal.scoring.scorers.baselines import (
     bald_map,
     ceal_pseudo_labels,
     ceal_threshold,

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import viewal.scorers.consistency  # noqa: F401  (registers the consistency need providers)
-import viewal.scorers.pal  # noqa: F401  (registers the rotation_score need provider)
-from viewal import augment, heads, pseudo
+import viewal.scoring.scorers.consistency  # noqa: F401  (registers the consistency need providers)
+import viewal.scoring.scorers.pal  # noqa: F401  (registers the rotation_score need provider)
 from viewal.datasets.base import Frame
-from viewal.model import build_model, images_from_rgb
+from viewal.nn import augment, heads, pseudo
+from viewal.nn.model import build_model, images_from_rgb
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def _noisy(rng, S=32):
 
 
 def test_loss_head_ranks_high_loss_image_above_low_loss():
-    from viewal.train import TrainConfig, fit
+    from viewal.nn.train import TrainConfig, fit
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -74,8 +74,8 @@ def test_loss_head_ranks_high_loss_image_above_low_loss():
 
 
 def test_region_loss_head_trains_and_provider_maps():
-    from viewal.needs import NeedContext, compute_needs
-    from viewal.train import TrainConfig, fit
+    from viewal.nn.train import TrainConfig, fit
+    from viewal.scoring.needs import NeedContext, compute_needs
 
     torch.manual_seed(0)
     rng = np.random.default_rng(1)
@@ -162,7 +162,7 @@ def test_rotation_head_on_segmodel_non_square():
 
 
 def test_rotation_extra_loss_with_fit():
-    from viewal.train import TrainConfig, fit
+    from viewal.nn.train import TrainConfig, fit
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -175,7 +175,7 @@ def test_rotation_extra_loss_with_fit():
 
 
 def test_pal_select_budget_and_diversity():
-    from viewal.scorers.pal import pal_select
+    from viewal.scoring.scorers.pal import pal_select
     from viewal.selection import queries_from_selection
 
     torch.manual_seed(0)
@@ -251,7 +251,7 @@ def test_pseudo_label_items_from_model():
 
 
 def test_prepare_model_hooks_and_pal_select_pool():
-    from viewal.scorers import get
+    from viewal.scoring.scorers import get
     from viewal.selection import build_pool
 
     torch.manual_seed(0)
@@ -277,7 +277,7 @@ def test_prepare_model_hooks_and_pal_select_pool():
 
 
 def test_providers_honour_working_size():
-    from viewal.needs import NeedContext, compute_needs
+    from viewal.scoring.needs import NeedContext, compute_needs
 
     torch.manual_seed(0)
     rng = np.random.default_rng(5)
@@ -296,7 +296,7 @@ def test_providers_honour_working_size():
 
 
 def test_training_options_max_entropy_and_pseudo_labels():
-    from viewal.train import TrainConfig
+    from viewal.nn.train import TrainConfig
 
     torch.manual_seed(0)
     rng = np.random.default_rng(6)
@@ -321,7 +321,7 @@ def test_training_options_max_entropy_and_pseudo_labels():
 def test_pseudo_labelled_pool_frames_get_the_training_extras():
     """Items with extras (the learner's superpixels): pseudo-labelled unlabelled frames must carry them too,
     from ``item_extras``, or fine-tuning batches would mix items with and without the key."""
-    from viewal.train import TrainConfig
+    from viewal.nn.train import TrainConfig
 
     torch.manual_seed(0)
     rng = np.random.default_rng(7)
@@ -349,7 +349,7 @@ def test_pseudo_label_finetuning_takes_half_the_fits_steps():
     """The fine-tuning over labelled + pseudo-labelled items runs about half the SGD steps of the fit, however
     many epochs the fit needed on its small labelled set (before: fit epochs // 2 over the whole pool, 16x the
     fit on a 2 % seed set)."""
-    from viewal.train import FitResult, TrainConfig
+    from viewal.nn.train import FitResult, TrainConfig
 
     cfg = TrainConfig(epochs=75, batch_size=6)  # 75 epochs: 150 steps over 11 labelled frames
     fit150 = FitResult(best_miou=0.2, best_epoch=75, history=[{"step": 150}])

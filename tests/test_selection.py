@@ -268,7 +268,7 @@ def test_region_features_masked_pooling():
 
 
 def test_selectors_name_what_they_miss():
-    from viewal.scorers.pal import PALSelector
+    from viewal.scoring.scorers.pal import PALSelector
     from viewal.selection import KCenterSelector, SelectionContext, ViewALSelector
 
     pool = make_pool([1.0], [1.0], [1])
@@ -296,8 +296,8 @@ def _kernels():
 def test_end_to_end_with_kernel_overlap_table():
     """Three identical views of a plane (same pose): superpixel r of every frame is the same 3D region,
     so ViewAL asks each 3D region once, in the view with the highest VD."""
-    import viewal.scorers as scorers
-    from viewal.scorers import SceneInputs
+    import viewal.scoring.scorers as scorers
+    from viewal.scoring.scorers import SceneInputs
 
     k = _kernels()
     DepthTest = k.DepthTest

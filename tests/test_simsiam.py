@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from viewal.datasets.base import Frame
-from viewal.model import build_model
-from viewal.simsiam import SimSiamConfig, augment_batch, output_std, pretrain, save_encoder, simsiam_loss
+from viewal.nn.model import build_model
+from viewal.nn.simsiam import SimSiamConfig, augment_batch, output_std, pretrain, save_encoder, simsiam_loss
 
 torch.set_num_threads(1)
 

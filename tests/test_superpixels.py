@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from viewal import superpixels as sp
+from viewal.core import superpixels as sp
 from viewal.datasets import open_dataset
 from viewal.datasets import synthetic as syn
 
@@ -132,7 +132,7 @@ def test_cache_dir_elsewhere_leaves_dataset_untouched(data, tmp_path):
 
 def test_real_scannet_frames_get_about_viewal_count(scannet_sample):
     """On real ScanNet frames (320×240) SEEDS gives 48 regions; ViewAL's reSEEDS gave 42 on the same frames."""
-    from viewal.io import read_image
+    from viewal.core.io import read_image
 
     ds = open_dataset(scannet_sample, format="viewal-original")
     frames = list(ds.all_frames())[::6]

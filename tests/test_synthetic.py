@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from viewal import geometry as g
+from viewal.core import geometry as g
 from viewal.datasets import open_dataset
 from viewal.datasets import synthetic as syn
 
@@ -216,14 +216,14 @@ def test_cli_generate_and_preview(tmp_path):
     assert len(ds) == 2 and ds.height == 48
     png = tmp_path / "prev.png"
     assert main(["preview", str(out), "-o", str(png), "--frames", "2"]) == 0
-    from viewal.io import read_image
+    from viewal.core.io import read_image
 
     img = read_image(png)
     assert img.shape[0] > 100 and img.shape[1] > 300 and img.std() > 10
 
 
 def test_regenerating_replaces_old_output_and_stale_cache(tmp_path):
-    from viewal.superpixels import SuperpixelCache
+    from viewal.core.superpixels import SuperpixelCache
 
     out = tmp_path / "re"
     syn.generate_dataset(out, scenes=3, frames=1, height=H, width=W, seed=0, progress=False)

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from viewal.data import SegmentationDataset, parse_size
 from viewal.datasets.base import Frame
-from viewal.model import build_model
-from viewal.train import (
+from viewal.nn.data import SegmentationDataset, parse_size
+from viewal.nn.model import build_model
+from viewal.nn.train import (
     CheckpointError,
     TrainConfig,
     confusion_matrix,
@@ -245,7 +245,7 @@ def test_cli_train_and_pretrain(tmp_path, capsys):
 
 
 def test_recalibrate_bn_uses_current_weights_and_restores_state():
-    from viewal.train import recalibrate_bn
+    from viewal.nn.train import recalibrate_bn
 
     model = mobilenet_deeplab(3)
     model.eval()
@@ -263,7 +263,7 @@ def test_recalibrate_bn_uses_current_weights_and_restores_state():
 
 
 def test_epoch_batches_draw_in_proportion_to_labels():
-    from viewal.train import epoch_batches
+    from viewal.nn.train import epoch_batches
 
     g = torch.Generator().manual_seed(0)
     batches = epoch_batches(3, 4, g, steps=500, weights=np.array([0.0, 100.0, 300.0]))
@@ -296,7 +296,7 @@ def test_fit_counts_steps_exactly():
 def test_label_mosaic_packs_labelled_pixels_at_their_scale():
     """Four sparsely labelled samples -> one sample whose four quadrants are centred on labelled pixels:
     4x the labelled pixels of one sparse frame, image and extras cropped with the labels."""
-    from viewal.train import label_mosaic
+    from viewal.nn.train import label_mosaic
 
     g = torch.Generator().manual_seed(0)
     samples = []

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from viewal.ledger import Ledger
+from viewal.runs.ledger import Ledger
 
 TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorial.md"
 

@@ -15,7 +15,7 @@ from test_loaders import _make_matterport, _make_scannet, _make_scenenet, _make_
 from viewal.datasets import MissingLabelsError, open_dataset
 from viewal.datasets.base import Frame, RGBDDataset
 from viewal.datasets.check import check_frames
-from viewal.metrics import (
+from viewal.nn.metrics import (
     label_class_counts,
     label_summary,
     predicted_class_shares,
@@ -135,7 +135,7 @@ def test_viewal_original_without_labels(tmp_path):
 # ------------------------------------------------------------------------------------------ training
 
 def _tiny_model(num_classes=3, seed=0):
-    from viewal.model import build_model
+    from viewal.nn.model import build_model
 
     torch.manual_seed(seed)
     return build_model(num_classes, "mobilenet_v2", decoder_channels=16, encoder_weights="random")
@@ -153,7 +153,7 @@ def _frame(i, labelled=True, h=32, w=32):
 
 
 def test_fit_without_labelled_validation_keeps_the_final_weights():
-    from viewal.train import TrainConfig, fit
+    from viewal.nn.train import TrainConfig, fit
 
     train = [_frame(i) for i in range(4)]
     cfg = TrainConfig(epochs=2, batch_size=2, lr=0.01, bn_recalibrate=0)
@@ -165,7 +165,7 @@ def test_fit_without_labelled_validation_keeps_the_final_weights():
 
 
 def test_fit_skips_unlabelled_validation_frames():
-    from viewal.train import TrainConfig, evaluate, fit
+    from viewal.nn.train import TrainConfig, evaluate, fit
 
     train = [_frame(i) for i in range(4)]
     val = [_frame(100, False), _frame(101)]
@@ -180,7 +180,7 @@ def test_fit_skips_unlabelled_validation_frames():
 
 
 def test_evaluate_names_the_frame_without_labels():
-    from viewal.train import evaluate
+    from viewal.nn.train import evaluate
 
     frames = [_frame(0), _frame(7, False), _frame(8, False)]
     with pytest.raises(MissingLabelsError, match=r"evaluation \(mIoU\) of the val/test frames needs ground-truth "
@@ -190,7 +190,7 @@ def test_evaluate_names_the_frame_without_labels():
 
 
 def test_oracle_refuses_a_frame_without_labels():
-    from viewal.oracle import Oracle
+    from viewal.runs.oracle import Oracle
 
     frames = [_frame(0, h=4, w=6), _frame(1, False, h=4, w=6)]
     ds = RGBDDataset(root=Path("."), format="memory", class_names=["a", "b", "c"], scenes={"s": frames},
@@ -206,7 +206,7 @@ def test_oracle_refuses_a_frame_without_labels():
 
 
 def test_pseudo_label_precision_is_measured_on_the_labelled_pool_frames():
-    from viewal.pseudo import pseudo_label_items
+    from viewal.nn.pseudo import pseudo_label_items
 
     model = _tiny_model()
     frames = [_frame(0, False), _frame(1), _frame(2, False)]
@@ -222,7 +222,7 @@ def test_pseudo_label_precision_is_measured_on_the_labelled_pool_frames():
 
 
 def test_compare_models_measures_the_labelled_frames_only():
-    from viewal.diagnostics import compare_models
+    from viewal.runs.diagnostics import compare_models
 
     labelled = [_frame(0), _frame(1)]
     mixed = [_frame(9, False), *labelled]

@@ -1,11 +1,10 @@
-"""viewal.visualize: region crops and outlines, contact sheet, view-entropy point cloud (PLY), atomic writes."""
+"""viewal.runs.visualize: region crops and outlines, contact sheet, view-entropy point cloud (PLY), atomic writes."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from viewal.selection import RegionQuery
-from viewal.visualize import (
+from viewal.runs.visualize import (
     colorize_values,
     crop_box,
     majority_class,
@@ -17,6 +16,7 @@ from viewal.visualize import (
     view_entropy_point_cloud,
     view_entropy_points,
 )
+from viewal.selection import RegionQuery
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def _queries(ds, n=7):
 
 
 def test_contact_sheet_written(rooms_dataset, tmp_path):
-    from viewal.io import read_image
+    from viewal.core.io import read_image
 
     out = query_contact_sheet(rooms_dataset, _queries(rooms_dataset), tmp_path / "sheet.png", cols=4)
     assert out.is_file() and out.stat().st_size > 10_000
@@ -153,7 +153,7 @@ def test_point_cloud_count_and_colours(rooms_dataset, tmp_path):
     assert np.all(np.diff(lum[o]) >= -1.5 / 255)
     assert lum[o[-1]] - lum[o[0]] > 0.5
     # points are the back-projected pixels (first pixel of the first frame)
-    from viewal.geometry import backproject
+    from viewal.core.geometry import backproject
 
     X0 = backproject(frames[0].depth, frames[0].K, frames[0].world_T_cam)[0, 0]
     assert np.allclose(np.asarray(pc.points)[0], X0, atol=1e-6)
@@ -208,11 +208,11 @@ def test_visualize_command_and_experiment_sheets(rooms_dataset, tmp_path):
     import torch
 
     from viewal.cli import main
-    from viewal.learner import ALConfig
-    from viewal.ledger import Ledger
-    from viewal.model import build_model
-    from viewal.train import save_checkpoint
-    from viewal.visualize import write_query_sheets
+    from viewal.nn.model import build_model
+    from viewal.nn.train import save_checkpoint
+    from viewal.runs.learner import ALConfig
+    from viewal.runs.ledger import Ledger
+    from viewal.runs.visualize import write_query_sheets
 
     run_dir = tmp_path / "run"
     from viewal.kernels import DepthTest
@@ -256,7 +256,7 @@ def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
     import os
     import stat
 
-    from viewal.io import write_json
+    from viewal.core.io import write_json
 
     old = os.umask(0o027)
     try:

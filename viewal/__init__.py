@@ -13,8 +13,8 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ActiveLearner": "viewal.learner",
-    "RegionQuery": "viewal.learner",
+    "ActiveLearner": "viewal.runs.learner",
+    "RegionQuery": "viewal.runs.learner",
     "open_dataset": "viewal.datasets",
 }
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewal.progress import progress_bar
+from viewal.core.progress import progress_bar
 
 from ..canonical import write_frame, write_meta, write_scene_intrinsics
 from .camera import camera_trajectory, default_intrinsics

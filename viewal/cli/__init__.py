@@ -65,7 +65,7 @@ USER_ERRORS = _user_errors()
 def error_text(e: BaseException) -> str:
     """One-line message of a reported error: KeyError's quotes dropped, the type named where the message
     alone would not say what went wrong, never torch's advice to load a file with ``weights_only=False``."""
-    from viewal.io import unpickle_reason
+    from viewal.core.io import unpickle_reason
 
     if isinstance(e, KeyError) and len(e.args) == 1:
         return str(e.args[0])

@@ -1,5 +1,5 @@
 """``viewal experiment``: the arguments of an active-learning experiment and the run that calls
-:func:`viewal.experiment.run_experiment`.
+:func:`viewal.runs.experiment.run_experiment`.
 
 The functions that map these arguments to the library (:func:`config_from_args`, :func:`open_from_args`,
 :func:`check_experiment_args`) are public: the benchmark scripts build their runs with the same parser
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-import viewal.scorers as scorers
+import viewal.scoring.scorers as scorers
 from viewal.cli.options import add_depth_test_arguments, add_network_arguments, depth_test_from_args
-from viewal.config import (
+from viewal.core.config import (
     AUGMENTS,
     PRESET_NAMES,
     PRESETS,
@@ -27,10 +27,10 @@ from viewal.config import (
     SUPERPIXELS,
     ALConfig,
 )
-from viewal.curves import format_table, plot_curves, write_results
 from viewal.datasets import open_dataset
 from viewal.datasets.check import check_frames
-from viewal.experiment import (
+from viewal.runs.curves import format_table, plot_curves, write_results
+from viewal.runs.experiment import (
     check_budget_total,
     clean_run,
     parse_budgets,
@@ -41,8 +41,8 @@ from viewal.experiment import (
     parse_size_arg,
     run_experiment,
 )
-from viewal.layout import RunLayout
-from viewal.scoring import require_ray
+from viewal.runs.layout import RunLayout
+from viewal.scoring.executors import require_ray
 
 __all__ = ["configure_parser", "run", "config_from_args", "steps_from_args", "open_from_args", "apply_preset",
            "check_experiment_args", "add_recipe_arguments", "add_budget_argument"]
@@ -51,9 +51,9 @@ __all__ = ["configure_parser", "run", "config_from_args", "steps_from_args", "op
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset directory (any format open_dataset reads)")
     p.add_argument("--methods", default="view_entropy,random,entropy",
-                   help="comma-separated methods: a scorer name (viewal.scorers.names()), optionally with training "
-                        "aids, e.g. random+ups or entropy+max_entropy (aids: max_entropy, confidence, classwise, ups, "
-                        "rotation)")
+                   help="comma-separated methods: a scorer name (viewal.scoring.scorers.names()), optionally with "
+                        "training aids, e.g. random+ups or entropy+max_entropy (aids: max_entropy, confidence, "
+                        "classwise, ups, rotation)")
     p.add_argument("--cycles", type=int, default=3, help="active-learning cycles after the seed set")
     add_budget_argument(p)
     p.add_argument("--seeds", default="1", help="number of seeds N (0..N-1) or a comma-separated list")
@@ -81,7 +81,7 @@ def add_recipe_arguments(p: argparse.ArgumentParser, format_flag: str = "--forma
     p.add_argument("--size", default=None, help="working size HxW (frames resized on load), e.g. 96x128")
     p.add_argument("--preset", choices=PRESET_NAMES, default="cpu",
                    help="the recipe the flags below start from: cpu, the measured best on 2 CPU cores; paper, "
-                        "ViewAL's own settings (viewal.config.PRESETS, each value with its measurement)")
+                        "ViewAL's own settings (viewal.core.config.PRESETS, each value with its measurement)")
     p.add_argument("--iterations", type=int, default=None,
                    help="SGD steps per training, however many frames carry labels (docs/model.md); with --epochs, "
                         "the least number of steps; default: the preset's (cpu: 8 epochs, at least 150 steps)")
@@ -159,7 +159,7 @@ def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The base :class:`~viewal.config.ALConfig` of ``viewal experiment``'s arguments (one place for the
+    """The base :class:`~viewal.core.config.ALConfig` of ``viewal experiment``'s arguments (one place for the
     CLI and the benchmark scripts): ``--preset``'s recipe with the flags given."""
     apply_preset(args)
     return ALConfig.preset(

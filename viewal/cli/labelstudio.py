@@ -1,4 +1,4 @@
-"""``viewal label-studio serve``: a loop run as a Label Studio ML backend (:mod:`viewal.lsbackend`).
+"""``viewal label-studio serve``: a loop run as a Label Studio ML backend (:mod:`viewal.labelling.lsbackend`).
 
 ::
 
@@ -46,7 +46,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from viewal.lsbackend import LabelStudioBackend, LabelStudioClient, serve
+    from viewal.labelling.lsbackend import LabelStudioBackend, LabelStudioClient, serve
 
     token = args.token or os.environ.get(TOKEN_ENV)
     if not token:

@@ -1,4 +1,4 @@
-"""``viewal loop``: the labelling loop a team drives, one cycle at a time (:mod:`viewal.loop`).
+"""``viewal loop``: the labelling loop a team drives, one cycle at a time (:mod:`viewal.labelling.loop`).
 
 ::
 
@@ -19,10 +19,8 @@ from viewal.cli.experiment import (
     check_experiment_args,
     config_from_args,
 )
-from viewal.experiment import parse_budgets
-from viewal.hitl import FORMATS
-from viewal.ledger import Ledger
-from viewal.loop import (
+from viewal.labelling.hitl import FORMATS
+from viewal.labelling.loop import (
     PendingQueriesError,
     advance,
     cycle_progress,
@@ -33,6 +31,8 @@ from viewal.loop import (
     run_ledger_path,
     start_run,
 )
+from viewal.runs.experiment import parse_budgets
+from viewal.runs.ledger import Ledger
 
 __all__ = ["configure_parser", "run"]
 

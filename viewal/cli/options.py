@@ -6,7 +6,7 @@ from pathlib import Path
 
 from viewal.kernels import AGGREGATIONS, MODES, DepthTest
 from viewal.kernels.depth_test import BACKENDS, DEPTH_TEST, FLAGS
-from viewal.model import DEFAULT_ENCODER, DEFAULT_INIT
+from viewal.nn.model import DEFAULT_ENCODER, DEFAULT_INIT
 
 __all__ = ["add_network_arguments", "add_depth_test_arguments", "depth_test_from_args", "add_run_arguments",
            "resolve_run_arguments"]
@@ -83,7 +83,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_run_arguments(args: argparse.Namespace) -> argparse.Namespace:
     """Fill ``--method`` and ``--seed`` left out: a loop run's own (its ``loop.json``), else view_entropy and 0."""
-    from viewal.loop import LOOP_FILE, read_loop  # the learner and its kernels: not for every command's --help
+    from viewal.labelling.loop import (  # the learner and its kernels: not for every command's --help
+        LOOP_FILE,
+        read_loop,
+    )
 
     doc = read_loop(args.run) if (Path(args.run) / LOOP_FILE).is_file() else {}
     if args.method is None:

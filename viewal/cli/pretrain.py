@@ -1,5 +1,5 @@
-"""``viewal pretrain``: SimSiam self-supervised pretraining of the encoder (:func:`viewal.simsiam.pretrain`),
-written with :func:`viewal.simsiam.save_encoder` for ``build_model(..., encoder_weights=FILE)`` and
+"""``viewal pretrain``: SimSiam self-supervised pretraining of the encoder (:func:`viewal.nn.simsiam.pretrain`),
+written with :func:`viewal.nn.simsiam.save_encoder` for ``build_model(..., encoder_weights=FILE)`` and
 ``viewal train --init FILE``."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from dataclasses import asdict
 
 import torch
 
-from viewal.data import parse_size
 from viewal.datasets import open_dataset
-from viewal.simsiam import SimSiamConfig, pretrain, save_encoder
+from viewal.nn.data import parse_size
+from viewal.nn.simsiam import SimSiamConfig, pretrain, save_encoder
 
 __all__ = ["configure_parser", "run"]
 

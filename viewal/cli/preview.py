@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from viewal.core.superpixels import SuperpixelCache
 from viewal.datasets import open_dataset
 from viewal.datasets.preview import draw_contact_sheet, pick_frames
-from viewal.superpixels import SuperpixelCache
 
 __all__ = ["configure_parser", "run"]
 

@@ -1,17 +1,24 @@
 """``viewal query``: human in the loop against a run's ledger: ``export`` its pending region queries
-(:func:`viewal.hitl.export_queries`; PNG masks, COCO RLE or Label Studio tasks, split among ``--annotators``),
-``import`` labels (:func:`viewal.hitl.import_labels`, :func:`viewal.hitl.import_label_studio`),
+(:func:`viewal.labelling.hitl.export_queries`; PNG masks, COCO RLE or Label Studio tasks, split among ``--annotators``),
+``import`` labels (:func:`viewal.labelling.hitl.import_labels`, :func:`viewal.labelling.hitl.import_label_studio`),
 ``status``."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from viewal.answer import answer_export
+from viewal.core.io import write_image
 from viewal.datasets import open_dataset
-from viewal.hitl import FORMATS, QUERIES_FILE, LabelImportError, import_label_studio, import_labels, read_queries_json
-from viewal.io import write_image
-from viewal.ledger import Ledger
+from viewal.labelling.answer import answer_export
+from viewal.labelling.hitl import (
+    FORMATS,
+    QUERIES_FILE,
+    LabelImportError,
+    import_label_studio,
+    import_labels,
+    read_queries_json,
+)
+from viewal.runs.ledger import Ledger
 
 __all__ = ["configure_parser", "run"]
 
@@ -67,7 +74,7 @@ def _add_ledger_arguments(p: argparse.ArgumentParser) -> None:
 
 def _ledger_path(args: argparse.Namespace) -> str:
     if args.run is not None:
-        from viewal.loop import run_ledger_path
+        from viewal.labelling.loop import run_ledger_path
 
         return str(run_ledger_path(args.run))
     return args.ledger
@@ -94,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     led = _open_ledger(args.ledger)
     try:
         if args.action == "status":
-            from viewal.loop import cycle_progress
+            from viewal.labelling.loop import cycle_progress
 
             c = led.counts()
             print(f"ledger {args.ledger}: cycle {c['cycle']}, {c['queries']} queries "
@@ -116,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"answered the queries of {args.source}: {path}")
             return 0
         if args.data is None and args.run is not None:
-            from viewal.loop import read_loop
+            from viewal.labelling.loop import read_loop
 
             args.data = read_loop(args.run)["data"]
         ds = _dataset(args.data, led)
@@ -147,7 +154,7 @@ def write_label_maps(led, out: str | Path) -> list[Path]:
 
 
 def _export(led, ds, args) -> int:
-    from viewal.loop import export_for_people
+    from viewal.labelling.loop import export_for_people
 
     qs = led.pending_queries(args.cycle)
     if not qs:

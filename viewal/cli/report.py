@@ -1,12 +1,12 @@
 """``viewal report``: one self-contained HTML page of a run's cycles
-(:func:`viewal.cycle_report.write_cycle_report`)."""
+(:func:`viewal.runs.cycle_report.write_cycle_report`)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from viewal.cli.options import add_run_arguments, resolve_run_arguments
-from viewal.cycle_report import write_cycle_report
+from viewal.runs.cycle_report import write_cycle_report
 
 __all__ = ["configure_parser", "run"]
 

@@ -1,13 +1,13 @@
 """``viewal superpixels``: compute and cache SEEDS/SLIC superpixels of every frame
-(:func:`viewal.superpixels.compute_all`)."""
+(:func:`viewal.core.superpixels.compute_all`)."""
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
 
+from viewal.core.superpixels import METHODS, compute_all, count_stats
 from viewal.datasets import open_dataset
-from viewal.superpixels import METHODS, compute_all, count_stats
 
 __all__ = ["configure_parser", "run"]
 

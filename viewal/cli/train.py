@@ -1,5 +1,5 @@
 """``viewal train``: DeepLabv3+ on every label of the train split (the full-data reference), with
-:func:`viewal.train.fit`; writes ``OUT/model.pt`` (best-validation checkpoint) and ``OUT/metrics.json``.
+:func:`viewal.nn.train.fit`; writes ``OUT/model.pt`` (best-validation checkpoint) and ``OUT/metrics.json``.
 
 The reference needs ground truth: a train frame without labels is refused (the error names the first one and
 how many lack labels) unless ``--skip-unlabelled`` trains on the labelled ones. Val/test frames without labels
@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from viewal.cli.options import add_network_arguments
-from viewal.data import parse_size
+from viewal.core.io import write_json
 from viewal.datasets import open_dataset
 from viewal.datasets.base import MissingLabelsError, frames_without_labels
-from viewal.distributed import finish, init_from_env
-from viewal.io import write_json
-from viewal.model import build_model
-from viewal.train import TrainConfig, evaluate, fit, save_checkpoint, set_threads, train_subset
+from viewal.nn.data import parse_size
+from viewal.nn.distributed import finish, init_from_env
+from viewal.nn.model import build_model
+from viewal.nn.train import TrainConfig, evaluate, fit, save_checkpoint, set_threads, train_subset
 
 __all__ = ["configure_parser", "run", "labelled_train_frames"]
 
@@ -49,7 +49,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``viewal train``; under ``torchrun --nproc_per_node N`` data-parallel (``viewal.distributed``), with
+    """``viewal train``; under ``torchrun --nproc_per_node N`` data-parallel (``viewal.nn.distributed``), with
     only rank 0 printing and writing the checkpoint and metrics."""
     w = init_from_env(args.device)
     try:

@@ -1,4 +1,4 @@
-"""``viewal visualize``: pictures of a run (:mod:`viewal.visualize`): the contact sheet of a cycle's queried
+"""``viewal visualize``: pictures of a run (:mod:`viewal.runs.visualize`): the contact sheet of a cycle's queried
 regions and, with ``--ply SCENE``, the view-entropy point cloud of a scene from the cycle's checkpoint."""
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from viewal.cli.options import add_run_arguments, resolve_run_arguments
-from viewal.data import parse_size
 from viewal.datasets import open_dataset
 from viewal.kernels.depth_test import BACKENDS
-from viewal.layout import RunLayout
-from viewal.learner import ALConfig
-from viewal.ledger import Ledger
-from viewal.train import load_checkpoint
-from viewal.visualize import (
+from viewal.nn.data import parse_size
+from viewal.nn.train import load_checkpoint
+from viewal.runs.layout import RunLayout
+from viewal.runs.learner import ALConfig
+from viewal.runs.ledger import Ledger
+from viewal.runs.visualize import (
     last_query_cycle,
     propagation_sheet,
     query_contact_sheet,

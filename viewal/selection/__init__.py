@@ -21,7 +21,7 @@ Selectors (``Scorer.selector()``; the rules as functions: :func:`select_viewal`,
   with ``dedup`` each pick flags the regions overlapping it (same dedup, no view choice).
 * :class:`KCenterSelector` (``"kcenter"``) — k-centre greedy (core-set) on the pool's region features:
   :func:`kcenter_greedy`.
-* PAL's sub-queries live with the PAL scorer (``viewal.scorers.pal.PALSelector``).
+* PAL's sub-queries live with the PAL scorer (``viewal.scoring.scorers.pal.PALSelector``).
 * :class:`RandomShareSelector` — any of the above for ``1 − share`` of the budget, then random regions for
   the rest (:func:`select_random_share`): uncertainty picks plus an exploration share.
 

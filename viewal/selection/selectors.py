@@ -25,7 +25,7 @@ class SelectionContext:
             pay for the overlap tables); None: no overlaps known.
         rng: random generator of this cycle's selection (random shares); None: the selection uses none.
         network: for selectors that run the network (PAL's sub-queries): the model and the pool's frames in
-            pool order with the inference settings, as a ``viewal.needs.NeedContext`` (``options["size"]``:
+            pool order with the inference settings, as a ``viewal.scoring.needs.NeedContext`` (``options["size"]``:
             the working (H, W)); None for every rule of this package, which reads scores only.
         progress: show progress bars.
     """
