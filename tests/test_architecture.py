@@ -508,5 +508,6 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     path.write_text("import numpy\nfrom viewal.core import io\n\ndef f():\n    from viewal.runs.learner import A\n")
     (tmp_path / "learner.py").write_text("")
     (tmp_path / "io.py").write_text("")
-    mods = {"viewal.nn.train": path, "viewal.runs.learner": tmp_path / "learner.py", "viewal.core.io": tmp_path / "io.py"}
+    mods = {"viewal.nn.train": path, "viewal.runs.learner": tmp_path / "learner.py",
+            "viewal.core.io": tmp_path / "io.py"}
     assert _upward_imports(mods) == ["nn/train.py:5: viewal.nn.train imports viewal.runs.learner, a layer above it"]
