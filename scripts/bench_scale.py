@@ -68,10 +68,10 @@ def setup(args):
     import torch
 
     import viewal.scoring.scorers as scorers
+    from viewal.core.config import ALConfig
     from viewal.datasets import open_dataset
     from viewal.nn.data import parse_size
     from viewal.nn.model import build_model
-    from viewal.runs.learner import ALConfig
     from viewal.scoring.executors import RegionMaps, SceneJob, ScoringSpec
 
     if args.data is None:

@@ -28,9 +28,9 @@ import numpy as np  # noqa: E402
 
 
 def measure(run: Path, method: str, seed: int, known: float | None) -> list[dict]:
+    from viewal.core.config import ALConfig
     from viewal.datasets import open_dataset
     from viewal.runs.layout import RunLayout
-    from viewal.runs.learner import ALConfig
     from viewal.runs.ledger import Ledger
     from viewal.runs.visualize import run_propagation
     from viewal.scoring.executors import RegionMaps

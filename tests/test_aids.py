@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import viewal
+from viewal.core.config import ALConfig
 from viewal.datasets import open_dataset
 from viewal.nn import aids
 from viewal.runs.experiment import TRAINING_AIDS, method_config, parse_method
-from viewal.runs.learner import ALConfig
 
 
 def accepted_aid_specs() -> list[str]:

@@ -9,9 +9,9 @@ import pytest
 
 import viewal
 import viewal.scoring.scorers as scorers
+from viewal.core.config import ALConfig
 from viewal.core.progress import LogBar, progress_bar
 from viewal.runs.layout import RunLayout, seedset_name
-from viewal.runs.learner import ALConfig
 from viewal.selection import (
     GreedySelector,
     KCenterSelector,

@@ -48,7 +48,7 @@ def test_full_data_steps_trains_a_longer_reference_for_the_report(bench, rooms_6
     run's 1), says so, and is cached under its own recipe; the cycles themselves keep the run's recipe."""
     import json
 
-    from viewal.runs.learner import ALConfig
+    from viewal.core.config import ALConfig
 
     out = tmp_path / "run"
     args = ["--data", str(rooms_64x80), "--out", str(out), "--methods", "random", "--cycles", "1", "--budget", "5",

@@ -7,7 +7,18 @@ import sqlite3
 import pytest
 
 from viewal.cli.experiment import config_from_args, configure_parser
-from viewal.core.config import PRESETS, ALConfig, preset_table
+from viewal.core.config import (
+    PRESETS,
+    SECTIONS,
+    ALConfig,
+    DataSettings,
+    ExecutionSettings,
+    ScoringSettings,
+    TrainingSettings,
+    preset_table,
+)
+from viewal.core.seeding import fit_seed
+from viewal.nn.train import TrainConfig
 from viewal.runs.ledger import SCHEMA_VERSION, Ledger, LedgerError
 
 
@@ -85,3 +96,51 @@ def test_the_docs_show_the_presets_as_they_are():
     start = text.index("<!-- presets: written from viewal.core.config.preset_table() -->\n") + len(
         "<!-- presets: written from viewal.core.config.preset_table() -->\n")
     assert text[start:text.index("\n<!-- /presets -->", start)] == preset_table()
+
+
+def test_the_settings_fall_into_five_typed_sections():
+    """Every setting but the run's seed lives in exactly one section; a section is a dataclass of its own."""
+    owned = [f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)]
+    assert len(owned) == len(set(owned))  # no setting in two sections
+    assert set(owned) | {"seed"} == {f.name for f in dataclasses.fields(ALConfig)}
+    paper = ALConfig.preset("paper", device="cuda", region="image")
+    assert paper.training == TrainingSettings(lr=4e-4, epochs=50, min_iterations=0, warm_start=False,
+                                              sampling="uniform", batch_size=6, aux_weight=1.0)
+    assert isinstance(paper.scoring, ScoringSettings) and paper.scoring.mc_passes == 20 and not paper.scoring.propagate
+    assert paper.execution.device == "cuda" and paper.data.region == "image" and paper.model.encoder == paper.encoder
+    again = ALConfig.from_sections(seed=paper.seed, **{name: paper.section(name) for name in SECTIONS})
+    assert again == paper
+    assert ALConfig.from_sections(training=TrainingSettings(lr=0.5)).lr == 0.5
+    with pytest.raises(ValueError, match="unknown section"):
+        ALConfig.from_sections(optimiser=TrainingSettings())
+    with pytest.raises(ValueError, match="section training must be a TrainingSettings, got DataSettings"):
+        ALConfig.from_sections(training=DataSettings())
+
+
+@pytest.mark.parametrize("section,field,value,match", [
+    (TrainingSettings, "lr", float("nan"), "lr must be a finite number > 0"),
+    (TrainingSettings, "size", (96, 0), r"size must be \(height, width\)"),
+    (DataSettings, "seed_fraction", 0, r"seed_fraction must lie in \(0, 1\]"),
+    (ScoringSettings, "random_share", -0.1, r"random_share must be a number in \[0, 1\)"),
+    (ExecutionSettings, "executor", "dask", "executor must be one of local, ray"),
+])
+def test_a_section_checks_its_settings_alone_and_as_part_of_the_config(section, field, value, match):
+    with pytest.raises(ValueError, match=match):
+        section(**{field: value})
+    with pytest.raises(ValueError, match=match):
+        ALConfig(**{field: value})
+
+
+def test_the_training_recipe_is_made_from_the_training_section():
+    c = ALConfig(min_iterations=100, batch_size=4, validations=2, num_threads=1)
+    tc = TrainConfig.from_settings(c.training, c.execution, n_items=10, seed=7)
+    # 10 items in batches of 4: 3 steps an epoch; 100 steps -> 34 epochs (at least the 8 asked)
+    assert (tc.epochs, tc.eval_every, tc.batch_size, tc.lr, tc.seed, tc.num_threads) == (34, 17, 4, 1e-2, 7, 1)
+    fixed = TrainConfig.from_settings(ALConfig(steps=30, validations=4).training, c.execution, 10, 0)
+    assert (fixed.steps, fixed.steps_per_epoch, fixed.epochs) == (30, 8, 4)
+
+
+def test_each_cycle_fits_with_its_own_seed():
+    seeds = [fit_seed(3, c) for c in range(4)]
+    assert len(set(seeds)) == 4 and seeds == [fit_seed(3, c) for c in range(4)]  # keyed, not drawn
+    assert fit_seed(4, 0) not in seeds

@@ -69,13 +69,13 @@ def _queries(ds, frames, n, shift):
 def run_dir(tmp_path_factory):
     import torch
 
+    from viewal.core.config import ALConfig
     from viewal.datasets import open_dataset
     from viewal.datasets.synthetic import generate_dataset
     from viewal.kernels import DepthTest
     from viewal.nn.model import build_model
     from viewal.nn.train import save_checkpoint
     from viewal.runs.layout import RunLayout
-    from viewal.runs.learner import ALConfig
     from viewal.runs.ledger import LabelItem, Ledger
 
     tmp = tmp_path_factory.mktemp("report")

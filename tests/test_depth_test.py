@@ -12,9 +12,9 @@ import pytest
 
 import viewal
 import viewal.kernels as kernels
+from viewal.core.config import ALConfig
 from viewal.datasets import open_dataset
 from viewal.kernels import DEPTH_TEST, DepthTest
-from viewal.runs.learner import ALConfig
 from viewal.runs.ledger import Ledger, LedgerError
 
 # one short fit at ViewAL's lr (a model that is still unsure: its view entropy is not ~0 everywhere), with the

@@ -1,5 +1,6 @@
 """The region-query API (ActiveLearner) and the experiment runner, end to end on a tiny synthetic dataset."""
 import csv
+import sqlite3
 
 import numpy as np
 import pytest
@@ -214,8 +215,8 @@ def test_method_specs_parse_into_scorer_and_training_aids():
     for bad in ("1", "-0.2", "true", "lots"):
         with pytest.raises(ValueError, match="random_share must be a number in"):
             parse_method(f"entropy:random_share={bad}")
+    from viewal.core.config import ALConfig
     from viewal.runs.experiment import method_config
-    from viewal.runs.learner import ALConfig
 
     cfg = method_config(ALConfig(scorer_options={"selection": "greedy"}), "view_entropy:rank=vd", seed=3)
     assert (cfg.scorer, cfg.seed, cfg.scorer_options) == ("view_entropy", 3, {"selection": "greedy", "rank": "vd"})
@@ -254,8 +255,8 @@ def test_budget_schedule_and_annotation_costs(rooms_64x80, tmp_path):
 
 
 def test_seed_set_model_is_shared_only_between_identical_training_recipes():
+    from viewal.core.config import ALConfig
     from viewal.runs.experiment import method_config, seedset_name
-    from viewal.runs.learner import ALConfig
 
     base = ALConfig()
     names = {m: seedset_name(method_config(base, m, 2), m) for m in
@@ -271,8 +272,8 @@ def test_seed_set_model_is_shared_only_between_identical_training_recipes():
 
 
 def test_seed_set_name_keys_the_training_a_method_spec_changes():
+    from viewal.core.config import ALConfig
     from viewal.runs.experiment import method_config, seedset_name
-    from viewal.runs.learner import ALConfig
 
     # the run's plain recipe (--epochs 8 --iterations 150 --lr 1e-2 ...): today's names, byte for byte
     base = ALConfig(epochs=8, min_iterations=150, lr=1e-2, size=(96, 128), sampling="labels", mc_passes=4)
@@ -294,8 +295,8 @@ def test_seed_set_name_keys_the_training_a_method_spec_changes():
 
 
 def test_methods_that_train_the_seed_set_differently_keep_their_own_model(rooms_64x80, tmp_path):
+    from viewal.core.config import ALConfig
     from viewal.runs.layout import RunLayout
-    from viewal.runs.learner import ALConfig
 
     out = tmp_path / "two"
     methods = ["random", "random@image:min_iterations=3"]
@@ -333,7 +334,7 @@ def test_experiment_runs_a_training_aid_next_to_its_plain_method(rooms_64x80, tm
 
 
 def test_rotation_aid_trains_a_rotation_head_for_any_scorer(rooms_64x80, tmp_path):
-    from viewal.runs.learner import ALConfig
+    from viewal.core.config import ALConfig
 
     ds = open_dataset(rooms_64x80)
     learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "rot.sqlite", auxiliary="rotation", **FAST)
@@ -422,8 +423,8 @@ def test_warm_start_continues_from_the_previous_cycles_model(rooms_64x80, tmp_pa
 def test_warm_start_run_shares_the_cold_full_data_reference(rooms_64x80, tmp_path):
     """The full-data reference is one fit from the start: a warm-start run reuses the cold run's cached one
     (same "seconds": not trained again); another recipe (lr) trains its own."""
+    from viewal.core.config import ALConfig
     from viewal.runs.experiment import full_data_miou
-    from viewal.runs.learner import ALConfig
 
     ds = open_dataset(rooms_64x80)
     cold = ALConfig(init="random", decoder_channels=16, steps=2, **FAST)
@@ -451,3 +452,46 @@ def test_run_cycle_is_open_label_close_and_resumes(rooms_64x80, tmp_path):
     # ... resumes with the recorded queries answered, not a new selection
     assert [q.query_id for q in queries] == [r["query_id"] for r in again.ledger.labels(1)]
     assert again.cycle == 2 and m1["labelled_fraction"] > m0["labelled_fraction"] and m1["steps"] == 2
+
+
+def test_each_cycle_fits_from_its_own_seed(rooms_64x80, tmp_path, monkeypatch):
+    """A cold run's fits of cycles 0 and 1 start from different initialisations and draw different batches: each
+    cycle's seed is ``fit_seed(train seed, cycle)``; two fits of one cycle start alike."""
+    import torch
+
+    import viewal.runs.learner
+    from viewal.core.seeding import fit_seed
+
+    starts, seeds = [], []
+    real = viewal.runs.learner.run_steps
+    monkeypatch.setattr(viewal.runs.learner, "run_steps", lambda steps, state: (
+        starts.append(state.model.state_dict()["net.segmentation_head.0.weight"].clone()),
+        seeds.append(state.config.seed), real(steps, state))[2])
+    ds = open_dataset(rooms_64x80)
+    with viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "s.sqlite", init="random", decoder_channels=16,
+                              warm_start=False, steps=2, validations=1, train_seed=5, **FAST) as learner:
+        learner.run_cycle(progress=False)
+        learner.run_cycle(1500, progress=False)
+        learner.fit(progress=False)  # cycle 2's fit, twice
+        learner.fit(progress=False)
+        assert learner.train_config(cycle=1).seed == fit_seed(5, 1) == seeds[1]
+    assert seeds == [fit_seed(5, 0), fit_seed(5, 1), fit_seed(5, 2), fit_seed(5, 2)]
+    assert not torch.equal(starts[0], starts[1]) and torch.equal(starts[2], starts[3])
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):  # the context manager closed the ledger
+        learner.ledger.cycle()
+
+
+def test_close_releases_the_ledger_and_the_model(rooms_64x80, tmp_path):
+    ds = open_dataset(rooms_64x80)
+    learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "c.sqlite", init="random",
+                                   decoder_channels=16, steps=1, validations=1, **FAST)
+    learner.run_cycle(progress=False)
+    assert learner.model is not None
+    learner.close()
+    learner.close()  # twice is fine
+    assert learner.model is None
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        learner.ledger.cycle()
+    with viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "c.sqlite", init="random",
+                              decoder_channels=16, steps=1, validations=1, **FAST) as again:
+        assert again.cycle == 1  # the ledger was closed whole: it resumes

@@ -49,9 +49,9 @@ BUDGET = 8.0  # % of the pool per cycle: about 20 regions of the 64x80 frames
 def template(tmp_path_factory):
     """(data, run) of a loop run at cycle 1: the seed set answered, cycle 1's queries pending, the seed-set
     model's checkpoint written (built once per module: ~30 s on two cores)."""
+    from viewal.core.config import ALConfig
     from viewal.datasets.synthetic import generate_dataset
     from viewal.labelling.loop import advance, open_learner, run_ledger_path, start_run
-    from viewal.runs.learner import ALConfig
     from viewal.runs.ledger import LabelItem
 
     base = tmp_path_factory.mktemp("lsbackend")

@@ -141,7 +141,7 @@ def test_new_ledger_in_old_out_retrains(rooms_48x64, tmp_path):
 
 
 def _cfg_of(led):
-    from viewal.runs.learner import ALConfig
+    from viewal.core.config import ALConfig
 
     return ALConfig.from_json(led.config()["al"])
 
@@ -345,7 +345,7 @@ def test_budget_under_one_pixel_refused_before_training(rooms_48x64, tmp_path, c
 
 def test_query_and_config_refuse_bad_numbers_before_training(rooms_48x64, tmp_path):
     ds = open_dataset(rooms_48x64)
-    from viewal.runs.learner import ALConfig
+    from viewal.core.config import ALConfig
 
     learner = viewal.ActiveLearner(ds, scorer="random", ledger=tmp_path / "q.sqlite", **FAST)
     for bad in (-100, 0, 2.5):

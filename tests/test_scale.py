@@ -188,7 +188,7 @@ def test_ray_missing_says_what_to_install(rooms_48x64_seed7, tmp_path, monkeypat
 
 
 def test_executor_setting_is_checked():
-    from viewal.runs.learner import ALConfig
+    from viewal.core.config import ALConfig
 
     with pytest.raises(ValueError, match="executor must be one of local, ray"):
         ALConfig(executor="dask")

@@ -208,9 +208,9 @@ def test_visualize_command_and_experiment_sheets(rooms_dataset, tmp_path):
     import torch
 
     from viewal.cli import main
+    from viewal.core.config import ALConfig
     from viewal.nn.model import build_model
     from viewal.nn.train import save_checkpoint
-    from viewal.runs.learner import ALConfig
     from viewal.runs.ledger import Ledger
     from viewal.runs.visualize import write_query_sheets
 

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ActiveLearner": "viewal.runs.learner",
+    "ALConfig": "viewal.core.config",
     "RegionQuery": "viewal.runs.learner",
     "open_dataset": "viewal.datasets",
 }

@@ -7,12 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from viewal.cli.options import add_run_arguments, resolve_run_arguments
+from viewal.core.config import ALConfig
 from viewal.datasets import open_dataset
 from viewal.kernels.depth_test import BACKENDS
 from viewal.nn.data import parse_size
 from viewal.nn.train import load_checkpoint
 from viewal.runs.layout import RunLayout
-from viewal.runs.learner import ALConfig
 from viewal.runs.ledger import Ledger
 from viewal.runs.visualize import (
     last_query_cycle,

@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["stream_seed", "stream_rng"]
+__all__ = ["stream_seed", "stream_rng", "fit_seed"]
 
 
 def _word(key: int | str) -> int:
@@ -40,3 +40,10 @@ def stream_seed(*keys: int | str) -> int:
 def stream_rng(*keys: int | str) -> np.random.Generator:
     """A NumPy generator seeded by :func:`stream_seed` of ``keys``."""
     return np.random.default_rng(stream_seed(*keys))
+
+
+def fit_seed(train_seed: int, cycle: int) -> int:
+    """The seed of cycle ``cycle``'s fit (cycle 0: the seed set's) of a run with training seed ``train_seed``:
+    its model initialisation, batch order, augmentation and dropout. Each cycle draws its own stream, as the
+    MC-dropout masks and the oracle do, so no two cycles' fits repeat one draw."""
+    return stream_seed(train_seed, "fit", cycle)

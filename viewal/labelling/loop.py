@@ -109,7 +109,7 @@ def start_run(data: str | Path, run: str | Path, config, *, method: str = "view_
               probabilities: str | Path | None = None, progress: bool = True) -> list:
     """Start a loop run in folder ``run`` on the dataset ``data`` (its frames need no labels).
 
-    ``config``: the run's base :class:`~viewal.runs.learner.ALConfig` (its ``seed`` is the run's; ``method`` a
+    ``config``: the run's base :class:`~viewal.core.config.ALConfig` (its ``seed`` is the run's; ``method`` a
     method spec of ``viewal experiment``, e.g. ``view_entropy:random_share=0.5``); ``budgets``: %% of the pool's
     pixels asked per cycle (the last repeats). The settings are stored in the ledger as ``viewal experiment``
     stores them. Returns the pending queries of cycle 0: the seed set's whole frames (``seed_set="ask"``), or

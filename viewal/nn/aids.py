@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from viewal.core.config import ALConfig
 from viewal.nn.augment import max_entropy_finetune
 from viewal.nn.heads import attach_rotation_head, rotation_extra_loss
 from viewal.nn.pseudo import pseudo_label_finetune
@@ -108,12 +109,12 @@ class RotationAuxiliary(ModelAid):
         return rotation_extra_loss(weight=self.weight)
 
 
-def fit_steps(config, *, pool: Sequence = (), item_extras: Callable | None = None) -> list[FitStep]:
+def fit_steps(config: ALConfig, *, pool: Sequence = (), item_extras: Callable | None = None) -> list[FitStep]:
     """The ordered steps of a fit for an ``ALConfig``: :class:`Fit`, then max-entropy augmentation
     (``augment``), then pseudo-labels (``pseudo_labels``) when set.
 
     Args:
-        config: ``viewal.runs.learner.ALConfig``.
+        config: ``viewal.core.config.ALConfig``.
         pool: the unlabelled pool's frames (pseudo-labels).
         item_extras: ``frame -> extras`` of pool frames (pseudo-labels; see ``pseudo_label_finetune``).
     """
@@ -128,7 +129,7 @@ def fit_steps(config, *, pool: Sequence = (), item_extras: Callable | None = Non
     return steps
 
 
-def model_aids(config) -> list[ModelAid]:
+def model_aids(config: ALConfig) -> list[ModelAid]:
     """The auxiliary tasks of an ``ALConfig`` (``auxiliary``)."""
     if config.auxiliary == "rotation":
         return [RotationAuxiliary(weight=float(config.aux_weight))]
@@ -137,7 +138,7 @@ def model_aids(config) -> list[ModelAid]:
     return []
 
 
-def recipe_entries(config) -> dict:
+def recipe_entries(config: ALConfig) -> dict:
     """Entries the aids of an ``ALConfig`` add to its training key (``viewal.runs.learner.training_key``), so a
     checkpoint trained with another recipe of an aid is not reused. Only what differs from the recipe the
     key had before the entry existed, so checkpoints of every other run keep their fingerprints:

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from viewal.core.config import SAMPLINGS
+from viewal.core.config import SAMPLINGS, ExecutionSettings, TrainingSettings
 from viewal.core.io import atomic_path, load_torch_file, unpickle_reason
 from viewal.core.progress import progress_bar, progress_write
 from viewal.core.seeding import stream_seed
@@ -114,6 +114,23 @@ class TrainConfig:
     sampling: str = "uniform"
     freeze_bn: bool = False
 
+    @classmethod
+    def from_settings(cls, training: TrainingSettings, execution: ExecutionSettings, n_items: int,
+                      seed: int) -> TrainConfig:
+        """The recipe of a run's fit on ``n_items`` labelled items: exactly ``training.steps`` SGD steps with
+        ``training.validations`` validations when steps are set, else ``training.epochs`` epochs raised to at
+        least ``training.min_iterations`` steps. One recipe for the learner's fits, their retrains and the
+        full-data reference."""
+        t = training
+        kw = dict(batch_size=t.batch_size, lr=t.lr, size=t.size, seed=int(seed), num_threads=execution.num_threads,
+                  device=execution.device, sampling=t.sampling)
+        if t.steps is not None:
+            return cls(epochs=1, steps=t.steps, steps_per_epoch=max(1, -(-t.steps // max(1, t.validations))),
+                       eval_every=1, **kw)
+        epochs = epochs_for(t.min_iterations, n_items, t.batch_size, at_least=t.epochs) if t.min_iterations \
+            else t.epochs
+        return cls(epochs=epochs, eval_every=max(1, epochs // t.validations), **kw)
+
     def __post_init__(self) -> None:
         self.size = parse_size(self.size)
         if self.sampling not in SAMPLINGS:
@@ -166,6 +183,12 @@ class FitResult:
         return [h["loss"] for h in self.history]
 
 
+def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1) -> int:
+    """Epochs needed for about ``iterations`` SGD steps over ``n_items`` items (at least ``at_least``)."""
+    per_epoch = max(1, -(-n_items // batch_size))
+    return max(at_least, -(-iterations // per_epoch))
+
+
 @dataclass
 class FitState:
     """What the steps of one fit share (``viewal.nn.aids``): the fit and the aids that improve a trained model
@@ -186,7 +209,7 @@ class FitState:
     model: Any
     items: Sequence
     val: Sequence
-    config: Any
+    config: TrainConfig
     extra_loss: Callable | None = None
     progress: bool = True
     desc: str = "train"

@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from viewal.core.config import ALConfig
 from viewal.core.io import atomic_path, write_text
 from viewal.core.progress import progress_bar
 from viewal.datasets import open_dataset
 from viewal.nn.train import load_checkpoint
 from viewal.runs.layout import RunLayout
-from viewal.runs.learner import ALConfig
 from viewal.runs.ledger import Ledger
 from viewal.runs.visualize import (
     propagation_sheet,

@@ -30,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from viewal.core.config import ALConfig
 from viewal.core.progress import progress_bar
 from viewal.datasets import open_dataset
 from viewal.datasets.base import IGNORE_INDEX, MissingLabelsError
 from viewal.nn.metrics import label_class_counts
 from viewal.nn.train import evaluate, iter_eval_predictions, load_checkpoint
 from viewal.runs.layout import RunLayout
-from viewal.runs.learner import ALConfig
 from viewal.runs.ledger import Ledger
 
 __all__ = ["selection_counts", "summarise_counts", "predict_labels", "diagnose_cycle", "open_run_dataset",

@@ -22,6 +22,7 @@ import numpy as np
 
 from viewal.core.io import write_json
 from viewal.core.progress import progress_bar
+from viewal.core.seeding import fit_seed
 from viewal.nn.data import parse_size
 from viewal.nn.model import build_model
 from viewal.nn.train import evaluate, fit
@@ -211,13 +212,13 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
                 maps = [(k, led.label_map(k, shape, max_cycle=c))
                         for k in in_pool_order(led.labelled_frames(), dataset.split("train"))]  # as the learner's
                 items = [(dataset.frame(k), m) for k, m in maps if (m != 255).any()]
-        torch.manual_seed(int(train_seed))
+        torch.manual_seed(fit_seed(int(train_seed), c))
         fresh = build_model(dataset.num_classes, encoder=config.encoder, encoder_weights=config.init,
                             decoder_channels=config.decoder_channels)
         if config.warm_start and model is not None:  # continue from the previous cycle's model
             fresh.load_state_dict(model.state_dict())
         model = fresh
-        fit(model, items, dataset.split("val"), train_config(config, len(items), seed=train_seed),
+        fit(model, items, dataset.split("val"), train_config(config, len(items), seed=fit_seed(int(train_seed), c)),
             progress=progress, desc=f"retrain seed {train_seed} c{c}")
         if c in want:
             out[c] = float(evaluate(model, dataset.split("test"), dataset.num_classes,

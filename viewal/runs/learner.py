@@ -34,7 +34,7 @@ from viewal.core.config import (
 from viewal.core.faults import kill_point
 from viewal.core.io import atomic_path, load_torch_file
 from viewal.core.progress import progress_bar
-from viewal.core.seeding import stream_rng
+from viewal.core.seeding import fit_seed, stream_rng
 from viewal.datasets import IGNORE_INDEX, RGBDDataset, open_dataset
 from viewal.kernels import check_backend
 from viewal.kernels.propagate import NO_LABEL
@@ -58,6 +58,7 @@ from viewal.nn.train import (
     TrainConfig,
     checkpoint_meta,
     confusion_matrix,
+    epochs_for,
     evaluate,
     iou_from_confusion,
     load_checkpoint,
@@ -99,23 +100,10 @@ __all__ = ["ALConfig", "ActiveLearner", "own_model", "OWN_CHECKPOINT_FORMAT", "k
            "run_identity", "upgrade_config", "in_pool_order"]
 
 
-def epochs_for(iterations: int, n_items: int, batch_size: int, at_least: int = 1) -> int:
-    """Epochs needed for about ``iterations`` SGD steps over ``n_items`` items (at least ``at_least``)."""
-    per_epoch = max(1, -(-n_items // batch_size))
-    return max(at_least, -(-iterations // per_epoch))
-
-
-def train_config(c: ALConfig, n_items: int, seed: int | None = None):
-    """The training recipe of an :class:`ALConfig` for ``n_items`` labelled items: exactly ``c.steps``
-    SGD steps with ``c.validations`` validations when steps are set, else ``c.epochs`` epochs raised to
-    at least ``c.min_iterations`` steps. One function for the learner's fits and the full-data reference."""
-    kw = dict(batch_size=c.batch_size, lr=c.lr, size=c.size, seed=c.seed if seed is None else int(seed),
-              num_threads=c.num_threads, device=c.device, sampling=c.sampling)
-    if c.steps is not None:
-        return TrainConfig(epochs=1, steps=c.steps, steps_per_epoch=max(1, -(-c.steps // max(1, c.validations))),
-                           eval_every=1, **kw)
-    epochs = epochs_for(c.min_iterations, n_items, c.batch_size, at_least=c.epochs) if c.min_iterations else c.epochs
-    return TrainConfig(epochs=epochs, eval_every=max(1, epochs // c.validations), **kw)
+def train_config(c: ALConfig, n_items: int, seed: int | None = None) -> TrainConfig:
+    """The training recipe of an :class:`ALConfig` for ``n_items`` labelled items, trained with ``seed`` (None: the
+    run's seed) (:meth:`TrainConfig.from_settings <viewal.nn.train.TrainConfig.from_settings>`)."""
+    return TrainConfig.from_settings(c.training, c.execution, n_items, c.seed if seed is None else seed)
 
 
 def dataset_spelling(stored: str | None, root: str | Path) -> str:
@@ -435,15 +423,21 @@ class ActiveLearner:
         return scene_overlap_table(frames, self.config, self._region_maps)
 
     # ------------------------------------------------------------------------------------------ model
-    def train_config(self, n_items: int | None = None):
-        """The :class:`~viewal.nn.train.TrainConfig` of this run's fits (see :func:`train_config`)."""
+    def train_config(self, n_items: int | None = None, cycle: int | None = None) -> TrainConfig:
+        """The :class:`~viewal.nn.train.TrainConfig` of this run's fit of ``cycle`` (None: the current one) on
+        ``n_items`` items (None: the labelled frames) (see :func:`train_config`, :meth:`fit_seed`)."""
         return train_config(self.config, n_items if n_items is not None else len(self.ledger.labelled_frames()),
-                            seed=self.train_seed)
+                            seed=self.fit_seed(cycle))
 
     @property
     def train_seed(self) -> int:
         """Seed of the model initialisation and training (``config.train_seed``, else ``config.seed``)."""
         return self.config.seed if self.config.train_seed is None else int(self.config.train_seed)
+
+    def fit_seed(self, cycle: int | None = None) -> int:
+        """The seed of the fit of ``cycle`` (None: the current cycle): :func:`viewal.core.seeding.fit_seed` of
+        :attr:`train_seed` and the cycle, so each cycle's fit draws its own initialisation and batches."""
+        return fit_seed(self.train_seed, self.ledger.cycle() if cycle is None else int(cycle))
 
     def training_items(self) -> list[tuple]:
         """(frame, label map, {"superpixels": region map}) of every frame with labels in the ledger
@@ -517,7 +511,7 @@ class ActiveLearner:
             return self.model, None
 
         c = self.config
-        torch.manual_seed(self.train_seed)
+        torch.manual_seed(self.fit_seed())
         model = build_model(self.dataset.num_classes, encoder=c.encoder, encoder_weights=c.init,
                             decoder_channels=c.decoder_channels)
         hooks = [self.scorer.prepare_model(model)] + [aid.prepare_model(model) for aid in model_aids(c)]

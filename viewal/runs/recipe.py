@@ -122,7 +122,7 @@ def parse_method(spec: str) -> tuple[str, dict]:
     return scorer, overrides
 
 
-def method_config(base, spec: str, seed: int):
+def method_config(base: ALConfig, spec: str, seed: int) -> ALConfig:
     """The ALConfig of one method spec (see :func:`parse_method`) and seed; the spec's scorer options are
     merged over the base's."""
     scorer, overrides = parse_method(spec)
@@ -137,6 +137,7 @@ def training_key(c: ALConfig) -> dict:
     Equal keys and equal labels give interchangeable models (the experiment shares the seed-set model)."""
     d = json.loads(json.dumps({k: getattr(c, k) for k in TRAINING_FIELDS}))
     d["train_seed"] = c.seed if c.train_seed is None else int(c.train_seed)
+    d["fit_seed"] = "per-cycle"  # each cycle's fit draws from its own stream (viewal.core.seeding.fit_seed)
     if c.warm_start:  # only when set: the fingerprints of every cold-start run stay what they were
         d["warm_start"] = True
     if c.propagate:  # only when set, likewise: what the propagated labels are made of, and how they weigh
@@ -178,7 +179,7 @@ def spec_training(cfg, method: str) -> dict:
     return {k: key[k] for k in parse_method(method)[1] if k in key and k not in aids}
 
 
-def seedset_name(cfg, method: str) -> str:
+def seedset_name(cfg: ALConfig, method: str) -> str:
     """File name of the cycle-0 model shared by every method of a seed whose training recipe is ``cfg``'s
     (``cfg``: the ``ALConfig`` of the method spec ``method``): plain segmentation gives ``seedset-s{seed}.pt``;
     each recipe tag (:func:`recipe_tags`) is added, and ``-fit-<8 hex>`` when the spec sets training settings

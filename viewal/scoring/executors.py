@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from viewal.core.config import EXECUTORS
+from viewal.core.config import EXECUTORS, ALConfig
 from viewal.core.faults import kill_point
 from viewal.core.io import atomic_path
 from viewal.core.seeding import stream_rng, stream_seed
@@ -151,7 +151,7 @@ class ScoringSpec:
     (it keys the MC-dropout masks), the :class:`RegionMaps`, and whether the selector needs the overlap
     table (``Selector.needs_overlaps``)."""
 
-    config: Any
+    config: ALConfig
     cycle: int
     regions: RegionMaps
     overlaps: bool
