@@ -225,10 +225,11 @@ def sampling_ablation(dataset, base, out: Path, methods: list[str], seed: int, c
 
 def long_fit(dataset, base, out: Path, methods: list[str], seed: int, cycle: int, steps: int) -> dict:
     """:func:`retrain_ablation` as one cold fit (from ``init``, no warm start) of at least ``steps`` SGD steps,
-    as the full-data reference is trained: is a run's last model limited by its labels or by its fits?
-    Cached in ``OUT/long_fit.json``; the column is ``steps<N>``."""
+    as the full-data reference is trained (:func:`reference_config`): is a run's last model limited by its labels
+    or by its fits? Cached in ``OUT/long_fit.json``; the column is ``steps<N>``."""
+    longer = reference_config(base, int(steps))
     return retrain_ablation(dataset, base, out, methods, seed, [cycle], "long_fit", f"steps{steps}",
-                            {"warm_start": False, "min_iterations": int(steps)})
+                            {"warm_start": False, "steps": longer.steps, "min_iterations": longer.min_iterations})
 
 
 def labels_per_sample(out: Path, methods: list[str], seeds: list[int], cycles: int, sampling: str) -> list[str]:

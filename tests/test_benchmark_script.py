@@ -146,3 +146,41 @@ def test_bad_method_specs_and_budgets_are_usage_errors_before_any_work(bench, tm
     assert e.value.code == 2  # argparse's usage error, not a traceback
     assert match in capsys.readouterr().err
     assert not (tmp_path / "data").exists() and not out.exists()  # nothing generated, nothing written
+
+
+def test_sampling_ablation_and_one_long_fit_retrain_the_runs_labels(bench, rooms_64x80, tmp_path, monkeypatch):
+    """--sampling-ablation MODE:METHODS:CYCLES retrains a method's labels at those cycles with another sampling and
+    the run's training seed (its own sampling replays the run); --long-fit STEPS:CYCLE:METHODS retrains the labels
+    of CYCLE as one cold fit of at least STEPS steps. Both are cached, so a rerun retrains nothing, and reported."""
+    import json
+
+    from viewal.runs import experiment
+
+    out, docs = tmp_path / "run", tmp_path / "docs"
+    args = ["--data", str(rooms_64x80), "--out", str(out), "--methods", "random", "--cycles", "1", "--budget", "5",
+            "--seeds", "0,", "--size", "32x40", "--iterations", "2", "--mc-passes", "1", "--threads", "1",
+            "--batch-size", "4", "--decoder-channels", "16", "--init", "random", "--seed-fraction", "0.2",
+            "--validations", "1", "--noise-floor", "", "--no-propagate", "--docs", str(docs)]
+    configs = []
+    real = experiment.retrain_miou
+    monkeypatch.setattr(experiment, "retrain_miou", lambda ds, cfg, *a, **k: configs.append(cfg) or real(ds, cfg, *a,
+                                                                                                          **k))
+    assert bench.main(args + ["--sampling-ablation", "labels:random:0,1", "--long-fit", "5:1:random"]) == 0
+    run = {int(r.split(",")[2]): float(r.split(",")[4]) for r in (out / "results.csv").read_text().splitlines()[1:]}
+    ablation = json.loads((out / "sampling_ablation.json").read_text())
+    assert sorted(ablation) == ["random-s0-c0", "random-s0-c1"]
+    for c in (0, 1):  # the run's own sampling and training seed: the run's own models
+        rec = ablation[f"random-s0-c{c}"]
+        assert rec["run"] == pytest.approx(run[c], abs=1e-6) and rec["labels"] == pytest.approx(run[c], abs=1e-6)
+    long = json.loads((out / "long_fit.json").read_text())["random-s0-c1"]
+    assert long["run"] == pytest.approx(run[1], abs=1e-6) and 0 <= long["steps5"] <= 1
+    # --iterations 2 fixes each fit at 2 steps: the long fit's steps are raised to 5
+    assert [(c.sampling, c.warm_start, c.steps) for c in configs] == [("labels", True, 2)] * 2 + [("labels", False, 5)]
+    report = (docs / "label_efficiency.md").read_text()
+    assert "**Sampling ablation**" in report and f"| random @ 1 | {100 * run[1]:.1f} | {100 * run[1]:.1f} |" in report
+    assert "**One long fit** (seed 0's labels after cycle 1, retrained as one cold fit of at least 5 SGD" in report
+    assert f"| random | {100 * run[1]:.1f} | {100 * long['steps5']:.1f} |" in report
+    configs.clear()
+    assert bench.main(args + ["--report-only", "--sampling-ablation", "labels:random:0,1", "--long-fit",
+                              "5:1:random"]) == 0
+    assert configs == []  # cached: nothing retrained

@@ -413,11 +413,14 @@ def test_webhooks_record_each_annotation_once(run, serving):
     # painting beyond the region is dropped; a region half painted is answered whole (the rest void)
     half = q1.mask & (np.cumsum(q1.mask.ravel()).reshape(q1.mask.shape) <= q1.mask.sum() // 2)
     a1 = ls_annotation(302, 201, [brush_result(~q1.mask, names[1], "out"), brush_result(half, names[3], "in")])
+    with ledger_of(run) as led:
+        before = led.label_map(q1.frame_key, q1.mask.shape)  # the frame's earlier labels (q0's, when it is q1's frame)
     st, doc = call(url, "POST", "/webhook", webhook("ANNOTATION_CREATED", a1, ls_task(201, q1, 1)))
     assert st == 200 and doc["results"][0]["labelled_pixels"] == int(half.sum())
     with ledger_of(run) as led:
         lm = led.label_map(q1.frame_key, q1.mask.shape)
-        assert (lm[half] == 3).all() and (lm[~half] == 255).all()
+        assert (lm[half] == 3).all() and (lm[q1.mask & ~half] == 255).all()
+        assert np.array_equal(lm[~q1.mask], before[~q1.mask])  # the paint outside the region was dropped
     # skipped in Label Studio: nothing recorded, the query stays pending
     st, doc = call(url, "POST", "/webhook", webhook("ANNOTATION_CREATED", ls_annotation(303, 202, [], cancelled=True),
                                                     ls_task(202, q2, 2)))
