@@ -104,7 +104,7 @@ def _budget_pixels(learner, cycle: int) -> int:
     return max(1, budget_pixels(budgets, cycle, learner.pool_pixels))
 
 
-def start_run(data: str | Path, run: str | Path, config, *, method: str = "view_entropy",
+def start_run(data: str | Path, run: str | Path, config: ALConfig, *, method: str = "view_entropy",
               budgets: Sequence[float] = (4.0,), data_format: str = "auto", frame_step: int = 1,
               probabilities: str | Path | None = None, progress: bool = True) -> list:
     """Start a loop run in folder ``run`` on the dataset ``data`` (its frames need no labels).

@@ -402,7 +402,7 @@ def train_with_pseudo_labels(model, train_items, pool_frames, val_items, config=
     return pseudo_label_finetune(state, pool_frames, mode, **options)
 
 
-def finetune_epochs_for(base_result, n_items: int, config) -> int:
+def finetune_epochs_for(base_result, n_items: int, config: TrainConfig) -> int:
     """Epochs over ``n_items`` items that give about half the SGD steps of the fit ``base_result``
     (a ``viewal.nn.train.FitResult``; its history's last ``step``), at least 1. An epoch is
     ``config.steps_per_epoch`` steps when steps are counted, else one pass at ``config.batch_size``."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from viewal.core.config import ALConfig
 from viewal.core.io import write_json
 from viewal.core.progress import progress_bar
 from viewal.core.seeding import fit_seed
@@ -137,7 +138,8 @@ def result_row(method: str, seed: int, r: dict) -> ResultRow:
                      int(r.get("regions", -1)), int(r.get("frames", -1)))
 
 
-def full_data_miou(dataset, base, out: Path, progress: bool = True, *, cached_only: bool = False) -> dict | None:
+def full_data_miou(dataset, base: ALConfig, out: Path, progress: bool = True, *,
+                   cached_only: bool = False) -> dict | None:
     """Train on every label of the train split with the experiment's recipe; cached in ``out``. With
     ``cached_only`` nothing is trained: the cached result of this recipe, or None."""
     import torch
@@ -175,7 +177,7 @@ def full_data_miou(dataset, base, out: Path, progress: bool = True, *, cached_on
     return res
 
 
-def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cycles, *,
+def retrain_mious(dataset, config: ALConfig, ledger_path: str | Path, train_seed: int, cycles, *,
                   progress: bool = False) -> dict[int, float]:
     """Test mIoU of models retrained on a ledger's labels with another training seed (same recipe), one per
     cycle of ``cycles``, each on the labels as they stood at that cycle (cycle 0: the seed set).
@@ -226,7 +228,7 @@ def retrain_mious(dataset, config, ledger_path: str | Path, train_seed: int, cyc
     return out
 
 
-def retrain_miou(dataset, config, ledger_path: str | Path, train_seed: int, *, seed_set_only: bool = False,
+def retrain_miou(dataset, config: ALConfig, ledger_path: str | Path, train_seed: int, *, seed_set_only: bool = False,
                  cycle: int | None = None, progress: bool = False) -> float:
     """:func:`retrain_mious` at one cycle: the seed set (``seed_set_only``), ``cycle``, or by default the
     ledger's last cycle of labels."""
@@ -266,7 +268,7 @@ def clean_run(out: Path) -> list[Path]:
     return gone
 
 
-def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[float], out: Path, base,
+def open_learners(dataset, methods: list[str], seeds: list[int], budgets: list[float], out: Path, base: ALConfig,
                   frame_step: int = 1) -> list[tuple[str, int, object]]:
     """One :class:`~viewal.runs.learner.ActiveLearner` per seed × method, ledgers under ``out/ledgers``.
 

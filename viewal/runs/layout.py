@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from viewal.core.config import ALConfig
 from viewal.runs.recipe import recipe_tags, seedset_name, spec_training
 
 __all__ = ["RunLayout", "seedset_name", "recipe_tags", "spec_training"]
@@ -51,12 +52,12 @@ class RunLayout:
     def ledger(self, method: str, seed: int) -> Path:
         return self.ledgers / f"{method}-s{int(seed)}.sqlite"
 
-    def seedset(self, cfg, method: str) -> Path:
+    def seedset(self, cfg: ALConfig, method: str) -> Path:
         """The cycle-0 checkpoint of the method spec ``method`` with ``cfg`` its ``ALConfig`` (recipe and
         seed; :func:`seedset_name`)."""
         return self.models / seedset_name(cfg, method)
 
-    def checkpoint(self, method: str, cfg, cycle: int) -> Path:
+    def checkpoint(self, method: str, cfg: ALConfig, cycle: int) -> Path:
         """The checkpoint of ``method`` (``cfg`` its ``ALConfig``, with its seed) after ``cycle``."""
         if int(cycle) == 0:
             return self.seedset(cfg, method)

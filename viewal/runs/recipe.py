@@ -161,7 +161,7 @@ def model_fingerprint(c: ALConfig, labels_digest: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def recipe_tags(cfg) -> list[str]:
+def recipe_tags(cfg: ALConfig) -> list[str]:
     """What the cycle-0 model of ``cfg`` (an ``ALConfig``) trains besides plain segmentation: the scorer's
     head (``Scorer.training``), the rotation auxiliary, the augmentation and the pseudo-labels, in this
     order, each once (PAL + the rotation aid: one head, one tag)."""
@@ -170,7 +170,7 @@ def recipe_tags(cfg) -> list[str]:
     return list(dict.fromkeys(t for t in tags if t))
 
 
-def spec_training(cfg, method: str) -> dict:
+def spec_training(cfg: ALConfig, method: str) -> dict:
     """The entries of ``cfg``'s training key (``viewal.runs.learner.training_key``) that the method spec ``method``
     sets over the run's recipe (e.g. ``min_iterations`` of ``random@image:min_iterations=560``; a head's
     scorer options or region kind), without the training aids (:func:`recipe_tags` names those). Empty for a

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from viewal.core.config import ALConfig
 from viewal.core.geometry import backproject
 from viewal.core.io import atomic_path
 from viewal.datasets import IGNORE_INDEX
@@ -429,7 +430,7 @@ def view_heatmaps(rgbs: Sequence[np.ndarray], masks: Sequence[np.ndarray], ve: S
 
 # --------------------------------------------------------------------------------------------- runs
 
-def run_view_entropy(model, frames: Sequence, run_config, mc_passes: int, seed: int, *,
+def run_view_entropy(model, frames: Sequence, run_config: ALConfig, mc_passes: int, seed: int, *,
                      depth_test: DepthTest | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """:func:`scene_view_entropy` with a run's recorded settings (``run_config``: its ``ALConfig``, as
     ``ALConfig.from_json`` reads it from the ledger: working size, inference batch, depth test; ``depth_test``
@@ -487,7 +488,7 @@ def label_sources_sheet(rgbs: Sequence[np.ndarray], human: Sequence[np.ndarray],
     return out_png
 
 
-def run_propagation(dataset, ledger, run_config, max_cycle: int | None = None) -> dict | None:
+def run_propagation(dataset, ledger, run_config: ALConfig, max_cycle: int | None = None) -> dict | None:
     """The propagation of a run's ledger (``viewal.scoring.propagation.ledger_propagation``) under its recorded
     settings, with the labels as they stood after ``max_cycle`` (None: all). The pool is the train split at the run's
     frame step; None when ``dataset`` does not give the ledger's pool (another split, size or frame step)."""

@@ -69,7 +69,7 @@ class RegionMaps:
         self._cache = None
 
     @classmethod
-    def of(cls, dataset, config) -> RegionMaps:
+    def of(cls, dataset, config: ALConfig) -> RegionMaps:
         """The region maps of ``config`` (an ``ALConfig``) on ``dataset``."""
         return cls(dataset.root, (dataset.height, dataset.width), config.region, config.superpixels,
                    config.superpixel_num)
@@ -98,7 +98,7 @@ def overlap_test_key(t) -> dict:
     return {"mode": t.mode, "tol": list(t.depth_tol), **({"dist": t.world_distance} if t.mode == "viewal" else {})}
 
 
-def _overlap_cache_path(frames: Sequence, config, regions: RegionMaps) -> Path:
+def _overlap_cache_path(frames: Sequence, config: ALConfig, regions: RegionMaps) -> Path:
     c = config
     key = json.dumps({"frames": [f.frame_id for f in frames], "region": c.region, "sp": c.superpixels,
                       "num": c.superpixel_num, **overlap_test_key(c.depth_test),
@@ -107,7 +107,7 @@ def _overlap_cache_path(frames: Sequence, config, regions: RegionMaps) -> Path:
     return Path(regions.root) / ".viewal_cache" / "overlap" / h / f"{frames[0].scene_id}.npz"
 
 
-def scene_overlap_table(frames: Sequence, config, regions: RegionMaps, superpixels: np.ndarray | None = None):
+def scene_overlap_table(frames: Sequence, config: ALConfig, regions: RegionMaps, superpixels: np.ndarray | None = None):
     """Superpixel overlap table (``viewal.kernels.OverlapTable``) of one scene's pool frames, computed once
     and cached beside the dataset (keyed by the frames, the region and depth-test settings).
 
@@ -381,7 +381,7 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
 
 
-def make_executor(config) -> LocalExecutor | RayExecutor:
+def make_executor(config: ALConfig) -> LocalExecutor | RayExecutor:
     """The executor an ``ALConfig`` asks for (``executor``, ``ray_address``, ``max_retries``)."""
     if config.executor == "ray":
         require_ray()

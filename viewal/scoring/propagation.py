@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from viewal.core.config import ALConfig
 from viewal.core.io import atomic_path
 from viewal.datasets import IGNORE_INDEX
 from viewal.datasets.base import stack_scene
@@ -179,7 +180,7 @@ def scene_labels(ledger, frames: Sequence, hw: tuple[int, int], max_cycle: int |
     return labels, human
 
 
-def ledger_propagation(pool: Sequence, ledger, config, hw: tuple[int, int], *, max_cycle: int | None = None,
+def ledger_propagation(pool: Sequence, ledger, config: ALConfig, hw: tuple[int, int], *, max_cycle: int | None = None,
                        store: PropagationStore | None = None) -> dict[str, ScenePropagation]:
     """The propagation of every pool scene of a ledger under a run's config (``depth_test``, ``propagate_rule``).
 
