@@ -174,6 +174,12 @@ def test_old_ledger_opens_and_resumes_with_the_equivalent_depth_test(rooms_64x80
     c = viewal.ActiveLearner(ds, scorer="random", ledger=path, depth_test=DepthTest(backend="numpy"), **FAST)
     assert c.ledger.config()["al"]["depth_test"]["backend"] == "numpy"
     c.ledger.close()
+    # so does any other execution setting: scoring on Ray, retries, the inference batch
+    d = viewal.ActiveLearner(ds, scorer="random", ledger=path, **{**FAST, "executor": "ray", "max_retries": 1,
+                                                                  "infer_batch_size": 2})
+    assert (d.config.executor, d.ledger.config()["al"]["executor"], d.ledger.config()["al"]["max_retries"]) == (
+        "ray", "ray", 1)
+    d.ledger.close()
     for other in (DepthTest(mode="viewal"), DepthTest(depth_tol=(0.1, 0.02)), DepthTest(aggregation="splat")):
         with pytest.raises(LedgerError, match="different config.*al.depth_test"):
             viewal.ActiveLearner(ds, scorer="random", ledger=path, depth_test=other, **FAST)

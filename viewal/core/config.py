@@ -1,7 +1,9 @@
-"""The settings of a run, at the bottom layer: one dataclass, one check per setting, and named presets.
+"""The settings of a run, at the bottom layer: five typed sections, one check per setting, and named presets.
 
-:class:`ALConfig` is what a run is (stored in its ledger) and how it executes. Each setting is checked once,
-here, against the constants below; the command line takes its ``choices=`` and defaults from the same
+:class:`ALConfig` is what a run is (stored in its ledger) and how it executes: the union of the sections
+:class:`DataSettings`, :class:`ModelSettings`, :class:`TrainingSettings`, :class:`ScoringSettings` and
+:class:`ExecutionSettings`, each a dataclass of its own. Each setting is checked once, in its section,
+against the constants below; the command line takes its ``choices=`` and defaults from the same
 constants and presets. Two presets (:data:`PRESETS`):
 
 * ``cpu`` (the default of ``ALConfig()``, the Python API, the command line and the demo): the measured best
@@ -99,10 +101,6 @@ def preset_table() -> str:
         rows.append(f"| `{k}` | {' | '.join(vals)} | {why} |")
     return "\n".join(rows)
 
-
-#: ALConfig settings that say how a run executes, not what it is: a ledger resumes when only these change
-#: (``a.b`` = key ``b`` of the stored dict ``a``)
-EXECUTION_SETTINGS = ("num_threads", "device", "infer_batch_size", "depth_test.backend")
 
 #: ALConfig keys of configs stored before the depth test was one setting -> the DepthTest field they set
 LEGACY_DEPTH_TEST_KEYS = {"overlap_mode": "mode", "depth_tol": "depth_tol", "kernel_backend": "backend"}
@@ -429,6 +427,10 @@ class ExecutionSettings:
         if not _is_int(self.max_retries, 0):
             raise ValueError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
 
+
+#: ALConfig settings that say how a run executes, not what it is: a ledger resumes when only these change
+#: (``a.b`` = key ``b`` of the stored dict ``a``): the execution section and the depth test's kernel backend
+EXECUTION_SETTINGS = (*(f.name for f in fields(ExecutionSettings)), "depth_test.backend")
 
 #: the typed sections of :class:`ALConfig`, in the order its docstring and the docs list them
 SECTIONS = {"data": DataSettings, "model": ModelSettings, "training": TrainingSettings, "scoring": ScoringSettings,

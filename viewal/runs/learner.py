@@ -306,8 +306,8 @@ class ActiveLearner:
                 raise LedgerError(f"{self.ledger.path}: its stored config cannot be read: {e}") from None
             if old["seed_set"] == "auto":  # stored before the seed set had sources: it came from the ground truth
                 old["seed_set"] = "oracle"
-            # how a run executes (threads, device, batch size of inference, kernel backend) is not what it
-            # is: resuming on another machine keeps the run
+            # how a run executes (the execution section: threads, device, inference batch, executor; and the
+            # kernel backend) is not what it is: resuming on another machine keeps the run
             new = json.loads(json.dumps(cfg.to_json()))
             if run_identity(old) == run_identity(new):
                 old = new
