@@ -137,7 +137,6 @@ def training_key(c: ALConfig) -> dict:
     Equal keys and equal labels give interchangeable models (the experiment shares the seed-set model)."""
     d = json.loads(json.dumps({k: getattr(c, k) for k in TRAINING_FIELDS}))
     d["train_seed"] = c.seed if c.train_seed is None else int(c.train_seed)
-    d["fit_seed"] = "per-cycle"  # each cycle's fit draws from its own stream (viewal.core.seeding.fit_seed)
     if c.warm_start:  # only when set: the fingerprints of every cold-start run stay what they were
         d["warm_start"] = True
     if c.propagate:  # only when set, likewise: what the propagated labels are made of, and how they weigh
